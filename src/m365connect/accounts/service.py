@@ -1,0 +1,86 @@
+"""API keys: creation (shown once), listing, revocation and constant-time authentication.
+
+A key reads `m365c_<prefix>_<secret>`. The prefix is stored in clear for lookup; the database keeps only
+SHA-256 of the whole key, compared with `hmac.compare_digest`. Keys carry 256 bits of randomness, so a
+fast hash is enough (no password stretching needed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import string
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from m365connect.accounts import repository
+from m365connect.accounts.models import ApiKey
+from m365connect.db.base import utcnow
+
+KEY_SCHEME = "m365c"
+_PREFIX_ALPHABET = string.ascii_lowercase + string.digits
+_PREFIX_LEN = 12
+_TOUCH_INTERVAL = timedelta(minutes=1)
+_DUMMY_HASH = hashlib.sha256(b"m365connect-no-such-key").digest()
+
+
+@dataclass(frozen=True)
+class NewApiKey:
+    """A freshly created key: the only moment the plaintext exists."""
+
+    key_id: int
+    account_id: int
+    account_name: str
+    plaintext: str
+
+
+def _hash(plaintext: str) -> bytes:
+    return hashlib.sha256(plaintext.encode()).digest()
+
+
+def _split(plaintext: str) -> str | None:
+    parts = plaintext.strip().split("_", 2)
+    if len(parts) != 3 or parts[0] != KEY_SCHEME or len(parts[1]) != _PREFIX_LEN or not parts[2]:
+        return None
+    return parts[1]
+
+
+async def create_api_key(session: AsyncSession, *, account_name: str) -> NewApiKey:
+    """Create a key for the account, creating the account when it is new."""
+    account = await repository.get_account_by_name(session, name=account_name)
+    if account is None:
+        account = await repository.add_account(session, name=account_name)
+    prefix = "".join(secrets.choice(_PREFIX_ALPHABET) for _ in range(_PREFIX_LEN))
+    plaintext = f"{KEY_SCHEME}_{prefix}_{secrets.token_urlsafe(32)}"
+    key = await repository.add_api_key(
+        session, account_id=account.id, prefix=prefix, key_hash=_hash(plaintext)
+    )
+    return NewApiKey(key_id=key.id, account_id=account.id, account_name=account.name, plaintext=plaintext)
+
+
+async def list_api_keys(session: AsyncSession) -> Sequence[tuple[ApiKey, str]]:
+    """Every key (never its plaintext) with its account name."""
+    return await repository.list_api_keys(session)
+
+
+async def revoke_api_key(session: AsyncSession, *, key_id: int) -> bool:
+    """Revoke a key; False when it does not exist or is already revoked."""
+    return await repository.revoke_api_key(session, key_id=key_id, now=utcnow())
+
+
+async def authenticate(session: AsyncSession, *, presented: str | None) -> int | None:
+    """The account id that this key belongs to, or None (missing, malformed, unknown or revoked)."""
+    prefix = _split(presented) if presented else None
+    key = await repository.get_api_key_by_prefix(session, prefix=prefix) if prefix else None
+    expected = key.key_hash if key is not None else _DUMMY_HASH
+    matches = hmac.compare_digest(expected, _hash(presented or ""))
+    if key is None or not matches or key.revoked_at is not None:
+        return None
+    now = utcnow()
+    if key.last_used_at is None or now - key.last_used_at > _TOUCH_INTERVAL:
+        await repository.touch_api_key(session, key_id=key.id, now=now)
+    return key.account_id

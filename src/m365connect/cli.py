@@ -1,0 +1,159 @@
+"""The `m365connect` command: thin Typer commands that build with the same factories as the app."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from m365connect.accounts import service as accounts
+from m365connect.credentials.service import reseal_all
+from m365connect.crypto import generate_key
+from m365connect.db.engine import create_engine, create_session_factory
+from m365connect.db.migrate import upgrade_to_head
+from m365connect.settings import Settings
+from m365connect.state import build_secret_box
+from m365connect.wire import iso_z
+
+app = typer.Typer(help="m365connect: connect Microsoft 365 mailboxes in bulk.", no_args_is_help=True)
+api_keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
+encryption_app = typer.Typer(
+    help="Manage the encryption keys of stored client secrets.", no_args_is_help=True
+)
+app.add_typer(api_keys_app, name="api-keys")
+app.add_typer(encryption_app, name="encryption")
+console = Console()
+T = TypeVar("T")
+
+
+def _run_with_session(settings: Settings, work: Callable[..., Awaitable[T]]) -> T:
+    """Migrate, open one session, run `work(session)`, commit."""
+
+    async def main() -> T:
+        engine = create_engine(settings.database_url)
+        try:
+            await upgrade_to_head(engine)
+            async with create_session_factory(engine)() as session:
+                result = await work(session)
+                await session.commit()
+                return result
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(main())
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+) -> None:
+    """Apply pending database migrations, then serve the HTTP API."""
+    import uvicorn
+
+    from m365connect.app import create_app
+
+    settings = Settings()
+    build_secret_box(settings)  # fail fast on a bad key, and create the key file before serving
+
+    async def migrate() -> None:
+        engine = create_engine(settings.database_url)
+        try:
+            await upgrade_to_head(engine)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(migrate())
+    console.print(f"m365connect listening on http://{host}:{port} (database migrated)")
+    uvicorn.run(create_app(settings), host=host, port=port, server_header=False, log_level="info")
+
+
+@app.command()
+def migrate() -> None:
+    """Apply pending database migrations and exit."""
+    _run_with_session(Settings(), _noop)
+    console.print("database is up to date")
+
+
+async def _noop(_session: object) -> None:
+    return None
+
+
+@api_keys_app.command("create")
+def api_keys_create(
+    account: Annotated[str, typer.Option("--account", help="Account name (created if new)")],
+) -> None:
+    """Create an API key and print it once; only its hash is stored."""
+    if not account.strip():
+        raise typer.BadParameter("the account name must not be empty", param_hint="--account")
+    created = _run_with_session(
+        Settings(), lambda session: accounts.create_api_key(session, account_name=account.strip())
+    )
+    console.print(
+        f"API key {created.key_id} for account '{created.account_name}' (shown once, store it now):"
+    )
+    typer.echo(created.plaintext)
+
+
+@api_keys_app.command("list")
+def api_keys_list() -> None:
+    """List API keys (never the keys themselves)."""
+    rows = _run_with_session(Settings(), accounts.list_api_keys)
+    table = Table("id", "account", "created", "last used", "revoked")
+    for key, account_name in rows:
+        table.add_row(
+            str(key.id),
+            account_name,
+            iso_z(key.created_at) or "",
+            iso_z(key.last_used_at) or "never",
+            iso_z(key.revoked_at) or "",
+        )
+    console.print(table)
+
+
+@api_keys_app.command("revoke")
+def api_keys_revoke(key_id: Annotated[int, typer.Argument(help="The key's id (see api-keys list)")]) -> None:
+    """Revoke an API key; requests with it get 401 from now on."""
+    revoked = _run_with_session(Settings(), lambda session: accounts.revoke_api_key(session, key_id=key_id))
+    if not revoked:
+        console.print(f"no active API key with id {key_id}")
+        raise typer.Exit(1)
+    console.print(f"API key {key_id} revoked")
+
+
+@encryption_app.command("generate-key")
+def encryption_generate_key() -> None:
+    """Print a new random key for M365CONNECT_ENCRYPTION_KEYS (put it first to make it the active key)."""
+    typer.echo(generate_key())
+
+
+@encryption_app.command("rotate")
+def encryption_rotate() -> None:
+    """Re-encrypt every stored secret with the first key of the ring; older keys may then be removed."""
+    settings = Settings()
+    box = build_secret_box(settings)
+    resealed, total = _run_with_session(settings, lambda session: reseal_all(session, box))
+    console.print(f"re-encrypted {resealed} of {total} stored secrets with the active key")
+
+
+@app.command("fake-microsoft")
+def fake_microsoft(
+    scenario: Annotated[Path, typer.Option(help="Scenario file (YAML or JSON)", exists=True, dir_okay=False)],
+    port: Annotated[int, typer.Option(help="HTTPS port (0 = any free port)")] = 8443,
+    dns_port: Annotated[int, typer.Option(help="DNS port, UDP and TCP (0 = any free port)")] = 5353,
+    host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
+) -> None:
+    """Serve the bundled simulation of Microsoft's identity platform, Graph and DNS for a scenario."""
+    from m365connect.simulator.server import serve_forever
+
+    serve_forever(scenario, host=host, port=port, dns_port=dns_port)
+
+
+def main() -> None:
+    """Entry point of the `m365connect` command."""
+    app()

@@ -1,0 +1,1 @@
+"""Microsoft Graph app-only credentials."""

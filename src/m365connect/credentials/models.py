@@ -1,0 +1,37 @@
+"""Graph credentials: an Entra app registration whose secret is stored encrypted."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, LargeBinary, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from m365connect.db.base import Base, IdType, UTCDateTime, utcnow
+
+
+class GraphCredential(Base):
+    """One Entra app registration (tenant, client id, client secret) of one account."""
+
+    __tablename__ = "graph_credentials"
+    __table_args__ = (
+        UniqueConstraint(
+            "account_id", "tenant_key", "client_id", name="uq_graph_credentials_account_tenant_client"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    tenant_id: Mapped[str] = mapped_column(String(255))
+    # The tenant GUID from the token's `tid` when known, else the lower-cased tenant as given: duplicates key.
+    tenant_key: Mapped[str] = mapped_column(String(255))
+    client_id: Mapped[str] = mapped_column(String(36))
+    secret_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    secret_expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    verification_status: Mapped[str] = mapped_column(String(16), default="VALID")
+    verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    granted_permissions: Mapped[list[Any] | None] = mapped_column(JSON, default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)

@@ -1,0 +1,73 @@
+"""SQL for Graph credentials."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from m365connect.credentials.models import GraphCredential
+
+
+async def list_for_account(session: AsyncSession, *, account_id: int) -> Sequence[GraphCredential]:
+    """The account's credentials, oldest first."""
+    rows = await session.scalars(
+        select(GraphCredential).where(GraphCredential.account_id == account_id).order_by(GraphCredential.id)
+    )
+    return rows.all()
+
+
+async def get_for_account(
+    session: AsyncSession, *, account_id: int, credential_id: int
+) -> GraphCredential | None:
+    """One of the account's credentials; None for a missing id or another account's."""
+    return await session.scalar(
+        select(GraphCredential).where(
+            GraphCredential.id == credential_id, GraphCredential.account_id == account_id
+        )
+    )
+
+
+async def find_duplicate(
+    session: AsyncSession, *, account_id: int, tenant_keys: Sequence[str], client_id: str
+) -> GraphCredential | None:
+    """A credential of this account for the same tenant (any of its spellings) and client."""
+    return await session.scalar(
+        select(GraphCredential).where(
+            GraphCredential.account_id == account_id,
+            GraphCredential.client_id == client_id,
+            func.lower(GraphCredential.tenant_key).in_([key.lower() for key in tenant_keys])
+            | func.lower(GraphCredential.tenant_id).in_([key.lower() for key in tenant_keys]),
+        )
+    )
+
+
+async def count_for_account(session: AsyncSession, *, account_id: int) -> int:
+    """How many credentials the account has."""
+    count = await session.scalar(
+        select(func.count()).select_from(GraphCredential).where(GraphCredential.account_id == account_id)
+    )
+    return int(count or 0)
+
+
+async def add(session: AsyncSession, *, credential: GraphCredential) -> GraphCredential:
+    """Insert; the unique (account, tenant, client) constraint may raise IntegrityError."""
+    session.add(credential)
+    await session.flush()
+    return credential
+
+
+async def delete_for_account(session: AsyncSession, *, account_id: int, credential_id: int) -> bool:
+    """Delete; raises IntegrityError when an ACTIVE mailbox still uses it (the CHECK constraint)."""
+    result = await session.execute(
+        delete(GraphCredential).where(
+            GraphCredential.id == credential_id, GraphCredential.account_id == account_id
+        )
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
+async def list_all(session: AsyncSession) -> Sequence[GraphCredential]:
+    """Every credential (encryption key rotation)."""
+    return (await session.scalars(select(GraphCredential).order_by(GraphCredential.id))).all()

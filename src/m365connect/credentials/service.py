@@ -1,0 +1,277 @@
+"""Graph credentials: verify against Microsoft before saving, rotate without losing the old secret."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from m365connect.credentials import repository
+from m365connect.credentials.models import GraphCredential
+from m365connect.credentials.schemas import CredentialCreate, CredentialRead, CredentialUpdate
+from m365connect.crypto import SecretBox, SecretBoxError, credential_secret_aad
+from m365connect.db.base import utcnow
+from m365connect.errors import BadRequest, NotFound, ServiceUnavailable, ValidationCodeError
+from m365connect.microsoft.token import (
+    AccessToken,
+    ClientCredential,
+    TokenClient,
+    TokenRejected,
+    TokenUnavailable,
+)
+from m365connect.wire import iso_z
+
+REQUIRED_PERMISSIONS = ("Mail.Send", "User.Read.All")
+RESERVED_TENANTS = frozenset({"common", "organizations", "consumers"})
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_DOMAIN = re.compile(r"^(?=.{4,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+
+VALID = "VALID"
+EXPIRED = "EXPIRED"
+INVALID = "INVALID"
+
+
+@dataclass(frozen=True)
+class Services:
+    """What the credential operations need besides the session."""
+
+    box: SecretBox
+    tokens: TokenClient
+
+
+def credential_status(credential: GraphCredential, *, now: datetime | None = None) -> str:
+    """EXPIRED once the stated expiry passed, INVALID when the last verification failed, else VALID."""
+    if credential.secret_expires_at <= (now or utcnow()):
+        return EXPIRED
+    return INVALID if credential.verification_status == INVALID else VALID
+
+
+def to_read(credential: GraphCredential) -> CredentialRead:
+    """The wire shape (never the secret)."""
+    granted = sorted(str(role) for role in credential.granted_permissions or [])
+    return CredentialRead(
+        credential_id=credential.id,
+        tenant_id=credential.tenant_id,
+        client_id=credential.client_id,
+        secret_expires_at=iso_z(credential.secret_expires_at) or "",
+        name=credential.name,
+        status=credential_status(credential),
+        verified_at=iso_z(credential.verified_at),
+        granted_permissions=granted,
+        missing_permissions=[p for p in REQUIRED_PERMISSIONS if p not in granted],
+    )
+
+
+def check_identifiers(*, tenant_id: str, client_id: str) -> None:
+    """Local format checks before anything is sent to Microsoft."""
+    tenant = tenant_id.lower()
+    if tenant in RESERVED_TENANTS or not (_GUID.match(tenant) or _DOMAIN.match(tenant)):
+        raise ValidationCodeError("INVALID_TENANT_ID")
+    if not _GUID.match(client_id):
+        raise ValidationCodeError("INVALID_CLIENT_ID")
+
+
+def _check_secret(secret: str, expires_at: datetime) -> None:
+    if not secret.strip():
+        raise ValidationCodeError("INVALID_CLIENT_SECRET")
+    if expires_at <= utcnow():
+        raise ValidationCodeError("CLIENT_SECRET_EXPIRED")
+
+
+async def verify(tokens: TokenClient, credential: ClientCredential) -> AccessToken:
+    """Obtain a fresh Graph token with these values, or the documented error."""
+    try:
+        return await tokens.verify(credential)
+    except TokenRejected as exc:
+        raise ValidationCodeError(exc.code) from None
+    except TokenUnavailable as exc:
+        raise ServiceUnavailable(retry_after=int(exc.retry_after) + 1) from None
+
+
+def _record_verification(credential: GraphCredential, token: AccessToken) -> None:
+    credential.verification_status = VALID
+    credential.verified_at = utcnow()
+    credential.granted_permissions = sorted(token.roles or ())
+
+
+async def list_credentials(session: AsyncSession, *, account_id: int) -> Sequence[GraphCredential]:
+    """The account's credentials, oldest first."""
+    return await repository.list_for_account(session, account_id=account_id)
+
+
+async def _refuse_duplicate(
+    session: AsyncSession, *, account_id: int, tenants: Sequence[str], client_id: str
+) -> None:
+    if await repository.find_duplicate(
+        session, account_id=account_id, tenant_keys=tenants, client_id=client_id
+    ):
+        raise ValidationCodeError("CREDENTIAL_ALREADY_EXISTS")
+
+
+async def create_credential(
+    session: AsyncSession, services: Services, *, account_id: int, data: CredentialCreate
+) -> GraphCredential:
+    """Verify the app registration against Microsoft, then store it with its secret sealed."""
+    tenant, client_id = data.tenant_id.strip(), data.client_id.strip().lower()
+    secret = data.client_secret.get_secret_value()
+    check_identifiers(tenant_id=tenant, client_id=client_id)
+    _check_secret(secret, data.secret_expires_at)
+    await _refuse_duplicate(session, account_id=account_id, tenants=[tenant], client_id=client_id)
+    token = await verify(services.tokens, ClientCredential(tenant, client_id, secret))
+    tenant_key = (token.tenant_guid or tenant).lower()
+    await _refuse_duplicate(session, account_id=account_id, tenants=[tenant_key], client_id=client_id)
+    number = await repository.count_for_account(session, account_id=account_id) + 1
+    credential = GraphCredential(
+        account_id=account_id,
+        name=data.name or f"Microsoft Graph credential {number}",
+        tenant_id=tenant,
+        tenant_key=tenant_key,
+        client_id=client_id,
+        secret_ciphertext=b"",
+        secret_expires_at=data.secret_expires_at,
+    )
+    _record_verification(credential, token)
+    try:
+        async with session.begin_nested():
+            await repository.add(session, credential=credential)
+    except IntegrityError:
+        raise ValidationCodeError("CREDENTIAL_ALREADY_EXISTS") from None
+    credential.secret_ciphertext = services.box.seal(
+        secret, associated_data=credential_secret_aad(credential.id)
+    )
+    await session.flush()
+    return credential
+
+
+def _check_update(data: CredentialUpdate) -> None:
+    given = data.model_fields_set
+    if not given:
+        raise BadRequest("Send at least one of 'name', 'client_secret', 'secret_expires_at'")
+    if ("client_secret" in given) != ("secret_expires_at" in given):
+        raise BadRequest("Fields 'client_secret' and 'secret_expires_at' must be sent together")
+    for field in sorted(given):
+        if getattr(data, field) is None:
+            raise BadRequest(f"Field '{field}' must not be null")
+
+
+async def update_credential(
+    session: AsyncSession, services: Services, *, account_id: int, credential_id: int, data: CredentialUpdate
+) -> GraphCredential:
+    """Rename and/or rotate the secret; a new secret is verified first and the old one stays on failure."""
+    _check_update(data)
+    credential = await get_credential(session, account_id=account_id, credential_id=credential_id)
+    if data.client_secret is not None and data.secret_expires_at is not None:
+        secret = data.client_secret.get_secret_value()
+        _check_secret(secret, data.secret_expires_at)
+        candidate = ClientCredential(credential.tenant_id, credential.client_id, secret)
+        token = await verify(services.tokens, candidate)
+        _forget_cached_token(services, credential)
+        credential.secret_ciphertext = services.box.seal(
+            secret, associated_data=credential_secret_aad(credential.id)
+        )
+        credential.secret_expires_at = data.secret_expires_at
+        _record_verification(credential, token)
+    if data.name is not None:
+        credential.name = data.name
+    credential.updated_at = utcnow()
+    await session.flush()
+    return credential
+
+
+def _forget_cached_token(services: Services, credential: GraphCredential) -> None:
+    # An unreadable old secret (its key left the ring) cannot match any cached token either.
+    with contextlib.suppress(SecretBoxError):
+        services.tokens.forget(open_client_credential(services.box, credential))
+
+
+async def get_credential(session: AsyncSession, *, account_id: int, credential_id: int) -> GraphCredential:
+    """One of the account's credentials, or 404."""
+    credential = await repository.get_for_account(session, account_id=account_id, credential_id=credential_id)
+    if credential is None:
+        raise NotFound()
+    return credential
+
+
+async def delete_credential(session: AsyncSession, *, account_id: int, credential_id: int) -> None:
+    """Delete, unless an ACTIVE mailbox uses it (decided by the database, race-free)."""
+    try:
+        async with session.begin_nested():
+            deleted = await repository.delete_for_account(
+                session, account_id=account_id, credential_id=credential_id
+            )
+    except IntegrityError:
+        raise ValidationCodeError("MICROSOFT_GRAPH_CREDENTIAL_IN_USE") from None
+    if not deleted:
+        raise NotFound()
+
+
+def open_client_credential(box: SecretBox, credential: GraphCredential) -> ClientCredential:
+    """The stored credential with its secret decrypted, for a token request."""
+    secret = box.open(credential.secret_ciphertext, associated_data=credential_secret_aad(credential.id))
+    return ClientCredential(credential.tenant_id, credential.client_id, secret)
+
+
+async def reseal_all(session: AsyncSession, box: SecretBox) -> tuple[int, int]:
+    """Re-encrypt every secret not sealed with the primary key; returns (re-sealed, total)."""
+    credentials = await repository.list_all(session)
+    resealed = 0
+    for credential in credentials:
+        if box.needs_rotation(credential.secret_ciphertext):
+            aad = credential_secret_aad(credential.id)
+            credential.secret_ciphertext = box.seal(
+                box.open(credential.secret_ciphertext, associated_data=aad), associated_data=aad
+            )
+            resealed += 1
+    await session.flush()
+    return resealed, len(credentials)
+
+
+async def resolve_for_bulk(
+    session: AsyncSession, *, account_id: int, credential_id: int | None
+) -> GraphCredential:
+    """The credential a bulk request uses, or the documented 422.
+
+    An INVALID credential named explicitly is tried again (a credential whose problem was fixed in
+    Entra heals itself); an EXPIRED one is refused without asking Microsoft.
+    """
+    if credential_id is not None:
+        credential = await repository.get_for_account(
+            session, account_id=account_id, credential_id=credential_id
+        )
+        if credential is None or credential_status(credential) == EXPIRED:
+            raise ValidationCodeError("INVALID_CREDENTIAL_ID")
+        return credential
+    usable = [
+        item
+        for item in await repository.list_for_account(session, account_id=account_id)
+        if credential_status(item) == VALID
+    ]
+    if not usable:
+        raise ValidationCodeError("NO_VALID_CREDENTIAL")
+    if len(usable) > 1:
+        raise ValidationCodeError("CREDENTIAL_ID_REQUIRED")
+    return usable[0]
+
+
+async def token_for_bulk(
+    session: AsyncSession, services: Services, *, credential: GraphCredential
+) -> tuple[ClientCredential, AccessToken]:
+    """A token for a stored credential; a refusal marks it INVALID (kept even though the request fails)."""
+    client_credential = open_client_credential(services.box, credential)
+    try:
+        token = await services.tokens.acquire(client_credential)
+    except TokenRejected:
+        credential.verification_status = INVALID
+        await session.commit()  # the verdict outlives this request's 422
+        raise ValidationCodeError("INVALID_CREDENTIAL_ID") from None
+    except TokenUnavailable as exc:
+        raise ServiceUnavailable(retry_after=int(exc.retry_after) + 1) from None
+    if credential.verification_status != VALID:
+        _record_verification(credential, token)
+        await session.flush()
+    return client_credential, token

@@ -1,0 +1,103 @@
+"""Secret box: AES-256-GCM with a key ring. The first key encrypts, every key decrypts.
+
+A sealed value is `version (1 byte) | key id (4 bytes) | nonce (12 bytes) | ciphertext+tag`. The key id is
+the first 4 bytes of SHA-256(key), so decryption finds its key without trying them all. The associated
+data binds a ciphertext to one row: moved to another row, it no longer decrypts.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+import secrets
+from collections.abc import Sequence
+from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+_VERSION = 1
+_KEY_ID_LEN = 4
+_NONCE_LEN = 12
+_HEADER_LEN = 1 + _KEY_ID_LEN + _NONCE_LEN
+
+
+class SecretBoxError(Exception):
+    """A sealed value cannot be opened (unknown key, wrong row, tampered) or a key is malformed."""
+
+
+def _key_id(key: bytes) -> bytes:
+    return hashlib.sha256(key).digest()[:_KEY_ID_LEN]
+
+
+def parse_keys(text: str) -> list[bytes]:
+    """Comma-separated base64 keys of exactly 32 bytes each."""
+    keys: list[bytes] = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        try:
+            key = base64.b64decode(item, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise SecretBoxError("an encryption key is not valid base64") from exc
+        if len(key) != 32:
+            raise SecretBoxError("an encryption key must be 32 bytes (base64 of 32 random bytes)")
+        keys.append(key)
+    if not keys:
+        raise SecretBoxError("no encryption key given")
+    return keys
+
+
+def generate_key() -> str:
+    """A new random key, base64."""
+    return base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def load_or_create_key_file(path: Path) -> list[bytes]:
+    """Read the key file, creating it (mode 0600) with one new key the first time."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(generate_key() + "\n")
+    return parse_keys(path.read_text().replace("\n", ","))
+
+
+class SecretBox:
+    """Seals and opens secrets with a key ring."""
+
+    def __init__(self, keys: Sequence[bytes]) -> None:
+        if not keys:
+            raise SecretBoxError("no encryption key given")
+        self._primary_id = _key_id(keys[0])
+        self._ciphers = {_key_id(key): AESGCM(key) for key in keys}
+
+    def seal(self, plaintext: str, *, associated_data: str) -> bytes:
+        """Encrypt with the primary key, bound to `associated_data`."""
+        nonce = secrets.token_bytes(_NONCE_LEN)
+        sealed = self._ciphers[self._primary_id].encrypt(nonce, plaintext.encode(), associated_data.encode())
+        return bytes([_VERSION]) + self._primary_id + nonce + sealed
+
+    def open(self, sealed: bytes, *, associated_data: str) -> str:
+        """Decrypt with whichever key of the ring sealed it."""
+        if len(sealed) <= _HEADER_LEN or sealed[0] != _VERSION:
+            raise SecretBoxError("sealed value is malformed")
+        cipher = self._ciphers.get(sealed[1 : 1 + _KEY_ID_LEN])
+        if cipher is None:
+            raise SecretBoxError("sealed with a key that is not in the key ring")
+        nonce = sealed[1 + _KEY_ID_LEN : _HEADER_LEN]
+        try:
+            return cipher.decrypt(nonce, sealed[_HEADER_LEN:], associated_data.encode()).decode()
+        except InvalidTag as exc:
+            raise SecretBoxError("sealed value does not belong here or was tampered with") from exc
+
+    def needs_rotation(self, sealed: bytes) -> bool:
+        """True when the value was not sealed with the primary key."""
+        return sealed[1 : 1 + _KEY_ID_LEN] != self._primary_id
+
+
+def credential_secret_aad(credential_id: int) -> str:
+    """Associated data binding a client secret to its credential row."""
+    return f"m365connect:graph_credentials:{credential_id}:client_secret"

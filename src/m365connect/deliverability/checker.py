@@ -1,0 +1,89 @@
+"""Per-domain SPF and DKIM verdicts for Microsoft 365 mailboxes, over an injected resolver."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from collections.abc import Awaitable, Iterable
+from dataclasses import dataclass
+
+import dns.asyncresolver
+import dns.exception
+import dns.name
+import dns.rdatatype
+
+from m365connect.deliverability.dkim import check_dkim
+from m365connect.deliverability.resolver import CappedLRUCache, Records, lookup
+from m365connect.deliverability.spf import check_spf
+
+# RFC 7208 §4.6.4 suggests at least 20 s for a whole SPF evaluation; DKIM needs 2 rounds of lookups.
+CHECK_BUDGET_SECONDS = 20.0
+
+
+@dataclass(frozen=True)
+class DomainDeliverability:
+    """The SPF and DKIM verdicts for one domain, each with a machine-readable reason."""
+
+    spf_correct: bool
+    dkim_correct: bool
+    spf_reason: str
+    dkim_reason: str
+
+
+def normalize_domain(domain: str) -> str | None:
+    """Lowercase, drop one trailing dot, IDNA-encode; None if it is not a valid domain name."""
+    try:
+        name = dns.name.from_text(domain.strip().lower())  # one trailing dot is allowed, two are not
+    except (dns.exception.DNSException, ValueError):
+        return None
+    return None if name == dns.name.root else name.to_text(omit_final_dot=True)
+
+
+class DeliverabilityChecker:
+    """Checks the SPF and DKIM records of mailbox domains; owns a DNS cache shared by its checks."""
+
+    def __init__(self, resolver: dns.asyncresolver.Resolver) -> None:
+        # A copy, so the cache is this checker's and the caller's resolver is left as it was.
+        self._resolver = copy.copy(resolver)
+        self._resolver.cache = CappedLRUCache()
+
+    async def check_domain(self, domain: str) -> DomainDeliverability:
+        """Check one domain; DNS failures make a flag false with reason "dns_error", never raise."""
+        normalized = normalize_domain(domain)
+        if normalized is None:
+            return DomainDeliverability(False, False, "invalid_domain", "invalid_domain")
+        name = dns.name.from_text(normalized)
+        spf, dkim = await asyncio.gather(
+            _within_budget(check_spf(self._lookup, name)),
+            _within_budget(check_dkim(self._lookup, name)),
+        )
+        return DomainDeliverability(spf == "ok", dkim == "ok", spf, dkim)
+
+    async def check_domains(
+        self, domains: Iterable[str], *, concurrency: int = 20
+    ) -> dict[str, DomainDeliverability]:
+        """Check each distinct domain once, at most `concurrency` at a time; keys are the inputs as given."""
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        inputs = list(dict.fromkeys(domains))
+        distinct = list(dict.fromkeys(normalize_domain(domain) or domain for domain in inputs))
+        semaphore = asyncio.Semaphore(concurrency)
+
+        async def bounded(domain: str) -> DomainDeliverability:
+            async with semaphore:
+                return await self.check_domain(domain)
+
+        results = dict(zip(distinct, await asyncio.gather(*map(bounded, distinct)), strict=True))
+        return {domain: results[normalize_domain(domain) or domain] for domain in inputs}
+
+    async def _lookup(self, name: dns.name.Name, rdtype: dns.rdatatype.RdataType) -> Records:
+        return await lookup(self._resolver, name, rdtype)
+
+
+async def _within_budget(check: Awaitable[str]) -> str:
+    """Run a check; one that outlasts the budget is a DNS failure."""
+    try:
+        async with asyncio.timeout(CHECK_BUDGET_SECONDS):
+            return await check
+    except TimeoutError:
+        return "dns_error"

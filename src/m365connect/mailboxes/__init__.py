@@ -1,0 +1,1 @@
+"""Microsoft mailboxes connected through a Graph credential."""

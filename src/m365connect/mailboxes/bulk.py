@@ -1,0 +1,213 @@
+"""Bulk connection of Microsoft mailboxes (API.md §3).
+
+Three phases, so that no database transaction stays open while Microsoft and DNS answer:
+1. read: resolve the credential, obtain a token, find addresses already connected; end the transaction;
+2. verify: Graph lookups (batched) and SPF/DKIM per domain, concurrently;
+3. write: insert every verified mailbox in one transaction (committed by the request boundary). The
+   partial unique index settles concurrent requests; the credential foreign key settles a racing
+   credential deletion (then the whole request answers 422 INVALID_CREDENTIAL_ID and nothing is saved).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from m365connect.credentials import service as credentials
+from m365connect.credentials.models import GraphCredential
+from m365connect.db.base import utcnow
+from m365connect.deliverability import DeliverabilityChecker, DomainDeliverability
+from m365connect.errors import ValidationCodeError
+from m365connect.mailboxes import repository
+from m365connect.mailboxes.addresses import PlannedItem, plan
+from m365connect.mailboxes.models import ACTIVE, Mailbox
+from m365connect.mailboxes.schemas import BulkRequest, BulkResult, Deliverability
+from m365connect.microsoft.graph import GraphClient
+from m365connect.microsoft.graph_errors import GraphAuthenticationError
+from m365connect.microsoft.mailbox_verification import MailboxVerification, verify_mailboxes
+from m365connect.microsoft.token import AccessToken
+
+SUPPORTED_AUTH_TYPE = "APP_ONLY"
+MAILBOX_PROBE_ROLES = frozenset({"MailboxSettings.Read", "MailboxSettings.ReadWrite"})
+SEND_ROLE = "Mail.Send"
+
+
+@dataclass(frozen=True)
+class BulkServices:
+    """What a bulk connection needs besides the session."""
+
+    credentials: credentials.Services
+    graph: GraphClient
+    checker: DeliverabilityChecker
+    max_accounts: int
+    deadline_seconds: float
+
+
+def check_request(request: BulkRequest, *, max_accounts: int) -> None:
+    """The request-level 422s, before anything is looked up."""
+    if (request.auth_type or SUPPORTED_AUTH_TYPE) != SUPPORTED_AUTH_TYPE:
+        raise ValidationCodeError("UNSUPPORTED_AUTH_TYPE")
+    if not request.accounts:
+        raise ValidationCodeError("EMPTY_ACCOUNTS")
+    if len(request.accounts) > max_accounts:
+        raise ValidationCodeError("TOO_MANY_ACCOUNTS")
+
+
+async def connect_bulk(
+    session: AsyncSession, services: BulkServices, *, account_id: int, request: BulkRequest
+) -> list[BulkResult]:
+    """Connect every submitted mailbox that Microsoft confirms; one result per item, in request order."""
+    check_request(request, max_accounts=services.max_accounts)
+    credential = await credentials.resolve_for_bulk(
+        session, account_id=account_id, credential_id=request.credential_id
+    )
+    client_credential, token = await credentials.token_for_bulk(
+        session, services.credentials, credential=credential
+    )
+    items = plan(request.accounts)
+    addresses = [item.address for item in items if item.address is not None]
+    existing = await repository.active_by_email(session, account_id=account_id, emails=addresses)
+    await session.commit()  # end the read transaction: nothing is held while Microsoft answers
+
+    to_verify = [address for address in addresses if address not in existing]
+    domains = {item.domain for item in items if item.domain and item.address in to_verify}
+    checks = asyncio.create_task(services.checker.check_domains(sorted(domains)))
+    try:
+        verified = await verify_mailboxes(
+            services.graph,
+            services.credentials.tokens.provider(client_credential),
+            to_verify,
+            probe_mailbox=bool(token.roles and token.roles & MAILBOX_PROBE_ROLES),
+            deadline=time.monotonic() + services.deadline_seconds,
+        )
+    except GraphAuthenticationError:
+        checks.cancel()
+        raise ValidationCodeError("INVALID_CREDENTIAL_ID") from None
+    except BaseException:
+        checks.cancel()
+        raise
+    by_address = {result.address: result for result in verified}
+    dns = await checks
+
+    outcome = _Outcome(credential=credential, token=token, existing=existing, verified=by_address, dns=dns)
+    inserted = await _insert(session, account_id=account_id, items=items, outcome=outcome)
+    if len(inserted) < len(outcome.to_insert):
+        outcome.existing.update(
+            await repository.active_by_email(
+                session, account_id=account_id, emails=[a for a in outcome.to_insert if a not in inserted]
+            )
+        )
+    return [outcome.result(item, inserted) for item in items]
+
+
+@dataclass
+class _Outcome:
+    credential: GraphCredential
+    token: AccessToken
+    existing: dict[str, Mailbox]
+    verified: dict[str, MailboxVerification]
+    dns: dict[str, DomainDeliverability]
+
+    @cached_property
+    def to_insert(self) -> dict[str, MailboxVerification]:
+        """Addresses Microsoft confirmed and that the app may send from (an unreadable token: assume yes)."""
+        if self.token.roles is not None and SEND_ROLE not in self.token.roles:
+            return {}
+        return {address: found for address, found in self.verified.items() if found.error is None}
+
+    def result(self, item: PlannedItem, inserted: dict[str, int]) -> BulkResult:
+        """The wire result of one submitted item."""
+        if item.error is not None or item.address is None:
+            return _failure(item, item.error or "INVALID_EMAIL", name=item.display_name)
+        if item.address in inserted:
+            return self._connected(item, inserted[item.address])
+        existing = self.existing.get(item.address)
+        if existing is not None:
+            if existing.credential_id != self.credential.id:
+                return _failure(item, "MAILBOX_ALREADY_CONNECTED", name=item.display_name or existing.name)
+            return BulkResult(
+                success=True,
+                id=existing.id,
+                email=item.email,
+                name=item.display_name or existing.name,
+                deliverability=Deliverability(
+                    spf_correct=existing.spf_correct, dkim_correct=existing.dkim_correct
+                ),
+                error=None,
+                already_connected=True,
+            )
+        verification = self.verified[item.address]
+        name = item.display_name or verification.display_name
+        if verification.error is not None:
+            primary = verification.primary_email if verification.error == "WRONG_ALIAS" else None
+            return _failure(item, str(verification.error), name=name, primary_email=primary)
+        return _failure(item, "MISSING_PERMISSIONS", name=name)
+
+    def _connected(self, item: PlannedItem, mailbox_id: int) -> BulkResult:
+        verification = self.verified[item.address or ""]
+        return BulkResult(
+            success=True,
+            id=mailbox_id,
+            email=item.email,
+            name=item.display_name or verification.display_name,
+            deliverability=self.deliverability(item.domain),
+            error=None,
+        )
+
+    def deliverability(self, domain: str | None) -> Deliverability:
+        """The domain's flags (false when the domain could not be checked)."""
+        checked = self.dns.get(domain or "")
+        if checked is None:
+            return Deliverability(spf_correct=False, dkim_correct=False)
+        return Deliverability(spf_correct=checked.spf_correct, dkim_correct=checked.dkim_correct)
+
+
+def _failure(
+    item: PlannedItem, error: str, *, name: str | None, primary_email: str | None = None
+) -> BulkResult:
+    return BulkResult(
+        success=False,
+        id=None,
+        email=item.email,
+        name=name,
+        deliverability=None,
+        error=error,
+        primary_email=primary_email,
+    )
+
+
+async def _insert(
+    session: AsyncSession, *, account_id: int, items: Sequence[PlannedItem], outcome: _Outcome
+) -> dict[str, int]:
+    now = utcnow()
+    rows = []
+    for item in items:
+        verification = outcome.to_insert.get(item.address or "")
+        if verification is None or item.address in outcome.existing:
+            continue
+        flags = outcome.deliverability(item.domain)
+        rows.append(
+            {
+                "account_id": account_id,
+                "credential_id": outcome.credential.id,
+                "email": item.address,
+                "name": item.display_name or verification.display_name,
+                "microsoft_user_id": verification.user_id,
+                "status": ACTIVE,
+                "spf_correct": flags.spf_correct,
+                "dkim_correct": flags.dkim_correct,
+                "connected_at": now,
+            }
+        )
+    try:
+        async with session.begin_nested():
+            return await repository.insert_active(session, rows=rows)
+    except IntegrityError:
+        # The credential was deleted while Microsoft was answering: nothing of this request is saved.
+        raise ValidationCodeError("INVALID_CREDENTIAL_ID") from None

@@ -1,0 +1,52 @@
+"""Connected mailboxes.
+
+Two constraints carry the concurrency rules, so no check-then-act is needed:
+- a partial unique index: an address is ACTIVE at most once per account;
+- the credential foreign key is `ON DELETE SET NULL` and a CHECK forbids an ACTIVE row without a
+  credential, so deleting a credential that an ACTIVE mailbox uses fails inside the database, and a
+  mailbox inserted after its credential was deleted fails the foreign key.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, String, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from m365connect.db.base import Base, IdType, UTCDateTime, utcnow
+
+ACTIVE = "ACTIVE"
+DISCONNECTED = "DISCONNECTED"
+
+
+class Mailbox(Base):
+    """A Microsoft 365 mailbox connected (or once connected) by an account."""
+
+    __tablename__ = "mailboxes"
+    __table_args__ = (
+        CheckConstraint("status <> 'ACTIVE' OR credential_id IS NOT NULL", name="active_has_credential"),
+        CheckConstraint("status IN ('ACTIVE', 'DISCONNECTED')", name="status_known"),
+        Index(
+            "uq_mailboxes_active_email",
+            "account_id",
+            "email",
+            unique=True,
+            sqlite_where=text("status = 'ACTIVE'"),
+            postgresql_where=text("status = 'ACTIVE'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    credential_id: Mapped[int | None] = mapped_column(
+        ForeignKey("graph_credentials.id", ondelete="SET NULL"), index=True
+    )
+    email: Mapped[str] = mapped_column(String(320))
+    name: Mapped[str | None] = mapped_column(String(256))
+    microsoft_user_id: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default=ACTIVE)
+    spf_correct: Mapped[bool] = mapped_column(Boolean)
+    dkim_correct: Mapped[bool] = mapped_column(Boolean)
+    connected_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    disconnected_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)

@@ -1,0 +1,86 @@
+"""SQL for mailboxes. Inserts rely on the partial unique index and the credential foreign key."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from m365connect.mailboxes.models import ACTIVE, DISCONNECTED, Mailbox
+
+_IN_CHUNK = 500
+
+
+async def active_by_email(
+    session: AsyncSession, *, account_id: int, emails: Sequence[str]
+) -> dict[str, Mailbox]:
+    """The account's ACTIVE mailboxes among these (normalised) addresses."""
+    found: dict[str, Mailbox] = {}
+    for start in range(0, len(emails), _IN_CHUNK):
+        rows = await session.scalars(
+            select(Mailbox).where(
+                Mailbox.account_id == account_id,
+                Mailbox.status == ACTIVE,
+                Mailbox.email.in_(emails[start : start + _IN_CHUNK]),
+            )
+        )
+        found.update({row.email: row for row in rows})
+    return found
+
+
+async def insert_active(session: AsyncSession, *, rows: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """Insert ACTIVE mailboxes, skipping addresses already ACTIVE; returns {email: new id} of those inserted.
+
+    A row whose credential no longer exists raises IntegrityError (foreign key).
+    """
+    if not rows:
+        return {}
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    inserted: dict[str, int] = {}
+    for start in range(0, len(rows), _IN_CHUNK):
+        statement = (
+            insert(Mailbox)
+            .values(list(rows[start : start + _IN_CHUNK]))
+            .on_conflict_do_nothing(
+                index_elements=["account_id", "email"], index_where=text("status = 'ACTIVE'")
+            )
+            .returning(Mailbox.id, Mailbox.email)
+        )
+        result = await session.execute(statement)
+        inserted.update({email: mailbox_id for mailbox_id, email in result})
+    return inserted
+
+
+async def page_for_account(
+    session: AsyncSession, *, account_id: int, offset: int, limit: int, status: str | None
+) -> tuple[Sequence[Mailbox], int]:
+    """One page of the account's mailboxes (oldest first) and the total count."""
+    conditions = [Mailbox.account_id == account_id]
+    if status is not None:
+        conditions.append(Mailbox.status == status)
+    total = await session.scalar(select(func.count()).select_from(Mailbox).where(*conditions))
+    rows = await session.scalars(
+        select(Mailbox).where(*conditions).order_by(Mailbox.id).offset(offset).limit(limit)
+    )
+    return rows.all(), int(total or 0)
+
+
+async def get_for_account(session: AsyncSession, *, account_id: int, mailbox_id: int) -> Mailbox | None:
+    """One of the account's mailboxes; None for a missing id or another account's."""
+    return await session.scalar(
+        select(Mailbox).where(Mailbox.id == mailbox_id, Mailbox.account_id == account_id)
+    )
+
+
+async def disconnect(session: AsyncSession, *, account_id: int, mailbox_id: int, now: datetime) -> None:
+    """Mark an ACTIVE mailbox DISCONNECTED (no-op when it already is)."""
+    await session.execute(
+        update(Mailbox)
+        .where(Mailbox.id == mailbox_id, Mailbox.account_id == account_id, Mailbox.status == ACTIVE)
+        .values(status=DISCONNECTED, disconnected_at=now)
+    )

@@ -1,0 +1,98 @@
+"""Wire shapes of the bulk endpoint and the mailbox reads (API.md §3, §4)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+
+BULK_EXAMPLE: dict[str, Any] = {
+    "auth_type": "APP_ONLY",
+    "credential_id": 22334455,
+    "accounts": [
+        {"mailbox_email": "jim@example.com", "display_name": "Jimothy H"},
+        {"mailbox_email": "michael@example.com", "display_name": "Michael Scarn"},
+    ],
+}
+
+
+class BulkAccount(BaseModel):
+    """One mailbox to connect."""
+
+    model_config = ConfigDict(strict=True)
+
+    mailbox_email: StrictStr
+    display_name: StrictStr | None = None
+
+
+class BulkRequest(BaseModel):
+    """Mailboxes to connect with one Microsoft Graph credential."""
+
+    model_config = ConfigDict(strict=True, json_schema_extra={"examples": [BULK_EXAMPLE]})
+
+    auth_type: StrictStr | None = Field(default="APP_ONLY", description="Only APP_ONLY is supported")
+    credential_id: StrictInt | None = Field(
+        default=None, description="Optional only when the account has exactly one valid credential"
+    )
+    accounts: list[BulkAccount]
+
+
+class Deliverability(BaseModel):
+    """SPF and DKIM of the mailbox's domain, for Microsoft 365."""
+
+    spf_correct: bool
+    dkim_correct: bool
+
+
+class BulkResult(BaseModel):
+    """The outcome for one submitted mailbox (in request order)."""
+
+    success: bool
+    id: int | None
+    email: str
+    name: str | None
+    deliverability: Deliverability | None
+    error: str | None
+    primary_email: str | None = Field(default=None, description="Only on WRONG_ALIAS: the address to submit")
+    already_connected: bool | None = Field(default=None, description="Only on an idempotent re-add: true")
+
+    def wire(self) -> dict[str, Any]:
+        """The documented fields always; the extra ones only when they apply."""
+        return self.model_dump(exclude={"primary_email", "already_connected"}) | {
+            key: value
+            for key, value in (
+                ("primary_email", self.primary_email),
+                ("already_connected", self.already_connected),
+            )
+            if value is not None
+        }
+
+
+class MailboxRead(BaseModel):
+    """A connected (or disconnected) mailbox."""
+
+    id: int
+    email: str
+    name: str | None
+    credential_id: int | None
+    microsoft_user_id: str
+    status: str = Field(description="ACTIVE or DISCONNECTED")
+    deliverability: Deliverability
+    connected_at: str
+    disconnected_at: str | None
+
+
+class PaginationData(BaseModel):
+    """Woodpecker v2 pagination block."""
+
+    total_elements: int
+    total_pages: int
+    current_page_number: int = Field(description="1-based")
+    page_size: int
+
+
+class MailboxPage(BaseModel):
+    """One page of mailboxes, oldest first."""
+
+    content: list[MailboxRead]
+    pagination_data: PaginationData

@@ -1,0 +1,61 @@
+"""Mailbox reads and disconnection (API.md §4)."""
+
+from __future__ import annotations
+
+import math
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from m365connect.db.base import utcnow
+from m365connect.errors import NotFound
+from m365connect.mailboxes import repository
+from m365connect.mailboxes.models import Mailbox
+from m365connect.mailboxes.schemas import Deliverability, MailboxPage, MailboxRead, PaginationData
+from m365connect.wire import iso_z
+
+PAGE_SIZE = 50
+
+
+def to_read(mailbox: Mailbox) -> MailboxRead:
+    """The wire shape of a mailbox."""
+    return MailboxRead(
+        id=mailbox.id,
+        email=mailbox.email,
+        name=mailbox.name,
+        credential_id=mailbox.credential_id,
+        microsoft_user_id=mailbox.microsoft_user_id,
+        status=mailbox.status,
+        deliverability=Deliverability(spf_correct=mailbox.spf_correct, dkim_correct=mailbox.dkim_correct),
+        connected_at=iso_z(mailbox.connected_at) or "",
+        disconnected_at=iso_z(mailbox.disconnected_at),
+    )
+
+
+async def list_page(session: AsyncSession, *, account_id: int, page: int, status: str | None) -> MailboxPage:
+    """Page `page` (0-based) of the account's mailboxes, oldest first."""
+    rows, total = await repository.page_for_account(
+        session, account_id=account_id, offset=page * PAGE_SIZE, limit=PAGE_SIZE, status=status
+    )
+    return MailboxPage(
+        content=[to_read(row) for row in rows],
+        pagination_data=PaginationData(
+            total_elements=total,
+            total_pages=math.ceil(total / PAGE_SIZE),
+            current_page_number=page + 1,
+            page_size=PAGE_SIZE,
+        ),
+    )
+
+
+async def get_mailbox(session: AsyncSession, *, account_id: int, mailbox_id: int) -> Mailbox:
+    """One of the account's mailboxes, or 404."""
+    mailbox = await repository.get_for_account(session, account_id=account_id, mailbox_id=mailbox_id)
+    if mailbox is None:
+        raise NotFound()
+    return mailbox
+
+
+async def disconnect(session: AsyncSession, *, account_id: int, mailbox_id: int) -> None:
+    """Disconnect (idempotent); the row stays for history and frees its credential."""
+    await get_mailbox(session, account_id=account_id, mailbox_id=mailbox_id)
+    await repository.disconnect(session, account_id=account_id, mailbox_id=mailbox_id, now=utcnow())

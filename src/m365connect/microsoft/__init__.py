@@ -1,0 +1,1 @@
+"""Microsoft identity platform and Graph clients; imports neither FastAPI nor SQLAlchemy."""

@@ -1,0 +1,228 @@
+"""The Microsoft Graph client (app-only): single calls and JSON batches, with one retry policy.
+
+Every HTTP request to Graph goes through `GraphClient._send`. `call` and `batch` share one retry
+loop (`_run`): a request is sent, its answer is judged by `graph_retry.verdict`, and the retryable
+ones are re-sent together - re-batched, never the whole batch - after the largest `Retry-After`
+among them (or exponential backoff with jitter), until `max_attempts` or the deadline. A 401 is
+answered by one forced token refresh per call; a second 401 raises GraphAuthenticationError.
+Throttling and unavailability end as per-request outcomes, never as exceptions. docs/graph-client.md
+has the whole policy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+import httpx
+
+from m365connect.microsoft.graph_batching import MAX_BATCH_SIZE, chunks, envelope, unpack
+from m365connect.microsoft.graph_errors import GraphAuthenticationError, GraphError
+from m365connect.microsoft.graph_retry import Verdict, backoff, retry_after, verdict
+from m365connect.microsoft.graph_types import (
+    NO_ANSWER,
+    GraphRequest,
+    GraphResponse,
+    Outcome,
+    Reply,
+    TokenProvider,
+    error_field,
+)
+
+__all__ = [
+    "GraphAuthenticationError",
+    "GraphClient",
+    "GraphError",
+    "GraphRequest",
+    "GraphResponse",
+    "Outcome",
+    "TokenProvider",
+]
+
+logger = logging.getLogger("m365connect.microsoft.graph")
+
+Sleep = Callable[[float], Awaitable[None]]
+# Sends the requests at these indexes with this bearer token; one Reply per index.
+_SendGroup = Callable[[str, Sequence[int]], Awaitable[dict[int, Reply]]]
+
+
+class _TokenSession:
+    """The bearer token of one `call`/`batch`: fetched once, force-refreshed at most once."""
+
+    def __init__(self, provider: TokenProvider) -> None:
+        self._provider = provider
+        self._token: str | None = None
+        self._refreshed = False
+        self._lock = asyncio.Lock()
+
+    async def token(self) -> str:
+        async with self._lock:
+            if self._token is None:
+                self._token = await self._provider(False)
+            return self._token
+
+    async def rejected(self, bearer: str, reply: Reply) -> None:
+        """Graph answered 401 to `bearer`: refresh it, unless it already is the refreshed token."""
+        async with self._lock:
+            if bearer != self._token:
+                return  # a concurrent batch has already refreshed it
+            if self._refreshed:
+                raise GraphAuthenticationError(
+                    "Graph rejected a freshly refreshed token",
+                    status=reply.status,
+                    code=error_field(reply.body, "code"),
+                    request_id=reply.headers.get("request-id"),
+                    client_request_id=reply.headers.get("client-request-id"),
+                )
+            self._refreshed = True
+            self._token = await self._provider(True)
+
+
+class GraphClient:
+    """Microsoft Graph v1.0 over an injected httpx.AsyncClient; holds no per-tenant state."""
+
+    def __init__(
+        self,
+        *,
+        http: httpx.AsyncClient,
+        graph_url: str,
+        max_batches_in_flight: int = 8,
+        max_attempts: int = 5,
+        max_retry_after: float = 30.0,
+        sleep: Sleep = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if max_batches_in_flight < 1 or max_attempts < 1 or max_retry_after < 0:
+            raise ValueError("max_batches_in_flight and max_attempts must be >= 1, max_retry_after >= 0")
+        self._http = http
+        self._base = graph_url.rstrip("/") + "/v1.0"
+        self._max_in_flight = max_batches_in_flight
+        self._max_attempts = max_attempts
+        self._max_retry_after = max_retry_after
+        self._sleep = sleep
+        self._clock = clock
+
+    async def call(self, token: TokenProvider, request: GraphRequest, *, deadline: float) -> GraphResponse:
+        """Send one request; `deadline` is on the `clock` (time.monotonic) and bounds the retries."""
+
+        async def send(bearer: str, indexes: Sequence[int]) -> dict[int, Reply]:
+            answer = await self._send(bearer, request.method, request.url, request.headers, request.body)
+            return dict.fromkeys(indexes, answer)
+
+        [response] = await self._run(_TokenSession(token), [request], send, 1, deadline)
+        return response
+
+    async def batch(
+        self, token: TokenProvider, requests: Sequence[GraphRequest], *, deadline: float
+    ) -> list[GraphResponse]:
+        """Send any number of requests as `$batch` envelopes of <= 20; answers in input order."""
+
+        async def send(bearer: str, indexes: Sequence[int]) -> dict[int, Reply]:
+            answer = await self._send(bearer, "POST", "/$batch", {}, envelope(requests, indexes))
+            return unpack(answer, indexes)
+
+        if not requests:
+            return []
+        return await self._run(_TokenSession(token), requests, send, MAX_BATCH_SIZE, deadline)
+
+    async def _run(
+        self,
+        session: _TokenSession,
+        requests: Sequence[GraphRequest],
+        send: _SendGroup,
+        group_size: int,
+        deadline: float,
+    ) -> list[GraphResponse]:
+        replies: dict[int, Reply] = {}
+        pending: Sequence[int] = range(len(requests))
+        for attempt in range(1, self._max_attempts + 1):
+            replies.update(await self._wave(session, requests, pending, send, group_size))
+            pending = [i for i in pending if verdict(requests[i].method, replies[i]) is Verdict.RETRY]
+            if not pending or attempt == self._max_attempts:
+                break
+            delay = self._delay([replies[i] for i in pending], attempt)
+            if self._clock() + delay > deadline:
+                break
+            logger.info("graph.retry", extra={"attempt": attempt, "items": len(pending), "wait": delay})
+            await self._sleep(delay)
+        return [replies[i].response(request.id) for i, request in enumerate(requests)]
+
+    async def _wave(
+        self,
+        session: _TokenSession,
+        requests: Sequence[GraphRequest],
+        pending: Sequence[int],
+        send: _SendGroup,
+        group_size: int,
+    ) -> dict[int, Reply]:
+        """Send `pending` once, in groups, at most `max_batches_in_flight` groups at a time."""
+        replies: dict[int, Reply] = {}
+        in_flight = asyncio.Semaphore(self._max_in_flight)
+
+        async def send_group(indexes: Sequence[int]) -> None:
+            async with in_flight:
+                replies.update(await self._authenticated(session, requests, indexes, send))
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                for indexes in chunks(pending, group_size):
+                    group.create_task(send_group(indexes))
+        except ExceptionGroup as failed:
+            # Callers catch GraphAuthenticationError or the token client's errors, not a group.
+            raise failed.exceptions[0] from None
+        return replies
+
+    @staticmethod
+    async def _authenticated(
+        session: _TokenSession, requests: Sequence[GraphRequest], indexes: Sequence[int], send: _SendGroup
+    ) -> dict[int, Reply]:
+        """Send a group; re-send at once the items answered 401, after the session refreshed the token."""
+        replies: dict[int, Reply] = {}
+        todo = indexes
+        while todo:
+            bearer = await session.token()
+            replies.update(await send(bearer, todo))
+            todo = [i for i in todo if verdict(requests[i].method, replies[i]) is Verdict.REAUTH]
+            if todo:
+                await session.rejected(bearer, replies[todo[0]])
+        return replies
+
+    def _delay(self, replies: Sequence[Reply], attempt: int) -> float:
+        """The largest Retry-After among the retried answers; backoff stands in for a missing one."""
+        fallback = backoff(attempt, self._max_retry_after)
+        waits = [retry_after(reply.headers) for reply in replies]
+        return min(self._max_retry_after, max(fallback if wait is None else wait for wait in waits))
+
+    async def _send(self, bearer: str, method: str, url: str, headers: Mapping[str, str], body: Any) -> Reply:
+        """Send one HTTP request to Graph: the only place that talks HTTP to it."""
+        sent = httpx.Headers({"client-request-id": str(uuid.uuid4())})
+        sent.update(headers)
+        sent["Authorization"] = f"Bearer {bearer}"
+        try:
+            response = await self._http.request(method, self._base + url, headers=sent, json=body)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            logger.warning("graph.unsent", extra={"method": method, "error": type(exc).__name__})
+            return Reply(0, {}, None, unsent=True)
+        except httpx.RequestError as exc:
+            logger.warning("graph.no_answer", extra={"method": method, "error": type(exc).__name__})
+            return NO_ANSWER
+        return _parse(response)
+
+
+def _parse(response: httpx.Response) -> Reply:
+    """The answer as a Reply; a 2xx whose body is not JSON counts as no answer."""
+    headers = {name.lower(): value for name, value in response.headers.items()}
+    if not response.content:
+        return Reply(response.status_code, headers, None)
+    try:
+        body: Any = response.json()
+    except ValueError:
+        if response.is_success:
+            logger.warning("graph.malformed_json", extra={"status": response.status_code})
+            return Reply(0, headers, None)
+        body = None
+    return Reply(response.status_code, headers, body)

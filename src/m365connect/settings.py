@@ -1,0 +1,54 @@
+"""Service configuration: one Settings object, built at the entry point and passed down."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./m365connect.db"
+
+
+class Settings(BaseSettings):
+    """Settings read from `M365CONNECT_*` environment variables (see docs/configuration.md)."""
+
+    model_config = SettingsConfigDict(env_prefix="M365CONNECT_", extra="ignore", frozen=True)
+
+    database_url: str = DEFAULT_DATABASE_URL
+    encryption_keys: str | None = Field(default=None, repr=False)
+    key_file: Path | None = None
+    login_url: str = "https://login.microsoftonline.com"
+    graph_url: str = "https://graph.microsoft.com"
+    graph_scope: str = "https://graph.microsoft.com/.default"
+    ca_bundle: Path | None = None
+    dns_nameservers: str | None = None
+    dns_timeout: float = Field(default=2.0, gt=0)
+    max_accounts_per_request: int = Field(default=1000, ge=1)
+    http_timeout: float = Field(default=20.0, gt=0)
+    graph_batches_in_flight: int = Field(default=8, ge=1, le=64)
+    bulk_deadline_seconds: float = Field(default=120.0, gt=0)
+
+    @field_validator("login_url", "graph_url")
+    @classmethod
+    def _strip_trailing_slash(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("must be an http(s) URL")
+        return value.rstrip("/")
+
+    @property
+    def nameservers(self) -> list[str] | None:
+        """The configured DNS servers as a list, or None for the system resolver."""
+        if not self.dns_nameservers:
+            return None
+        return [item.strip() for item in self.dns_nameservers.split(",") if item.strip()]
+
+    @property
+    def resolved_key_file(self) -> Path:
+        """Where the generated encryption key lives when no keys are configured: beside a SQLite file."""
+        if self.key_file is not None:
+            return self.key_file
+        prefix = "sqlite+aiosqlite:///"
+        if self.database_url.startswith(prefix) and ":memory:" not in self.database_url:
+            return Path(self.database_url.removeprefix(prefix)).parent / "m365connect.key"
+        return Path("m365connect.key")

@@ -1,0 +1,74 @@
+"""Admin endpoints under /_simulator: counters, live fault knobs and the record of sent mail."""
+
+from __future__ import annotations
+
+import json
+
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from m365connect.simulator.state import SimulatorState
+
+
+def _bad_request(message: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": "BadRequest", "message": message}}, status_code=400)
+
+
+class _Admin:
+    """The admin handlers of one simulator state."""
+
+    def __init__(self, state: SimulatorState) -> None:
+        self.state = state
+
+    async def get_stats(self, _request: Request) -> Response:
+        """GET /_simulator/stats: the request counters."""
+        return JSONResponse(self.state.stats.snapshot())
+
+    async def reset_stats(self, _request: Request) -> Response:
+        """POST /_simulator/stats/reset: set every counter back to zero."""
+        self.state.stats.reset()
+        return JSONResponse(self.state.stats.snapshot())
+
+    async def get_faults(self, _request: Request) -> Response:
+        """GET /_simulator/faults: the current fault knobs."""
+        return JSONResponse(self.state.faults.model_dump())
+
+    async def put_faults(self, request: Request) -> Response:
+        """PUT /_simulator/faults: partial update of the knobs (a seed restarts the random sequence)."""
+        try:
+            changes = json.loads(await request.body())
+        except ValueError:
+            changes = None
+        if not isinstance(changes, dict):
+            return _bad_request("The body must be a JSON object of fault knobs.")
+        try:
+            self.state.faults.update(changes)
+        except ValidationError as exc:
+            return _bad_request(
+                "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            )
+        return JSONResponse(self.state.faults.model_dump())
+
+    async def get_sent_mail(self, _request: Request) -> Response:
+        """GET /_simulator/sent-mail: every message accepted by sendMail, oldest first."""
+        return JSONResponse({"value": list(self.state.sent_mail)})
+
+    async def clear_sent_mail(self, _request: Request) -> Response:
+        """DELETE /_simulator/sent-mail: forget the sent messages."""
+        self.state.sent_mail.clear()
+        return Response(status_code=204)
+
+
+def admin_routes(state: SimulatorState) -> list[BaseRoute]:
+    """The /_simulator paths, bound to one simulator state."""
+    admin = _Admin(state)
+    return [
+        Route("/_simulator/stats", admin.get_stats, methods=["GET"]),
+        Route("/_simulator/stats/reset", admin.reset_stats, methods=["POST"]),
+        Route("/_simulator/faults", admin.get_faults, methods=["GET"]),
+        Route("/_simulator/faults", admin.put_faults, methods=["PUT"]),
+        Route("/_simulator/sent-mail", admin.get_sent_mail, methods=["GET"]),
+        Route("/_simulator/sent-mail", admin.clear_sent_mail, methods=["DELETE"]),
+    ]

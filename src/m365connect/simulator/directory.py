@@ -1,0 +1,111 @@
+"""The simulated directory: the scenario with every default resolved, indexed for lookups."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from m365connect.simulator.scenario import Scenario, Secret, Tenant
+
+
+@dataclass(frozen=True)
+class DirectoryApp:
+    """An app's service principal in one tenant."""
+
+    client_id: str
+    name: str
+    enabled: bool
+    roles: tuple[str, ...]
+    secrets: tuple[Secret, ...]
+    object_id: str
+
+
+@dataclass(frozen=True)
+class DirectoryUser:
+    """A user with mail, id and licences resolved."""
+
+    id: str
+    user_principal_name: str
+    display_name: str
+    mail: str | None
+    proxy_addresses: tuple[str, ...]
+    account_enabled: bool
+    user_type: str
+    mailbox: str
+    blocked_apps: frozenset[str]
+    licenses: tuple[str, ...]
+
+    @property
+    def mail_nickname(self) -> str:
+        """The Exchange alias, taken from the UPN's local part."""
+        return self.user_principal_name.partition("@")[0]
+
+
+@dataclass(frozen=True)
+class DirectoryTenant:
+    """One tenant: its domains, service principals (by lowercase client id) and users."""
+
+    id: str
+    domains: tuple[str, ...]
+    apps: Mapping[str, DirectoryApp]
+    users: tuple[DirectoryUser, ...]
+    _by_key: Mapping[str, DirectoryUser] = field(repr=False)
+
+    def user(self, key: str) -> DirectoryUser | None:
+        """Find a user by object id or user principal name (case-insensitive), as Graph paths do."""
+        return self._by_key.get(key.lower())
+
+
+class Directory:
+    """All tenants of a scenario, found by tenant id or by any verified domain."""
+
+    def __init__(self, scenario: Scenario) -> None:
+        self.tenants = tuple(_build_tenant(t) for t in scenario.tenants)
+        self._by_name = {name: t for t in self.tenants for name in (t.id, *t.domains)}
+
+    def tenant(self, name: str) -> DirectoryTenant | None:
+        """Find a tenant by GUID or verified domain name (case-insensitive)."""
+        return self._by_name.get(name.lower())
+
+    def tenant_by_id(self, tenant_id: str) -> DirectoryTenant | None:
+        """Find a tenant by GUID only."""
+        tenant = self._by_name.get(tenant_id.lower())
+        return tenant if tenant is not None and tenant.id == tenant_id.lower() else None
+
+    def app_anywhere(self, client_id: str) -> DirectoryApp | None:
+        """Find an app registration in any tenant (for the /common family of authorities)."""
+        key = client_id.lower()
+        return next((t.apps[key] for t in self.tenants if key in t.apps), None)
+
+
+def _build_tenant(tenant: Tenant) -> DirectoryTenant:
+    tid = tenant.id
+    apps = {
+        str(app.client_id): DirectoryApp(
+            client_id=str(app.client_id),
+            name=app.name,
+            enabled=app.enabled,
+            roles=tuple(app.roles),
+            secrets=tuple(app.secrets),
+            object_id=str(uuid.uuid5(tid, f"servicePrincipal:{app.client_id}")),
+        )
+        for app in tenant.apps
+    }
+    users = tuple(
+        DirectoryUser(
+            id=user.effective_id(tid),
+            user_principal_name=user.user_principal_name,
+            display_name=user.display_name,
+            mail=user.effective_mail(),
+            proxy_addresses=tuple(user.proxy_addresses),
+            account_enabled=user.account_enabled,
+            user_type=user.user_type,
+            mailbox=user.mailbox,
+            blocked_apps=frozenset(str(app) for app in user.blocked_apps),
+            licenses=tuple(user.effective_licenses()),
+        )
+        for user in tenant.users
+    )
+    by_key = {key: user for user in users for key in (user.id, user.user_principal_name.lower())}
+    return DirectoryTenant(id=str(tid), domains=tuple(tenant.domains), apps=apps, users=users, _by_key=by_key)

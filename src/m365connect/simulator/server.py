@@ -1,0 +1,192 @@
+"""FakeMicrosoft: the simulator's HTTPS server (uvicorn on its own thread and loop) plus its DNS server."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import uvicorn
+
+from m365connect.simulator.app import create_app
+from m365connect.simulator.certs import issue_certificates
+from m365connect.simulator.dns import DnsServer
+from m365connect.simulator.faults import Faults, Stats
+from m365connect.simulator.scenario import Scenario, load_scenario
+from m365connect.simulator.state import SimulatorState
+from m365connect.simulator.tokens import TokenSigner
+
+_START_TIMEOUT_SECONDS = 10.0
+
+
+class FakeMicrosoft:
+    """Microsoft's identity platform, Graph and DNS for one scenario, on 127.0.0.1 with a private CA."""
+
+    def __init__(
+        self,
+        scenario: Scenario | str | Path,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        dns_port: int = 0,
+        state_dir: str | Path | None = None,
+    ) -> None:
+        self.scenario = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
+        self._host, self._port, self._dns_port = host, port, dns_port
+        self._state_dir = Path(state_dir) if state_dir is not None else None
+        self._state = SimulatorState.from_scenario(self.scenario)
+        self._tempdir: tempfile.TemporaryDirectory[str] | None = None
+        self._dns: DnsServer | None = None
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self.base_url = ""
+        self.ca_path = Path()
+
+    @property
+    def faults(self) -> Faults:
+        """The live fault knobs; changes apply to the next request."""
+        return self._state.faults
+
+    @property
+    def stats(self) -> Stats:
+        """The live request counters."""
+        return self._state.stats
+
+    @property
+    def sent_mail(self) -> list[dict[str, Any]]:
+        """Messages accepted by sendMail so far (the same records as GET /_simulator/sent-mail)."""
+        return self._state.sent_mail
+
+    @property
+    def token_signer(self) -> TokenSigner:
+        """The key that signs and verifies access tokens (for tests that hand-make expired tokens)."""
+        return self._state.signer
+
+    @property
+    def dns_port(self) -> int:
+        """The DNS server's port (UDP and TCP)."""
+        if self._dns is None:
+            raise RuntimeError("FakeMicrosoft is not started")
+        return self._dns.port
+
+    def start(self) -> None:
+        """Start DNS and HTTPS; return once both accept connections."""
+        if self._thread is not None:
+            raise RuntimeError("FakeMicrosoft is already started")
+        try:
+            self._start_dns()
+            self._start_https()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start_dns(self) -> None:
+        dns = self.scenario.dns
+        self._dns = DnsServer(dns.zones, servfail=dns.servfail, host=self._host, port=self._dns_port)
+        self._dns.start()
+        running = self._dns
+        self._state.stats.dns_source = lambda: running.queries
+
+    def _start_https(self) -> None:
+        directory = self._state_dir
+        if directory is None:
+            self._tempdir = tempfile.TemporaryDirectory(prefix="m365connect-simulator-")
+            directory = Path(self._tempdir.name)
+        certs = issue_certificates(directory, [self._host])
+        listener = _bind(self._host, self._port)
+        config = uvicorn.Config(
+            create_app(self._state),
+            ssl_certfile=str(certs.cert_path),
+            ssl_keyfile=str(certs.key_path),
+            log_config=None,
+            log_level="warning",
+            access_log=False,
+            server_header=False,
+            lifespan="off",
+            ws="none",
+            http="h11",
+            timeout_graceful_shutdown=5,
+        )
+        self._server = server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=lambda: asyncio.run(server.serve(sockets=[listener])), name="fake-microsoft", daemon=True
+        )
+        self._thread.start()
+        _wait_started(server, self._thread, listener)
+        port = listener.getsockname()[1]
+        self.base_url = f"https://{f'[{self._host}]' if ':' in self._host else self._host}:{port}"
+        self.ca_path = certs.ca_path
+
+    def stop(self) -> None:
+        """Stop HTTPS and DNS, join their threads and remove the temporary state directory."""
+        if self._server is not None and self._thread is not None:
+            self._server.should_exit = True
+            self._thread.join()
+        if self._dns is not None:
+            self._dns.stop()
+        if self._tempdir is not None:
+            self._tempdir.cleanup()
+        self._server = self._thread = self._dns = self._tempdir = None
+
+    def __enter__(self) -> FakeMicrosoft:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """Bind the listening socket here, so port 0 is resolved before uvicorn starts."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # proto must be IPPROTO_TCP (not 0): asyncio sets TCP_NODELAY on accepted sockets only then, and
+    # without it every response waits ~40 ms for the client's delayed ACK.
+    listener = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
+    except OSError:
+        listener.close()
+        raise
+    return listener
+
+
+def _wait_started(server: uvicorn.Server, thread: threading.Thread, listener: socket.socket) -> None:
+    deadline = time.monotonic() + _START_TIMEOUT_SECONDS
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            listener.close()
+            raise RuntimeError("the simulator's HTTPS server did not start")
+        time.sleep(0.01)
+
+
+def serve_forever(
+    scenario_path: str | Path, *, host: str = "127.0.0.1", port: int = 8443, dns_port: int = 5353
+) -> None:
+    """Run the simulator for the CLI: print where it listens, then serve until Ctrl-C."""
+    with FakeMicrosoft(load_scenario(scenario_path), host=host, port=port, dns_port=dns_port) as fake:
+        dns = f"{host}:{fake.dns_port}"
+        sys.stdout.write(
+            f"Microsoft simulator for {scenario_path}\n"
+            f"  base URL (login and Graph): {fake.base_url}\n"
+            f"  CA certificate:             {fake.ca_path}\n"
+            f"  DNS (UDP and TCP):          {dns}\n"
+            f"For m365connect: M365CONNECT_LOGIN_URL={fake.base_url} M365CONNECT_GRAPH_URL={fake.base_url} "
+            f"M365CONNECT_CA_BUNDLE={fake.ca_path} M365CONNECT_DNS_NAMESERVERS={dns}\n"
+            "Press Ctrl-C to stop.\n"
+        )
+        sys.stdout.flush()
+        stop = threading.Event()
+        try:
+            while not stop.wait(1.0):
+                pass
+        except KeyboardInterrupt:
+            sys.stdout.write("stopped\n")

@@ -1,0 +1,38 @@
+"""Plain keyword-only helpers shared by the tests."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import httpx
+
+TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
+
+
+def assert_generic_error(response: httpx.Response, *, status: int, title: str, detail: str | None = None) -> None:
+    """The response is Woodpecker's generic error body with this status and title."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"title", "status", "detail", "timestamp"}
+    assert body["title"] == title
+    assert body["status"] == status
+    if detail is not None:
+        assert body["detail"] == detail
+    assert TIMESTAMP.match(body["timestamp"]), body["timestamp"]
+
+
+def assert_code(response: httpx.Response, code: str) -> None:
+    """The response is a 422 with exactly {"message": code}."""
+    assert response.status_code == 422, response.text
+    assert response.json() == {"message": code}
+
+
+def headers(api_key: str) -> dict[str, str]:
+    """Request headers carrying the API key."""
+    return {"x-api-key": api_key}
+
+
+def json_of(response: httpx.Response) -> Any:
+    """The body, with the status in the assertion message when it is not JSON."""
+    return response.json()

@@ -1,0 +1,78 @@
+"""Conventions of every response: error bodies, X-Request-Id, no stack traces, auth on every route."""
+
+from __future__ import annotations
+
+import logging
+
+import httpx
+import pytest
+
+from m365connect.app import create_app
+from m365connect.settings import Settings
+from m365connect.state import AppState
+from tests.helpers import assert_generic_error, headers
+
+PUBLIC_PATHS = {"/healthz", "/readyz"}
+
+
+async def test_unknown_path_is_documented_404(client: httpx.AsyncClient, api_key: str) -> None:
+    response = await client.get("/rest/v2/nothing-here", headers=headers(api_key))
+    assert_generic_error(response, status=404, title="Not Found", detail="Requested resource does not exist")
+
+
+async def test_wrong_method_is_405(client: httpx.AsyncClient, api_key: str) -> None:
+    response = await client.put("/rest/v2/mailboxes/microsoft/credentials", headers=headers(api_key))
+    assert_generic_error(response, status=405, title="Method Not Allowed")
+
+
+async def test_every_response_has_a_request_id_and_echoes_the_clients(client: httpx.AsyncClient) -> None:
+    generated = await client.get("/healthz")
+    assert len(generated.headers["x-request-id"]) == 32
+    echoed = await client.get("/rest/v2/nope", headers={"X-Request-Id": "abc-123"})
+    assert echoed.headers["x-request-id"] == "abc-123"
+    unauthorized = await client.get("/rest/v2/mailboxes/microsoft/credentials")
+    assert unauthorized.headers["x-request-id"]
+
+
+async def test_unexpected_exception_is_a_generic_500_without_details(
+    settings: Settings, state: AppState, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = create_app(settings, state=state)
+
+    async def explode() -> None:
+        raise RuntimeError("secret-internal-detail")
+
+    app.add_api_route("/boom", explode)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+        with caplog.at_level(logging.ERROR):
+            response = await http.get("/boom")
+    assert_generic_error(
+        response,
+        status=500,
+        title="Internal server error",
+        detail="An unexpected error has occurred. Please try again later.",
+    )
+    assert "secret-internal-detail" not in response.text
+    assert response.headers["x-request-id"]
+    assert "request.failed" in caplog.text
+
+
+async def test_every_route_requires_the_api_key(client: httpx.AsyncClient, settings: Settings, state: AppState) -> None:
+    schema = create_app(settings, state=state).openapi()
+    checked = 0
+    for path, operations in schema["paths"].items():
+        concrete = path.replace("{credential_id}", "1").replace("{mailbox_id}", "1")
+        for method in operations:
+            response = await client.request(method.upper(), concrete, json={})
+            if path in PUBLIC_PATHS:
+                assert response.status_code == 200, (method, path)
+                continue
+            assert_generic_error(response, status=401, title="Unauthorized", detail="Invalid api key")
+            checked += 1
+    assert checked >= 4
+
+
+async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/healthz")).json() == {"status": "ok"}
+    assert (await client.get("/readyz")).json() == {"status": "ok", "database": "ok"}
