@@ -33,8 +33,12 @@ from m365connect.state import AppState, open_state
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_SCENARIO = ROOT / "examples" / "scenario.yaml"
-PG_ADMIN_URL = os.environ.get("M365CONNECT_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
-BACKENDS = [b.strip() for b in os.environ.get("M365CONNECT_TEST_BACKENDS", "sqlite,postgresql").split(",") if b]
+PG_ADMIN_URL = os.environ.get(
+    "M365CONNECT_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+)
+BACKENDS = [
+    b.strip() for b in os.environ.get("M365CONNECT_TEST_BACKENDS", "sqlite,postgresql").split(",") if b
+]
 TABLES = ("mailboxes", "graph_credentials", "api_keys", "accounts")
 
 

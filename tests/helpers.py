@@ -10,7 +10,9 @@ import httpx
 TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
 
 
-def assert_generic_error(response: httpx.Response, *, status: int, title: str, detail: str | None = None) -> None:
+def assert_generic_error(
+    response: httpx.Response, *, status: int, title: str, detail: str | None = None
+) -> None:
     """The response is Woodpecker's generic error body with this status and title."""
     assert response.status_code == status, response.text
     body = response.json()

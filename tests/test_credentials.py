@@ -18,13 +18,22 @@ from tests.helpers import assert_code, assert_generic_error, headers
 ISO_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 
 
-async def test_create_returns_the_credential_without_its_secret(client: httpx.AsyncClient, api_key: str) -> None:
+async def test_create_returns_the_credential_without_its_secret(
+    client: httpx.AsyncClient, api_key: str
+) -> None:
     response = await client.post(CREDENTIALS, json=credential_body(), headers=headers(api_key))
     assert response.status_code == 201
     body = response.json()
     assert set(body) == {
-        "credential_id", "tenant_id", "client_id", "secret_expires_at", "name", "status", "verified_at",
-        "granted_permissions", "missing_permissions",
+        "credential_id",
+        "tenant_id",
+        "client_id",
+        "secret_expires_at",
+        "name",
+        "status",
+        "verified_at",
+        "granted_permissions",
+        "missing_permissions",
     }
     assert body["tenant_id"] == sv.CONTOSO_TENANT
     assert body["client_id"] == sv.WORKING_APP
@@ -42,8 +51,12 @@ async def test_create_returns_the_credential_without_its_secret(client: httpx.As
 async def test_default_name_and_order(client: httpx.AsyncClient, api_key: str) -> None:
     first = await create_credential(client, api_key=api_key, name=None)
     second = await create_credential(
-        client, api_key=api_key, tenant_id=sv.FABRIKAM_TENANT, client_id=sv.FABRIKAM_APP,
-        client_secret=sv.FABRIKAM_SECRET, name=None,
+        client,
+        api_key=api_key,
+        tenant_id=sv.FABRIKAM_TENANT,
+        client_id=sv.FABRIKAM_APP,
+        client_secret=sv.FABRIKAM_SECRET,
+        name=None,
     )
     assert first["name"] == "Microsoft Graph credential 1"
     assert second["name"] == "Microsoft Graph credential 2"
@@ -69,7 +82,9 @@ async def test_missing_permissions_are_reported_not_refused(client: httpx.AsyncC
     )
     assert unconsented["granted_permissions"] == []
     assert unconsented["missing_permissions"] == ["Mail.Send", "User.Read.All"]
-    reader = await create_credential(client, api_key=api_key, client_id=sv.READER_APP, client_secret=sv.READER_SECRET)
+    reader = await create_credential(
+        client, api_key=api_key, client_id=sv.READER_APP, client_secret=sv.READER_SECRET
+    )
     assert reader["missing_permissions"] == ["Mail.Send"]
 
 
@@ -119,7 +134,9 @@ async def test_malformed_fields_are_400_naming_the_field(
 
 
 @pytest.mark.parametrize("content", [b"", b"not json", b"[1, 2]", b'"text"', b"{"])
-async def test_bodies_that_are_not_objects_are_400(client: httpx.AsyncClient, api_key: str, content: bytes) -> None:
+async def test_bodies_that_are_not_objects_are_400(
+    client: httpx.AsyncClient, api_key: str, content: bytes
+) -> None:
     response = await client.post(
         CREDENTIALS, content=content, headers={**headers(api_key), "content-type": "application/json"}
     )
@@ -183,7 +200,9 @@ async def test_patch_refuses_incomplete_bodies(
     client: httpx.AsyncClient, api_key: str, body: dict[str, object]
 ) -> None:
     created = await create_credential(client, api_key=api_key)
-    response = await client.patch(f"{CREDENTIALS}/{created['credential_id']}", json=body, headers=headers(api_key))
+    response = await client.patch(
+        f"{CREDENTIALS}/{created['credential_id']}", json=body, headers=headers(api_key)
+    )
     assert_generic_error(response, status=400, title="Bad Request")
 
 
@@ -197,7 +216,9 @@ async def test_rotation_verifies_first_and_keeps_the_old_secret_on_failure(
     )
     assert_code(bad, "INVALID_CLIENT_SECRET")
     past = await client.patch(
-        url, json={"client_secret": sv.WORKING_SECRET_2, "secret_expires_at": "2001-01-01"}, headers=headers(api_key)
+        url,
+        json={"client_secret": sv.WORKING_SECRET_2, "secret_expires_at": "2001-01-01"},
+        headers=headers(api_key),
     )
     assert_code(past, "CLIENT_SECRET_EXPIRED")
     unchanged = (await client.get(CREDENTIALS, headers=headers(api_key))).json()["credentials"][0]
@@ -215,9 +236,13 @@ async def test_rotation_verifies_first_and_keeps_the_old_secret_on_failure(
 async def test_patch_and_delete_unknown_ids_are_404(client: httpx.AsyncClient, api_key: str) -> None:
     for url in (f"{CREDENTIALS}/999", f"{CREDENTIALS}/0", f"{CREDENTIALS}/abc", f"{CREDENTIALS}/{2**70}"):
         assert_generic_error(
-            await client.patch(url, json={"name": "x"}, headers=headers(api_key)), status=404, title="Not Found"
+            await client.patch(url, json={"name": "x"}, headers=headers(api_key)),
+            status=404,
+            title="Not Found",
         )
-        assert_generic_error(await client.delete(url, headers=headers(api_key)), status=404, title="Not Found")
+        assert_generic_error(
+            await client.delete(url, headers=headers(api_key)), status=404, title="Not Found"
+        )
 
 
 async def test_delete(client: httpx.AsyncClient, api_key: str) -> None:
@@ -238,7 +263,9 @@ async def test_accounts_are_isolated(client: httpx.AsyncClient, api_key: str, ot
         await client.patch(url, json={"name": "stolen"}, headers=headers(other_api_key)),
         await client.delete(url, headers=headers(other_api_key)),
     ):
-        assert_generic_error(response, status=404, title="Not Found", detail="Requested resource does not exist")
+        assert_generic_error(
+            response, status=404, title="Not Found", detail="Requested resource does not exist"
+        )
     # The other account may register the same app for itself: duplicates are per account.
     theirs = await create_credential(client, api_key=other_api_key)
     assert theirs["credential_id"] != mine["credential_id"]

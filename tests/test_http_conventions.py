@@ -58,7 +58,9 @@ async def test_unexpected_exception_is_a_generic_500_without_details(
     assert "request.failed" in caplog.text
 
 
-async def test_every_route_requires_the_api_key(client: httpx.AsyncClient, settings: Settings, state: AppState) -> None:
+async def test_every_route_requires_the_api_key(
+    client: httpx.AsyncClient, settings: Settings, state: AppState
+) -> None:
     schema = create_app(settings, state=state).openapi()
     checked = 0
     for path, operations in schema["paths"].items():

@@ -85,7 +85,7 @@ def build_http_client(settings: Settings) -> httpx.AsyncClient:
 @asynccontextmanager
 async def open_state(settings: Settings) -> AsyncIterator[AppState]:
     """Build the state, and close what it opened on exit."""
-    # Built once: without configured nameservers this reads /etc/resolv.conf, which must not happen per request.
+    # Built once: without nameservers it reads /etc/resolv.conf, which must not happen per request.
     resolver = build_resolver(
         settings.nameservers, timeout=settings.dns_timeout, lifetime=settings.dns_timeout * 2
     )

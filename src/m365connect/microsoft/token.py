@@ -198,6 +198,10 @@ class TokenClient:
         """Drop a cached token (after Graph rejected it, or when the secret changes)."""
         self._cache.pop(credential.cache_key, None)
 
+    def clear(self) -> None:
+        """Drop every cached token."""
+        self._cache.clear()
+
     def provider(self, credential: ClientCredential) -> TokenProvider:
         """A `force_refresh -> token` callable for the Graph client."""
 

@@ -18,10 +18,9 @@ from m365connect.simulator.graph_core import (
     GraphError,
     GraphRequest,
     GraphResponse,
+    injected_error,
     method_not_allowed,
     segment_not_found,
-    service_unavailable,
-    too_many_requests,
 )
 from m365connect.simulator.graph_mail import mailbox_settings, send_mail
 from m365connect.simulator.graph_users import get_user, list_users
@@ -101,13 +100,10 @@ def _users(state: SimulatorState, request: GraphRequest, rest: list[str]) -> Gra
 
 def _injected_fault(state: SimulatorState, *, batch: bool) -> Response | None:
     """Plain requests may be throttled (429) or unavailable (503); any response may come back malformed."""
-    faults = state.faults
-    if not batch and faults.roll(faults.graph_throttle_rate):
-        state.stats.throttled += 1
-        raise too_many_requests(faults.retry_after_header())
-    if not batch and faults.roll(faults.graph_unavailable_rate):
-        raise service_unavailable(faults.retry_after_header())
-    if faults.roll(faults.graph_malformed_rate):
+    fault = None if batch else injected_error(state)
+    if fault is not None:
+        raise fault
+    if state.faults.roll(state.faults.graph_malformed_rate):
         return Response(_MALFORMED, status_code=200, media_type=ODATA_JSON)
     return None
 

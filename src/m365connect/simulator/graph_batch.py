@@ -13,9 +13,8 @@ from m365connect.simulator.graph_core import (
     GraphError,
     GraphRequest,
     GraphResponse,
+    injected_error,
     method_not_allowed,
-    service_unavailable,
-    too_many_requests,
 )
 from m365connect.simulator.state import SimulatorState
 
@@ -116,11 +115,9 @@ def _run_item(state: SimulatorState, dispatch: Dispatch, sub: GraphRequest, fail
     if failed:
         message = "The request was not executed because a request it depends on failed."
         raise GraphError(424, "FailedDependency", message)
-    if state.faults.roll(state.faults.graph_throttle_rate):
-        state.stats.throttled += 1
-        raise too_many_requests(state.faults.retry_after_header())
-    if state.faults.roll(state.faults.graph_unavailable_rate):
-        raise service_unavailable(state.faults.retry_after_header())
+    fault = injected_error(state)
+    if fault is not None:
+        raise fault
     return dispatch(sub)
 
 

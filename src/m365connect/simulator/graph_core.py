@@ -1,13 +1,14 @@
-"""Transport-free Graph request/response values and Graph's error shape, shared by plain and $batch calls."""
+"""Transport-free Graph requests, responses, errors and injected faults, shared by plain and $batch calls."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from m365connect.simulator.directory import DirectoryTenant
+from m365connect.simulator.state import SimulatorState
 
 ODATA_JSON = (
     "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8"
@@ -94,6 +95,11 @@ class GraphError(Exception):
         return GraphResponse(self.status, body, {"Content-Type": "application/json", **self.headers})
 
 
+def property_named(raw: str, names: Iterable[str]) -> str | None:
+    """The canonical spelling of a property name, matched case-insensitively (None if unknown)."""
+    return next((name for name in names if name.lower() == raw.lower()), None)
+
+
 def too_many_requests(retry_after: str) -> GraphError:
     """The throttling error of Microsoft's throttling page: 429, Retry-After and TooManyRequests body."""
     inner = {"code": "429", "message": "Please retry after", "status": "429"}
@@ -108,6 +114,17 @@ def service_unavailable(retry_after: str) -> GraphError:
         "There may be a Retry-After header."
     )
     return GraphError(503, "serviceNotAvailable", message, headers={"Retry-After": retry_after})
+
+
+def injected_error(state: SimulatorState) -> GraphError | None:
+    """The throttling or unavailability fault chosen for one request or batch item, if any."""
+    faults = state.faults
+    if faults.roll(faults.graph_throttle_rate):
+        state.stats.throttled += 1
+        return too_many_requests(faults.retry_after_header())
+    if faults.roll(faults.graph_unavailable_rate):
+        return service_unavailable(faults.retry_after_header())
+    return None
 
 
 def method_not_allowed() -> GraphError:

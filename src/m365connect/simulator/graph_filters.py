@@ -13,7 +13,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from m365connect.simulator.graph_core import GraphError
+from m365connect.simulator.graph_core import GraphError, property_named
 
 Kind = Literal["string", "bool", "collection"]
 Value = str | bool | None
@@ -139,30 +139,30 @@ class _Parser:
         name = self._take("name")
         if name.lower() in ("startswith", "endswith") and self._peek() == ("punct", "("):
             return self._function(name.lower())
-        prop, kind = self._property(name)
+        prop = self._property(name)
         if self._peek() == ("punct", "/"):
-            return self._lambda(prop, kind)
+            return self._lambda(prop)
         op = self._take("name").lower()
         if op == "in":
             values = self._list()
-            self._check(prop, kind, "in", *values)
+            self._check(prop, "in", *values)
             return lambda user: any(_compare("eq", user.get(prop), v) for v in values)
         if op not in ("eq", "ne"):
             raise invalid_clause()
         value = self._literal()
-        self._check(prop, kind, op, value)
+        self._check(prop, op, value)
         return lambda user: _compare(op, user.get(prop), value)
 
     def _function(self, function: str) -> Predicate:
         self._take("punct", "(")
-        prop, kind = self._property(self._take("name"))
+        prop = self._property(self._take("name"))
         self._take("punct", ",")
         value = self._literal()
         self._take("punct", ")")
-        self._check(prop, kind, function, value)
+        self._check(prop, function, value)
         return lambda user: _compare(function, user.get(prop), value)
 
-    def _lambda(self, prop: str, kind: Kind) -> Predicate:
+    def _lambda(self, prop: str) -> Predicate:
         self._take("punct", "/")
         self._take("name", "any")
         self._take("punct", "(")
@@ -170,9 +170,7 @@ class _Parser:
         self._take("punct", ":")
         op, value = self._lambda_body(variable)
         self._take("punct", ")")
-        if kind != "collection":
-            raise _unsupported_property(prop)
-        self._check(prop, "string", op, value, operators=FILTERABLE[prop][1])
+        self._check(prop, op, value, element=True)
         return lambda user: any(_compare(op, item, value) for item in user.get(prop) or ())
 
     def _lambda_body(self, variable: str) -> tuple[str, Value]:
@@ -210,21 +208,21 @@ class _Parser:
             return None
         raise invalid_clause()
 
-    def _property(self, name: str) -> tuple[str, Kind]:
-        canonical = next((p for p in FILTERABLE if p.lower() == name.lower()), None)
+    def _property(self, name: str) -> str:
+        """The canonical name of a filterable property; otherwise Graph's error for the name."""
+        canonical = property_named(name, FILTERABLE)
         if canonical is not None:
-            return canonical, FILTERABLE[canonical][0]
-        known = next((p for p in self.known if p.lower() == name.lower()), None)
+            return canonical
+        known = property_named(name, self.known)
         if known is not None:
             raise _unsupported_property(known)
         message = f"Could not find a property named '{name}' on type 'microsoft.graph.user'."
         raise GraphError(400, "BadRequest", message)
 
-    def _check(
-        self, prop: str, kind: Kind, op: str, *values: Value, operators: frozenset[str] | None = None
-    ) -> None:
-        """Operator allowed on the property, advanced-query rules, and literal types."""
-        if op not in (operators if operators is not None else FILTERABLE[prop][1]) or kind == "collection":
+    def _check(self, prop: str, op: str, *values: Value, element: bool = False) -> None:
+        """Operator allowed on the property (on its elements inside any()), advanced rules, literal types."""
+        kind, operators = FILTERABLE[prop]
+        if op not in operators or (kind == "collection") != element:
             raise _unsupported_property(prop)
         if op in _ADVANCED_MESSAGES:
             self._require_advanced(op)

@@ -18,6 +18,7 @@ from m365connect.simulator.graph_core import (
     GraphError,
     GraphRequest,
     GraphResponse,
+    property_named,
 )
 
 SETTINGS_ROLES = frozenset({"MailboxSettings.Read", "MailboxSettings.ReadWrite"})
@@ -81,7 +82,7 @@ def mailbox_settings(request: GraphRequest, key: str) -> GraphResponse:
         return GraphResponse(200, {"@odata.context": context, **settings}, {"Content-Type": ODATA_JSON})
     names = []
     for raw in (part.strip() for part in select.split(",")):
-        name = next((n for n in settings if n.lower() == raw.lower()), None)
+        name = property_named(raw, settings)
         if name is None:
             message = f"Could not find a property named '{raw}' on type 'microsoft.graph.mailboxSettings'."
             raise GraphError(400, "RequestBroker--ParseUri", message)

@@ -8,7 +8,13 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from m365connect.simulator.directory import DirectoryUser
-from m365connect.simulator.graph_core import ODATA_JSON, GraphError, GraphRequest, GraphResponse
+from m365connect.simulator.graph_core import (
+    ODATA_JSON,
+    GraphError,
+    GraphRequest,
+    GraphResponse,
+    property_named,
+)
 from m365connect.simulator.graph_filters import parse_filter
 
 READ_ROLES = frozenset(
@@ -85,7 +91,7 @@ def parse_select(value: str | None) -> list[str] | None:
     for raw in (part.strip() for part in value.split(",")):
         if raw == "*":
             return list(ALL_PROPERTIES)
-        name = next((p for p in ALL_PROPERTIES if p.lower() == raw.lower()), None)
+        name = property_named(raw, ALL_PROPERTIES)
         if name is None:
             message = f"Could not find a property named '{raw}' on type 'microsoft.graph.user'."
             raise GraphError(400, "BadRequest", message)
