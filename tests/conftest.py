@@ -121,10 +121,13 @@ def fake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeMicrosoft]:
 
 @pytest.fixture
 def microsoft(fake: FakeMicrosoft) -> Iterator[FakeMicrosoft]:
-    """The simulator with its faults and counters reset before and after the test."""
+    """The simulator with its faults, counters and directory reset before and after the test."""
     baseline = fake.faults.model_copy()
+    scenario = fake.scenario
     fake.stats.reset()
     yield fake
+    if fake.scenario is not scenario:
+        fake.change_directory(scenario)
     for field, value in baseline.model_dump().items():
         setattr(fake.faults, field, value)
     fake.stats.reset()

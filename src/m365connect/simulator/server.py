@@ -16,6 +16,7 @@ import uvicorn
 
 from m365connect.simulator.app import create_app
 from m365connect.simulator.certs import issue_certificates
+from m365connect.simulator.directory import Directory
 from m365connect.simulator.dns import DnsServer
 from m365connect.simulator.faults import Faults, Stats
 from m365connect.simulator.scenario import Scenario, load_scenario
@@ -47,6 +48,15 @@ class FakeMicrosoft:
         self._thread: threading.Thread | None = None
         self.base_url = ""
         self.ca_path = Path()
+
+    def change_directory(self, scenario: Scenario) -> None:
+        """Swap tenants, apps and users at runtime (an admin revokes a secret, disables an app, ...).
+
+        DNS zones, faults and counters stay as they are; the next request sees the new directory.
+        """
+        self._state.directory = Directory(scenario)
+        self._state.scenario = scenario
+        self.scenario = scenario
 
     @property
     def faults(self) -> Faults:
