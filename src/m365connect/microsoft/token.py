@@ -223,9 +223,10 @@ class TokenClient:
                 last_reason = str(exc)
                 if attempt == self._max_attempts:
                     break
-                wait = min(max(exc.retry_after, delay), self._max_retry_after)
+                # Jitter first, then the cap: the documented cap holds for the wait actually made.
+                wait = min(max(exc.retry_after, delay) * random.uniform(1.0, 1.2), self._max_retry_after)
                 logger.warning("token.retry", extra={"attempt": attempt, "wait": round(wait, 2)})
-                await self._sleep(wait * random.uniform(1.0, 1.2))
+                await self._sleep(wait)
                 delay *= 2
         raise TokenUnavailable(f"identity platform unavailable: {last_reason}")
 
