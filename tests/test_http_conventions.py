@@ -78,3 +78,14 @@ async def test_every_route_requires_the_api_key(
 async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
     assert (await client.get("/healthz")).json() == {"status": "ok"}
     assert (await client.get("/readyz")).json() == {"status": "ok", "database": "ok"}
+
+
+async def test_openapi_documents_what_the_service_answers(settings: Settings, state: AppState) -> None:
+    schema = create_app(settings, state=state).openapi()
+    operations = [op for ops in schema["paths"].values() for op in ops.values()]
+    assert all(op["responses"].get("422", {}).get("description") != "Validation Error" for op in operations)
+    listing = schema["paths"]["/rest/v2/mailboxes/microsoft"]["get"]["responses"]
+    assert "400" in listing
+    bulk = schema["paths"]["/rest/v2/mailboxes/microsoft/bulk"]["post"]["responses"]
+    assert {"201", "207", "400", "401", "422", "500", "503"} <= set(bulk)
+    assert schema["components"]["securitySchemes"]["APIKeyHeader"]["name"] == "x-api-key"

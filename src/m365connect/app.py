@@ -11,6 +11,7 @@ from m365connect import health
 from m365connect.api_errors import RequestIdMiddleware, install_error_handlers
 from m365connect.credentials.router import router as credentials_router
 from m365connect.mailboxes.router import router as mailboxes_router
+from m365connect.openapi import install_openapi
 from m365connect.settings import Settings
 from m365connect.state import AppState, open_state
 
@@ -42,4 +43,5 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(credentials_router)
     app.include_router(mailboxes_router)
+    install_openapi(app)
     return app
