@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -89,3 +90,38 @@ async def test_openapi_documents_what_the_service_answers(settings: Settings, st
     bulk = schema["paths"]["/rest/v2/mailboxes/microsoft/bulk"]["post"]["responses"]
     assert {"201", "207", "400", "401", "422", "500", "503"} <= set(bulk)
     assert schema["components"]["securitySchemes"]["APIKeyHeader"]["name"] == "x-api-key"
+
+
+async def test_security_headers_on_every_response(client: httpx.AsyncClient, api_key: str) -> None:
+    for response in (
+        await client.get("/healthz"),
+        await client.get("/rest/v2/mailboxes/microsoft/credentials", headers=headers(api_key)),
+        await client.get("/rest/v2/mailboxes/microsoft/credentials"),
+        await client.get("/nope"),
+    ):
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["x-frame-options"] == "DENY"
+        assert response.headers["cache-control"] == "no-store"
+        assert "server" not in response.headers
+        assert "access-control-allow-origin" not in response.headers
+
+
+async def test_oversized_bodies_are_413_and_save_nothing(
+    client: httpx.AsyncClient, api_key: str, settings: Settings
+) -> None:
+    too_big = b'{"accounts": [' + b'{"mailbox_email": "a@b.com"},' * (settings.max_body_bytes // 28) + b"{}]}"
+    url = "/rest/v2/mailboxes/microsoft/bulk"
+    declared = await client.post(
+        url, content=too_big, headers={**headers(api_key), "content-type": "application/json"}
+    )
+    assert_generic_error(declared, status=413, title="Payload Too Large")
+
+    async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: counted while it streams
+        for start in range(0, len(too_big), 65536):
+            yield too_big[start : start + 65536]
+
+    streamed = await client.post(
+        url, content=chunks(), headers={**headers(api_key), "content-type": "application/json"}
+    )
+    assert_generic_error(streamed, status=413, title="Payload Too Large")
+    assert streamed.headers["x-request-id"]

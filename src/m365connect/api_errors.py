@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
-import uuid
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -12,7 +10,6 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from m365connect.errors import (
     AppError,
@@ -23,8 +20,6 @@ from m365connect.errors import (
     MethodNotAllowed,
     NotFound,
 )
-
-logger = logging.getLogger("m365connect.api")
 
 _LOCATIONS = frozenset({"body", "query", "path", "header", "cookie"})
 
@@ -109,45 +104,3 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, _on_app_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
-
-
-class RequestIdMiddleware:
-    """Adds X-Request-Id to every response and answers any unexpected exception with the generic 500."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Run the request; tag its response; never let a stack trace out."""
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        request_id = _incoming_request_id(scope) or uuid.uuid4().hex
-        scope.setdefault("state", {})["request_id"] = request_id
-        started = False
-
-        async def tagged_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-                headers = list(message.get("headers", []))
-                headers.append((b"x-request-id", request_id.encode()))
-                message = {**message, "headers": headers}
-            await send(message)
-
-        try:
-            await self.app(scope, receive, tagged_send)
-        except Exception:
-            logger.exception("request.failed", extra={"request_id": request_id})
-            if started:
-                raise
-            await render(InternalError())(scope, receive, tagged_send)
-
-
-def _incoming_request_id(scope: Scope) -> str | None:
-    for name, value in scope.get("headers", []):
-        if name == b"x-request-id":
-            text: str = value.decode("latin-1").strip()
-            if text and len(text) <= _MAX_CLIENT_REQUEST_ID and text.isprintable():
-                return text
-    return None

@@ -8,9 +8,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from m365connect import health
-from m365connect.api_errors import RequestIdMiddleware, install_error_handlers
+from m365connect.api_errors import install_error_handlers
 from m365connect.credentials.router import router as credentials_router
 from m365connect.mailboxes.router import router as mailboxes_router
+from m365connect.middleware import EdgeMiddleware
 from m365connect.openapi import install_openapi
 from m365connect.settings import Settings
 from m365connect.state import AppState, open_state
@@ -39,7 +40,7 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> FastAPI:
     if state is not None:
         app.state.m365connect = state
     install_error_handlers(app)
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(EdgeMiddleware, max_body_bytes=settings.max_body_bytes)
     app.include_router(health.router)
     app.include_router(credentials_router)
     app.include_router(mailboxes_router)

@@ -25,6 +25,7 @@ class Settings(BaseSettings):
     dns_nameservers: str | None = None
     dns_timeout: float = Field(default=2.0, gt=0)
     max_accounts_per_request: int = Field(default=1000, ge=1)
+    max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
     http_timeout: float = Field(default=20.0, gt=0)
     graph_batches_in_flight: int = Field(default=8, ge=1, le=64)
     bulk_deadline_seconds: float = Field(default=120.0, gt=0)
