@@ -8,12 +8,14 @@ from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 
 from m365connect.accounts import service as accounts
 from m365connect.credentials.service import reseal_all
-from m365connect.crypto import generate_key
+from m365connect.crypto import SecretBoxError, generate_key
 from m365connect.db.engine import create_engine, create_session_factory
 from m365connect.db.migrate import upgrade_to_head
 from m365connect.settings import Settings
@@ -29,6 +31,19 @@ app.add_typer(api_keys_app, name="api-keys")
 app.add_typer(encryption_app, name="encryption")
 console = Console()
 T = TypeVar("T")
+
+
+def _settings() -> Settings:
+    """The configuration from the environment, or a one-line error naming the bad variable (exit 2)."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"M365CONNECT_{'_'.join(str(p) for p in error['loc']).upper()}: {error['msg']}"
+            for error in exc.errors()
+        )
+        typer.echo(f"invalid configuration: {problems}", err=True)
+        raise typer.Exit(2) from None
 
 
 def _run_with_session(settings: Settings, work: Callable[..., Awaitable[T]]) -> T:
@@ -58,8 +73,12 @@ def serve(
 
     from m365connect.app import create_app
 
-    settings = Settings()
-    build_secret_box(settings)  # fail fast on a bad key, and create the key file before serving
+    settings = _settings()
+    try:
+        build_secret_box(settings)  # fail fast on a bad key, and create the key file before serving
+    except SecretBoxError as exc:
+        typer.echo(f"invalid configuration: M365CONNECT_ENCRYPTION_KEYS: {exc}", err=True)
+        raise typer.Exit(2) from None
 
     async def migrate() -> None:
         engine = create_engine(settings.database_url)
@@ -76,7 +95,7 @@ def serve(
 @app.command()
 def migrate() -> None:
     """Apply pending database migrations and exit."""
-    _run_with_session(Settings(), _noop)
+    _run_with_session(_settings(), _noop)
     console.print("database is up to date")
 
 
@@ -92,7 +111,7 @@ def api_keys_create(
     if not account.strip():
         raise typer.BadParameter("the account name must not be empty", param_hint="--account")
     created = _run_with_session(
-        Settings(), lambda session: accounts.create_api_key(session, account_name=account.strip())
+        _settings(), lambda session: accounts.create_api_key(session, account_name=account.strip())
     )
     console.print(
         f"API key {created.key_id} for account '{created.account_name}' (shown once, store it now):"
@@ -103,7 +122,7 @@ def api_keys_create(
 @api_keys_app.command("list")
 def api_keys_list() -> None:
     """List API keys (never the keys themselves)."""
-    rows = _run_with_session(Settings(), accounts.list_api_keys)
+    rows = _run_with_session(_settings(), accounts.list_api_keys)
     table = Table("id", "account", "created", "last used", "revoked")
     for key, account_name in rows:
         table.add_row(
@@ -113,13 +132,15 @@ def api_keys_list() -> None:
             iso_z(key.last_used_at) or "never",
             iso_z(key.revoked_at) or "",
         )
-    console.print(table)
+    # At its natural width: piped, rich assumes 80 columns and would cut the timestamps short with "…".
+    table.width = Measurement.get(console, console.options.update_width(10_000), table).maximum
+    console.print(table, crop=False)
 
 
 @api_keys_app.command("revoke")
 def api_keys_revoke(key_id: Annotated[int, typer.Argument(help="The key's id (see api-keys list)")]) -> None:
     """Revoke an API key; requests with it get 401 from now on."""
-    revoked = _run_with_session(Settings(), lambda session: accounts.revoke_api_key(session, key_id=key_id))
+    revoked = _run_with_session(_settings(), lambda session: accounts.revoke_api_key(session, key_id=key_id))
     if not revoked:
         console.print(f"no active API key with id {key_id}")
         raise typer.Exit(1)
@@ -135,9 +156,13 @@ def encryption_generate_key() -> None:
 @encryption_app.command("rotate")
 def encryption_rotate() -> None:
     """Re-encrypt every stored secret with the first key of the ring; older keys may then be removed."""
-    settings = Settings()
-    box = build_secret_box(settings)
-    resealed, total = _run_with_session(settings, lambda session: reseal_all(session, box))
+    settings = _settings()
+    try:
+        box = build_secret_box(settings)
+        resealed, total = _run_with_session(settings, lambda session: reseal_all(session, box))
+    except SecretBoxError as exc:  # nothing was committed: the transaction is all or nothing
+        typer.echo(f"nothing re-encrypted: {exc}; list the new key first, then every older one", err=True)
+        raise typer.Exit(1) from None
     console.print(f"re-encrypted {resealed} of {total} stored secrets with the active key")
 
 
