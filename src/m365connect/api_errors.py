@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from m365connect.errors import (
@@ -19,7 +22,10 @@ from m365connect.errors import (
     InternalError,
     MethodNotAllowed,
     NotFound,
+    ServiceUnavailable,
 )
+
+logger = logging.getLogger("m365connect.api")
 
 _LOCATIONS = frozenset({"body", "query", "path", "header", "cookie"})
 
@@ -99,8 +105,23 @@ async def _on_http_error(_request: Request, exc: Exception) -> Response:
     return render(error)
 
 
+async def _on_database_unavailable(_request: Request, exc: Exception) -> Response:
+    if isinstance(exc, DBAPIError) and not _is_connection_problem(exc):
+        raise exc  # a real bug (bad SQL, a violated constraint nobody handled): the generic 500
+    logger.warning("database.unavailable", extra={"error": type(exc).__name__})
+    return render(
+        ServiceUnavailable("The database is unavailable. Nothing was saved; please retry.", retry_after=5)
+    )
+
+
+def _is_connection_problem(exc: DBAPIError) -> bool:
+    return exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Register every exception handler of the service."""
     app.add_exception_handler(AppError, _on_app_error)
+    for unreachable in (DBAPIError, SQLAlchemyTimeoutError, ConnectionError, TimeoutError):
+        app.add_exception_handler(unreachable, _on_database_unavailable)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
