@@ -2,45 +2,34 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Response, status
 
+from m365connect.api_docs import COMMON, NOT_FOUND, GenericErrorBody, Responses, ValidationMessage
 from m365connect.credentials import service
-from m365connect.credentials.schemas import (
-    CredentialCreate,
-    CredentialList,
-    CredentialRead,
-    CredentialUpdate,
-    GenericErrorBody,
-    ValidationMessage,
-)
+from m365connect.credentials.schemas import CredentialCreate, CredentialList, CredentialRead, CredentialUpdate
 from m365connect.deps import CurrentAccount, SessionDep, StateDep
 
 router = APIRouter(prefix="/rest/v2/mailboxes/microsoft/credentials", tags=["Microsoft Graph credentials"])
 
 CredentialId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The credential's id")]
 
-_COMMON: dict[int | str, dict[str, Any]] = {
-    401: {"model": GenericErrorBody, "description": "Missing, unknown or revoked API key"},
-    500: {"model": GenericErrorBody, "description": "Unexpected error"},
-}
-_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": GenericErrorBody, "description": "Unknown id"}}
-_VERIFY: dict[int | str, dict[str, Any]] = {
+_VERIFY: Responses = {
     400: {"model": GenericErrorBody, "description": "Malformed body; `detail` names the field"},
     422: {"model": ValidationMessage, "description": "Rejected; `message` is a code (docs/api.md)"},
     503: {"model": GenericErrorBody, "description": "Microsoft's identity platform did not answer"},
 }
 
 
-@router.get("", responses=_COMMON)
+@router.get("", responses=COMMON)
 async def list_credentials(session: SessionDep, account_id: CurrentAccount) -> CredentialList:
     """List the account's Microsoft Graph credentials, oldest first (never a secret)."""
     credentials = await service.list_credentials(session, account_id=account_id)
     return CredentialList(credentials=[service.to_read(item) for item in credentials])
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, responses={**_COMMON, **_VERIFY})
+@router.post("", status_code=status.HTTP_201_CREATED, responses={**COMMON, **_VERIFY})
 async def create_credential(
     body: CredentialCreate, session: SessionDep, state: StateDep, account_id: CurrentAccount
 ) -> CredentialRead:
@@ -51,7 +40,7 @@ async def create_credential(
     return service.to_read(credential)
 
 
-@router.patch("/{credential_id}", responses={**_COMMON, **_VERIFY, **_NOT_FOUND})
+@router.patch("/{credential_id}", responses={**COMMON, **_VERIFY, **NOT_FOUND})
 async def update_credential(
     credential_id: CredentialId,
     body: CredentialUpdate,
@@ -71,8 +60,8 @@ async def update_credential(
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
     responses={
-        **_COMMON,
-        **_NOT_FOUND,
+        **COMMON,
+        **NOT_FOUND,
         422: {"model": ValidationMessage, "description": "Credential in use"},
     },
 )

@@ -5,18 +5,24 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, StrictStr, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, StrictStr
 
 from m365connect.wire import parse_iso_datetime
 
 Name = Annotated[StrictStr, Field(min_length=1, max_length=200)]
 
 
-def _parse_expiry(value: str) -> datetime:
+def _parse_expiry(value: object) -> datetime:
+    if not isinstance(value, str):
+        raise ValueError("must be an ISO 8601 date-time string")
     try:
         return parse_iso_datetime(value)
     except ValueError:
         raise ValueError("must be an ISO 8601 date-time such as 2027-11-28T23:59:59Z") from None
+
+
+# A JSON string only (strict), parsed by us: no zone means UTC, a bare date means the end of that day.
+Expiry = Annotated[datetime, BeforeValidator(_parse_expiry)]
 
 
 class CredentialCreate(BaseModel):
@@ -27,15 +33,8 @@ class CredentialCreate(BaseModel):
     tenant_id: StrictStr
     client_id: StrictStr
     client_secret: SecretStr
-    secret_expires_at: datetime
+    secret_expires_at: Expiry
     name: Name | None = None
-
-    @field_validator("secret_expires_at", mode="before")
-    @classmethod
-    def _expiry(cls, value: object) -> datetime:
-        if not isinstance(value, str):
-            raise ValueError("must be an ISO 8601 date-time string")
-        return _parse_expiry(value)
 
 
 class CredentialUpdate(BaseModel):
@@ -45,14 +44,7 @@ class CredentialUpdate(BaseModel):
 
     name: Name | None = None
     client_secret: SecretStr | None = None
-    secret_expires_at: datetime | None = None
-
-    @field_validator("secret_expires_at", mode="before")
-    @classmethod
-    def _expiry(cls, value: object) -> datetime:
-        if not isinstance(value, str):
-            raise ValueError("must be an ISO 8601 date-time string")
-        return _parse_expiry(value)
+    secret_expires_at: Expiry | None = None
 
 
 class CredentialRead(BaseModel):
@@ -73,18 +65,3 @@ class CredentialList(BaseModel):
     """All credentials of the account, oldest first."""
 
     credentials: list[CredentialRead]
-
-
-class ValidationMessage(BaseModel):
-    """A 422 answer: one UPPER_SNAKE code."""
-
-    message: str
-
-
-class GenericErrorBody(BaseModel):
-    """Woodpecker's generic error body."""
-
-    title: str
-    status: int
-    detail: str
-    timestamp: str = Field(examples=["2025-03-05 17:57:00"])

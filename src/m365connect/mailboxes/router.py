@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Response, status
 from fastapi.responses import JSONResponse
 
+from m365connect.api_docs import COMMON, NOT_FOUND, GenericErrorBody, Responses, ValidationMessage
 from m365connect.api_errors import EmptyBadRequestRoute
-from m365connect.credentials.schemas import GenericErrorBody, ValidationMessage
 from m365connect.deps import CurrentAccount, SessionDep, StateDep
 from m365connect.mailboxes import bulk, service
 from m365connect.mailboxes.schemas import BulkRequest, BulkResult, MailboxPage, MailboxRead
@@ -16,13 +16,8 @@ from m365connect.mailboxes.schemas import BulkRequest, BulkResult, MailboxPage, 
 router = APIRouter(prefix="/rest/v2/mailboxes/microsoft", tags=["Microsoft mailboxes"])
 
 MailboxId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The mailbox's id")]
-_COMMON: dict[int | str, dict[str, Any]] = {
-    401: {"model": GenericErrorBody, "description": "Missing, unknown or revoked API key"},
-    500: {"model": GenericErrorBody, "description": "Unexpected error"},
-}
-_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": GenericErrorBody, "description": "Unknown id"}}
-_BULK_RESPONSES: dict[int | str, dict[str, Any]] = {
-    **_COMMON,
+_BULK_RESPONSES: Responses = {
+    **COMMON,
     201: {"model": list[BulkResult], "description": "All submitted mailboxes were connected"},
     207: {"model": list[BulkResult], "description": "At least one mailbox could not be connected"},
     400: {"description": "Invalid or empty JSON request body (no body)"},
@@ -51,7 +46,7 @@ router.add_api_route(
 )
 
 
-@router.get("", responses=_COMMON)
+@router.get("", responses=COMMON)
 async def list_mailboxes(
     session: SessionDep,
     account_id: CurrentAccount,
@@ -64,7 +59,7 @@ async def list_mailboxes(
     return await service.list_page(session, account_id=account_id, page=page, status=status_filter)
 
 
-@router.get("/{mailbox_id}", responses={**_COMMON, **_NOT_FOUND})
+@router.get("/{mailbox_id}", responses={**COMMON, **NOT_FOUND})
 async def get_mailbox(mailbox_id: MailboxId, session: SessionDep, account_id: CurrentAccount) -> MailboxRead:
     """One Microsoft mailbox."""
     return service.to_read(await service.get_mailbox(session, account_id=account_id, mailbox_id=mailbox_id))
@@ -74,7 +69,7 @@ async def get_mailbox(mailbox_id: MailboxId, session: SessionDep, account_id: Cu
     "/{mailbox_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
-    responses={**_COMMON, **_NOT_FOUND},
+    responses={**COMMON, **NOT_FOUND},
 )
 async def disconnect_mailbox(mailbox_id: MailboxId, session: SessionDep, account_id: CurrentAccount) -> None:
     """Disconnect a mailbox; it no longer blocks its credential's deletion and can be connected again."""
