@@ -11,12 +11,9 @@ import base64
 import os
 import re
 import signal
-import socket
 import sqlite3
 import ssl
 import stat
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -36,12 +33,11 @@ from m365connect.crypto import SecretBox, SecretBoxError, credential_secret_aad,
 from m365connect.db.engine import create_engine, create_session_factory
 from tests import scenario_values as sv
 from tests.helpers import assert_generic_error
+from tests.processes import START_TIMEOUT, Children, clean_env, free_port, wait_until_healthy
 
 ROOT = Path(__file__).resolve().parent.parent
-EXECUTABLE = Path(sys.executable).parent / "m365connect"
 ISO_Z = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
 KEY_A, KEY_B = generate_key(), generate_key()
-START_TIMEOUT = 20.0
 
 
 @pytest.fixture
@@ -272,65 +268,23 @@ def test_migrate_creates_the_schema(database_path: Path) -> None:
 # ---------------------------------------------------------------------------------------- processes
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
-def _clean_env(**extra: str) -> dict[str, str]:
-    env = {name: value for name, value in os.environ.items() if not name.startswith("M365CONNECT_")}
-    return {**env, **extra}
-
-
 @pytest.fixture
-def spawn(tmp_path: Path) -> Iterator[list[subprocess.Popen[bytes]]]:
+def spawn() -> Iterator[Children]:
     """Children started by a test; each is stopped (and killed if it lingers) whatever happens."""
-    children: list[subprocess.Popen[bytes]] = []
+    children = Children()
     yield children
-    for child in children:
-        if child.poll() is None:
-            child.terminate()
-            try:
-                child.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
+    children.stop_all()
 
 
-def _start(
-    children: list[subprocess.Popen[bytes]], args: list[str], *, cwd: Path, env: dict[str, str], log: Path
-) -> subprocess.Popen[bytes]:
-    assert EXECUTABLE.exists(), EXECUTABLE
-    with log.open("wb") as output:
-        child = subprocess.Popen(
-            [str(EXECUTABLE), *args], cwd=cwd, env=env, stdout=output, stderr=subprocess.STDOUT
-        )
-    children.append(child)
-    return child
-
-
-def test_serve_answers_health_and_requires_an_api_key(
-    tmp_path: Path, spawn: list[subprocess.Popen[bytes]]
-) -> None:
-    port = _free_port()
+def test_serve_answers_health_and_requires_an_api_key(tmp_path: Path, spawn: Children) -> None:
+    port = free_port()
     log = tmp_path / "serve.log"
-    env = _clean_env(M365CONNECT_DATABASE_URL=url_of(tmp_path / "serve.db"))
-    child = _start(
-        spawn, ["serve", "--host", "127.0.0.1", "--port", str(port)], cwd=tmp_path, env=env, log=log
-    )
+    env = clean_env(M365CONNECT_DATABASE_URL=url_of(tmp_path / "serve.db"))
+    child = spawn.start(["serve", "--host", "127.0.0.1", "--port", str(port)], cwd=tmp_path, env=env, log=log)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + START_TIMEOUT
+    wait_until_healthy(child, base, log=log)
     with httpx.Client(base_url=base, timeout=2) as http:
-        while True:
-            assert child.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, log.read_text()
-            try:
-                health = http.get("/healthz")
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
+        health = http.get("/healthz")
         assert (health.status_code, health.json()) == (200, {"status": "ok"})
         ready = http.get("/readyz")
         assert (ready.status_code, ready.json()) == (200, {"status": "ok", "database": "ok"})
@@ -344,9 +298,7 @@ def test_serve_answers_health_and_requires_an_api_key(
     assert "Finished server process" in log.read_text()
 
 
-def test_fake_microsoft_serves_tokens_over_https(
-    tmp_path: Path, spawn: list[subprocess.Popen[bytes]]
-) -> None:
+def test_fake_microsoft_serves_tokens_over_https(tmp_path: Path, spawn: Children) -> None:
     log = tmp_path / "fake.log"
     scenario = ROOT / "examples" / "scenario.yaml"
     args = [
@@ -360,7 +312,7 @@ def test_fake_microsoft_serves_tokens_over_https(
         "--dns-port",
         "0",
     ]
-    child = _start(spawn, args, cwd=tmp_path, env=_clean_env(), log=log)
+    child = spawn.start(args, cwd=tmp_path, env=clean_env(), log=log)
     deadline = time.monotonic() + START_TIMEOUT
     while not ("base URL" in log.read_text() and "CA certificate" in log.read_text()):
         assert child.poll() is None, log.read_text()

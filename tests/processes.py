@@ -1,0 +1,71 @@
+"""Real child processes for tests: the installed `m365connect` command, always stopped afterwards."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+EXECUTABLE = Path(sys.executable).parent / "m365connect"
+START_TIMEOUT = 20.0
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This machine's environment without any M365CONNECT_* variable, plus `extra`."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith("M365CONNECT_")}
+    return {**env, **extra}
+
+
+class Children:
+    """Processes started by one test; `stop_all` terminates (then kills) whatever still runs."""
+
+    def __init__(self) -> None:
+        self.started: list[subprocess.Popen[bytes]] = []
+
+    def start(self, args: list[str], *, cwd: Path, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+        """Run `m365connect ARGS`, output to `log`."""
+        assert EXECUTABLE.exists(), EXECUTABLE
+        with log.open("wb") as output:
+            child = subprocess.Popen(
+                [str(EXECUTABLE), *args], cwd=cwd, env=env, stdout=output, stderr=subprocess.STDOUT
+            )
+        self.started.append(child)
+        return child
+
+    def stop_all(self) -> None:
+        """Terminate every child still running; kill those that linger."""
+        for child in self.started:
+            if child.poll() is None:
+                child.terminate()
+                try:
+                    child.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+                    child.wait()
+
+
+def wait_until_healthy(child: subprocess.Popen[bytes], base_url: str, *, log: Path) -> None:
+    """Poll /healthz until it answers (bounded); fail with the child's log if it dies or stays silent."""
+    deadline = time.monotonic() + START_TIMEOUT
+    with httpx.Client(base_url=base_url, timeout=2) as http:
+        while True:
+            assert child.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            try:
+                http.get("/healthz")
+                return
+            except httpx.TransportError:
+                time.sleep(0.1)
