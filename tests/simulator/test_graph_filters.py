@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from m365connect.simulator.graph_core import GraphError
-from m365connect.simulator.graph_filters import parse_filter
+from m365connect.simulator.graph_filters import parse_filter, proxy_address_equality
 from m365connect.simulator.graph_users import ALL_PROPERTIES
 
 JIM: dict[str, Any] = {
@@ -137,3 +137,17 @@ def test_unfilterable_properties_are_unsupported_queries(text: str, prop: str) -
     assert caught.value.message == (
         f"Unsupported or invalid query filter clause specified for property '{prop}' of resource 'User'."
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "literal"),
+    [
+        ("proxyAddresses/any(x:x eq 'smtp:jim@contoso.com')", "smtp:jim@contoso.com"),
+        (" proxyAddresses/any( a : a eq 'SMTP:nate.o''neil@contoso.com' ) ", "SMTP:nate.o'neil@contoso.com"),
+        ("proxyAddresses/any(x:y eq 'smtp:a@b.c')", None),
+        ("proxyAddresses/any(x:x eq 'smtp:a@b.c') or mail eq 'a@b.c'", None),
+        ("mail eq 'a@b.c'", None),
+    ],
+)
+def test_proxy_address_equality_is_only_recognised_when_exact(text: str, literal: str | None) -> None:
+    assert proxy_address_equality(text) == literal

@@ -46,6 +46,9 @@ class DeliverabilityChecker:
         # A copy, so the cache is this checker's and the caller's resolver is left as it was.
         self._resolver = copy.copy(resolver)
         self._resolver.cache = CappedLRUCache()
+        # Lookups in flight, shared: twenty domains checked at once that all include Microsoft's record
+        # cause one query for it, not twenty (the cache only helps once the first answer is in).
+        self._in_flight: dict[tuple[dns.name.Name, dns.rdatatype.RdataType], _SharedLookup] = {}
 
     async def check_domain(self, domain: str) -> DomainDeliverability:
         """Check one domain; DNS failures make a flag false with reason "dns_error", never raise."""
@@ -77,7 +80,29 @@ class DeliverabilityChecker:
         return {domain: results[normalize_domain(domain) or domain] for domain in inputs}
 
     async def _lookup(self, name: dns.name.Name, rdtype: dns.rdatatype.RdataType) -> Records:
-        return await lookup(self._resolver, name, rdtype)
+        key = (name, rdtype)
+        shared = self._in_flight.get(key)
+        if shared is None:
+            shared = self._in_flight[key] = _SharedLookup(
+                asyncio.ensure_future(lookup(self._resolver, name, rdtype))
+            )
+            shared.task.add_done_callback(lambda _: self._in_flight.pop(key, None))
+        shared.waiters += 1
+        try:
+            # shield: one waiter cancelled (a check over its budget) does not cancel the others' query
+            return await asyncio.shield(shared.task)
+        finally:
+            shared.waiters -= 1
+            if shared.waiters == 0 and not shared.task.done():
+                shared.task.cancel()  # nobody is left waiting for it
+
+
+@dataclass
+class _SharedLookup:
+    """One query in flight and how many checks wait for it."""
+
+    task: asyncio.Future[Records]
+    waiters: int = 0
 
 
 async def _within_budget(check: Awaitable[str]) -> str:

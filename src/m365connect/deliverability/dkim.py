@@ -121,11 +121,31 @@ def rsa_key_bits(data: str) -> int | None:
 
 
 async def _check_selector(lookup: Lookup, domain: dns.name.Name, selector: str) -> _Selector:
-    """Look up one selector's CNAME and, if it is Microsoft's, the key record behind it."""
+    """One selector: its CNAME and, behind a Microsoft CNAME, the key record.
+
+    One TXT query at the selector name suffices: the resolver follows the CNAME and returns it with the
+    target's records. Only when that query fails do we ask step by step, so that a failing target is
+    told apart from a failing selector name (the second selector may still carry the key).
+    """
     try:
         name = dns.name.from_text(f"{selector}._domainkey", domain)
     except dns.name.NameTooLong:  # a domain close to 253 characters: the selector name cannot exist
         return _Selector("missing")
+    try:
+        chained = await lookup(name, dns.rdatatype.TXT)
+    except DnsError:
+        return await _check_selector_stepwise(lookup, domain, selector, name)
+    if chained.cname is None:
+        return _Selector("missing")
+    if not is_microsoft_target(chained.cname.to_text(), selector, domain.to_text(omit_final_dot=True)):
+        return _Selector("not_microsoft")
+    return _Selector("ok", key_state(chained))
+
+
+async def _check_selector_stepwise(
+    lookup: Lookup, domain: dns.name.Name, selector: str, name: dns.name.Name
+) -> _Selector:
+    """The selector's CNAME query, then the key query at its target."""
     try:
         answer = await lookup(name, dns.rdatatype.CNAME)
         cnames = [r for r in answer.rdatas if isinstance(r, dns.rdtypes.ANY.CNAME.CNAME)]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import Table, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -41,15 +41,18 @@ async def insert_active(session: AsyncSession, *, rows: Sequence[dict[str, Any]]
         return {}
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    # The Core table, not the ORM entity: an ORM multi-row insert re-coerces every value of every row
+    # in Python (0.1 ms per row, measured in bench/), and these rows are plain column dicts already.
+    table = cast(Table, Mailbox.__table__)
     inserted: dict[str, int] = {}
     for start in range(0, len(rows), _IN_CHUNK):
         statement = (
-            insert(Mailbox)
+            insert(table)
             .values(list(rows[start : start + _IN_CHUNK]))
             .on_conflict_do_nothing(
                 index_elements=["account_id", "email"], index_where=text("status = 'ACTIVE'")
             )
-            .returning(Mailbox.id, Mailbox.email)
+            .returning(table.c.id, table.c.email)
         )
         result = await session.execute(statement)
         inserted.update({email: mailbox_id for mailbox_id, email in result})

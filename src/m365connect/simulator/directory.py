@@ -51,10 +51,15 @@ class DirectoryTenant:
     apps: Mapping[str, DirectoryApp]
     users: tuple[DirectoryUser, ...]
     _by_key: Mapping[str, DirectoryUser] = field(repr=False)
+    _by_proxy: Mapping[str, tuple[DirectoryUser, ...]] = field(repr=False, default_factory=dict)
 
     def user(self, key: str) -> DirectoryUser | None:
         """Find a user by object id or user principal name (case-insensitive), as Graph paths do."""
         return self._by_key.get(key.lower())
+
+    def with_proxy_address(self, proxy: str) -> tuple[DirectoryUser, ...]:
+        """Users one of whose proxy addresses equals `proxy` (case-insensitive, `smtp:` prefix included)."""
+        return self._by_proxy.get(proxy.lower(), ())
 
 
 class Directory:
@@ -108,4 +113,10 @@ def _build_tenant(tenant: Tenant) -> DirectoryTenant:
         for user in tenant.users
     )
     by_key = {key: user for user in users for key in (user.id, user.user_principal_name.lower())}
-    return DirectoryTenant(id=str(tid), domains=tuple(tenant.domains), apps=apps, users=users, _by_key=by_key)
+    by_proxy: dict[str, tuple[DirectoryUser, ...]] = {}
+    for user in users:
+        for proxy in {p.lower() for p in user.proxy_addresses}:
+            by_proxy[proxy] = (*by_proxy.get(proxy, ()), user)
+    return DirectoryTenant(
+        id=str(tid), domains=tuple(tenant.domains), apps=apps, users=users, _by_key=by_key, _by_proxy=by_proxy
+    )

@@ -41,6 +41,18 @@ _ADVANCED_MESSAGES = {
 _TOKEN = re.compile(r"\s*(?:(?P<str>'(?:[^']|'')*')|(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<punct>[(),:/]))")
 
 
+_PROXY_EQUALS = re.compile(r"^\s*proxyAddresses/any\(\s*(\w+)\s*:\s*\1\s+eq\s+'((?:[^']|'')*)'\s*\)\s*$")
+
+
+def proxy_address_equality(text: str) -> str | None:
+    """The literal of a filter that is exactly `proxyAddresses/any(x:x eq '...')`, else None.
+
+    Only an index hint: the caller still evaluates the parsed filter on the users it narrows to.
+    """
+    match = _PROXY_EQUALS.match(text)
+    return match.group(2).replace("''", "'") if match else None
+
+
 def invalid_clause() -> GraphError:
     """Graph's answer to a $filter it cannot parse or whose literal has the wrong type."""
     return GraphError(400, "BadRequest", "Invalid filter clause")

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from m365connect.simulator.directory import DirectoryUser
+from m365connect.simulator.directory import DirectoryTenant, DirectoryUser
 from m365connect.simulator.graph_core import (
     ODATA_JSON,
     GraphError,
@@ -15,7 +16,7 @@ from m365connect.simulator.graph_core import (
     GraphResponse,
     property_named,
 )
-from m365connect.simulator.graph_filters import parse_filter
+from m365connect.simulator.graph_filters import parse_filter, proxy_address_equality
 
 READ_ROLES = frozenset(
     {"User.Read.All", "User.ReadWrite.All", "Directory.Read.All", "Directory.ReadWrite.All"}
@@ -159,6 +160,12 @@ def _count_requested(request: GraphRequest, options: dict[str, str]) -> tuple[bo
     return value == "true", value == "true" and eventual
 
 
+def _candidates(tenant: DirectoryTenant, filter_text: str | None) -> Sequence[DirectoryUser]:
+    """The users a filter can match: the proxy-address index for the lookup every client sends."""
+    literal = proxy_address_equality(filter_text) if filter_text else None
+    return tenant.users if literal is None else tenant.with_proxy_address(literal)
+
+
 def list_users(request: GraphRequest) -> GraphResponse:
     """GET /users: the tenant's users matching $filter, one page of $top (default 100)."""
     request.caller.require(READ_ROLES, insufficient_privileges())
@@ -170,7 +177,7 @@ def list_users(request: GraphRequest) -> GraphResponse:
     if "$filter" in options:
         predicate = parse_filter(options["$filter"], known=ALL_PROPERTIES, advanced=advanced)
     top, offset = _page_size(options.get("$top")), _offset(options.get("$skiptoken"))
-    users = request.caller.tenant.users
+    users = _candidates(request.caller.tenant, options.get("$filter"))
     matches = [u for u in users if predicate is None or predicate(user_properties(u))]
     body: dict[str, Any] = {"@odata.context": _context(request, select, entity=False)}
     if count:

@@ -1,0 +1,150 @@
+"""Child processes of the benchmark (simulator, service, bare app), all on 127.0.0.1, always stopped."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+CLI = str(ROOT / ".venv" / "bin" / "m365connect")
+PYTHON = sys.executable
+START_TIMEOUT = 60.0
+
+
+def free_port() -> int:
+    """A TCP port free right now on 127.0.0.1."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Child:
+    """A child process, stopped (and its output file closed) by `stop()`."""
+
+    proc: subprocess.Popen[bytes]
+    log: IO[bytes] | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time used so far."""
+        times = psutil.Process(self.pid).cpu_times()
+        return float(times.user + times.system)
+
+    def peak_rss_mb(self) -> float:
+        """Peak resident set size (VmHWM), MiB."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return float(psutil.Process(self.pid).memory_info().rss) / 2**20
+
+    def stop(self) -> None:
+        """SIGINT, then SIGKILL after 10 s; idempotent."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        if self.log is not None:
+            self.log.close()
+
+
+def start_simulator(scenario_path: Path) -> Child:
+    """`m365connect fake-microsoft` on free ports; returns once it printed where it listens."""
+    proc = subprocess.Popen(
+        [CLI, "fake-microsoft", "--scenario", str(scenario_path), "--port", "0", "--dns-port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    child = Child(proc)
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + START_TIMEOUT
+        text = ""
+        while "Press Ctrl-C" not in text:
+            line = proc.stdout.readline().decode()
+            if not line or time.monotonic() > deadline:
+                raise RuntimeError(f"the simulator did not start:\n{text}")
+            text += line
+        base = re.search(r"base URL \(login and Graph\):\s+(\S+)", text)
+        ca = re.search(r"CA certificate:\s+(\S+)", text)
+        dns = re.search(r"DNS \(UDP and TCP\):\s+(\S+)", text)
+        if not (base and ca and dns):
+            raise RuntimeError(f"unexpected simulator output:\n{text}")
+        child.info = {"base_url": base[1], "ca_path": ca[1], "dns": dns[1]}
+    except BaseException:
+        child.stop()
+        raise
+    return child
+
+
+def wait_healthy(url: str, child: Child) -> None:
+    """Poll `url` until it answers 200 (bounded)."""
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if child.proc.poll() is not None:
+            raise RuntimeError(f"process {child.pid} exited with {child.proc.returncode}")
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{url} did not become healthy")
+
+
+def start_service(env: dict[str, str], port: int, log_path: Path) -> Child:
+    """`m365connect serve --port P` (migrates, then serves); output to `log_path`."""
+    log = log_path.open("wb")
+    command = [CLI, "serve", "--port", str(port)]
+    profile = os.environ.get("M365BENCH_PROFILE")  # a directory: one pyinstrument report per service
+    if profile:
+        report = Path(profile) / f"service-{port}.txt"
+        command = [PYTHON, "-m", "pyinstrument", "-r", "text", "--show-all", "-o", str(report), *command]
+    proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+    child = Child(proc, log)
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}/healthz", child)
+    except BaseException:
+        child.stop()
+        raise
+    return child
+
+
+def start_bare_app(port: int, log_path: Path) -> Child:
+    """The constant-JSON FastAPI app, on the same uvicorn settings as `m365connect serve`."""
+    log = log_path.open("wb")
+    proc = subprocess.Popen(
+        [PYTHON, str(ROOT / "bench" / "bare_app.py"), str(port)], stdout=log, stderr=subprocess.STDOUT
+    )
+    child = Child(proc, log)
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}/bare", child)
+    except BaseException:
+        child.stop()
+        raise
+    return child
+
+
+def run_cli(args: list[str], env: dict[str, str]) -> str:
+    """Run an m365connect command; its stdout."""
+    done = subprocess.run([CLI, *args], env=env, capture_output=True, timeout=120, check=True)
+    return done.stdout.decode()
