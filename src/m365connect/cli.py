@@ -14,6 +14,7 @@ from rich.measure import Measurement
 from rich.table import Table
 
 from m365connect.accounts import service as accounts
+from m365connect.client.commands import connect, credentials_app
 from m365connect.credentials.service import reseal_all
 from m365connect.crypto import SecretBoxError, generate_key
 from m365connect.db.engine import create_engine, create_session_factory
@@ -29,6 +30,8 @@ encryption_app = typer.Typer(
 )
 app.add_typer(api_keys_app, name="api-keys")
 app.add_typer(encryption_app, name="encryption")
+app.add_typer(credentials_app, name="credentials")
+app.command("connect")(connect)
 console = Console()
 T = TypeVar("T")
 
@@ -177,6 +180,25 @@ def fake_microsoft(
     from m365connect.simulator.server import serve_forever
 
     serve_forever(scenario, host=host, port=port, dns_port=dns_port)
+
+
+@app.command()
+def demo(
+    port: Annotated[int, typer.Option(help="The service's port on 127.0.0.1 (0 = any free port)")] = 8000,
+    wait: Annotated[
+        bool, typer.Option("--wait/--no-wait", help="Keep serving until Ctrl-C, or exit after printing")
+    ] = True,
+) -> None:
+    """Run the bundled Microsoft simulator and the service, connect the example mailboxes, show the
+    results; no set-up, no internet."""
+    from m365connect.app import create_app
+    from m365connect.demo import run_demo
+
+    try:
+        run_demo(create_app=create_app, port=port, wait=wait, console=console)
+    except OSError as exc:
+        typer.echo(f"demo failed: {exc} (try --port 0)", err=True)
+        raise typer.Exit(1) from None
 
 
 def main() -> None:

@@ -1,0 +1,197 @@
+"""ServiceClient: the m365connect HTTP API over httpx, for the command-line client.
+
+A whole request answered 429 or 503 is sent again after its Retry-After (bounded); every other error
+status becomes an ApiError / CodeError. `transport=` is the seam for tests.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from m365connect.client.errors import ApiError, CodeError, ServiceUnreachable
+from m365connect.explanations import Context
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+BASE = "/rest/v2/mailboxes/microsoft"
+RETRY_STATUSES = frozenset({429, 503})
+
+Sleep = Callable[[float], None]
+OnWait = Callable[[int, float], None]
+
+
+@dataclass(frozen=True)
+class ItemResult:
+    """One item of a bulk answer."""
+
+    success: bool
+    id: int | None
+    email: str
+    name: str | None
+    error: str | None
+    primary_email: str | None
+    spf_correct: bool | None
+    dkim_correct: bool | None
+    already_connected: bool
+
+    @classmethod
+    def from_wire(cls, item: dict[str, Any]) -> ItemResult:
+        """Parse one element of the bulk endpoint's JSON array."""
+        deliverability = item.get("deliverability") or {}
+        return cls(
+            success=bool(item.get("success")),
+            id=item.get("id"),
+            email=str(item.get("email", "")),
+            name=item.get("name"),
+            error=item.get("error"),
+            primary_email=item.get("primary_email"),
+            spf_correct=deliverability.get("spf_correct"),
+            dkim_correct=deliverability.get("dkim_correct"),
+            already_connected=bool(item.get("already_connected")),
+        )
+
+
+def retry_after_seconds(value: str | None, *, default: float) -> float:
+    """Retry-After as seconds (a number or an HTTP date); `default` when absent or unreadable."""
+    if not value:
+        return default
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return default
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+class ServiceClient:
+    """A running m365connect service, seen through one API key."""
+
+    def __init__(
+        self,
+        *,
+        url: str = DEFAULT_URL,
+        api_key: str,
+        transport: httpx.BaseTransport | None = None,
+        timeout: float = 300.0,
+        max_attempts: int = 5,
+        max_wait: float = 60.0,
+        sleep: Sleep = time.sleep,
+        on_wait: OnWait | None = None,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self._http = httpx.Client(
+            base_url=self.url,
+            headers={"x-api-key": api_key, "User-Agent": "m365connect-cli/0.1"},
+            timeout=httpx.Timeout(timeout, connect=10.0),
+            transport=transport,
+        )
+        self._max_attempts = max_attempts
+        self._max_wait = max_wait
+        self._sleep = sleep
+        self._on_wait = on_wait
+
+    def __enter__(self) -> ServiceClient:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    # ------------------------------------------------------------------------------ credentials
+    def list_credentials(self) -> list[dict[str, Any]]:
+        """Every credential of the account, oldest first."""
+        credentials: list[dict[str, Any]] = self._json("GET", f"{BASE}/credentials")["credentials"]
+        return credentials
+
+    def add_credential(
+        self, *, tenant_id: str, client_id: str, client_secret: str, secret_expires_at: str, name: str | None
+    ) -> dict[str, Any]:
+        """Verify and store an app registration; the stored credential."""
+        body = {
+            "tenant_id": tenant_id,
+            "client_id": client_id,
+            "client_secret": client_secret,
+            "secret_expires_at": secret_expires_at,
+        }
+        if name is not None:
+            body["name"] = name
+        context = Context(tenant_id=tenant_id, client_id=client_id)
+        created: dict[str, Any] = self._json("POST", f"{BASE}/credentials", json=body, context=context)
+        return created
+
+    def rotate_credential(
+        self, credential_id: int, *, client_secret: str, secret_expires_at: str
+    ) -> dict[str, Any]:
+        """Replace a credential's secret (verified first); the credential."""
+        body = {"client_secret": client_secret, "secret_expires_at": secret_expires_at}
+        rotated: dict[str, Any] = self._json("PATCH", f"{BASE}/credentials/{credential_id}", json=body)
+        return rotated
+
+    def delete_credential(self, credential_id: int) -> None:
+        """Delete a credential that no connected mailbox uses."""
+        self._request("DELETE", f"{BASE}/credentials/{credential_id}")
+
+    # ------------------------------------------------------------------------------ mailboxes
+    def bulk(self, accounts: list[dict[str, str]], *, credential_id: int | None) -> list[ItemResult]:
+        """Connect mailboxes; one result per submitted item, in order."""
+        body: dict[str, Any] = {"accounts": accounts}
+        if credential_id is not None:
+            body["credential_id"] = credential_id
+        items: list[dict[str, Any]] = self._json("POST", f"{BASE}/bulk", json=body)
+        if len(items) != len(accounts):
+            raise ApiError(200, f"expected {len(accounts)} results, got {len(items)}")
+        return [ItemResult.from_wire(item) for item in items]
+
+    # ------------------------------------------------------------------------------ plumbing
+    def _json(self, method: str, path: str, *, json: Any = None, context: Context | None = None) -> Any:
+        return self._request(method, path, json=json, context=context).json()
+
+    def _request(
+        self, method: str, path: str, *, json: Any = None, context: Context | None = None
+    ) -> httpx.Response:
+        delay = 1.0
+        for attempt in range(1, self._max_attempts + 1):
+            try:
+                response = self._http.request(method, path, json=json)
+            except httpx.TransportError as exc:
+                raise ServiceUnreachable(self.url, str(exc) or type(exc).__name__) from None
+            if response.status_code not in RETRY_STATUSES or attempt == self._max_attempts:
+                break
+            wait = min(
+                retry_after_seconds(response.headers.get("Retry-After"), default=delay), self._max_wait
+            )
+            if self._on_wait is not None:
+                self._on_wait(response.status_code, wait)
+            self._sleep(wait)
+            delay *= 2
+        if response.is_success:
+            return response
+        raise _error_of(response, context)
+
+
+def _error_of(response: httpx.Response, context: Context | None) -> ApiError:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if response.status_code == 422 and isinstance(body, dict) and isinstance(body.get("message"), str):
+        return CodeError(body["message"], context)
+    detail = body.get("detail") if isinstance(body, dict) else None
+    return ApiError(response.status_code, detail if isinstance(detail, str) else None, context)

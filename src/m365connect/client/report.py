@@ -1,0 +1,116 @@
+"""Rich renderings of the client's answers: results, failure summaries with fixes, credentials."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+from rich.console import Console, Group
+from rich.measure import Measurement
+from rich.table import Table
+from rich.text import Text
+
+from m365connect.client.http import ItemResult
+from m365connect.explanations import EXPLANATIONS, Context, explain
+
+
+def _flag(value: bool | None) -> Text:
+    if value is None:
+        return Text("")
+    return Text("yes", style="green") if value else Text("no", style="red")
+
+
+def item_context(item: ItemResult, base: Context) -> Context:
+    """The explanation context of one result."""
+    return replace(base, mailbox_email=item.email, primary_email=item.primary_email)
+
+
+def meaning(item: ItemResult) -> str:
+    """A short note for one result (the fix is printed once per code, below the table)."""
+    if item.error is None:
+        return "already connected" if item.already_connected else ""
+    entry = EXPLANATIONS.get(item.error)
+    text = entry.meaning if entry is not None else explain(item.error)
+    if item.error == "WRONG_ALIAS" and item.primary_email:
+        text += f" Submit {item.primary_email} instead."
+    return text
+
+
+def results_table(results: Sequence[ItemResult], *, title: str | None = None) -> Table:
+    """One row per mailbox: result, SPF, DKIM, what a failure means."""
+    table = Table(title=title, title_justify="left", show_lines=False)
+    table.add_column("mailbox", no_wrap=True)
+    table.add_column("result", no_wrap=True)
+    table.add_column("SPF", justify="center", no_wrap=True)
+    table.add_column("DKIM", justify="center", no_wrap=True)
+    table.add_column("explanation", min_width=30)
+    for item in results:
+        result = Text("connected", style="green") if item.success else Text(str(item.error), style="red")
+        table.add_row(item.email, result, _flag(item.spf_correct), _flag(item.dkim_correct), meaning(item))
+    return table
+
+
+def summary_table(results: Sequence[ItemResult]) -> Table:
+    """Rows per outcome: connected, then each failure code."""
+    counts: dict[str, int] = {}
+    for item in results:
+        key = "connected" if item.success else str(item.error)
+        counts[key] = counts.get(key, 0) + 1
+    table = Table("result", "rows", "meaning", title="Summary", title_justify="left")
+    for key, count in sorted(counts.items(), key=lambda pair: (pair[0] != "connected", pair[0])):
+        entry = EXPLANATIONS.get(key)
+        style = "green" if key == "connected" else "red"
+        table.add_row(Text(key, style=style), str(count), entry.meaning if entry else "")
+    return table
+
+
+def fixes(results: Sequence[ItemResult], base: Context) -> Group | None:
+    """How to fix each failure code once; the mailbox is named when only one has that code."""
+    by_code: dict[str, list[ItemResult]] = {}
+    for item in results:
+        if item.error is not None:
+            by_code.setdefault(item.error, []).append(item)
+    parts: list[Text] = []
+    for code, items in by_code.items():
+        entry = EXPLANATIONS.get(code)
+        if entry is None:
+            parts.append(Text.assemble((code, "bold red"), ": ", explain(code)))
+            continue
+        context = item_context(items[0], base) if len(items) == 1 else base
+        who = items[0].email if len(items) == 1 else f"{len(items)} mailboxes"
+        parts.append(Text.assemble((code, "bold red"), f" ({who}): ", entry.render_fix(context)))
+    if not parts:
+        return None
+    return Group(Text("How to fix:", style="bold"), *parts)
+
+
+def credentials_table(credentials: Sequence[dict[str, Any]]) -> Table:
+    """Credentials, never their secrets."""
+    table = Table("id", "name", "tenant", "client", "expires", "status", "missing permissions")
+    for credential in credentials:
+        status = str(credential.get("status"))
+        table.add_row(
+            str(credential.get("credential_id")),
+            str(credential.get("name")),
+            str(credential.get("tenant_id")),
+            str(credential.get("client_id")),
+            str(credential.get("secret_expires_at")),
+            Text(status, style="green" if status == "VALID" else "red"),
+            ", ".join(credential.get("missing_permissions") or []) or "none",
+        )
+    return table
+
+
+def natural_width(console: Console, table: Table) -> Table:
+    """The table at its natural width: piped, rich assumes 80 columns and would cut cells short."""
+    table.width = Measurement.get(console, console.options.update_width(10_000), table).maximum
+    return table
+
+
+def print_table(console: Console, table: Table) -> None:
+    """Wrapped to a terminal's width; at its natural width (uncut) when the output is piped."""
+    if console.is_terminal:
+        console.print(table)
+    else:
+        console.print(natural_width(console, table), crop=False)

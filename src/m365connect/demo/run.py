@@ -1,0 +1,125 @@
+"""The demo: simulator + service on a temporary SQLite database, two credentials, two bulk requests,
+a results table, then curl commands to try against the still-running service until Ctrl-C."""
+
+from __future__ import annotations
+
+import signal
+import tempfile
+import threading
+from collections.abc import Callable
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.rule import Rule
+
+from m365connect.client import ServiceClient, report
+from m365connect.crypto import generate_key
+from m365connect.demo.scenario import TenantPlan, load_packaged_scenario, plan
+from m365connect.demo.service import ServiceThread, prepare_database
+from m365connect.explanations import Context
+from m365connect.settings import Settings
+from m365connect.simulator import FakeMicrosoft
+
+AppFactory = Callable[[Settings], Any]
+
+
+def _settings(workdir: Path, fake: FakeMicrosoft) -> Settings:
+    return Settings(
+        database_url=f"sqlite+aiosqlite:///{workdir / 'demo.db'}",
+        encryption_keys=generate_key(),
+        login_url=fake.base_url,
+        graph_url=fake.base_url,
+        ca_bundle=fake.ca_path,
+        dns_nameservers=f"127.0.0.1:{fake.dns_port}",
+        dns_timeout=1.0,
+    )
+
+
+def _connect_tenant(console: Console, client: ServiceClient, tenant: TenantPlan, login_url: str) -> int:
+    """Add the tenant's credential, connect its mailboxes, print the results; the credential id."""
+    credential = client.add_credential(
+        tenant_id=tenant.tenant_id,
+        client_id=tenant.client_id,
+        client_secret=tenant.client_secret,
+        secret_expires_at=tenant.secret_expires_at,
+        name=tenant.name,
+    )
+    credential_id = int(credential["credential_id"])
+    results = client.bulk([{"mailbox_email": a} for a in tenant.addresses], credential_id=credential_id)
+    connected = sum(item.success for item in results)
+    title = (
+        f"Credential {credential_id} '{tenant.name}' (tenant {tenant.tenant_id}): "
+        f"{connected} of {len(results)} connected"
+    )
+    console.print()
+    console.print(title, style="bold", highlight=False, soft_wrap=True)
+    report.print_table(console, report.results_table(results))
+    how = report.fixes(
+        results, Context(tenant_id=tenant.tenant_id, client_id=tenant.client_id, login_url=login_url)
+    )
+    if how is not None:
+        console.print(how, soft_wrap=True, highlight=False)
+    return credential_id
+
+
+def _next_steps(console: Console, *, url: str, key: str, credential_id: int, csv_path: Path) -> None:
+    api = f"{url}/rest/v2/mailboxes/microsoft"
+    bulk_body = f'{{"credential_id":{credential_id},"accounts":[{{"mailbox_email":"jimothy@contoso.com"}}]}}'
+    lines = [
+        f"export KEY={key}",
+        f'curl -s -H "x-api-key: $KEY" {api}/credentials',
+        f'curl -s -H "x-api-key: $KEY" "{api}?page=0"',
+        f'curl -s -X POST {api}/bulk -H "x-api-key: $KEY" -H "Content-Type: application/json" \\\n'
+        f"  -d '{bulk_body}'",
+        f"M365CONNECT_API_KEY=$KEY m365connect connect {csv_path} --url {url} "
+        f"--credential-id {credential_id}",
+        f"M365CONNECT_API_KEY=$KEY m365connect credentials list --url {url}",
+    ]
+    console.print()
+    console.print(Rule("Try it"))
+    console.print(
+        f"The service is running at {url} (API documentation: {url}/docs). In another shell:", soft_wrap=True
+    )
+    console.print("\n".join(lines), highlight=False, soft_wrap=True, markup=False)
+
+
+def _wait_for_ctrl_c(console: Console) -> None:
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    console.print("\nPress Ctrl-C to stop the service and the simulator.")
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run_demo(*, create_app: AppFactory, port: int, wait: bool, console: Console) -> None:
+    """Run the whole demo; everything started is stopped and removed on return."""
+    scenario = load_packaged_scenario()
+    plans = plan(scenario)
+    with ExitStack() as stack:
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="m365connect-demo-")))
+        console.print("Starting the Microsoft simulator (identity platform, Graph, DNS) ...")
+        fake = stack.enter_context(FakeMicrosoft(scenario, port=0, dns_port=0))
+        settings = _settings(workdir, fake)
+        key = prepare_database(settings)
+        service = stack.enter_context(ServiceThread(create_app(settings), port=port))
+        console.print(
+            f"m365connect is serving at {service.url} (database {workdir / 'demo.db'})", soft_wrap=True
+        )
+        with ServiceClient(url=service.url, api_key=key) as client:
+            ids = [_connect_tenant(console, client, tenant, fake.base_url) for tenant in plans]
+        csv_path = workdir / "mailboxes.csv"
+        csv_path.write_text(
+            "mailbox_email\r\n" + "".join(f"{address}\r\n" for address in plans[0].addresses[:4]),
+            encoding="utf-8",
+        )
+        _next_steps(console, url=service.url, key=key, credential_id=ids[0], csv_path=csv_path)
+        if wait:
+            _wait_for_ctrl_c(console)
+    console.print("stopped")

@@ -1,0 +1,341 @@
+"""The one table of human explanations: every error code and error status the API answers, what it
+means and how to fix it. Rendered into docs/errors.md and shown by the command-line client.
+
+Regenerate the page after a change: `python -m m365connect.explanations > docs/errors.md`.
+Imports nothing of ours, so the client package can use it without the service's domain packages.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from types import MappingProxyType
+
+DEFAULT_LOGIN_URL = "https://login.microsoftonline.com"
+REQUIRED_PERMISSIONS = ("User.Read.All", "Mail.Send")
+RECOMMENDED_PERMISSIONS = ("MailboxSettings.Read",)
+
+
+class Where(StrEnum):
+    """Where a code appears in the API's answers."""
+
+    ITEM = "per-item `error` of POST /bulk"
+    CODE_422 = '422 `{"message": CODE}`'
+    STATUS = "HTTP status (generic error body)"
+
+
+@dataclass(frozen=True)
+class Context:
+    """What is known about the failure; the unknown parts render as `<placeholder>`."""
+
+    mailbox_email: str | None = None
+    primary_email: str | None = None
+    tenant_id: str | None = None
+    client_id: str | None = None
+    login_url: str = DEFAULT_LOGIN_URL
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """One code: what it means and how to fix it (`fix` may name {mailbox_email}, {primary_email},
+    {tenant_id}, {client_id} and {consent_url})."""
+
+    code: str
+    where: Where
+    meaning: str
+    fix: str
+    retryable: bool = field(default=False)
+
+    def render_fix(self, context: Context | None = None, *, missing: str = "<{}>") -> str:
+        """The fix with the known values filled in; an unknown one becomes `missing` with its name."""
+        return self.fix.format_map(_values(context or Context(), missing=missing))
+
+    def text(self, context: Context | None = None) -> str:
+        """Meaning and fix in one line."""
+        return f"{self.meaning} {self.render_fix(context)}"
+
+
+def admin_consent_url(*, tenant_id: str, client_id: str, login_url: str = DEFAULT_LOGIN_URL) -> str:
+    """The URL at which a tenant's administrator grants the app's permissions."""
+    return f"{login_url.rstrip('/')}/{tenant_id}/adminconsent?client_id={client_id}"
+
+
+def _values(context: Context, *, missing: str) -> dict[str, str]:
+    tenant = context.tenant_id or missing.format("tenant_id")
+    client = context.client_id or missing.format("client_id")
+    return {
+        "mailbox_email": context.mailbox_email or missing.format("mailbox_email"),
+        "primary_email": context.primary_email or missing.format("primary_email"),
+        "tenant_id": tenant,
+        "client_id": client,
+        "consent_url": admin_consent_url(tenant_id=tenant, client_id=client, login_url=context.login_url),
+    }
+
+
+_PERMISSIONS = (
+    "In the Entra admin center (App registrations > the app > API permissions), add the Microsoft Graph "
+    "*Application* permissions User.Read.All and Mail.Send (recommended: MailboxSettings.Read), then grant "
+    "admin consent at {consent_url} . Then run `m365connect credentials rotate ID` (the same secret will do) "
+    "so the service fetches a token with the new permissions, and connect the mailboxes again."
+)
+_ACCESS_POLICY = (
+    "An Exchange application access policy or an RBAC for Applications scope excludes this mailbox. Check "
+    "in Exchange Online PowerShell: `Test-ApplicationAccessPolicy -Identity {mailbox_email} "
+    "-AppId {client_id}` and `Get-ApplicationAccessPolicy` (application access policy), "
+    "`Test-ServicePrincipalAuthorization -Identity {client_id} -Resource {mailbox_email}` (RBAC for "
+    "Applications); add the mailbox to the policy's group, or give "
+    "the app a role assignment that covers it: `New-ManagementRoleAssignment -App {client_id} "
+    '-Role "Application Mail.Send" -CustomResourceScope <management scope>`. Changes can take up to an '
+    "hour to apply; then connect the mailbox again."
+)
+_ENTRIES = (
+    # ------------------------------------------------------------------ per-item errors of POST /bulk
+    Explanation(
+        "INVALID_EMAIL",
+        Where.ITEM,
+        "This is not a valid email address.",
+        "Correct the address (no spaces, one @, a domain) and submit it again.",
+    ),
+    Explanation(
+        "DUPLICATE_EMAIL",
+        Where.ITEM,
+        "The same address (ignoring case) appears earlier in the request; only the first one is processed.",
+        "Nothing to do: see the result of the first occurrence.",
+    ),
+    Explanation(
+        "MAILBOX_NOT_FOUND",
+        Where.ITEM,
+        "No user in the credential's tenant has this address.",
+        "Check the spelling, and that the mailbox belongs to the tenant of the credential used "
+        "(another tenant needs its own credential).",
+    ),
+    Explanation(
+        "WRONG_ALIAS",
+        Where.ITEM,
+        "This address is a secondary address (alias) of a mailbox.",
+        "Submit the mailbox's primary address instead: {primary_email}.",
+    ),
+    Explanation(
+        "MAILBOX_DISABLED",
+        Where.ITEM,
+        "The user's account is disabled (sign-in blocked) in Microsoft Entra.",
+        "Enable the account (Microsoft 365 admin center > Users > Unblock sign-in) and connect it again.",
+    ),
+    Explanation(
+        "NO_EXCHANGE_MAILBOX",
+        Where.ITEM,
+        "The user has no Exchange Online mailbox (no licence with Exchange, hosted on-premises, "
+        "soft-deleted, or a guest).",
+        "Assign a licence that includes Exchange Online (or migrate the mailbox to Exchange Online), "
+        "wait until the mailbox exists, then connect it again.",
+    ),
+    Explanation(
+        "MISSING_PERMISSIONS",
+        Where.ITEM,
+        "The app registration lacks a required Microsoft Graph permission (User.Read.All or Mail.Send), "
+        "or admin consent was not granted.",
+        _PERMISSIONS,
+    ),
+    Explanation(
+        "MAILBOX_ACCESS_DENIED",
+        Where.ITEM,
+        "Exchange Online blocks this app from this mailbox.",
+        _ACCESS_POLICY,
+    ),
+    Explanation(
+        "MAILBOX_ALREADY_CONNECTED",
+        Where.ITEM,
+        "This account already has this mailbox connected through another credential.",
+        "Use the existing connection, or disconnect it (DELETE /rest/v2/mailboxes/microsoft/{{id}}) first.",
+    ),
+    Explanation(
+        "MICROSOFT_THROTTLED",
+        Where.ITEM,
+        "Microsoft kept throttling the requests for this mailbox (HTTP 429) beyond the retry budget.",
+        "Retry later; `m365connect connect` retries these rows by itself. Re-adding is safe.",
+        retryable=True,
+    ),
+    Explanation(
+        "MICROSOFT_UNAVAILABLE",
+        Where.ITEM,
+        "Microsoft did not answer, or answered with a server error, beyond the retry budget.",
+        "Retry later; `m365connect connect` retries these rows by itself. Re-adding is safe.",
+        retryable=True,
+    ),
+    # ------------------------------------------------------------------ 422 codes
+    Explanation(
+        "INVALID_TENANT_ID",
+        Where.CODE_422,
+        "The tenant id is malformed, reserved (common, organizations, consumers) or unknown to Microsoft.",
+        "Use the Directory (tenant) ID from the app registration's Overview page, or a verified domain "
+        "such as contoso.onmicrosoft.com.",
+    ),
+    Explanation(
+        "INVALID_CLIENT_ID",
+        Where.CODE_422,
+        "The client id is not a GUID, or no enabled app with this id exists in the tenant.",
+        "Use the Application (client) ID from the app registration's Overview page, and check that the "
+        "app (its enterprise application) is enabled in this tenant.",
+    ),
+    Explanation(
+        "INVALID_CLIENT_SECRET",
+        Where.CODE_422,
+        "Microsoft rejected the client secret (empty, wrong, or the secret's ID instead of its value).",
+        "Create a new client secret (Certificates & secrets) and copy its Value, which is shown only once.",
+    ),
+    Explanation(
+        "CLIENT_SECRET_EXPIRED",
+        Where.CODE_422,
+        "The client secret has expired (or the expiry date given is in the past).",
+        "Create a new client secret in the app registration and save it with its expiry date.",
+    ),
+    Explanation(
+        "CREDENTIAL_ALREADY_EXISTS",
+        Where.CODE_422,
+        "This account already has a credential for the same tenant and app.",
+        "Rotate the existing credential's secret (`m365connect credentials rotate ID`) instead of adding it.",
+    ),
+    Explanation(
+        "CREDENTIAL_REJECTED",
+        Where.CODE_422,
+        "Microsoft refused the credential for another reason (for example a Conditional Access policy "
+        "for workload identities).",
+        "Look at the app's service principal sign-in logs in Microsoft Entra for the reason.",
+    ),
+    Explanation(
+        "MICROSOFT_GRAPH_CREDENTIAL_IN_USE",
+        Where.CODE_422,
+        "Connected mailboxes still use this credential.",
+        "Disconnect its mailboxes first (DELETE /rest/v2/mailboxes/microsoft/{{id}}), then delete it.",
+    ),
+    Explanation(
+        "UNSUPPORTED_AUTH_TYPE",
+        Where.CODE_422,
+        "Only the auth_type APP_ONLY is supported.",
+        'Send "auth_type": "APP_ONLY" or leave the field out.',
+    ),
+    Explanation(
+        "EMPTY_ACCOUNTS",
+        Where.CODE_422,
+        "The request lists no mailbox.",
+        "Send at least one item in accounts.",
+    ),
+    Explanation(
+        "TOO_MANY_ACCOUNTS",
+        Where.CODE_422,
+        "The request lists more mailboxes than the service accepts at once "
+        "(M365CONNECT_MAX_ACCOUNTS_PER_REQUEST, default 1000).",
+        "Split the list into smaller requests (`m365connect connect --batch-size N`).",
+    ),
+    Explanation(
+        "INVALID_CREDENTIAL_ID",
+        Where.CODE_422,
+        "The credential does not exist for this account, has expired, Microsoft no longer accepts it, "
+        "or it was deleted during the request.",
+        "Check `m365connect credentials list`; rotate an EXPIRED or INVALID credential's secret, then retry.",
+    ),
+    Explanation(
+        "CREDENTIAL_ID_REQUIRED",
+        Where.CODE_422,
+        "The account has several valid credentials, so the request must say which one to use.",
+        "Send credential_id (`m365connect connect --credential-id ID`; ids from `credentials list`).",
+    ),
+    Explanation(
+        "NO_VALID_CREDENTIAL",
+        Where.CODE_422,
+        "The account has no valid credential.",
+        "Add one (`m365connect credentials add`) or rotate an expired one's secret.",
+    ),
+    # ------------------------------------------------------------------ HTTP statuses
+    Explanation(
+        "400",
+        Where.STATUS,
+        "The request body is malformed (not JSON, a field missing or of the wrong type).",
+        "Correct the field the detail names (the bulk endpoint answers with an empty body).",
+    ),
+    Explanation(
+        "401",
+        Where.STATUS,
+        "The API key is missing, unknown or revoked.",
+        "Send a valid key in x-api-key (`m365connect api-keys create --account NAME` on the server; "
+        "the client reads --api-key or M365CONNECT_API_KEY).",
+    ),
+    Explanation(
+        "404",
+        Where.STATUS,
+        "No such path, or no object with this id in this account.",
+        "Check the URL and the id (ids of another account are not visible).",
+    ),
+    Explanation(
+        "405",
+        Where.STATUS,
+        "The path exists but not with this HTTP method.",
+        "Use a method docs/api.md lists for the path.",
+    ),
+    Explanation(
+        "413",
+        Where.STATUS,
+        "The request body is larger than the service accepts (M365CONNECT_MAX_BODY_BYTES, default 2 MiB).",
+        "Send fewer mailboxes per request (`m365connect connect --batch-size N`).",
+    ),
+    Explanation(
+        "429",
+        Where.STATUS,
+        "Too many requests with this API key.",
+        "Wait for the Retry-After seconds, then retry (`m365connect connect` does).",
+        retryable=True,
+    ),
+    Explanation(
+        "500",
+        Where.STATUS,
+        "An unexpected error in the service (a bug); nothing was changed by the failed step.",
+        "Retry; if it persists, report it with the response's X-Request-Id.",
+    ),
+    Explanation(
+        "503",
+        Where.STATUS,
+        "Microsoft's identity platform (or the service's database) did not answer; nothing was saved.",
+        "Wait for the Retry-After seconds, then retry (`m365connect connect` does).",
+        retryable=True,
+    ),
+)
+
+EXPLANATIONS: Mapping[str, Explanation] = MappingProxyType({entry.code: entry for entry in _ENTRIES})
+RETRYABLE_ITEM_CODES = frozenset(e.code for e in _ENTRIES if e.retryable and e.where is Where.ITEM)
+
+
+def explain(code: str, context: Context | None = None) -> str:
+    """Meaning and fix of a code (or a status such as "401"), one line; unknown codes say so."""
+    entry = EXPLANATIONS.get(code)
+    if entry is None:
+        return f"Unknown code {code}: see docs/api.md."
+    return entry.text(context)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def render_markdown() -> str:
+    """docs/errors.md: every code with its meaning and fix, grouped by where it appears."""
+    lines = [
+        "# Errors: what they mean and how to fix them",
+        "",
+        "Generated from `src/m365connect/explanations.py` (the command-line client shows the same text); "
+        "regenerate with `python -m m365connect.explanations > docs/errors.md`. The client fills in "
+        "the {placeholders} it knows (the consent URL starts with `M365CONNECT_LOGIN_URL`, so it is "
+        "right for sovereign clouds too).",
+    ]
+    for where in Where:
+        lines += ["", f"## {where.value}", "", "| code | meaning | fix |", "|---|---|---|"]
+        for entry in _ENTRIES:
+            if entry.where is where:
+                fix = entry.render_fix(missing="{{{}}}")
+                lines.append(f"| `{entry.code}` | {_cell(entry.meaning)} | {_cell(fix)} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(render_markdown())

@@ -1,0 +1,156 @@
+"""`m365connect demo`: a real process that starts the simulator and the service, connects the example
+mailboxes, prints the results and the commands to try, and stops cleanly (Ctrl-C, or at once with
+--no-wait)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from m365connect.demo.scenario import load_packaged_scenario, packaged_scenario_path, plan
+from tests import scenario_values as sv
+
+ROOT = Path(__file__).resolve().parent.parent
+EXECUTABLE = Path(sys.executable).parent / "m365connect"
+TIMEOUT = 60.0
+
+
+def _clean_env() -> dict[str, str]:
+    return {name: value for name, value in os.environ.items() if not name.startswith("M365CONNECT_")}
+
+
+@pytest.fixture
+def spawn() -> Iterator[list[subprocess.Popen[str]]]:
+    """Children of a test; each is stopped (killed if it lingers) whatever happens."""
+    children: list[subprocess.Popen[str]] = []
+    yield children
+    for child in children:
+        if child.poll() is None:
+            child.terminate()
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+
+
+def _row(output: str, mailbox: str) -> list[str]:
+    """The cells of the results table's row for this mailbox."""
+    for line in output.splitlines():
+        cells = [cell.strip() for cell in line.strip("│ ").split("│")]
+        if cells and cells[0] == mailbox:
+            return cells
+    raise AssertionError(f"no row for {mailbox} in:\n{output}")
+
+
+def _assert_results(output: str) -> None:
+    assert f"Credential 1 'Woodpecker connector' (tenant {sv.CONTOSO_TENANT}): 5 of 13 connected" in output
+    assert f"(tenant {sv.FABRIKAM_TENANT}): 9 of 10 connected" in output
+    assert _row(output, "jim@contoso.com")[1:4] == ["connected", "yes", "yes"]
+    alias = _row(output, "jimothy@contoso.com")
+    assert alias[1] == "WRONG_ALIAS"
+    assert "Submit jim@contoso.com instead." in alias[4]
+    assert _row(output, "kevin@contoso.com")[1] == "MAILBOX_ACCESS_DENIED"
+    assert _row(output, "toby@contoso.com")[1] == "MAILBOX_DISABLED"
+    assert _row(output, "nellie@tailspintoys.com")[1:4] == ["connected", "no", "yes"]
+    assert _row(output, "stanley@fourthcoffee.com")[1:4] == ["connected", "yes", "no"]
+    assert _row(output, "meredith@broken.example")[1:4] == ["connected", "no", "no"]
+    assert f"Test-ApplicationAccessPolicy -Identity kevin@contoso.com -AppId {sv.WORKING_APP}" in output
+
+
+def test_demo_serves_until_ctrl_c_and_its_printed_commands_work(
+    tmp_path: Path, spawn: list[subprocess.Popen[str]]
+) -> None:
+    log = tmp_path / "demo.log"
+    with log.open("w") as output:
+        child = subprocess.Popen(
+            [str(EXECUTABLE), "demo", "--port", "0"],
+            cwd=tmp_path,
+            env=_clean_env(),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    spawn.append(child)
+    deadline = time.monotonic() + TIMEOUT
+    while "Press Ctrl-C" not in log.read_text():
+        assert child.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.1)
+    printed = log.read_text()
+    _assert_results(printed)
+    url = re.search(r"The service is running at (http://127\.0\.0\.1:\d+) ", printed)
+    key = re.search(r"^export KEY=(\S+)$", printed, flags=re.MULTILINE)
+    database = re.search(r"\(database (\S+)\)", printed)
+    connect = re.search(r"^M365CONNECT_API_KEY=\$KEY m365connect (connect .+)$", printed, flags=re.MULTILINE)
+    assert url, printed
+    assert key, printed
+    assert database, printed
+    assert connect, printed
+
+    with httpx.Client(base_url=url.group(1), headers={"x-api-key": key.group(1)}, timeout=10) as http:
+        credentials = http.get("/rest/v2/mailboxes/microsoft/credentials").json()["credentials"]
+        assert [c["client_id"] for c in credentials] == [sv.WORKING_APP, sv.FABRIKAM_APP]
+        mailboxes = http.get("/rest/v2/mailboxes/microsoft").json()
+        assert mailboxes["pagination_data"]["total_elements"] == 5 + 9
+    tried = subprocess.run(
+        [str(EXECUTABLE), *connect.group(1).split()],
+        env={**_clean_env(), "M365CONNECT_API_KEY": key.group(1)},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    assert tried.returncode == 0, tried.stdout + tried.stderr
+    assert "4 connected, 0 failed" in tried.stdout
+
+    child.send_signal(signal.SIGINT)
+    assert child.wait(timeout=20) == 0, log.read_text()
+    assert log.read_text().rstrip().endswith("stopped")
+    assert not Path(database.group(1)).parent.exists()  # the temporary database is gone
+
+
+def test_demo_no_wait_prints_and_exits(tmp_path: Path) -> None:
+    finished = subprocess.run(
+        [str(EXECUTABLE), "demo", "--no-wait", "--port", "0"],
+        cwd=tmp_path,
+        env=_clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    _assert_results(finished.stdout)
+    assert "curl -s -X POST http://127.0.0.1:" in finished.stdout
+    assert "Press Ctrl-C" not in finished.stdout
+    assert finished.stdout.rstrip().endswith("stopped")
+
+
+def test_the_packaged_scenario_is_the_documented_example() -> None:
+    with packaged_scenario_path() as packaged:
+        assert packaged.read_bytes() == (ROOT / "examples" / "scenario.yaml").read_bytes(), (
+            "copy examples/scenario.yaml to src/m365connect/simulator/examples/scenario.yaml"
+        )
+        assert packaged.is_relative_to(ROOT / "src" / "m365connect")  # inside the package: in the wheel
+
+
+def test_the_plan_uses_each_tenants_working_app_and_all_its_users() -> None:
+    scenario = load_packaged_scenario()
+    contoso, fabrikam = plan(scenario)
+    assert (contoso.client_id, contoso.client_secret) == (sv.WORKING_APP, sv.WORKING_SECRET)
+    assert (fabrikam.client_id, fabrikam.client_secret) == (sv.FABRIKAM_APP, sv.FABRIKAM_SECRET)
+    assert len(contoso.addresses) == len(scenario.tenants[0].users) + 2  # an alias and an unknown address
+    assert contoso.addresses[-2:] == ["jimothy@contoso.com", "nobody@contoso.com"]
+    assert "holly@northwindtraders.com" in contoso.addresses  # the guest, by its mail
+    assert len(fabrikam.addresses) == len(scenario.tenants[1].users) + 1

@@ -1,0 +1,115 @@
+"""The one table of error explanations: complete (docs/api.md and the code), rendered into docs/errors.md,
+and specific where the brief asks for it."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from m365connect.explanations import EXPLANATIONS, Context, Where, admin_consent_url, explain, render_markdown
+from m365connect.mailboxes.addresses import DUPLICATE_EMAIL, INVALID_EMAIL
+from m365connect.microsoft import token
+from m365connect.microsoft.error_codes import MailboxError
+
+ROOT = Path(__file__).resolve().parent.parent
+API_DOC = (ROOT / "docs" / "api.md").read_text()
+# Backticked UPPER_SNAKE words of docs/api.md that are values, not error codes.
+NOT_ERRORS = {"APP_ONLY"}
+
+
+def documented_codes() -> set[str]:
+    spans = re.findall(r"`([^`\n]+)`", API_DOC)
+    words = {w for span in spans for w in re.findall(r"\b[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+\b", span)}
+    return {w for w in words if w not in NOT_ERRORS and not w.startswith("M365CONNECT_")}
+
+
+def documented_statuses() -> set[str]:
+    section = API_DOC.split("### Error bodies", 1)[1].split("\n## ", 1)[0]
+    return set(re.findall(r"^\| (\d{3}) \|", section, flags=re.MULTILINE)) - {"422"}  # 422: the codes
+
+
+def test_docs_errors_md_is_rendered_from_the_table() -> None:
+    assert (ROOT / "docs" / "errors.md").read_text() == render_markdown(), (
+        "regenerate: .venv/bin/python -m m365connect.explanations > docs/errors.md"
+    )
+
+
+def test_every_code_and_status_of_api_md_is_explained() -> None:
+    codes = documented_codes()
+    # The extraction finds codes of each kind (a parser that finds nothing cannot pass).
+    assert {
+        "WRONG_ALIAS",
+        "INVALID_TENANT_ID",
+        "TOO_MANY_ACCOUNTS",
+        "MICROSOFT_GRAPH_CREDENTIAL_IN_USE",
+    } <= codes
+    assert {"401", "404", "413", "503"} <= documented_statuses()
+    assert sorted((codes | documented_statuses()) - set(EXPLANATIONS)) == []
+
+
+def test_every_code_the_service_can_answer_is_explained() -> None:
+    raised, failures = set(), set()
+    for path in (ROOT / "src" / "m365connect").rglob("*.py"):
+        raised |= set(re.findall(r'ValidationCodeError\("([A-Z_]+)"\)', path.read_text()))
+        failures |= set(re.findall(r'_failure\(\w+, "([A-Z_]+)"', path.read_text()))
+    token_codes = {
+        token.INVALID_TENANT_ID,
+        token.INVALID_CLIENT_ID,
+        token.INVALID_CLIENT_SECRET,
+        token.CLIENT_SECRET_EXPIRED,
+        token.CREDENTIAL_REJECTED,
+    }
+    assert "EMPTY_ACCOUNTS" in raised
+    assert "MAILBOX_ALREADY_CONNECTED" in failures
+    item_codes = {e.value for e in MailboxError} | {INVALID_EMAIL, DUPLICATE_EMAIL} | failures
+    assert sorted((raised | token_codes | item_codes) - set(EXPLANATIONS)) == []
+    assert {c for c, e in EXPLANATIONS.items() if e.where is Where.ITEM} == item_codes
+
+
+def test_wrong_alias_names_the_primary_address() -> None:
+    text = explain(
+        "WRONG_ALIAS", Context(mailbox_email="jimothy@contoso.com", primary_email="jim@contoso.com")
+    )
+    assert "jim@contoso.com" in text
+
+
+def test_mailbox_access_denied_names_the_exchange_settings_and_commands() -> None:
+    text = explain("MAILBOX_ACCESS_DENIED", Context(mailbox_email="kevin@contoso.com", client_id="app-1"))
+    for needle in (
+        "application access policy",
+        "RBAC for Applications",
+        "Get-ApplicationAccessPolicy",
+        "Test-ApplicationAccessPolicy -Identity kevin@contoso.com -AppId app-1",
+        "New-ManagementRoleAssignment -App app-1",
+        "-CustomResourceScope",
+    ):
+        assert needle in text
+
+
+def test_missing_permissions_lists_them_and_the_consent_url_of_the_cloud() -> None:
+    context = Context(
+        tenant_id="contoso.com", client_id="app-1", login_url="https://login.microsoftonline.us/"
+    )
+    text = explain("MISSING_PERMISSIONS", context)
+    for permission in ("User.Read.All", "Mail.Send", "MailboxSettings.Read", "Application"):
+        assert permission in text
+    assert "https://login.microsoftonline.us/contoso.com/adminconsent?client_id=app-1" in text
+    assert admin_consent_url(tenant_id="t", client_id="c") == (
+        "https://login.microsoftonline.com/t/adminconsent?client_id=c"
+    )
+
+
+@pytest.mark.parametrize("code", sorted(EXPLANATIONS))
+def test_each_explanation_has_a_meaning_and_a_fix_that_uses_what_is_known(code: str) -> None:
+    entry = EXPLANATIONS[code]
+    assert entry.meaning.endswith(".")
+    assert entry.fix
+    known = Context(mailbox_email="m@x.com", primary_email="p@x.com", tenant_id="t", client_id="c")
+    text = explain(code, known)
+    assert not re.search(r"<(mailbox_email|primary_email|tenant_id|client_id)>", text), text
+
+
+def test_an_unknown_code_says_so() -> None:
+    assert explain("SOMETHING_NEW") == "Unknown code SOMETHING_NEW: see docs/api.md."
