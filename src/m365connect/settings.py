@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -29,6 +30,16 @@ class Settings(BaseSettings):
     http_timeout: float = Field(default=20.0, gt=0)
     graph_batches_in_flight: int = Field(default=8, ge=1, le=64)
     bulk_deadline_seconds: float = Field(default=120.0, gt=0)
+    # Observability
+    log_format: Literal["json", "text"] = "json"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    metrics_enabled: bool = True
+    # Abuse limits
+    redis_url: str | None = Field(default=None, repr=False)
+    rate_limit_per_minute: int = Field(default=600, ge=1)
+    rate_limit_burst: int = Field(default=100, ge=1)
+    max_json_depth: int = Field(default=32, ge=2)
+    max_header_bytes: int = Field(default=16 * 1024, ge=1024)
 
     @field_validator("login_url", "graph_url")
     @classmethod
