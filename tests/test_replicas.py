@@ -123,7 +123,10 @@ async def test_deleting_a_credential_on_one_replica_while_the_other_connects(
     try:
         credential = (await a.post(CREDENTIALS, json=credential_body(), headers=headers(key))).json()
         microsoft.faults.latency_ms = 40
-        body = {"accounts": [{"mailbox_email": e} for e in ADDRESSES]}
+        body = {
+            "credential_id": credential["credential_id"],
+            "accounts": [{"mailbox_email": e} for e in ADDRESSES],
+        }
 
         async def delete_soon() -> httpx.Response:
             await asyncio.sleep(0.05)

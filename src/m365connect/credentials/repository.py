@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from m365connect.credentials.models import GraphCredential
@@ -68,6 +68,26 @@ async def delete_for_account(session: AsyncSession, *, account_id: int, credenti
     return bool(getattr(result, "rowcount", 0))
 
 
-async def list_all(session: AsyncSession) -> Sequence[GraphCredential]:
-    """Every credential (encryption key rotation)."""
-    return (await session.scalars(select(GraphCredential).order_by(GraphCredential.id))).all()
+async def list_secrets(session: AsyncSession) -> list[tuple[int, bytes]]:
+    """(id, sealed secret) of every credential, for encryption key rotation."""
+    rows = await session.execute(
+        select(GraphCredential.id, GraphCredential.secret_ciphertext).order_by(GraphCredential.id)
+    )
+    return [(credential_id, ciphertext) for credential_id, ciphertext in rows]
+
+
+async def get_secret(session: AsyncSession, *, credential_id: int) -> bytes | None:
+    """The sealed secret of one credential, None when it was deleted."""
+    return await session.scalar(
+        select(GraphCredential.secret_ciphertext).where(GraphCredential.id == credential_id)
+    )
+
+
+async def replace_secret(session: AsyncSession, *, credential_id: int, old: bytes, new: bytes) -> bool:
+    """Compare-and-set: store `new` only if the row still holds `old`."""
+    result = await session.execute(
+        update(GraphCredential)
+        .where(GraphCredential.id == credential_id, GraphCredential.secret_ciphertext == old)
+        .values(secret_ciphertext=new)
+    )
+    return bool(getattr(result, "rowcount", 0))

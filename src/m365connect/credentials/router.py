@@ -4,21 +4,57 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Response, status
+from fastapi import APIRouter, Body, Path, Response, status
 
-from m365connect.api_docs import COMMON, NOT_FOUND, GenericErrorBody, Responses, ValidationMessage
+from m365connect.api_docs import COMMON, MICROSOFT_UNAVAILABLE, NOT_FOUND, Responses, bad_request, codes
 from m365connect.credentials import service
-from m365connect.credentials.schemas import CredentialCreate, CredentialList, CredentialRead, CredentialUpdate
+from m365connect.credentials.schemas import (
+    CREATE_EXAMPLES,
+    UPDATE_EXAMPLES,
+    CredentialCreate,
+    CredentialList,
+    CredentialRead,
+    CredentialUpdate,
+)
 from m365connect.deps import CurrentAccount, SessionDep, StateDep
 
 router = APIRouter(prefix="/rest/v2/mailboxes/microsoft/credentials", tags=["Microsoft Graph credentials"])
 
 CredentialId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The credential's id")]
 
-_VERIFY: Responses = {
-    400: {"model": GenericErrorBody, "description": "Malformed body; `detail` names the field"},
-    422: {"model": ValidationMessage, "description": "Rejected; `message` is a code (docs/api.md)"},
-    503: {"model": GenericErrorBody, "description": "Microsoft's identity platform did not answer"},
+_REFUSALS = ("INVALID_TENANT_ID", "INVALID_CLIENT_ID", "INVALID_CLIENT_SECRET", "CLIENT_SECRET_EXPIRED")
+_CREATE: Responses = {
+    **COMMON,
+    **bad_request(
+        "Malformed body; `detail` names the field",
+        "Field 'client_id' is required",
+        "Field 'tenant_id' is invalid: Input should be a valid string",
+        "The request body is not valid JSON",
+    ),
+    422: codes(
+        "Nothing saved; `message` is a code (docs/api.md)",
+        *_REFUSALS,
+        "CREDENTIAL_ALREADY_EXISTS",
+        "CREDENTIAL_REJECTED",
+    ),
+    **MICROSOFT_UNAVAILABLE,
+}
+_UPDATE: Responses = {
+    **COMMON,
+    **NOT_FOUND,
+    **bad_request(
+        "Malformed body, an empty object, a null field, or only one of the two secret fields",
+        "Send at least one of 'name', 'client_secret', 'secret_expires_at'",
+        "Fields 'client_secret' and 'secret_expires_at' must be sent together",
+        "Field 'name' must not be null",
+    ),
+    422: codes("The new secret was refused; the old one stays in force", *_REFUSALS, "CREDENTIAL_REJECTED"),
+    **MICROSOFT_UNAVAILABLE,
+}
+_DELETE: Responses = {
+    **COMMON,
+    **NOT_FOUND,
+    422: codes("An ACTIVE mailbox uses the credential", "MICROSOFT_GRAPH_CREDENTIAL_IN_USE"),
 }
 
 
@@ -29,9 +65,12 @@ async def list_credentials(session: SessionDep, account_id: CurrentAccount) -> C
     return CredentialList(credentials=[service.to_read(item) for item in credentials])
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, responses={**COMMON, **_VERIFY})
+@router.post("", status_code=status.HTTP_201_CREATED, responses=_CREATE)
 async def create_credential(
-    body: CredentialCreate, session: SessionDep, state: StateDep, account_id: CurrentAccount
+    body: Annotated[CredentialCreate, Body(openapi_examples=CREATE_EXAMPLES)],
+    session: SessionDep,
+    state: StateDep,
+    account_id: CurrentAccount,
 ) -> CredentialRead:
     """Verify an Entra app registration against Microsoft and save it."""
     credential = await service.create_credential(
@@ -40,10 +79,10 @@ async def create_credential(
     return service.to_read(credential)
 
 
-@router.patch("/{credential_id}", responses={**COMMON, **_VERIFY, **NOT_FOUND})
+@router.patch("/{credential_id}", responses=_UPDATE)
 async def update_credential(
     credential_id: CredentialId,
-    body: CredentialUpdate,
+    body: Annotated[CredentialUpdate, Body(openapi_examples=UPDATE_EXAMPLES)],
     session: SessionDep,
     state: StateDep,
     account_id: CurrentAccount,
@@ -56,14 +95,7 @@ async def update_credential(
 
 
 @router.delete(
-    "/{credential_id}",
-    status_code=status.HTTP_204_NO_CONTENT,
-    response_class=Response,
-    responses={
-        **COMMON,
-        **NOT_FOUND,
-        422: {"model": ValidationMessage, "description": "Credential in use"},
-    },
+    "/{credential_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response, responses=_DELETE
 )
 async def delete_credential(
     credential_id: CredentialId, session: SessionDep, account_id: CurrentAccount

@@ -3,13 +3,51 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, StrictStr
 
 from m365connect.wire import parse_iso_datetime
 
 Name = Annotated[StrictStr, Field(min_length=1, max_length=200)]
+
+CREATE_EXAMPLE: dict[str, Any] = {
+    "tenant_id": "bbfb2db7-aaf4-4f7c-9dc2-2c9160d1cb32",
+    "client_id": "e1c6ac69-480e-4a17-9b85-3467967bd179",
+    "client_secret": "<the secret's value>",
+    "secret_expires_at": "2027-11-28T23:59:59Z",
+    "name": "MS Graph app",
+}
+CREATE_EXAMPLES: dict[str, Any] = {
+    "guid": {"summary": "Tenant by GUID", "value": CREATE_EXAMPLE},
+    "domain": {
+        "summary": "Tenant by verified domain, expiry as a bare date (23:59:59 UTC), default name",
+        "value": {
+            "tenant_id": "contoso.onmicrosoft.com",
+            "client_id": "e1c6ac69-480e-4a17-9b85-3467967bd179",
+            "client_secret": "<the secret's value>",
+            "secret_expires_at": "2027-11-28",
+        },
+    },
+}
+UPDATE_EXAMPLES: dict[str, Any] = {
+    "rename": {"summary": "Rename", "value": {"name": "Sales tenant app"}},
+    "rotate": {
+        "summary": "Rotate the secret (both fields together)",
+        "value": {"client_secret": "<the new secret's value>", "secret_expires_at": "2028-11-28T23:59:59Z"},
+    },
+}
+READ_EXAMPLE: dict[str, Any] = {
+    "credential_id": 22334455,
+    "tenant_id": "bbfb2db7-aaf4-4f7c-9dc2-2c9160d1cb32",
+    "client_id": "e1c6ac69-480e-4a17-9b85-3467967bd179",
+    "secret_expires_at": "2027-11-28T23:59:59Z",
+    "name": "MS Graph app",
+    "status": "VALID",
+    "verified_at": "2026-11-21T20:00:00Z",
+    "granted_permissions": ["Mail.Send", "MailboxSettings.Read", "User.Read.All"],
+    "missing_permissions": [],
+}
 
 
 def _parse_expiry(value: object) -> datetime:
@@ -50,6 +88,8 @@ class CredentialUpdate(BaseModel):
 class CredentialRead(BaseModel):
     """A stored credential; never its secret."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [READ_EXAMPLE]})
+
     credential_id: int
     tenant_id: str
     client_id: str
@@ -63,5 +103,7 @@ class CredentialRead(BaseModel):
 
 class CredentialList(BaseModel):
     """All credentials of the account, oldest first."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"credentials": [READ_EXAMPLE]}]})
 
     credentials: list[CredentialRead]

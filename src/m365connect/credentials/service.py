@@ -217,18 +217,25 @@ def open_client_credential(box: SecretBox, credential: GraphCredential) -> Clien
 
 
 async def reseal_all(session: AsyncSession, box: SecretBox) -> tuple[int, int]:
-    """Re-encrypt every secret not sealed with the primary key; returns (re-sealed, total)."""
-    credentials = await repository.list_all(session)
+    """Re-encrypt every secret not sealed with the primary key; returns (re-sealed, total).
+
+    Each row is replaced only if it still holds the ciphertext we read (compare-and-set), so a secret
+    rotated through the API while this runs is never overwritten with the old one re-sealed.
+    """
+    sealed = await repository.list_secrets(session)
     resealed = 0
-    for credential in credentials:
-        if box.needs_rotation(credential.secret_ciphertext):
-            aad = credential_secret_aad(credential.id)
-            credential.secret_ciphertext = box.seal(
-                box.open(credential.secret_ciphertext, associated_data=aad), associated_data=aad
-            )
-            resealed += 1
-    await session.flush()
-    return resealed, len(credentials)
+    for credential_id, ciphertext in sealed:
+        current: bytes | None = ciphertext
+        for _attempt in range(3):
+            if current is None or not box.needs_rotation(current):
+                break
+            aad = credential_secret_aad(credential_id)
+            fresh = box.seal(box.open(current, associated_data=aad), associated_data=aad)
+            if await repository.replace_secret(session, credential_id=credential_id, old=current, new=fresh):
+                resealed += 1
+                break
+            current = await repository.get_secret(session, credential_id=credential_id)  # changed meanwhile
+    return resealed, len(sealed)
 
 
 async def resolve_for_bulk(
