@@ -63,6 +63,17 @@ def describe_validation_error(exc: RequestValidationError) -> str:
     return f"Field '{field}' is invalid: {first.get('msg', 'wrong type')}"
 
 
+class JsonTooDeep(StarletteHTTPException):
+    """The request body nests arrays and objects deeper than the limit (raised while the body arrives).
+
+    An HTTPException because FastAPI re-raises those from body reading as they are (any other exception
+    becomes its own 400), so each route answers it in its own 400 shape.
+    """
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(status_code=400, detail=f"The request body is nested deeper than {limit} levels")
+
+
 class EmptyBadRequestRoute(APIRoute):
     """A route whose malformed bodies are answered with an empty 400 (the bulk endpoint's contract)."""
 
@@ -73,7 +84,7 @@ class EmptyBadRequestRoute(APIRoute):
         async def empty_400_handler(request: Request) -> Response:
             try:
                 return await handler(request)
-            except RequestValidationError as exc:
+            except (RequestValidationError, JsonTooDeep) as exc:
                 raise EmptyBadRequest() from exc
 
         return empty_400_handler

@@ -9,8 +9,9 @@ from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from m365connect.accounts.service import authenticate
-from m365connect.errors import Unauthorized
+from m365connect.accounts.service import authenticate_key
+from m365connect.errors import TooManyRequests, Unauthorized
+from m365connect.middleware import RATE_LIMIT_HEADERS
 from m365connect.state import AppState
 
 api_key_header = APIKeyHeader(name="x-api-key", auto_error=False, description="Your m365connect API key")
@@ -40,13 +41,22 @@ SessionDep = Annotated[AsyncSession, Depends(_session)]
 
 
 async def _current_account(
-    session: SessionDep, api_key: Annotated[str | None, Depends(api_key_header)]
+    request: Request,
+    session: SessionDep,
+    state: StateDep,
+    api_key: Annotated[str | None, Depends(api_key_header)],
 ) -> int:
-    account_id = await authenticate(session, presented=api_key)
-    if account_id is None:
+    key = await authenticate_key(session, presented=api_key)
+    if key is None:
         raise Unauthorized()
     await session.commit()  # end the auth transaction: a long request must not hold the key row
-    return account_id
+    decision = await state.limiter.take(key.bucket)
+    if decision is None:  # the shared limiter is unreachable: served unlimited (ratelimit.py)
+        return key.account_id
+    setattr(request.state, RATE_LIMIT_HEADERS, decision.headers())
+    if not decision.allowed:
+        raise TooManyRequests(retry_after=decision.retry_after)
+    return key.account_id
 
 
 CurrentAccount = Annotated[int, Depends(_current_account)]

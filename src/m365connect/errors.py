@@ -7,7 +7,8 @@
     │   ├── NotFound              404  "Requested resource does not exist"
     │   ├── MethodNotAllowed      405
     │   ├── PayloadTooLarge       413
-    │   ├── TooManyRequests       429  + Retry-After
+    │   ├── TooManyRequests       429  + Retry-After (RateLimit-* headers come from the middleware)
+    │   ├── HeadersTooLarge       431
     │   ├── InternalError         500  never a stack trace
     │   └── ServiceUnavailable    503  + Retry-After (Microsoft or the database is unreachable)
     ├── EmptyBadRequest           400  no body (bulk endpoint, as Woodpecker documents)
@@ -99,6 +100,14 @@ class PayloadTooLarge(GenericError):
     status = 413
     title = "Payload Too Large"
     default_detail = "The request body is too large"
+
+
+class HeadersTooLarge(GenericError):
+    """The request's header fields are larger than the service accepts."""
+
+    status = 431
+    title = "Request Header Fields Too Large"
+    default_detail = "The request header fields are too large"
 
 
 class _RetryableError(GenericError):

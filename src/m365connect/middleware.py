@@ -1,14 +1,18 @@
-"""The edge of every HTTP request: request id, security headers, body size limit, last-resort 500."""
+"""The edge of every HTTP request: request id, security and rate-limit headers, header, body size and JSON
+nesting limits, last-resort 500."""
 
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from m365connect.api_errors import render
-from m365connect.errors import InternalError, PayloadTooLarge
+from m365connect.api_errors import JsonTooDeep, render
+from m365connect.errors import HeadersTooLarge, InternalError, PayloadTooLarge
+from m365connect.settings import Settings
+from m365connect.state import AppState
 
 logger = logging.getLogger("m365connect.api")
 
@@ -19,6 +23,9 @@ SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"referrer-policy", b"no-referrer"),
     (b"cache-control", b"no-store"),
 )
+RATE_LIMIT_HEADERS = "rate_limit_headers"  # request.state key: headers the rate limiter wants on the response
+_DEFAULTS = Settings.model_fields
+_JSON_SPECIAL = re.compile(rb'[\[\]{}"\\]')
 
 
 class _BodyTooLarge(Exception):
@@ -26,8 +33,13 @@ class _BodyTooLarge(Exception):
 
 
 class EdgeMiddleware:
-    """Tags every response with X-Request-Id and security headers; refuses oversized bodies with 413;
-    answers any unexpected exception with the generic 500 (never a stack trace)."""
+    """Tags every response with X-Request-Id, security and RateLimit-* headers; refuses oversized header
+    fields with 431, oversized bodies with 413 and too deeply nested JSON with 400; answers any unexpected
+    exception with the generic 500 (never a stack trace).
+
+    The header and nesting limits are read from the running service's settings (the app state), so they
+    follow M365CONNECT_MAX_HEADER_BYTES / M365CONNECT_MAX_JSON_DEPTH without extra wiring.
+    """
 
     def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
         self.app = app
@@ -39,9 +51,11 @@ class EdgeMiddleware:
             await self.app(scope, receive, send)
             return
         request_id = _incoming_request_id(scope) or uuid.uuid4().hex
-        scope.setdefault("state", {})["request_id"] = request_id
+        request_state = scope.setdefault("state", {})
+        request_state["request_id"] = request_id
+        max_header_bytes, max_json_depth = _limits(scope)
         started = False
-        overflow = _Overflow(self.max_body_bytes)
+        overflow = _Overflow(self.max_body_bytes, JsonDepthScan(max_json_depth))
 
         async def tagged_send(message: Message) -> None:
             nonlocal started
@@ -51,6 +65,7 @@ class EdgeMiddleware:
                     *message.get("headers", []),
                     (b"x-request-id", request_id.encode()),
                     *SECURITY_HEADERS,
+                    *_encoded(request_state.get(RATE_LIMIT_HEADERS)),
                 ]
                 message = {**message, "headers": headers}
             await send(message)
@@ -63,6 +78,9 @@ class EdgeMiddleware:
                 return
             await tagged_send(message)
 
+        if header_bytes(scope) > max_header_bytes:
+            await render(HeadersTooLarge())(scope, receive, tagged_send)
+            return
         if _declared_length(scope) > self.max_body_bytes:
             await render(PayloadTooLarge())(scope, receive, tagged_send)
             return
@@ -79,26 +97,89 @@ class EdgeMiddleware:
 
 
 class _Overflow:
-    """Counts request body bytes; past the limit, the request fails."""
+    """Counts request body bytes and scans their nesting; past a limit, the request fails."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, depth: JsonDepthScan) -> None:
         self.limit = limit
+        self.depth = depth
         self.received = 0
         self.exceeded = False
 
     def wrap(self, receive: Receive) -> Receive:
-        """A receive that raises once more than `limit` bytes arrived."""
+        """A receive that raises once more than `limit` bytes arrived, or the JSON nests too deep."""
 
         async def limited_receive() -> Message:
             message = await receive()
             if message["type"] == "http.request":
-                self.received += len(message.get("body", b""))
+                chunk = message.get("body", b"")
+                self.received += len(chunk)
                 if self.received > self.limit:
                     self.exceeded = True
                     raise _BodyTooLarge
+                if not self.depth.feed(chunk):
+                    raise JsonTooDeep(self.depth.limit)
             return message
 
         return limited_receive
+
+
+class JsonDepthScan:
+    """Streaming bracket-depth count of a JSON text, chunk by chunk; brackets inside strings do not count.
+
+    Only `[ ] { } " \\` are looked at (one regular-expression pass per chunk), so the cost is a small
+    fraction of parsing. Invalid JSON is not judged here: the parser refuses it later.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.depth = 0
+        self.deepest = 0
+        self._in_string = False
+        self._skip_first = False  # the chunk before ended with a backslash inside a string
+
+    def feed(self, chunk: bytes) -> bool:
+        """Scan the next chunk; False once the nesting went deeper than the limit."""
+        start = 0
+        if self._skip_first and chunk:
+            start, self._skip_first = 1, False
+        escaped_at = -1
+        for match in _JSON_SPECIAL.finditer(chunk, start):
+            at, char = match.start(), match.group()
+            if self._in_string:
+                if at == escaped_at:
+                    continue
+                if char == b"\\":
+                    escaped_at = at + 1
+                    self._skip_first = escaped_at == len(chunk)
+                elif char == b'"':
+                    self._in_string = False
+            elif char == b'"':
+                self._in_string = True
+            elif char in (b"[", b"{"):
+                self.depth += 1
+                self.deepest = max(self.deepest, self.depth)
+                if self.depth > self.limit:
+                    return False
+            elif char in (b"]", b"}"):
+                self.depth = max(0, self.depth - 1)
+        return self.deepest <= self.limit
+
+
+def header_bytes(scope: Scope) -> int:
+    """The request's header fields as sent: `name: value` plus CRLF for each."""
+    return sum(len(name) + len(value) + 4 for name, value in scope.get("headers", []))
+
+
+def _limits(scope: Scope) -> tuple[int, int]:
+    app = scope.get("app")
+    state = getattr(getattr(app, "state", None), "m365connect", None)
+    if isinstance(state, AppState):
+        return state.settings.max_header_bytes, state.settings.max_json_depth
+    return int(_DEFAULTS["max_header_bytes"].default), int(_DEFAULTS["max_json_depth"].default)
+
+
+def _encoded(headers: dict[str, str] | None) -> list[tuple[bytes, bytes]]:
+    return [(name.lower().encode(), value.encode()) for name, value in (headers or {}).items()]
 
 
 def _declared_length(scope: Scope) -> int:

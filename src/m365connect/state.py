@@ -18,6 +18,7 @@ from m365connect.deliverability import DeliverabilityChecker, build_resolver
 from m365connect.mailboxes.bulk import BulkServices
 from m365connect.microsoft.graph import GraphClient
 from m365connect.microsoft.token import TokenClient
+from m365connect.ratelimit import RateLimiter, build_rate_limiter
 from m365connect.settings import Settings
 
 
@@ -33,6 +34,7 @@ class AppState:
     tokens: TokenClient
     graph: GraphClient
     resolver: dns.asyncresolver.Resolver
+    limiter: RateLimiter
 
     @property
     def credential_services(self) -> CredentialServices:
@@ -91,6 +93,11 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
     )
     engine = create_engine(settings.database_url)
     http = build_http_client(settings)
+    limiter = build_rate_limiter(
+        redis_url=settings.redis_url,
+        per_minute=settings.rate_limit_per_minute,
+        burst=settings.rate_limit_burst,
+    )
     try:
         yield AppState(
             resolver=resolver,
@@ -105,7 +112,9 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
                 graph_url=settings.graph_url,
                 max_batches_in_flight=settings.graph_batches_in_flight,
             ),
+            limiter=limiter,
         )
     finally:
+        await limiter.aclose()
         await http.aclose()
         await engine.dispose()

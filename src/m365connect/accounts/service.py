@@ -72,8 +72,22 @@ async def revoke_api_key(session: AsyncSession, *, key_id: int) -> bool:
     return await repository.revoke_api_key(session, key_id=key_id, now=utcnow())
 
 
-async def authenticate(session: AsyncSession, *, presented: str | None) -> int | None:
-    """The account id that this key belongs to, or None (missing, malformed, unknown or revoked)."""
+@dataclass(frozen=True)
+class AuthenticatedKey:
+    """Who a request is: the API key (its id and public lookup prefix, never the secret) and its account."""
+
+    key_id: int
+    prefix: str
+    account_id: int
+
+    @property
+    def bucket(self) -> str:
+        """The rate-limit bucket of this key: unique even across deployments that share one Redis."""
+        return f"{self.key_id}:{self.prefix}"
+
+
+async def authenticate_key(session: AsyncSession, *, presented: str | None) -> AuthenticatedKey | None:
+    """The key and account this API key authenticates as, or None (missing, malformed, unknown, revoked)."""
     prefix = _split(presented) if presented else None
     key = await repository.get_api_key_by_prefix(session, prefix=prefix) if prefix else None
     expected = key.key_hash if key is not None else _DUMMY_HASH
@@ -83,4 +97,10 @@ async def authenticate(session: AsyncSession, *, presented: str | None) -> int |
     now = utcnow()
     if key.last_used_at is None or now - key.last_used_at > _TOUCH_INTERVAL:
         await repository.touch_api_key(session, key_id=key.id, now=now)
-    return key.account_id
+    return AuthenticatedKey(key_id=key.id, prefix=key.prefix, account_id=key.account_id)
+
+
+async def authenticate(session: AsyncSession, *, presented: str | None) -> int | None:
+    """The account id that this key belongs to, or None (missing, malformed, unknown or revoked)."""
+    key = await authenticate_key(session, presented=presented)
+    return key.account_id if key is not None else None
