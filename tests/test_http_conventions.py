@@ -13,7 +13,7 @@ from m365connect.settings import Settings
 from m365connect.state import AppState
 from tests.helpers import assert_generic_error, headers
 
-PUBLIC_PATHS = {"/healthz", "/readyz"}
+PUBLIC_PATHS = {"/healthz", "/readyz", "/metrics"}
 
 
 async def test_unknown_path_is_documented_404(client: httpx.AsyncClient, api_key: str) -> None:

@@ -12,6 +12,7 @@ from m365connect.api_errors import install_error_handlers
 from m365connect.credentials.router import router as credentials_router
 from m365connect.mailboxes.router import router as mailboxes_router
 from m365connect.middleware import EdgeMiddleware
+from m365connect.observability import Metrics, RequestObserverMiddleware, metrics_router
 from m365connect.openapi import install_openapi
 from m365connect.settings import Settings
 from m365connect.state import AppState, open_state
@@ -19,12 +20,20 @@ from m365connect.state import AppState, open_state
 API_DESCRIPTION = (
     "Connect Microsoft 365 mailboxes in bulk through Microsoft Graph app-only credentials. "
     "Compatible with Woodpecker's public REST API v2 for Microsoft mailboxes. "
-    "Every route except the health checks needs the `x-api-key` header."
+    "Every route except `/healthz`, `/readyz` and `/metrics` needs the `x-api-key` header."
 )
+
+
+def attach_metrics(state: AppState, metrics: Metrics) -> None:
+    """Point the shared Microsoft clients' observers at this app's metrics (the DNS checker, built per
+    request, gets them in the bulk route)."""
+    state.graph.observer = metrics.graph
+    state.tokens.observer = metrics.tokens
 
 
 def create_app(settings: Settings, *, state: AppState | None = None) -> FastAPI:
     """The ASGI app; with `state` given (tests), the caller owns the long-lived objects."""
+    metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -33,15 +42,26 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> FastAPI:
             yield
             return
         async with open_state(settings) as built:
+            attach_metrics(built, metrics)
             app.state.m365connect = built
             yield
 
     app = FastAPI(title="m365connect", version="0.1.0", description=API_DESCRIPTION, lifespan=lifespan)
+    app.state.metrics = metrics
     if state is not None:
+        attach_metrics(state, metrics)
         app.state.m365connect = state
     install_error_handlers(app)
     app.add_middleware(EdgeMiddleware, max_body_bytes=settings.max_body_bytes)
+    framework_paths = (app.openapi_url, app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url)
+    app.add_middleware(  # added last: the outermost
+        RequestObserverMiddleware,
+        metrics=metrics,
+        fixed_paths=frozenset(path for path in framework_paths if path),
+    )
     app.include_router(health.router)
+    if settings.metrics_enabled:
+        app.include_router(metrics_router)
     app.include_router(credentials_router)
     app.include_router(mailboxes_router)
     install_openapi(app)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, TypeVar
@@ -33,6 +34,7 @@ app.add_typer(encryption_app, name="encryption")
 app.add_typer(credentials_app, name="credentials")
 app.command("connect")(connect)
 console = Console()
+logger = logging.getLogger("m365connect.cli")
 T = TypeVar("T")
 
 
@@ -66,15 +68,31 @@ def _run_with_session(settings: Settings, work: Callable[..., Awaitable[T]]) -> 
     return asyncio.run(main())
 
 
+ProxyHeaders = Annotated[
+    bool,
+    typer.Option(
+        "--proxy-headers/--no-proxy-headers",
+        help="Behind a reverse proxy: take the client address and scheme from X-Forwarded-For/-Proto, "
+        "only from --forwarded-allow-ips",
+    ),
+]
+ForwardedAllowIps = Annotated[
+    str, typer.Option(help="Comma-separated proxy addresses or networks trusted for X-Forwarded-*, or '*'")
+]
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    proxy_headers: ProxyHeaders = False,
+    forwarded_allow_ips: ForwardedAllowIps = "127.0.0.1",
 ) -> None:
-    """Apply pending database migrations, then serve the HTTP API."""
+    """Apply pending database migrations, then serve the HTTP API (log lines on stdout)."""
     import uvicorn
 
     from m365connect.app import create_app
+    from m365connect.observability import configure_logging
 
     settings = _settings()
     try:
@@ -82,17 +100,23 @@ def serve(
     except SecretBoxError as exc:
         typer.echo(f"invalid configuration: M365CONNECT_ENCRYPTION_KEYS: {exc}", err=True)
         raise typer.Exit(2) from None
-
-    async def migrate() -> None:
-        engine = create_engine(settings.database_url)
-        try:
-            await upgrade_to_head(engine)
-        finally:
-            await engine.dispose()
-
-    asyncio.run(migrate())
-    console.print(f"m365connect listening on http://{host}:{port} (database migrated)")
-    uvicorn.run(create_app(settings), host=host, port=port, server_header=False, log_level="info")
+    configure_logging(settings)
+    _run_with_session(settings, _noop)  # applies pending migrations
+    logger.info("service.starting", extra={"host": host, "port": port, "proxy_headers": proxy_headers})
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        server_header=False,
+        proxy_headers=proxy_headers,
+        forwarded_allow_ips=forwarded_allow_ips,
+        log_config=None,  # configure_logging above: one format for every logger
+        log_level=settings.log_level.lower(),
+        access_log=False,  # replaced by our http.request line
+        # uvicorn's HTTP/1.1 parser refuses a request head over 16 KiB with a bare 400 before the app sees
+        # it: leave room above M365CONNECT_MAX_HEADER_BYTES (plus the request line) for our own 431.
+        h11_max_incomplete_event_size=settings.max_header_bytes + 16 * 1024,
+    )
 
 
 @app.command()

@@ -50,6 +50,7 @@ async def _current_account(
     if key is None:
         raise Unauthorized()
     await session.commit()  # end the auth transaction: a long request must not hold the key row
+    request.state.account_id = key.account_id  # for the request log line
     decision = await state.limiter.take(key.bucket)
     if decision is None:  # the shared limiter is unreachable: served unlimited (ratelimit.py)
         return key.account_id

@@ -281,6 +281,12 @@ _ENTRIES = (
         "Send fewer mailboxes per request (`m365connect connect --batch-size N`).",
     ),
     Explanation(
+        "431",
+        Where.STATUS,
+        "The request's headers are larger than the service accepts (M365CONNECT_MAX_HEADER_BYTES, 16 KiB).",
+        "Send fewer or shorter headers; an API key needs only `x-api-key`.",
+    ),
+    Explanation(
         "429",
         Where.STATUS,
         "Too many requests with this API key.",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import time
 from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass
 
@@ -13,7 +14,8 @@ import dns.name
 import dns.rdatatype
 
 from m365connect.deliverability.dkim import check_dkim
-from m365connect.deliverability.resolver import CappedLRUCache, Records, lookup
+from m365connect.deliverability.observer import DnsObserver, LookupOutcome, NoDnsObserver
+from m365connect.deliverability.resolver import CappedLRUCache, DnsError, Records, lookup
 from m365connect.deliverability.spf import check_spf
 
 # RFC 7208 §4.6.4 suggests at least 20 s for a whole SPF evaluation; DKIM needs 2 rounds of lookups.
@@ -42,13 +44,15 @@ def normalize_domain(domain: str) -> str | None:
 class DeliverabilityChecker:
     """Checks the SPF and DKIM records of mailbox domains; owns a DNS cache shared by its checks."""
 
-    def __init__(self, resolver: dns.asyncresolver.Resolver) -> None:
+    def __init__(self, resolver: dns.asyncresolver.Resolver, *, observer: DnsObserver | None = None) -> None:
         # A copy, so the cache is this checker's and the caller's resolver is left as it was.
         self._resolver = copy.copy(resolver)
         self._resolver.cache = CappedLRUCache()
         # Lookups in flight, shared: twenty domains checked at once that all include Microsoft's record
         # cause one query for it, not twenty (the cache only helps once the first answer is in).
         self._in_flight: dict[tuple[dns.name.Name, dns.rdatatype.RdataType], _SharedLookup] = {}
+        # Public: the service attaches its metrics to the checker of each request.
+        self.observer: DnsObserver = observer or NoDnsObserver()
 
     async def check_domain(self, domain: str) -> DomainDeliverability:
         """Check one domain; DNS failures make a flag false with reason "dns_error", never raise."""
@@ -84,7 +88,7 @@ class DeliverabilityChecker:
         shared = self._in_flight.get(key)
         if shared is None:
             shared = self._in_flight[key] = _SharedLookup(
-                asyncio.ensure_future(lookup(self._resolver, name, rdtype))
+                asyncio.ensure_future(self._observed_lookup(name, rdtype))
             )
             shared.task.add_done_callback(lambda _: self._in_flight.pop(key, None))
         shared.waiters += 1
@@ -95,6 +99,17 @@ class DeliverabilityChecker:
             shared.waiters -= 1
             if shared.waiters == 0 and not shared.task.done():
                 shared.task.cancel()  # nobody is left waiting for it
+
+    async def _observed_lookup(self, name: dns.name.Name, rdtype: dns.rdatatype.RdataType) -> Records:
+        started = time.perf_counter()
+        try:
+            records = await lookup(self._resolver, name, rdtype)
+        except DnsError:
+            self.observer.looked_up(rdtype.name, "error", time.perf_counter() - started)
+            raise
+        outcome: LookupOutcome = "nxdomain" if records.nxdomain else "answer" if records.rdatas else "nodata"
+        self.observer.looked_up(rdtype.name, outcome, time.perf_counter() - started)
+        return records
 
 
 @dataclass

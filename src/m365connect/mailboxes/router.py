@@ -4,35 +4,90 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path, Query, Response, status
+from fastapi import APIRouter, Body, Path, Query, Response, status
 from fastapi.responses import JSONResponse
 
-from m365connect.api_docs import COMMON, NOT_FOUND, GenericErrorBody, Responses, ValidationMessage
+from m365connect.api_docs import (
+    COMMON,
+    MICROSOFT_UNAVAILABLE,
+    NOT_FOUND,
+    Responses,
+    bad_request,
+    codes,
+    example,
+)
 from m365connect.api_errors import EmptyBadRequestRoute
 from m365connect.deps import CurrentAccount, SessionDep, StateDep
 from m365connect.mailboxes import bulk, service
-from m365connect.mailboxes.schemas import BulkRequest, BulkResult, MailboxPage, MailboxRead
+from m365connect.mailboxes.schemas import (
+    BULK_CREATED_EXAMPLE,
+    BULK_EXAMPLES,
+    BULK_MULTI_STATUS_EXAMPLE,
+    BulkRequest,
+    BulkResult,
+    MailboxPage,
+    MailboxRead,
+)
+from m365connect.observability import MetricsDep
 
 router = APIRouter(prefix="/rest/v2/mailboxes/microsoft", tags=["Microsoft mailboxes"])
 
 MailboxId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The mailbox's id")]
 _BULK_RESPONSES: Responses = {
     **COMMON,
-    201: {"model": list[BulkResult], "description": "All submitted mailboxes were connected"},
-    207: {"model": list[BulkResult], "description": "At least one mailbox could not be connected"},
-    400: {"description": "Invalid or empty JSON request body (no body)"},
-    422: {"model": ValidationMessage, "description": "The batch cannot be processed; `message` is a code"},
-    503: {"model": GenericErrorBody, "description": "Microsoft could not be reached; nothing was connected"},
+    201: {
+        "model": list[BulkResult],
+        "description": "All submitted mailboxes were connected (one result per item, in request order)",
+        "content": {"application/json": {"example": example(BULK_CREATED_EXAMPLE)}},
+    },
+    207: {
+        "model": list[BulkResult],
+        "description": "At least one mailbox could not be connected (also when none could)",
+        "content": {"application/json": {"example": example(BULK_MULTI_STATUS_EXAMPLE)}},
+    },
+    400: {"description": "Invalid or empty JSON request body (the answer has no body)"},
+    422: codes(
+        "The batch cannot be processed, nothing was connected; `message` is a code",
+        "UNSUPPORTED_AUTH_TYPE",
+        "EMPTY_ACCOUNTS",
+        "TOO_MANY_ACCOUNTS",
+        "INVALID_CREDENTIAL_ID",
+        "CREDENTIAL_ID_REQUIRED",
+        "NO_VALID_CREDENTIAL",
+    ),
+    **MICROSOFT_UNAVAILABLE,
+}
+_LIST_RESPONSES: Responses = {
+    **COMMON,
+    **bad_request(
+        "Malformed query; `detail` names the parameter",
+        "Field 'page' is invalid: Input should be greater than or equal to 0",
+    ),
 }
 
 
 async def add_mailboxes_in_bulk(
-    body: BulkRequest, session: SessionDep, state: StateDep, account_id: CurrentAccount
+    body: Annotated[BulkRequest, Body(openapi_examples=BULK_EXAMPLES)],
+    session: SessionDep,
+    state: StateDep,
+    account_id: CurrentAccount,
+    metrics: MetricsDep,
 ) -> JSONResponse:
     """Connect Microsoft mailboxes with Microsoft Graph app-only authentication."""
-    results = await bulk.connect_bulk(session, state.bulk_services, account_id=account_id, request=body)
-    code = status.HTTP_201_CREATED if all(item.success for item in results) else status.HTTP_207_MULTI_STATUS
+    services = state.bulk_services
+    services.checker.observer = metrics.dns
+    with metrics.bulk.request(len(body.accounts)) as record:
+        results = await bulk.connect_bulk(session, services, account_id=account_id, request=body)
+        success = all(item.success for item in results)
+        code = status.HTTP_201_CREATED if success else status.HTTP_207_MULTI_STATUS
+        record.answered(code, (_result_label(item) for item in results))
     return JSONResponse([item.wire() for item in results], status_code=code)
+
+
+def _result_label(item: BulkResult) -> str:
+    if item.success:
+        return "already_connected" if item.already_connected else "connected"
+    return item.error or "unknown"
 
 
 router.add_api_route(
@@ -46,7 +101,7 @@ router.add_api_route(
 )
 
 
-@router.get("", responses=COMMON)
+@router.get("", responses=_LIST_RESPONSES)
 async def list_mailboxes(
     session: SessionDep,
     account_id: CurrentAccount,

@@ -6,6 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
+from m365connect.api_docs import example
+
 BULK_EXAMPLE: dict[str, Any] = {
     "auth_type": "APP_ONLY",
     "credential_id": 22334455,
@@ -13,6 +15,57 @@ BULK_EXAMPLE: dict[str, Any] = {
         {"mailbox_email": "jim@example.com", "display_name": "Jimothy H"},
         {"mailbox_email": "michael@example.com", "display_name": "Michael Scarn"},
     ],
+}
+
+BULK_EXAMPLES: dict[str, Any] = {
+    "documented": {"summary": "With a credential id", "value": BULK_EXAMPLE},
+    "single_credential": {
+        "summary": "credential_id omitted: the account has exactly one VALID credential",
+        "value": {"accounts": [{"mailbox_email": "jim@example.com"}]},
+    },
+}
+_CONNECTED: dict[str, Any] = {
+    "success": True,
+    "id": 444444,
+    "email": "jim@example.com",
+    "name": "Jimothy H",
+    "deliverability": {"spf_correct": True, "dkim_correct": True},
+    "error": None,
+}
+BULK_CREATED_EXAMPLE: list[dict[str, Any]] = [
+    _CONNECTED,
+    {**_CONNECTED, "id": 444445, "email": "pam@example.com", "name": "Pam Beesly", "already_connected": True},
+]
+BULK_MULTI_STATUS_EXAMPLE: list[dict[str, Any]] = [
+    _CONNECTED,
+    {
+        "success": False,
+        "id": None,
+        "email": "michael@example.com",
+        "name": "Michael Scarn",
+        "deliverability": None,
+        "error": "WRONG_ALIAS",
+        "primary_email": "mscott@example.com",
+    },
+    {
+        "success": False,
+        "id": None,
+        "email": "dwight@example.com",
+        "name": None,
+        "deliverability": None,
+        "error": "MICROSOFT_THROTTLED",
+    },
+]
+MAILBOX_EXAMPLE: dict[str, Any] = {
+    "id": 444444,
+    "email": "jim@example.com",
+    "name": "Jimothy H",
+    "credential_id": 22334455,
+    "microsoft_user_id": "87d349ed-44d7-43e1-9a83-5f2406dee5bd",
+    "status": "ACTIVE",
+    "deliverability": {"spf_correct": True, "dkim_correct": True},
+    "connected_at": "2026-11-21T20:00:00Z",
+    "disconnected_at": None,
 }
 
 
@@ -71,6 +124,8 @@ class BulkResult(BaseModel):
 class MailboxRead(BaseModel):
     """A connected (or disconnected) mailbox."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [example(MAILBOX_EXAMPLE)]})
+
     id: int
     email: str
     name: str | None
@@ -93,6 +148,22 @@ class PaginationData(BaseModel):
 
 class MailboxPage(BaseModel):
     """One page of mailboxes, oldest first."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "content": [example(MAILBOX_EXAMPLE)],
+                    "pagination_data": {
+                        "total_elements": 1,
+                        "total_pages": 1,
+                        "current_page_number": 1,
+                        "page_size": 50,
+                    },
+                }
+            ]
+        }
+    )
 
     content: list[MailboxRead]
     pagination_data: PaginationData

@@ -32,6 +32,7 @@ from m365connect.microsoft.graph_types import (
     TokenProvider,
     error_field,
 )
+from m365connect.microsoft.observers import GraphObserver, NoGraphObserver
 
 __all__ = [
     "GraphAuthenticationError",
@@ -95,6 +96,7 @@ class GraphClient:
         max_retry_after: float = 30.0,
         sleep: Sleep = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
+        observer: GraphObserver | None = None,
     ) -> None:
         if max_batches_in_flight < 1 or max_attempts < 1 or max_retry_after < 0:
             raise ValueError("max_batches_in_flight and max_attempts must be >= 1, max_retry_after >= 0")
@@ -105,6 +107,8 @@ class GraphClient:
         self._max_retry_after = max_retry_after
         self._sleep = sleep
         self._clock = clock
+        # Public: the service attaches its metrics after building the client (m365connect.observability).
+        self.observer: GraphObserver = observer or NoGraphObserver()
 
     async def call(self, token: TokenProvider, request: GraphRequest, *, deadline: float) -> GraphResponse:
         """Send one request; `deadline` is on the `clock` (time.monotonic) and bounds the retries."""
@@ -148,6 +152,8 @@ class GraphClient:
             if self._clock() + delay > deadline:
                 break
             logger.info("graph.retry", extra={"attempt": attempt, "items": len(pending), "wait": delay})
+            throttled = any(replies[i].status == 429 for i in pending)
+            self.observer.waited(delay, "throttled" if throttled else "unavailable")
             await self._sleep(delay)
         return [replies[i].response(request.id) for i, request in enumerate(requests)]
 
@@ -176,16 +182,22 @@ class GraphClient:
             raise failed.exceptions[0] from None
         return replies
 
-    @staticmethod
     async def _authenticated(
-        session: _TokenSession, requests: Sequence[GraphRequest], indexes: Sequence[int], send: _SendGroup
+        self,
+        session: _TokenSession,
+        requests: Sequence[GraphRequest],
+        indexes: Sequence[int],
+        send: _SendGroup,
     ) -> dict[int, Reply]:
         """Send a group; re-send at once the items answered 401, after the session refreshed the token."""
         replies: dict[int, Reply] = {}
         todo = indexes
         while todo:
             bearer = await session.token()
-            replies.update(await send(bearer, todo))
+            answers = await send(bearer, todo)
+            for answer in answers.values():
+                self.observer.answered(answer.status)
+            replies.update(answers)
             todo = [i for i in todo if verdict(requests[i].method, replies[i]) is Verdict.REAUTH]
             if todo:
                 await session.rejected(bearer, replies[todo[0]])

@@ -19,6 +19,15 @@ class Outcome(StrEnum):
     UNAVAILABLE = "UNAVAILABLE"  # 5xx, network error, timeout or malformed JSON, past the retry budget
 
 
+def outcome_of(status: int) -> Outcome:
+    """The outcome of an answer with this HTTP status (0: no usable answer)."""
+    if status == 429:
+        return Outcome.THROTTLED
+    if status == 0 or status >= 500:
+        return Outcome.UNAVAILABLE
+    return Outcome.ANSWERED
+
+
 @dataclass(frozen=True)
 class GraphRequest:
     """One Graph request; `url` is relative to /v1.0 (e.g. "/users?$filter=..."), body is JSON."""
@@ -51,11 +60,7 @@ class GraphResponse:
     @property
     def outcome(self) -> Outcome:
         """ANSWERED, THROTTLED (last answer 429) or UNAVAILABLE (0 or 5xx)."""
-        if self.status == 429:
-            return Outcome.THROTTLED
-        if self.status == 0 or self.status >= 500:
-            return Outcome.UNAVAILABLE
-        return Outcome.ANSWERED
+        return outcome_of(self.status)
 
     @property
     def error_code(self) -> str | None:

@@ -25,6 +25,8 @@ from typing import Any
 
 import httpx
 
+from m365connect.microsoft.observers import NoTokenObserver, TokenObserver, TokenOutcome
+
 logger = logging.getLogger("m365connect.microsoft.token")
 
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
@@ -156,6 +158,7 @@ class TokenClient:
         max_retry_after: float = 10.0,
         sleep: Sleep = asyncio.sleep,
         clock: Callable[[], float] = time.time,
+        observer: TokenObserver | None = None,
     ) -> None:
         self._http = http
         self._login_url = login_url.rstrip("/")
@@ -167,6 +170,7 @@ class TokenClient:
         self._cache: dict[tuple[str, str, str], AccessToken] = {}
         self._locks: dict[tuple[str, str, str], asyncio.Lock] = {}
         self.requests_sent = 0
+        self.observer: TokenObserver = observer or NoTokenObserver()
 
     async def acquire(self, credential: ClientCredential, *, force_refresh: bool = False) -> AccessToken:
         """A valid token from the cache, or a new one from Microsoft (one request in flight per key).
@@ -239,11 +243,19 @@ class TokenClient:
             "grant_type": "client_credentials",
         }
         self.requests_sent += 1
+        started = time.perf_counter()
         try:
             response = await self._http.post(url, data=form, headers={"Accept": "application/json"})
+            token = self._parse(response)
         except httpx.HTTPError as exc:
+            self.observer.requested("unavailable", time.perf_counter() - started)
             raise TokenUnavailable(f"network error: {type(exc).__name__}", retry_after=0.5) from None
-        return self._parse(response)
+        except TokenError as exc:
+            outcome: TokenOutcome = "rejected" if isinstance(exc, TokenRejected) else "unavailable"
+            self.observer.requested(outcome, time.perf_counter() - started)
+            raise
+        self.observer.requested("granted", time.perf_counter() - started)
+        return token
 
     def _parse(self, response: httpx.Response) -> AccessToken:
         try:

@@ -1,0 +1,43 @@
+"""`GET /metrics` (Prometheus text format, no API key) and the dependency that hands routes the metrics."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, Response
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4 as TEXT_FORMAT
+
+from m365connect.observability.metrics import Metrics
+
+router = APIRouter(tags=["Operations"])
+
+METRICS_EXAMPLE = (
+    "# HELP m365connect_http_requests_total HTTP requests answered, by route template, method and status\n"
+    "# TYPE m365connect_http_requests_total counter\n"
+    'm365connect_http_requests_total{method="POST",route="/rest/v2/mailboxes/microsoft/bulk",'
+    'status="207"} 3.0\n'
+)
+
+
+def _metrics(request: Request) -> Metrics:
+    metrics = request.app.state.metrics
+    assert isinstance(metrics, Metrics)
+    return metrics
+
+
+MetricsDep = Annotated[Metrics, Depends(_metrics)]
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "Prometheus text exposition format",
+            "content": {TEXT_FORMAT: {"schema": {"type": "string"}, "example": METRICS_EXAMPLE}},
+        }
+    },
+)
+async def read_metrics(metrics: MetricsDep) -> Response:
+    """Prometheus metrics of this process, text format 0.0.4 (docs/operations.md lists them); no API key."""
+    return Response(metrics.render(), media_type=TEXT_FORMAT)
