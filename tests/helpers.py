@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
@@ -38,3 +39,16 @@ def headers(api_key: str) -> dict[str, str]:
 def json_of(response: httpx.Response) -> Any:
     """The body, with the status in the assertion message when it is not JSON."""
     return response.json()
+
+
+def ids_per_address(requests: Sequence[list[str]], responses: Sequence[httpx.Response]) -> dict[str, int]:
+    """For concurrent bulk requests: every answer is a 201 in request order, and each address got one id."""
+    ids: dict[str, set[int]] = {}
+    for emails, response in zip(requests, responses, strict=True):
+        assert response.status_code == 201, response.text
+        results: list[dict[str, Any]] = response.json()
+        assert [item["email"] for item in results] == emails
+        for item in results:
+            ids.setdefault(item["email"], set()).add(item["id"])
+    assert all(len(found) == 1 for found in ids.values()), ids
+    return {email: found.pop() for email, found in ids.items()}

@@ -7,7 +7,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -47,14 +49,19 @@ class Children:
 
     def stop_all(self) -> None:
         """Terminate every child still running; kill those that linger."""
-        for child in self.started:
-            if child.poll() is None:
-                child.terminate()
-                try:
-                    child.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    child.kill()
-                    child.wait()
+        stop(self.started)
+
+
+def stop(children: Iterable[subprocess.Popen[Any]]) -> None:
+    """Terminate each child still running; kill those that linger past 10 s."""
+    for child in children:
+        if child.poll() is None:
+            child.terminate()
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
 
 
 def wait_until_healthy(child: subprocess.Popen[bytes], base_url: str, *, log: Path) -> None:

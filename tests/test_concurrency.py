@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import httpx
 from sqlalchemy import select
@@ -13,7 +12,7 @@ from m365connect.mailboxes.models import Mailbox
 from m365connect.simulator import FakeMicrosoft
 from m365connect.state import AppState
 from tests.factories import CREDENTIALS, bulk, create_credential
-from tests.helpers import assert_code, headers
+from tests.helpers import assert_code, headers, ids_per_address
 
 CONTOSO = ["jim@contoso.com", "pam@contoso.com", "oscar@contoso.com", "nate@contoso.com"]
 
@@ -41,17 +40,10 @@ async def test_overlapping_bulk_requests_connect_each_address_once(
     microsoft.faults.latency_ms = 20
     requests = [CONTOSO[:3], CONTOSO[1:], CONTOSO, CONTOSO[::-1], CONTOSO[2:]]
     responses = await asyncio.gather(*(bulk(client, api_key=api_key, emails=emails) for emails in requests))
-    ids: dict[str, set[int]] = {}
-    for emails, response in zip(requests, responses, strict=True):
-        assert response.status_code == 201, response.text
-        results: list[dict[str, Any]] = response.json()
-        assert [item["email"] for item in results] == emails
-        for item in results:
-            ids.setdefault(item["email"], set()).add(item["id"])
-    assert all(len(found) == 1 for found in ids.values()), ids
+    ids = ids_per_address(requests, responses)
     rows = await _active_rows(state)
     assert sorted(row.email for row in rows) == sorted(CONTOSO)
-    assert {row.email: row.id for row in rows} == {email: next(iter(found)) for email, found in ids.items()}
+    assert {row.email: row.id for row in rows} == ids
 
 
 async def test_delete_landing_while_a_bulk_waits_for_microsoft(

@@ -18,6 +18,7 @@ import pytest
 
 from m365connect.demo.scenario import load_packaged_scenario, packaged_scenario_path, plan
 from tests import scenario_values as sv
+from tests.processes import stop
 
 ROOT = Path(__file__).resolve().parent.parent
 EXECUTABLE = Path(sys.executable).parent / "m365connect"
@@ -33,14 +34,7 @@ def spawn() -> Iterator[list[subprocess.Popen[str]]]:
     """Children of a test; each is stopped (killed if it lingers) whatever happens."""
     children: list[subprocess.Popen[str]] = []
     yield children
-    for child in children:
-        if child.poll() is None:
-            child.terminate()
-            try:
-                child.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
+    stop(children)
 
 
 def _row(output: str, mailbox: str) -> list[str]:

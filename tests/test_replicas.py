@@ -6,7 +6,6 @@ import asyncio
 import random
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -20,7 +19,7 @@ from m365connect.mailboxes.models import Mailbox
 from m365connect.simulator import FakeMicrosoft
 from tests.conftest import BACKENDS, TABLES
 from tests.factories import BULK, CREDENTIALS, credential_body
-from tests.helpers import headers
+from tests.helpers import headers, ids_per_address
 from tests.processes import Children, clean_env, free_port, wait_until_healthy
 
 pytestmark = pytest.mark.skipif("postgresql" not in BACKENDS, reason="needs the PostgreSQL backend")
@@ -101,18 +100,11 @@ async def test_twenty_overlapping_bulks_across_two_replicas(
     finally:
         for http in clients:
             await http.aclose()
-    ids: dict[str, set[int]] = {}
-    for emails, response in zip(bodies, responses, strict=True):
-        assert response.status_code == 201, response.text
-        results: list[dict[str, Any]] = response.json()
-        assert [item["email"] for item in results] == emails
-        for item in results:
-            ids.setdefault(item["email"], set()).add(item["id"])
-    assert all(len(found) == 1 for found in ids.values()), ids
+    ids = ids_per_address(bodies, responses)
     mailboxes, _ = await _rows(postgres_url)
     active = [row for row in mailboxes if row.status == "ACTIVE"]
     assert sorted(row.email for row in active) == sorted(ids)
-    assert {row.email: row.id for row in active} == {email: found.pop() for email, found in ids.items()}
+    assert {row.email: row.id for row in active} == ids
 
 
 async def test_deleting_a_credential_on_one_replica_while_the_other_connects(
