@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/bulk.py [--n 1000] [--domains 20] [--latency-ms 50] [--database-url URL]
                                    [--sizes 100,1000,5000] [--runs 3] [--large-runs 1] [--quick]
-    M365BENCH_PROFILE=DIR profiles every service process with pyinstrument (reports in DIR).
+    M365BENCH_PROFILE=DIR profiles every service process with pyinstrument (reports in DIR;
+    M365BENCH_PROFILE_RENDERER=pstats for files that `python -m pstats` reads).
 
 Prints its figures and writes them to bench/results/. Method and figures: docs/performance.md.
 """
@@ -24,9 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import processes
 import scenario
 from service_run import CREDENTIALS_PATH, running_service
+
+import processes
 
 BULK_PATH = "/rest/v2/mailboxes/microsoft/bulk"
 BATCH_SIZE = 20

@@ -117,8 +117,12 @@ def start_service(env: dict[str, str], port: int, log_path: Path) -> Child:
     command = [CLI, "serve", "--port", str(port)]
     profile = os.environ.get("M365BENCH_PROFILE")  # a directory: one pyinstrument report per service
     if profile:
-        report = Path(profile) / f"service-{port}.txt"
-        command = [PYTHON, "-m", "pyinstrument", "-r", "text", "--show-all", "-o", str(report), *command]
+        # M365BENCH_PROFILE_RENDERER=pstats writes a file for `python -m pstats` (flat and cumulative times).
+        renderer = os.environ.get("M365BENCH_PROFILE_RENDERER", "text")
+        Path(profile).mkdir(parents=True, exist_ok=True)
+        report = Path(profile) / f"service-{port}.{'txt' if renderer == 'text' else renderer}"
+        options = ["--show-all"] if renderer == "text" else []
+        command = [PYTHON, "-m", "pyinstrument", "-r", renderer, *options, "-o", str(report), *command]
     proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     child = Child(proc, log)
     try:
