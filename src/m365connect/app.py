@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -44,6 +45,9 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> FastAPI:
         async with open_state(settings) as built:
             attach_metrics(built, metrics)
             app.state.m365connect = built
+            # Everything built at start-up lives as long as the process: keep it out of the collector's
+            # full passes (measured in bench/: full collections during a bulk of 1000, 98-125 ms -> 32-42 ms).
+            gc.freeze()
             yield
 
     app = FastAPI(title="m365connect", version="0.1.0", description=API_DESCRIPTION, lifespan=lifespan)

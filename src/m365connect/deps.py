@@ -37,7 +37,9 @@ async def _session(state: StateDep) -> AsyncIterator[AsyncSession]:
             raise
 
 
-SessionDep = Annotated[AsyncSession, Depends(_session)]
+# scope="function": the commit happens before the response is sent, so a 2xx means "saved" and the
+# client's next request sees it (FastAPI's default would commit after the response).
+SessionDep = Annotated[AsyncSession, Depends(_session, scope="function")]
 
 
 async def _current_account(
