@@ -7,6 +7,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import httpx
+from sqlalchemy import select
+
+from m365connect.mailboxes.models import Mailbox
+from m365connect.state import AppState
 
 TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
 
@@ -52,3 +56,9 @@ def ids_per_address(requests: Sequence[list[str]], responses: Sequence[httpx.Res
             ids.setdefault(item["email"], set()).add(item["id"])
     assert all(len(found) == 1 for found in ids.values()), ids
     return {email: found.pop() for email, found in ids.items()}
+
+
+async def active_mailboxes(state: AppState) -> list[Mailbox]:
+    """Every ACTIVE mailbox row, read through a fresh session."""
+    async with state.sessions() as session:
+        return list((await session.scalars(select(Mailbox).where(Mailbox.status == "ACTIVE"))).all())

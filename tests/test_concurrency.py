@@ -12,14 +12,9 @@ from m365connect.mailboxes.models import Mailbox
 from m365connect.simulator import FakeMicrosoft
 from m365connect.state import AppState
 from tests.factories import CREDENTIALS, bulk, create_credential
-from tests.helpers import assert_code, headers, ids_per_address
+from tests.helpers import active_mailboxes, assert_code, headers, ids_per_address
 
 CONTOSO = ["jim@contoso.com", "pam@contoso.com", "oscar@contoso.com", "nate@contoso.com"]
-
-
-async def _active_rows(state: AppState) -> list[Mailbox]:
-    async with state.sessions() as session:
-        return list((await session.scalars(select(Mailbox).where(Mailbox.status == "ACTIVE"))).all())
 
 
 async def _assert_no_orphans(state: AppState) -> None:
@@ -41,7 +36,7 @@ async def test_overlapping_bulk_requests_connect_each_address_once(
     requests = [CONTOSO[:3], CONTOSO[1:], CONTOSO, CONTOSO[::-1], CONTOSO[2:]]
     responses = await asyncio.gather(*(bulk(client, api_key=api_key, emails=emails) for emails in requests))
     ids = ids_per_address(requests, responses)
-    rows = await _active_rows(state)
+    rows = await active_mailboxes(state)
     assert sorted(row.email for row in rows) == sorted(CONTOSO)
     assert {row.email: row.id for row in rows} == ids
 
@@ -56,7 +51,7 @@ async def test_delete_landing_while_a_bulk_waits_for_microsoft(
     deleted = await client.delete(f"{CREDENTIALS}/{credential['credential_id']}", headers=headers(api_key))
     assert deleted.status_code == 204
     assert_code(await running, "INVALID_CREDENTIAL_ID")
-    assert await _active_rows(state) == []
+    assert await active_mailboxes(state) == []
     await _assert_no_orphans(state)
 
 
@@ -67,7 +62,7 @@ async def test_delete_after_a_bulk_committed_is_refused(
     assert (await bulk(client, api_key=api_key, emails=CONTOSO[:1])).status_code == 201
     url = f"{CREDENTIALS}/{credential['credential_id']}"
     assert_code(await client.delete(url, headers=headers(api_key)), "MICROSOFT_GRAPH_CREDENTIAL_IN_USE")
-    mailbox_id = (await _active_rows(state))[0].id
+    mailbox_id = (await active_mailboxes(state))[0].id
     assert (
         await client.delete(f"/rest/v2/mailboxes/microsoft/{mailbox_id}", headers=headers(api_key))
     ).status_code == 204
@@ -100,7 +95,7 @@ async def test_deletes_racing_bulks_never_leave_an_orphan(
         assert deleted.status_code in (204, 422), deleted.text
         if added.status_code == 201:
             assert_code(deleted, "MICROSOFT_GRAPH_CREDENTIAL_IN_USE")
-            for row in await _active_rows(state):
+            for row in await active_mailboxes(state):
                 assert (
                     await client.delete(f"/rest/v2/mailboxes/microsoft/{row.id}", headers=headers(api_key))
                 ).status_code == 204
