@@ -31,7 +31,7 @@ from m365connect.mailboxes.schemas import BulkRequest, BulkResult, Deliverabilit
 from m365connect.microsoft.graph import GraphClient
 from m365connect.microsoft.graph_errors import GraphAuthenticationError
 from m365connect.microsoft.mailbox_verification import MailboxVerification, verify_mailboxes
-from m365connect.microsoft.token import AccessToken
+from m365connect.microsoft.token import AccessToken, ClientCredential
 
 SUPPORTED_AUTH_TYPE = "APP_ONLY"
 MAILBOX_PROBE_ROLES = frozenset({"MailboxSettings.Read", "MailboxSettings.ReadWrite"})
@@ -76,24 +76,9 @@ async def connect_bulk(
     await session.commit()  # end the read transaction: nothing is held while Microsoft answers
 
     to_verify = [address for address in addresses if address not in existing]
-    domains = {item.domain for item in items if item.domain and item.address in to_verify}
-    checks = asyncio.create_task(services.checker.check_domains(sorted(domains)))
-    try:
-        verified = await verify_mailboxes(
-            services.graph,
-            services.credentials.tokens.provider(client_credential),
-            to_verify,
-            probe_mailbox=bool(token.roles and token.roles & MAILBOX_PROBE_ROLES),
-            deadline=time.monotonic() + services.deadline_seconds,
-        )
-    except GraphAuthenticationError:
-        checks.cancel()
-        raise ValidationCodeError("INVALID_CREDENTIAL_ID") from None
-    except BaseException:
-        checks.cancel()
-        raise
-    by_address = {result.address: result for result in verified}
-    dns = await checks
+    pending = set(to_verify)
+    domains = sorted({item.domain for item in items if item.domain and item.address in pending})
+    by_address, dns = await _verify(services, client_credential, token, to_verify, domains)
 
     outcome = _Outcome(credential=credential, token=token, existing=existing, verified=by_address, dns=dns)
     inserted = await _insert(session, account_id=account_id, items=items, outcome=outcome)
@@ -104,6 +89,32 @@ async def connect_bulk(
             )
         )
     return [outcome.result(item, inserted) for item in items]
+
+
+async def _verify(
+    services: BulkServices,
+    client_credential: ClientCredential,
+    token: AccessToken,
+    addresses: list[str],
+    domains: list[str],
+) -> tuple[dict[str, MailboxVerification], dict[str, DomainDeliverability]]:
+    """Graph verification and the domains' SPF/DKIM, concurrently."""
+    checks = asyncio.create_task(services.checker.check_domains(domains))
+    try:
+        verified = await verify_mailboxes(
+            services.graph,
+            services.credentials.tokens.provider(client_credential),
+            addresses,
+            probe_mailbox=bool(token.roles and token.roles & MAILBOX_PROBE_ROLES),
+            deadline=time.monotonic() + services.deadline_seconds,
+        )
+    except GraphAuthenticationError:
+        checks.cancel()
+        raise ValidationCodeError("INVALID_CREDENTIAL_ID") from None
+    except BaseException:
+        checks.cancel()
+        raise
+    return {result.address: result for result in verified}, await checks
 
 
 @dataclass
