@@ -12,7 +12,7 @@ from m365connect.credentials.models import GraphCredential
 from m365connect.simulator import FakeMicrosoft
 from m365connect.state import AppState
 from tests import scenario_values as sv
-from tests.factories import CREDENTIALS, create_credential, credential_body
+from tests.factories import CREDENTIALS, bulk, create_credential, credential_body
 from tests.helpers import assert_code, assert_generic_error, headers
 
 ISO_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
@@ -231,6 +231,28 @@ async def test_rotation_verifies_first_and_keeps_the_old_secret_on_failure(
     assert rotated.status_code == 200
     assert rotated.json()["secret_expires_at"] == "2032-02-02T00:00:00Z"
     assert sv.WORKING_SECRET_2 not in rotated.text
+
+
+async def test_the_rotated_secret_is_the_one_used_afterwards(
+    client: httpx.AsyncClient, api_key: str, state: AppState, microsoft: FakeMicrosoft
+) -> None:
+    created = await create_credential(client, api_key=api_key)
+    rotated = await client.patch(
+        f"{CREDENTIALS}/{created['credential_id']}",
+        json={"client_secret": sv.WORKING_SECRET_2, "secret_expires_at": sv.FUTURE},
+        headers=headers(api_key),
+    )
+    assert rotated.status_code == 200
+    # The admin deletes the old secret in Entra; a freshly started service must still connect.
+    without_old = microsoft.scenario.model_copy(deep=True)
+    app = next(a for a in without_old.tenants[0].apps if str(a.client_id) == sv.WORKING_APP)
+    app.secrets = [secret for secret in app.secrets if secret.value != sv.WORKING_SECRET]
+    microsoft.change_directory(without_old)
+    state.tokens.clear()
+    microsoft.stats.reset()
+    response = await bulk(client, api_key=api_key, emails=["jim@contoso.com"])
+    assert response.status_code == 201, response.text
+    assert microsoft.stats.token_requests == 1
 
 
 async def test_patch_and_delete_unknown_ids_are_404(client: httpx.AsyncClient, api_key: str) -> None:
