@@ -21,6 +21,17 @@ MICROSOFT_SPF = (
 )
 
 
+def credential_body(name: str) -> dict[str, str]:
+    """The body that saves the benchmark tenant's app as a credential."""
+    return {
+        "tenant_id": TENANT_ID,
+        "client_id": CLIENT_ID,
+        "client_secret": CLIENT_SECRET,
+        "secret_expires_at": "2099-12-31T23:59:59Z",
+        "name": name,
+    }
+
+
 def domain(index: int) -> str:
     """The name of domain `index`."""
     return f"domain{index}.example"

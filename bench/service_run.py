@@ -101,13 +101,7 @@ def running_service(sim: dict[str, Any], *, database_url: str | None, max_accoun
                 with service.client() as client:
                     created = client.post(
                         CREDENTIALS_PATH,
-                        json={
-                            "tenant_id": scenario.TENANT_ID,
-                            "client_id": scenario.CLIENT_ID,
-                            "client_secret": scenario.CLIENT_SECRET,
-                            "secret_expires_at": "2099-12-31T23:59:59Z",
-                            "name": "bench",
-                        },
+                        json=scenario.credential_body("bench"),
                     )
                     if created.status_code != 201:
                         raise RuntimeError(f"credential: {created.status_code} {created.text}")

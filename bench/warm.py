@@ -76,13 +76,7 @@ def one_bulk(service: Service, sim: object, args: argparse.Namespace) -> float:
     with service.client() as client:
         created = client.post(
             CREDENTIALS_PATH,
-            json={
-                "tenant_id": scenario.TENANT_ID,
-                "client_id": scenario.CLIENT_ID,
-                "client_secret": scenario.CLIENT_SECRET,
-                "secret_expires_at": "2099-12-31T23:59:59Z",
-                "name": "warm",
-            },
+            json=scenario.credential_body("warm"),
         )
         created.raise_for_status()
         accounts = [

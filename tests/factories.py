@@ -14,6 +14,14 @@ BULK = "/rest/v2/mailboxes/microsoft/bulk"
 MAILBOXES = "/rest/v2/mailboxes/microsoft"
 
 
+# The working app of the second tenant (the one with a domain per DNS case).
+FABRIKAM: dict[str, Any] = {
+    "tenant_id": sv.FABRIKAM_TENANT,
+    "client_id": sv.FABRIKAM_APP,
+    "client_secret": sv.FABRIKAM_SECRET,
+}
+
+
 def credential_body(**overrides: Any) -> dict[str, Any]:
     """A valid creation body for the working Contoso app, with overrides."""
     body: dict[str, Any] = {

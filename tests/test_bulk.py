@@ -18,7 +18,7 @@ from m365connect.settings import Settings
 from m365connect.simulator import FakeMicrosoft
 from m365connect.state import AppState
 from tests import scenario_values as sv
-from tests.factories import BULK, bulk, create_credential
+from tests.factories import BULK, FABRIKAM, bulk, create_credential
 from tests.helpers import assert_code, headers
 
 SEEDS = Path(__file__).resolve().parents[2] / "shared" / "spec" / "seeds"
@@ -183,13 +183,7 @@ async def test_missing_user_read_permission(client: httpx.AsyncClient, api_key: 
 async def test_deliverability_variants(
     client: httpx.AsyncClient, api_key: str, email: str, spf: bool, dkim: bool
 ) -> None:
-    await create_credential(
-        client,
-        api_key=api_key,
-        tenant_id=sv.FABRIKAM_TENANT,
-        client_id=sv.FABRIKAM_APP,
-        client_secret=sv.FABRIKAM_SECRET,
-    )
+    await create_credential(client, api_key=api_key, **FABRIKAM)
     response = await bulk(client, api_key=api_key, emails=[email])
     assert response.status_code == 201, response.text
     assert response.json()[0]["deliverability"] == {"spf_correct": spf, "dkim_correct": dkim}
@@ -256,13 +250,7 @@ async def test_request_level_422s(
             await client.post(BULK, json={"credential_id": foreign, "accounts": one}, headers=h),
             "INVALID_CREDENTIAL_ID",
         )
-    await create_credential(
-        client,
-        api_key=api_key,
-        tenant_id=sv.FABRIKAM_TENANT,
-        client_id=sv.FABRIKAM_APP,
-        client_secret=sv.FABRIKAM_SECRET,
-    )
+    await create_credential(client, api_key=api_key, **FABRIKAM)
     assert_code(await client.post(BULK, json={"accounts": one}, headers=h), "CREDENTIAL_ID_REQUIRED")
     ok = await client.post(
         BULK, json={"credential_id": mine["credential_id"], "auth_type": None, "accounts": one}, headers=h

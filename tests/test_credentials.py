@@ -12,7 +12,7 @@ from m365connect.credentials.models import GraphCredential
 from m365connect.simulator import FakeMicrosoft
 from m365connect.state import AppState
 from tests import scenario_values as sv
-from tests.factories import CREDENTIALS, bulk, create_credential, credential_body
+from tests.factories import CREDENTIALS, FABRIKAM, bulk, create_credential, credential_body
 from tests.helpers import assert_code, assert_generic_error, headers
 
 ISO_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
@@ -50,14 +50,7 @@ async def test_create_returns_the_credential_without_its_secret(
 
 async def test_default_name_and_order(client: httpx.AsyncClient, api_key: str) -> None:
     first = await create_credential(client, api_key=api_key, name=None)
-    second = await create_credential(
-        client,
-        api_key=api_key,
-        tenant_id=sv.FABRIKAM_TENANT,
-        client_id=sv.FABRIKAM_APP,
-        client_secret=sv.FABRIKAM_SECRET,
-        name=None,
-    )
+    second = await create_credential(client, api_key=api_key, **FABRIKAM, name=None)
     assert first["name"] == "Microsoft Graph credential 1"
     assert second["name"] == "Microsoft Graph credential 2"
     listed = (await client.get(CREDENTIALS, headers=headers(api_key))).json()["credentials"]
