@@ -69,3 +69,21 @@ async def test_answers_slower_than_the_timeout_end_unavailable(
     healed = await bulk(http, api_key=api_key, emails=CONTOSO[:2])
     assert healed.status_code == 201
     _assert_saved_as_answered(healed.json(), {row.email for row in await active_mailboxes(state)})
+
+
+async def test_connections_dropped_mid_answer_are_retried_and_never_a_500(
+    hasty: tuple[httpx.AsyncClient, AppState], api_key: str, microsoft: FakeMicrosoft
+) -> None:
+    http, state = hasty
+    await create_credential(http, api_key=api_key)
+    microsoft.faults.graph_reset_rate = 1.0
+    dropped = await bulk(http, api_key=api_key, emails=CONTOSO[:2])
+    assert dropped.status_code == 207, dropped.text
+    assert [item["error"] for item in dropped.json()] == ["MICROSOFT_UNAVAILABLE"] * 2
+    assert microsoft.stats.graph_requests >= 2  # asked again after the first connection died
+    assert await active_mailboxes(state) == []
+    microsoft.faults.graph_reset_rate = 0.5
+    microsoft.faults.seed = 2
+    mixed = await bulk(http, api_key=api_key, emails=CONTOSO)
+    assert mixed.status_code in (201, 207), mixed.text
+    _assert_saved_as_answered(mixed.json(), {row.email for row in await active_mailboxes(state)})

@@ -142,3 +142,15 @@ def test_admin_endpoints_are_never_faulted(client: httpx.Client, fake: FakeMicro
 
     assert response.status_code == 200
     assert "throttled" in response.json()
+
+
+def test_reset_drops_the_connection_mid_answer(
+    client: httpx.Client, bearer: Bearer, fake: FakeMicrosoft
+) -> None:
+    fake.faults.graph_reset_rate = 1.0
+
+    with pytest.raises(httpx.RemoteProtocolError):
+        client.get("/v1.0/users", headers=bearer("connector"))
+
+    fake.faults.graph_reset_rate = 0.0
+    assert client.get("/v1.0/users", headers=bearer("connector")).status_code == 200

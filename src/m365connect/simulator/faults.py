@@ -24,6 +24,7 @@ class Faults(BaseModel):
     graph_retry_after: Annotated[float, Field(gt=0.0)] = 2.128
     graph_unavailable_rate: Rate = 0.0
     graph_malformed_rate: Rate = 0.0
+    graph_reset_rate: Rate = 0.0
     seed: int = 0
 
     _rng: random.Random = PrivateAttr(default_factory=random.Random)

@@ -10,6 +10,7 @@ import uuid
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import Receive, Scope, Send
 
 from m365connect.simulator.graph_batch import run_batch
 from m365connect.simulator.graph_core import (
@@ -98,13 +99,33 @@ def _users(state: SimulatorState, request: GraphRequest, rest: list[str]) -> Gra
     return send_mail(request, rest[0], state.sent_mail)
 
 
+class ConnectionReset(Exception):
+    """Raised mid-response on purpose: the server drops the connection, as a reset does."""
+
+
+class _ResetResponse(Response):
+    """Starts a 200, sends part of the body, then aborts: the client sees the connection die mid-answer."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # noqa: ARG002 (ASGI signature)
+        headers = [
+            (b"content-type", ODATA_JSON.encode()),
+            (b"content-length", str(len(_MALFORMED) * 4).encode()),
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": _MALFORMED, "more_body": True})
+        raise ConnectionReset("graph_reset_rate: connection dropped on purpose")
+
+
 def _injected_fault(state: SimulatorState, *, batch: bool) -> Response | None:
-    """Plain requests may be throttled (429) or unavailable (503); any response may come back malformed."""
+    """Plain requests may be throttled (429) or unavailable (503); any response may come back malformed
+    or be cut off by a dropped connection."""
     fault = None if batch else injected_error(state)
     if fault is not None:
         raise fault
     if state.faults.roll(state.faults.graph_malformed_rate):
         return Response(_MALFORMED, status_code=200, media_type=ODATA_JSON)
+    if state.faults.roll(state.faults.graph_reset_rate):
+        return _ResetResponse()
     return None
 
 
