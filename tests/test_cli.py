@@ -287,7 +287,10 @@ def test_serve_answers_health_and_requires_an_api_key(tmp_path: Path, spawn: Chi
         health = http.get("/healthz")
         assert (health.status_code, health.json()) == (200, {"status": "ok"})
         ready = http.get("/readyz")
-        assert (ready.status_code, ready.json()) == (200, {"status": "ok", "database": "ok"})
+        assert (ready.status_code, ready.json()) == (
+            200,
+            {"status": "ok", "database": "ok", "configuration": "ok"},
+        )
         unauthenticated = http.get("/rest/v2/mailboxes/microsoft/credentials")
         assert_generic_error(unauthenticated, status=401, title="Unauthorized", detail="Invalid api key")
     key_file = tmp_path / "m365connect.key"

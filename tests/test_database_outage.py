@@ -89,7 +89,11 @@ async def test_database_outage_is_503_and_heals(proxy: OutageProxy, postgres_url
             assert down.headers["retry-after"] == "5"
             ready = await http.get("/readyz")
             assert ready.status_code == 503
-            assert ready.json() == {"status": "unavailable", "database": "unreachable"}
+            assert ready.json() == {
+                "status": "unavailable",
+                "database": "unreachable",
+                "configuration": "unknown",
+            }
 
             await proxy.restore()
             assert (await http.get(url, headers=headers(key))).status_code == 200

@@ -9,8 +9,10 @@ import httpx
 import pytest
 
 from m365connect.app import create_app
+from m365connect.crypto import generate_key
 from m365connect.settings import Settings
-from m365connect.state import AppState
+from m365connect.state import AppState, open_state
+from tests.factories import create_credential
 from tests.helpers import assert_generic_error, headers
 
 PUBLIC_PATHS = {"/healthz", "/readyz", "/metrics"}
@@ -78,7 +80,7 @@ async def test_every_route_requires_the_api_key(
 
 async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
     assert (await client.get("/healthz")).json() == {"status": "ok"}
-    assert (await client.get("/readyz")).json() == {"status": "ok", "database": "ok"}
+    assert (await client.get("/readyz")).json() == {"status": "ok", "database": "ok", "configuration": "ok"}
 
 
 async def test_openapi_documents_what_the_service_answers(settings: Settings, state: AppState) -> None:
@@ -125,3 +127,26 @@ async def test_oversized_bodies_are_413_and_save_nothing(
     )
     assert_generic_error(streamed, status=413, title="Payload Too Large")
     assert streamed.headers["x-request-id"]
+
+
+async def test_readiness_fails_when_a_stored_secret_has_no_key(
+    client: httpx.AsyncClient, api_key: str, settings: Settings
+) -> None:
+    await create_credential(client, api_key=api_key)
+    other_key = generate_key()
+    for keys, status in ((other_key, 503), (f"{other_key},{settings.encryption_keys}", 200)):
+        changed = settings.model_copy(update={"encryption_keys": keys})
+        async with open_state(changed) as state:
+            transport = httpx.ASGITransport(app=create_app(changed, state=state), raise_app_exceptions=False)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+                ready = await http.get("/readyz")
+        assert ready.status_code == status, ready.text
+        if status == 503:
+            assert ready.json() == {
+                "status": "unavailable",
+                "database": "ok",
+                "configuration": (
+                    "1 stored secrets are sealed with a key missing from M365CONNECT_ENCRYPTION_KEYS"
+                ),
+            }
+            assert ready.headers["retry-after"] == "60"

@@ -22,6 +22,7 @@ _VERSION = 1
 _KEY_ID_LEN = 4
 _NONCE_LEN = 12
 _HEADER_LEN = 1 + _KEY_ID_LEN + _NONCE_LEN
+KEY_ID_SLICE = (2, _KEY_ID_LEN)  # SQL substr(value, 2, 4): the key id of a stored sealed value
 
 
 class SecretBoxError(Exception):
@@ -92,6 +93,10 @@ class SecretBox:
             return cipher.decrypt(nonce, sealed[_HEADER_LEN:], associated_data.encode()).decode()
         except InvalidTag as exc:
             raise SecretBoxError("sealed value does not belong here or was tampered with") from exc
+
+    def can_open(self, key_id: bytes) -> bool:
+        """Whether a value sealed with this key id (bytes 1-4 of a sealed value) can be opened."""
+        return key_id in self._ciphers
 
     def needs_rotation(self, sealed: bytes) -> bool:
         """True when the value was not sealed with the primary key."""

@@ -8,6 +8,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from m365connect.credentials.models import GraphCredential
+from m365connect.crypto import KEY_ID_SLICE
 
 
 async def list_for_account(session: AsyncSession, *, account_id: int) -> Sequence[GraphCredential]:
@@ -91,3 +92,11 @@ async def replace_secret(session: AsyncSession, *, credential_id: int, old: byte
         .values(secret_ciphertext=new)
     )
     return bool(getattr(result, "rowcount", 0))
+
+
+async def sealing_key_ids(session: AsyncSession) -> dict[bytes, int]:
+    """How many stored secrets each key id sealed (read from the sealed values' headers in SQL)."""
+    start, length = KEY_ID_SLICE
+    key_id = func.substr(GraphCredential.secret_ciphertext, start, length)
+    rows = await session.execute(select(key_id, func.count()).group_by(key_id))
+    return {bytes(found): int(count) for found, count in rows}

@@ -282,3 +282,9 @@ async def token_for_bulk(
         _record_verification(credential, token)
         await session.flush()
     return client_credential, token
+
+
+async def secrets_without_key(session: AsyncSession, box: SecretBox) -> int:
+    """How many stored secrets no key of the ring can open (a key removed before `encryption rotate`)."""
+    counts = await repository.sealing_key_ids(session)
+    return sum(count for key_id, count in counts.items() if not box.can_open(key_id))
