@@ -20,7 +20,8 @@ from m365connect.simulator import FakeMicrosoft
 from tests.conftest import BACKENDS, TABLES
 from tests.factories import BULK, CREDENTIALS, credential_body
 from tests.helpers import headers, ids_per_address
-from tests.processes import Children, clean_env, free_port, wait_until_healthy
+from tests.processes import Children, free_port, wait_until_healthy
+from tests.served import service_env
 
 pytestmark = pytest.mark.skipif("postgresql" not in BACKENDS, reason="needs the PostgreSQL backend")
 
@@ -38,15 +39,7 @@ async def replicas(
     postgres_url: str, microsoft: FakeMicrosoft, tmp_path: Path
 ) -> AsyncIterator[tuple[list[str], str]]:
     """Two `m365connect serve` processes on the run's PostgreSQL database; yields their URLs and a key."""
-    keys = generate_key()
-    env = clean_env(
-        M365CONNECT_DATABASE_URL=postgres_url,
-        M365CONNECT_ENCRYPTION_KEYS=keys,
-        M365CONNECT_LOGIN_URL=microsoft.base_url,
-        M365CONNECT_GRAPH_URL=microsoft.base_url,
-        M365CONNECT_CA_BUNDLE=str(microsoft.ca_path),
-        M365CONNECT_DNS_NAMESERVERS=f"127.0.0.1:{microsoft.dns_port}",
-    )
+    env = service_env(database_url=postgres_url, keys=generate_key(), microsoft=microsoft)
     children = Children()
     engine = create_engine(postgres_url)
     try:

@@ -33,7 +33,7 @@ _MAX_CLIENT_REQUEST_ID = 128
 
 
 def render(error: AppError) -> Response:
-    """The HTTP response for an AppError (RequestIdMiddleware adds X-Request-Id)."""
+    """The HTTP response for an AppError (EdgeMiddleware adds X-Request-Id)."""
     body = error.body()
     headers = dict(error.headers())
     if body is None:
