@@ -23,7 +23,9 @@ def service_env(*, database_url: str, keys: str, microsoft: FakeMicrosoft, **ext
         M365CONNECT_CA_BUNDLE=str(microsoft.ca_path),
         M365CONNECT_DNS_NAMESERVERS=f"127.0.0.1:{microsoft.dns_port}",
         M365CONNECT_LOG_LEVEL="WARNING",
-        **extra,
+        # These processes test other things than rate limiting (tests/test_ratelimit.py does that); a loop
+        # of connect/disconnect rounds must not run into the default 100-request burst.
+        **{"M365CONNECT_RATE_LIMIT_BURST": "100000", "M365CONNECT_RATE_LIMIT_PER_MINUTE": "100000", **extra},
     )
 
 
