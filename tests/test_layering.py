@@ -20,6 +20,7 @@ class Module:
     path: Path
     is_package: bool
     imports: frozenset[str]
+    sql_names: frozenset[str] = frozenset()  # names imported from sqlalchemy (and its sql/dialects)
 
     @property
     def relative(self) -> str:
@@ -59,12 +60,33 @@ def imports_of(source: str, *, name: str, is_package: bool) -> frozenset[str]:
     return frozenset(found)
 
 
+def sql_names_of(source: str) -> frozenset[str]:
+    """The names a source takes from `sqlalchemy`, `sqlalchemy.sql*` and `sqlalchemy.dialects*`, and any
+    `import sqlalchemy` (which can reach every construct)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and node.module and _is_sql_module(node.module):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(f"import {alias.name}" for alias in node.names if _is_sql_module(alias.name))
+    return frozenset(found)
+
+
+def _is_sql_module(module: str) -> bool:
+    return module == "sqlalchemy" or module.startswith(("sqlalchemy.sql", "sqlalchemy.dialects"))
+
+
 def load_modules() -> list[Module]:
     modules = []
     for path in sorted(PACKAGE_ROOT.rglob("*.py")):
         name, is_package = module_name(path)
-        imports = imports_of(path.read_text(), name=name, is_package=is_package)
-        modules.append(Module(name=name, path=path, is_package=is_package, imports=imports))
+        source = path.read_text()
+        imports = imports_of(source, name=name, is_package=is_package)
+        modules.append(
+            Module(
+                name=name, path=path, is_package=is_package, imports=imports, sql_names=sql_names_of(source)
+            )
+        )
     return modules
 
 
@@ -121,12 +143,63 @@ def _repository_reaches_up(module: Module, imported: str) -> bool:
     )
 
 
-def _service_imports_router(module: Module, imported: str) -> bool:
+DOMAIN_PACKAGES = ("accounts", "credentials", "mailboxes")
+# Roles that may speak HTTP; every other module of a domain package is service-level (service.py, bulk.py,
+# addresses.py, ...), as are repositories and models.
+HTTP_ROLES = ("router", "schemas")
+
+
+def _domain_role(module: Module) -> str | None:
+    """The module's file name when it belongs to a domain package, else None."""
+    parts = module.name.split(".")
+    if len(parts) == 3 and parts[1] in DOMAIN_PACKAGES:
+        return parts[2]
+    return None
+
+
+def _service_level_speaks_http(module: Module, imported: str) -> bool:
+    role = _domain_role(module)
+    if role is None or role in HTTP_ROLES:
+        return False
     return (
-        module.name.endswith(".service")
-        and in_package(imported, PACKAGE)
-        and imported.rpartition(".")[2] == "router"
+        (imported.rpartition(".")[2] == "router" and in_package(imported, PACKAGE))
+        or top_level(imported) in ("fastapi", "starlette")
+        or in_package(imported, f"{PACKAGE}.api")
     )
+
+
+def _api_reaches_up(module: Module, imported: str) -> bool:
+    return in_package(module.name, f"{PACKAGE}.api") and (
+        imported == f"{PACKAGE}.app" or (in_package(imported, PACKAGE) and imported.endswith(".router"))
+    )
+
+
+def _api_imported_outside_http(module: Module, imported: str) -> bool:
+    if not in_package(imported, f"{PACKAGE}.api") or in_package(module.name, f"{PACKAGE}.api"):
+        return False
+    role = _domain_role(module)
+    composition_roots = (f"{PACKAGE}.app", f"{PACKAGE}.state", f"{PACKAGE}.cli")
+    return role not in HTTP_ROLES and module.name not in composition_roots
+
+
+# Statement builders: outside repositories, migrations and db/ they mean SQL written in the wrong place.
+SQL_CONSTRUCTS = frozenset(
+    {"select", "insert", "update", "delete", "text", "func", "and_", "or_", "exists", "literal_column",
+     "bindparam", "union", "union_all", "import sqlalchemy"}
+)  # fmt: skip
+
+
+def _sql_outside_repositories(module: Module, imported: str) -> bool:
+    if imported != "sqlalchemy" and not _is_sql_module(imported):
+        return False
+    if module.name.endswith(".repository") or any(
+        in_package(module.name, f"{PACKAGE}.{p}") for p in ("migrations", "db")
+    ):
+        return False
+    used = module.sql_names & SQL_CONSTRUCTS
+    if module.name.endswith(".models"):
+        used -= {"text", "func"}  # DDL: server defaults and partial index conditions
+    return bool(used) or imported.startswith("sqlalchemy.dialects")
 
 
 def _app_imported_elsewhere(module: Module, imported: str) -> bool:
@@ -141,8 +214,13 @@ RULES = {
     "simulator/ imports only m365connect.simulator.* of ours": _simulator_reaches_out,
     "microsoft/ and deliverability/ import only themselves of ours": _client_package_reaches_out,
     "repositories import no router, service or app": _repository_reaches_up,
-    "services import no router": _service_imports_router,
+    "service-level modules of a domain import no router, api/, fastapi or starlette": (
+        _service_level_speaks_http
+    ),
     "only app.py and cli.py import m365connect.app": _app_imported_elsewhere,
+    "api/ imports no router and not m365connect.app": _api_reaches_up,
+    "only routers, schemas, api/ and the composition roots import api/": _api_imported_outside_http,
+    "SQL only in repositories, migrations and db/": _sql_outside_repositories,
 }
 
 
@@ -175,7 +253,9 @@ def test_the_walk_sees_the_whole_package() -> None:
 def _fake(name: str, source: str, *, is_package: bool = False) -> Module:
     imports = imports_of(source, name=name, is_package=is_package)
     path = PACKAGE_ROOT.joinpath(*name.split(".")[1:]).with_suffix(".py")
-    return Module(name=name, path=path, is_package=is_package, imports=imports)
+    return Module(
+        name=name, path=path, is_package=is_package, imports=imports, sql_names=sql_names_of(source)
+    )
 
 
 @pytest.mark.parametrize(
@@ -197,12 +277,28 @@ def _fake(name: str, source: str, *, is_package: bool = False) -> Module:
          _fake("m365connect.mailboxes.repository", "from m365connect.credentials import service")),
         ("repositories import no router, service or app",
          _fake("m365connect.mailboxes.repository", "from .router import router")),
-        ("services import no router",
+        ("service-level modules of a domain import no router, api/, fastapi or starlette",
          _fake("m365connect.mailboxes.service", "import m365connect.credentials.router")),
+        ("service-level modules of a domain import no router, api/, fastapi or starlette",
+         _fake("m365connect.mailboxes.bulk", "from m365connect.api.deps import SessionDep")),
+        ("service-level modules of a domain import no router, api/, fastapi or starlette",
+         _fake("m365connect.credentials.repository", "from fastapi import Request")),
+        ("api/ imports no router and not m365connect.app",
+         _fake("m365connect.api.deps", "from m365connect.mailboxes.router import router")),
+        ("only routers, schemas, api/ and the composition roots import api/",
+         _fake("m365connect.credentials.service", "from m365connect.api import responses")),
+        ("only routers, schemas, api/ and the composition roots import api/",
+         _fake("m365connect.microsoft.graph", "from m365connect.api.edge import EdgeMiddleware")),
+        ("SQL only in repositories, migrations and db/",
+         _fake("m365connect.mailboxes.bulk", "from sqlalchemy import select")),
+        ("SQL only in repositories, migrations and db/",
+         _fake("m365connect.api.probes", "from sqlalchemy import text")),
+        ("SQL only in repositories, migrations and db/",
+         _fake("m365connect.credentials.service", "from sqlalchemy.dialects import postgresql")),
         ("only app.py and cli.py import m365connect.app",
          _fake("m365connect.state", "from m365connect.app import create_app")),
         ("only app.py and cli.py import m365connect.app",
-         _fake("m365connect.deps", "from m365connect import app")),
+         _fake("m365connect.api.deps", "from m365connect import app")),
     ],
 )  # fmt: skip
 def test_each_rule_catches_a_violation(rule: str, module: Module) -> None:
@@ -216,6 +312,12 @@ def test_allowed_imports_pass_every_rule() -> None:
         _fake("m365connect.microsoft.graph", "from m365connect.microsoft.token import TokenClient"),
         _fake("m365connect.credentials.service", "from m365connect.microsoft.token import TokenClient"),
         _fake("m365connect.cli", "from m365connect.app import create_app"),
+        _fake("m365connect.mailboxes.router", "from m365connect.api.deps import SessionDep"),
+        _fake("m365connect.mailboxes.schemas", "from m365connect.api.responses import example"),
+        _fake("m365connect.mailboxes.repository", "from sqlalchemy import select, update"),
+        _fake("m365connect.mailboxes.models", "from sqlalchemy import Index, String, text"),
+        _fake("m365connect.mailboxes.bulk", "from sqlalchemy.exc import IntegrityError"),
+        _fake("m365connect.api.probes", "from m365connect.credentials.service import secrets_without_key"),
     ]
     for rule in RULES:
         assert violations(allowed, rule) == [], rule

@@ -12,9 +12,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
+from m365connect.api.edge import JsonDepthScan
 from m365connect.app import create_app
 from m365connect.mailboxes.models import Mailbox
-from m365connect.middleware import JsonDepthScan
 from m365connect.settings import Settings
 from m365connect.state import AppState, open_state
 from tests.factories import BULK, CREDENTIALS, create_credential, credential_body

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from m365connect.api_docs import JSON_NULL
+from m365connect.api.responses import JSON_NULL
 from m365connect.app import create_app
 from m365connect.errors import NotFound, Unauthorized
 from m365connect.mailboxes.schemas import BULK_EXAMPLE, BULK_MULTI_STATUS_EXAMPLE

@@ -12,8 +12,8 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
+from m365connect.api.ratelimit import MemoryRateLimiter, Policy, RedisRateLimiter
 from m365connect.app import create_app
-from m365connect.ratelimit import MemoryRateLimiter, Policy, RedisRateLimiter
 from m365connect.settings import Settings
 from m365connect.state import open_state
 from tests.factories import CREDENTIALS
@@ -172,7 +172,7 @@ async def test_unreachable_redis_fails_open_with_one_warning(
     settings: Settings, api_key: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     dead = f"redis://127.0.0.1:{free_port()}/0"
-    caplog.set_level(logging.WARNING, logger="m365connect.ratelimit")
+    caplog.set_level(logging.WARNING, logger="m365connect.api.ratelimit")
     async with _apps(settings, 1, redis_url=dead, rate_limit_burst=1, rate_limit_per_minute=1) as (http,):
         answers = [await http.get(CREDENTIALS, headers=headers(api_key)) for _ in range(5)]
     assert [r.status_code for r in answers] == [200] * 5

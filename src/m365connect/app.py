@@ -8,13 +8,13 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from m365connect import health
-from m365connect.api_errors import install_error_handlers
+from m365connect.api import probes
+from m365connect.api.edge import EdgeMiddleware
+from m365connect.api.error_handlers import install_error_handlers
+from m365connect.api.openapi import install_openapi
 from m365connect.credentials.router import router as credentials_router
 from m365connect.mailboxes.router import router as mailboxes_router
-from m365connect.middleware import EdgeMiddleware
 from m365connect.observability import Metrics, RequestObserverMiddleware, metrics_router
-from m365connect.openapi import install_openapi
 from m365connect.settings import Settings
 from m365connect.state import AppState, open_state
 
@@ -63,7 +63,7 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> FastAPI:
         metrics=metrics,
         fixed_paths=frozenset(path for path in framework_paths if path),
     )
-    app.include_router(health.router)
+    app.include_router(probes.router)
     if settings.metrics_enabled:
         app.include_router(metrics_router)
     app.include_router(credentials_router)

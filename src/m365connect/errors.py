@@ -14,7 +14,7 @@
     ├── EmptyBadRequest           400  no body (bulk endpoint, as Woodpecker documents)
     └── ValidationCodeError       422  {"message": CODE}
 
-Only `api_errors` turns these into HTTP responses.
+Only `m365connect.api.error_handlers` turns these into HTTP responses.
 """
 
 from __future__ import annotations

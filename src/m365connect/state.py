@@ -11,6 +11,7 @@ import dns.asyncresolver
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from m365connect.api.ratelimit import RateLimiter, build_rate_limiter
 from m365connect.credentials.service import Services as CredentialServices
 from m365connect.crypto import SecretBox, load_or_create_key_file, parse_keys
 from m365connect.db.engine import create_engine, create_session_factory
@@ -18,7 +19,6 @@ from m365connect.deliverability import DeliverabilityChecker, build_resolver
 from m365connect.mailboxes.bulk import BulkServices
 from m365connect.microsoft.graph import GraphClient
 from m365connect.microsoft.token import TokenClient
-from m365connect.ratelimit import RateLimiter, build_rate_limiter
 from m365connect.settings import Settings
 
 

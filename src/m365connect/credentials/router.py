@@ -6,7 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Path, Response, status
 
-from m365connect.api_docs import COMMON, MICROSOFT_UNAVAILABLE, NOT_FOUND, Responses, bad_request, codes
+from m365connect.api.deps import CurrentAccount, SessionDep, StateDep
+from m365connect.api.responses import COMMON, MICROSOFT_UNAVAILABLE, NOT_FOUND, Responses, bad_request, codes
 from m365connect.credentials import service
 from m365connect.credentials.schemas import (
     CREATE_EXAMPLES,
@@ -16,7 +17,6 @@ from m365connect.credentials.schemas import (
     CredentialRead,
     CredentialUpdate,
 )
-from m365connect.deps import CurrentAccount, SessionDep, StateDep
 
 router = APIRouter(prefix="/rest/v2/mailboxes/microsoft/credentials", tags=["Microsoft Graph credentials"])
 

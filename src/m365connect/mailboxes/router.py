@@ -7,7 +7,9 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Body, Path, Query, Response, status
 from fastapi.responses import JSONResponse
 
-from m365connect.api_docs import (
+from m365connect.api.deps import CurrentAccount, SessionDep, StateDep
+from m365connect.api.error_handlers import EmptyBadRequestRoute
+from m365connect.api.responses import (
     COMMON,
     MICROSOFT_UNAVAILABLE,
     NOT_FOUND,
@@ -16,8 +18,6 @@ from m365connect.api_docs import (
     codes,
     example,
 )
-from m365connect.api_errors import EmptyBadRequestRoute
-from m365connect.deps import CurrentAccount, SessionDep, StateDep
 from m365connect.mailboxes import bulk, service
 from m365connect.mailboxes.schemas import (
     BULK_CREATED_EXAMPLE,

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
-from m365connect.api_docs import example
+from m365connect.api.responses import example
 
 BULK_EXAMPLE: dict[str, Any] = {
     "auth_type": "APP_ONLY",

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
-from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from m365connect.api_docs import RETRY_AFTER
+from m365connect.api.deps import StateDep
+from m365connect.api.responses import RETRY_AFTER
 from m365connect.credentials.service import secrets_without_key
-from m365connect.deps import StateDep
+from m365connect.db.ping import ping
 
 router = APIRouter(tags=["Health"])
 
@@ -49,7 +49,7 @@ async def readyz(state: StateDep, response: Response) -> dict[str, str]:
     """Ready when the database answers and every stored secret can be decrypted with the configured keys."""
     try:
         async with state.sessions() as session:
-            await session.execute(text("SELECT 1"))
+            await ping(session)
             unreadable = await secrets_without_key(session, state.box)
     except (SQLAlchemyError, OSError):
         response.status_code = 503

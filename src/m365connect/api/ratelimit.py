@@ -19,7 +19,7 @@ from typing import Protocol
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-logger = logging.getLogger("m365connect.ratelimit")
+logger = logging.getLogger("m365connect.api.ratelimit")
 
 DEFAULT_REDIS_PREFIX = "m365connect:ratelimit:"
 _REDIS_TIMEOUT_SECONDS = 0.5

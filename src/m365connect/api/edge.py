@@ -9,7 +9,7 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from m365connect.api_errors import JsonTooDeep, render
+from m365connect.api.error_handlers import JsonTooDeep, render
 from m365connect.errors import HeadersTooLarge, InternalError, PayloadTooLarge
 from m365connect.settings import Settings
 from m365connect.state import AppState

@@ -10,8 +10,8 @@ from fastapi.security import APIKeyHeader
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from m365connect.accounts.service import authenticate_key
+from m365connect.api.edge import RATE_LIMIT_HEADERS
 from m365connect.errors import TooManyRequests, Unauthorized
-from m365connect.middleware import RATE_LIMIT_HEADERS
 from m365connect.state import AppState
 
 api_key_header = APIKeyHeader(name="x-api-key", auto_error=False, description="Your m365connect API key")

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from m365connect.api_docs import HEADERS_TOO_LARGE, JSON_NULL, RATE_LIMIT_HEADERS
+from m365connect.api.responses import HEADERS_TOO_LARGE, JSON_NULL, RATE_LIMIT_HEADERS
 
 _FASTAPI_VALIDATION = "Validation Error"
 _BAD_REQUEST = {
