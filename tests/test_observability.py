@@ -24,7 +24,7 @@ from m365connect.microsoft.token import ClientCredential
 from m365connect.observability import JsonFormatter, TextFormatter, configure_logging
 from m365connect.settings import Settings
 from m365connect.simulator import FakeMicrosoft
-from m365connect.state import AppState
+from m365connect.state import AppState, open_state
 from tests import scenario_values as sv
 from tests.factories import BULK, CREDENTIALS, bulk, create_credential
 from tests.helpers import headers
@@ -188,19 +188,27 @@ async def test_a_refused_bulk_counts_with_its_status(client: httpx.AsyncClient, 
     assert sample(text, "m365connect_bulk_accounts_count") == 1
 
 
-async def test_each_app_has_its_own_registry_and_the_global_one_stays_empty(
+async def test_each_service_has_its_own_registry_and_the_global_one_stays_empty(
     settings: Settings, state: AppState
 ) -> None:
-    first, second = create_app(settings, state=state), create_app(settings, state=state)
-    for app, calls in ((first, 3), (second, 1)):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
-            for _ in range(calls):
-                await http.get("/healthz")
-            text = (await http.get("/metrics")).text
-        healthz = {"route": "/healthz", "method": "GET", "status": "200"}
-        assert sample(text, "m365connect_http_requests_total", **healthz) == calls
+    async with open_state(settings) as other:
+        first, second = create_app(settings, state=state), create_app(settings, state=other)
+        for app, calls in ((first, 3), (second, 1)):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+                for _ in range(calls):
+                    await http.get("/healthz")
+                text = (await http.get("/metrics")).text
+            healthz = {"route": "/healthz", "method": "GET", "status": "200"}
+            assert sample(text, "m365connect_http_requests_total", **healthz) == calls
     assert prometheus_client.REGISTRY.get_sample_value("m365connect_http_requests_total") is None
+
+
+async def test_the_clients_report_to_the_metrics_they_were_built_with(state: AppState) -> None:
+    """Observers are passed at construction: the shared clients and the checker feed the state's registry."""
+    await state.checker.check_domains(["contoso.com"])
+    text = state.metrics.render().decode()
+    assert sample(text, "m365connect_dns_lookups_total", type="TXT", outcome="answer") >= 1
 
 
 async def test_metrics_can_be_switched_off(settings: Settings, state: AppState) -> None:

@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-import dns.asyncresolver
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -19,12 +18,13 @@ from m365connect.deliverability import DeliverabilityChecker, build_resolver
 from m365connect.mailboxes.bulk import BulkServices
 from m365connect.microsoft.graph import GraphClient
 from m365connect.microsoft.token import TokenClient
+from m365connect.observability.metrics import Metrics
 from m365connect.settings import Settings
 
 
 @dataclass(frozen=True)
 class AppState:
-    """The long-lived objects of one running service."""
+    """The long-lived objects of one running service, each complete when built (observers included)."""
 
     settings: Settings
     engine: AsyncEngine
@@ -33,29 +33,11 @@ class AppState:
     http: httpx.AsyncClient
     tokens: TokenClient
     graph: GraphClient
-    resolver: dns.asyncresolver.Resolver
+    checker: DeliverabilityChecker
     limiter: RateLimiter
-
-    @property
-    def credential_services(self) -> CredentialServices:
-        """What the credential service needs."""
-        return CredentialServices(box=self.box, tokens=self.tokens)
-
-    @property
-    def bulk_services(self) -> BulkServices:
-        """What a bulk connection needs; DNS answers are cached per request (a fixed record shows at once)."""
-        resolver = build_resolver(
-            self.settings.nameservers,
-            timeout=self.settings.dns_timeout,
-            lifetime=self.settings.dns_timeout * 2,
-        )
-        return BulkServices(
-            credentials=self.credential_services,
-            graph=self.graph,
-            checker=DeliverabilityChecker(resolver),
-            max_accounts=self.settings.max_accounts_per_request,
-            deadline_seconds=self.settings.bulk_deadline_seconds,
-        )
+    metrics: Metrics
+    credential_services: CredentialServices
+    bulk_services: BulkServices
 
 
 def build_secret_box(settings: Settings) -> SecretBox:
@@ -85,9 +67,10 @@ def build_http_client(settings: Settings) -> httpx.AsyncClient:
 
 
 @asynccontextmanager
-async def open_state(settings: Settings) -> AsyncIterator[AppState]:
-    """Build the state, and close what it opened on exit."""
-    # Built once: without nameservers it reads /etc/resolv.conf, which must not happen per request.
+async def open_state(settings: Settings, *, metrics: Metrics | None = None) -> AsyncIterator[AppState]:
+    """Build the state (with a registry of its own unless `metrics` is given), and close what it opened."""
+    metrics = metrics or Metrics()
+    # Built once: without nameservers it reads /etc/resolv.conf. Each check copies it with a fresh cache.
     resolver = build_resolver(
         settings.nameservers, timeout=settings.dns_timeout, lifetime=settings.dns_timeout * 2
     )
@@ -98,21 +81,38 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
         per_minute=settings.rate_limit_per_minute,
         burst=settings.rate_limit_burst,
     )
+    box = build_secret_box(settings)
+    tokens = TokenClient(
+        http=http, login_url=settings.login_url, scope=settings.graph_scope, observer=metrics.tokens
+    )
+    graph = GraphClient(
+        http=http,
+        graph_url=settings.graph_url,
+        max_batches_in_flight=settings.graph_batches_in_flight,
+        observer=metrics.graph,
+    )
+    checker = DeliverabilityChecker(resolver, observer=metrics.dns)
+    credential_services = CredentialServices(box=box, tokens=tokens)
     try:
         yield AppState(
-            resolver=resolver,
             settings=settings,
             engine=engine,
             sessions=create_session_factory(engine),
-            box=build_secret_box(settings),
+            box=box,
             http=http,
-            tokens=TokenClient(http=http, login_url=settings.login_url, scope=settings.graph_scope),
-            graph=GraphClient(
-                http=http,
-                graph_url=settings.graph_url,
-                max_batches_in_flight=settings.graph_batches_in_flight,
-            ),
+            tokens=tokens,
+            graph=graph,
+            checker=checker,
             limiter=limiter,
+            metrics=metrics,
+            credential_services=credential_services,
+            bulk_services=BulkServices(
+                credentials=credential_services,
+                graph=graph,
+                checker=checker,
+                max_accounts=settings.max_accounts_per_request,
+                deadline_seconds=settings.bulk_deadline_seconds,
+            ),
         )
     finally:
         await limiter.aclose()

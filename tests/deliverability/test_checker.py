@@ -98,13 +98,23 @@ async def test_check_domains_rejects_a_zero_bound(serve: Serve) -> None:
         await checker_for(serve({})).check_domains([DOMAIN], concurrency=0)
 
 
-async def test_microsoft_record_is_fetched_once_per_checker(serve: Serve, key_2048: str) -> None:
+async def test_microsoft_record_is_fetched_once_per_call(serve: Serve, key_2048: str) -> None:
+    alone = serve(_correct_domains(key_2048, "one.test"))
+    assert await checker_for(alone).check_domain("one.test") == OK
     server = serve(_correct_domains(key_2048, "one.test", "two.test"))
+    results = await checker_for(server).check_domains(["one.test", "two.test"])
+    assert results == {"one.test": OK, "two.test": OK}
+    assert server.queries == 2 * alone.queries - 2  # spf.protection and spfd.protection asked once
+
+
+async def test_each_call_asks_dns_afresh(serve: Serve, key_2048: str) -> None:
+    """One checker serves every request of the service; a record fixed between two requests shows at once."""
+    server = serve(_correct_domains(key_2048, DOMAIN))
     checker = checker_for(server)
-    assert await checker.check_domain("one.test") == OK
+    assert await checker.check_domains([DOMAIN]) == {DOMAIN: OK}
     first = server.queries
-    assert await checker.check_domain("two.test") == OK
-    assert server.queries - first == first - 2  # spf.protection and spfd.protection came from the cache
+    assert await checker.check_domains([DOMAIN]) == {DOMAIN: OK}
+    assert server.queries == 2 * first
 
 
 async def test_the_callers_resolver_is_left_alone(serve: Serve, key_2048: str) -> None:

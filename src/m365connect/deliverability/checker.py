@@ -42,20 +42,53 @@ def normalize_domain(domain: str) -> str | None:
 
 
 class DeliverabilityChecker:
-    """Checks the SPF and DKIM records of mailbox domains; owns a DNS cache shared by its checks."""
+    """Checks the SPF and DKIM records of mailbox domains over one resolver, built once per service.
+
+    Each call gets a DNS cache of its own (a record fixed since the last request shows at once) and shares
+    lookups in flight between the domains it checks.
+    """
 
     def __init__(self, resolver: dns.asyncresolver.Resolver, *, observer: DnsObserver | None = None) -> None:
-        # A copy, so the cache is this checker's and the caller's resolver is left as it was.
-        self._resolver = copy.copy(resolver)
-        self._resolver.cache = CappedLRUCache()
-        # Lookups in flight, shared: twenty domains checked at once that all include Microsoft's record
-        # cause one query for it, not twenty (the cache only helps once the first answer is in).
-        self._in_flight: dict[tuple[dns.name.Name, dns.rdatatype.RdataType], _SharedLookup] = {}
-        # Public: the service attaches its metrics to the checker of each request.
-        self.observer: DnsObserver = observer or NoDnsObserver()
+        self._resolver = resolver
+        self._observer: DnsObserver = observer or NoDnsObserver()
 
     async def check_domain(self, domain: str) -> DomainDeliverability:
         """Check one domain; DNS failures make a flag false with reason "dns_error", never raise."""
+        return await _Lookups(self._resolver, self._observer).check_domain(domain)
+
+    async def check_domains(
+        self, domains: Iterable[str], *, concurrency: int = 20
+    ) -> dict[str, DomainDeliverability]:
+        """Check each distinct domain once, at most `concurrency` at a time; keys are the inputs as given."""
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        lookups = _Lookups(self._resolver, self._observer)
+        inputs = list(dict.fromkeys(domains))
+        distinct = list(dict.fromkeys(normalize_domain(domain) or domain for domain in inputs))
+        semaphore = asyncio.Semaphore(concurrency)
+
+        async def bounded(domain: str) -> DomainDeliverability:
+            async with semaphore:
+                return await lookups.check_domain(domain)
+
+        results = dict(zip(distinct, await asyncio.gather(*map(bounded, distinct)), strict=True))
+        return {domain: results[normalize_domain(domain) or domain] for domain in inputs}
+
+
+class _Lookups:
+    """The DNS lookups of one check: a cache of their own and the queries in flight, shared."""
+
+    def __init__(self, resolver: dns.asyncresolver.Resolver, observer: DnsObserver) -> None:
+        # A shallow copy, so the cache is this check's and the shared resolver is left as it was.
+        self._resolver = copy.copy(resolver)
+        self._resolver.cache = CappedLRUCache()
+        self._observer = observer
+        # Twenty domains checked at once that all include Microsoft's record cause one query for it, not
+        # twenty (the cache only helps once the first answer is in).
+        self._in_flight: dict[tuple[dns.name.Name, dns.rdatatype.RdataType], _SharedLookup] = {}
+
+    async def check_domain(self, domain: str) -> DomainDeliverability:
+        """SPF and DKIM of one domain, each within its budget."""
         normalized = normalize_domain(domain)
         if normalized is None:
             return DomainDeliverability(False, False, "invalid_domain", "invalid_domain")
@@ -65,23 +98,6 @@ class DeliverabilityChecker:
             _within_budget(check_dkim(self._lookup, name)),
         )
         return DomainDeliverability(spf == "ok", dkim == "ok", spf, dkim)
-
-    async def check_domains(
-        self, domains: Iterable[str], *, concurrency: int = 20
-    ) -> dict[str, DomainDeliverability]:
-        """Check each distinct domain once, at most `concurrency` at a time; keys are the inputs as given."""
-        if concurrency < 1:
-            raise ValueError("concurrency must be at least 1")
-        inputs = list(dict.fromkeys(domains))
-        distinct = list(dict.fromkeys(normalize_domain(domain) or domain for domain in inputs))
-        semaphore = asyncio.Semaphore(concurrency)
-
-        async def bounded(domain: str) -> DomainDeliverability:
-            async with semaphore:
-                return await self.check_domain(domain)
-
-        results = dict(zip(distinct, await asyncio.gather(*map(bounded, distinct)), strict=True))
-        return {domain: results[normalize_domain(domain) or domain] for domain in inputs}
 
     async def _lookup(self, name: dns.name.Name, rdtype: dns.rdatatype.RdataType) -> Records:
         key = (name, rdtype)
@@ -105,10 +121,10 @@ class DeliverabilityChecker:
         try:
             records = await lookup(self._resolver, name, rdtype)
         except DnsError:
-            self.observer.looked_up(rdtype.name, "error", time.perf_counter() - started)
+            self._observer.looked_up(rdtype.name, "error", time.perf_counter() - started)
             raise
         outcome: LookupOutcome = "nxdomain" if records.nxdomain else "answer" if records.rdatas else "nodata"
-        self.observer.looked_up(rdtype.name, outcome, time.perf_counter() - started)
+        self._observer.looked_up(rdtype.name, outcome, time.perf_counter() - started)
         return records
 
 

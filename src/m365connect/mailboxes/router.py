@@ -74,10 +74,8 @@ async def add_mailboxes_in_bulk(
     metrics: MetricsDep,
 ) -> JSONResponse:
     """Connect Microsoft mailboxes with Microsoft Graph app-only authentication."""
-    services = state.bulk_services
-    services.checker.observer = metrics.dns
     with metrics.bulk.request(len(body.accounts)) as record:
-        results = await bulk.connect_bulk(session, services, account_id=account_id, request=body)
+        results = await bulk.connect_bulk(session, state.bulk_services, account_id=account_id, request=body)
         success = all(item.success for item in results)
         code = status.HTTP_201_CREATED if success else status.HTTP_207_MULTI_STATUS
         record.answered(code, (_result_label(item) for item in results))

@@ -107,8 +107,7 @@ class GraphClient:
         self._max_retry_after = max_retry_after
         self._sleep = sleep
         self._clock = clock
-        # Public: the service attaches its metrics after building the client (m365connect.observability).
-        self.observer: GraphObserver = observer or NoGraphObserver()
+        self._observer: GraphObserver = observer or NoGraphObserver()
 
     async def call(self, token: TokenProvider, request: GraphRequest, *, deadline: float) -> GraphResponse:
         """Send one request; `deadline` is on the `clock` (time.monotonic) and bounds the retries."""
@@ -153,7 +152,7 @@ class GraphClient:
                 break
             logger.info("graph.retry", extra={"attempt": attempt, "items": len(pending), "wait": delay})
             throttled = any(replies[i].status == 429 for i in pending)
-            self.observer.waited(delay, "throttled" if throttled else "unavailable")
+            self._observer.waited(delay, "throttled" if throttled else "unavailable")
             await self._sleep(delay)
         return [replies[i].response(request.id) for i, request in enumerate(requests)]
 
@@ -196,7 +195,7 @@ class GraphClient:
             bearer = await session.token()
             answers = await send(bearer, todo)
             for answer in answers.values():
-                self.observer.answered(answer.status)
+                self._observer.answered(answer.status)
             replies.update(answers)
             todo = [i for i in todo if verdict(requests[i].method, replies[i]) is Verdict.REAUTH]
             if todo:

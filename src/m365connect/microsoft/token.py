@@ -170,7 +170,7 @@ class TokenClient:
         self._cache: dict[tuple[str, str, str], AccessToken] = {}
         self._locks: dict[tuple[str, str, str], asyncio.Lock] = {}
         self.requests_sent = 0
-        self.observer: TokenObserver = observer or NoTokenObserver()
+        self._observer: TokenObserver = observer or NoTokenObserver()
 
     async def acquire(self, credential: ClientCredential, *, force_refresh: bool = False) -> AccessToken:
         """A valid token from the cache, or a new one from Microsoft (one request in flight per key).
@@ -248,13 +248,13 @@ class TokenClient:
             response = await self._http.post(url, data=form, headers={"Accept": "application/json"})
             token = self._parse(response)
         except httpx.HTTPError as exc:
-            self.observer.requested("unavailable", time.perf_counter() - started)
+            self._observer.requested("unavailable", time.perf_counter() - started)
             raise TokenUnavailable(f"network error: {type(exc).__name__}", retry_after=0.5) from None
         except TokenError as exc:
             outcome: TokenOutcome = "rejected" if isinstance(exc, TokenRejected) else "unavailable"
-            self.observer.requested(outcome, time.perf_counter() - started)
+            self._observer.requested(outcome, time.perf_counter() - started)
             raise
-        self.observer.requested("granted", time.perf_counter() - started)
+        self._observer.requested("granted", time.perf_counter() - started)
         return token
 
     def _parse(self, response: httpx.Response) -> AccessToken:
