@@ -5,7 +5,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from m365connect.mailboxes.addresses import DUPLICATE_EMAIL, INVALID_EMAIL, normalise, plan
+from m365connect.codes import ErrorCode
+from m365connect.mailboxes.addresses import normalise, plan
 from m365connect.mailboxes.schemas import BulkAccount
 
 # Any text at all, and text that looks like an address (so that most examples get past the syntax check).
@@ -55,7 +56,7 @@ def test_duplicates_are_found_ignoring_case_and_the_first_one_wins(
             BulkAccount(mailbox_email=f"  {recased} ", display_name=None),
         ]
     )
-    assert [item.error for item in items] == [None, DUPLICATE_EMAIL]
+    assert [item.error for item in items] == [None, ErrorCode.DUPLICATE_EMAIL]
     expected = normalise(address)
     assert expected is not None
     assert (items[0].address, items[0].domain) == expected
@@ -68,7 +69,7 @@ def test_plan_keeps_order_and_answers_every_item(emails: list[str]) -> None:
     assert [item.email for item in items] == [email.strip() for email in emails]
     seen: set[str] = set()
     for item in items:
-        assert item.error in (None, INVALID_EMAIL, DUPLICATE_EMAIL)
+        assert item.error in (None, ErrorCode.INVALID_EMAIL, ErrorCode.DUPLICATE_EMAIL)
         if item.error is None:
             assert item.address is not None
             assert item.address not in seen

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,7 +15,7 @@ from m365connect.app import create_app
 from m365connect.mailboxes.models import Mailbox
 from m365connect.settings import Settings
 from m365connect.simulator import FakeMicrosoft
-from m365connect.state import AppState
+from m365connect.state import AppState, open_state
 from tests import scenario_values as sv
 from tests.factories import BULK, FABRIKAM, bulk, create_credential
 from tests.helpers import assert_code, headers
@@ -293,10 +292,11 @@ async def test_the_public_pages_request_bodies(client: httpx.AsyncClient, api_ke
 async def impatient_client(settings: Settings, state: AppState) -> AsyncIterator[httpx.AsyncClient]:
     """A client of a service whose bulk deadline is 1.5 s (throttling and outage tests stay fast)."""
     quick = settings.model_copy(update={"bulk_deadline_seconds": 1.5})
-    app = create_app(quick, state=dataclasses.replace(state, settings=quick))
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://m365connect.test") as http:
-        yield http
+    async with open_state(quick) as quick_state:
+        app = create_app(quick, state=quick_state)
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://m365connect.test") as http:
+            yield http
 
 
 async def test_throttling_and_outages_past_the_budget_are_per_item(

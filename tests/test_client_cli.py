@@ -10,7 +10,6 @@ from __future__ import annotations
 import ast
 import asyncio
 import csv
-import dataclasses
 import io
 import json
 import socket
@@ -32,7 +31,7 @@ from m365connect.client.csv_io import RESULT_COLUMNS, read_input
 from m365connect.client.http import retry_after_seconds
 from m365connect.settings import Settings
 from m365connect.simulator import FakeMicrosoft
-from m365connect.state import AppState
+from m365connect.state import AppState, open_state
 from tests import scenario_values as sv
 from tests.factories import MAILBOXES, create_credential
 from tests.helpers import headers
@@ -113,23 +112,24 @@ async def service(settings: Settings, state: AppState) -> AsyncIterator[Service]
     quick = settings.model_copy(
         update={"max_accounts_per_request": SERVER_LIMIT, "bulk_deadline_seconds": 1.5}
     )
-    front = Front(create_app(quick, state=dataclasses.replace(state, settings=quick)))
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(
-        front, log_config=None, log_level="warning", access_log=False, ws="none", lifespan="on"
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[listener]))
-    while not server.started:
-        assert not task.done(), "the service did not start"
-        await asyncio.sleep(0.01)
-    try:
-        yield Service(url=f"http://127.0.0.1:{listener.getsockname()[1]}", front=front)
-    finally:
-        server.should_exit = True
-        await task
-        listener.close()
+    async with open_state(quick) as quick_state:
+        front = Front(create_app(quick, state=quick_state))
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.bind(("127.0.0.1", 0))
+        config = uvicorn.Config(
+            front, log_config=None, log_level="warning", access_log=False, ws="none", lifespan="on"
+        )
+        server = uvicorn.Server(config)
+        task = asyncio.create_task(server.serve(sockets=[listener]))
+        while not server.started:
+            assert not task.done(), "the service did not start"
+            await asyncio.sleep(0.01)
+        try:
+            yield Service(url=f"http://127.0.0.1:{listener.getsockname()[1]}", front=front)
+        finally:
+            server.should_exit = True
+            await task
+            listener.close()
 
 
 @pytest.fixture
@@ -471,11 +471,13 @@ def _our_imports(path: Path) -> set[str]:
     return {name for name in names if name.split(".")[0] == "m365connect"}
 
 
-def test_the_client_imports_nothing_of_the_service_but_the_explanations() -> None:
+def test_the_client_imports_nothing_of_the_service_but_the_explanations_and_codes() -> None:
     package = Path(__file__).resolve().parent.parent / "src" / "m365connect"
     imported = set().union(*(_our_imports(path) for path in (package / "client").glob("*.py")))
     assert "m365connect.client.http" in imported  # the walk sees imports
-    assert {name for name in imported if not name.startswith("m365connect.client")} == {
-        "m365connect.explanations"
+    assert {name for name in imported if not name.startswith("m365connect.client")} <= {
+        "m365connect.explanations",
+        "m365connect.codes",
     }
-    assert _our_imports(package / "explanations.py") == set()
+    assert _our_imports(package / "explanations.py") == {"m365connect.codes"}
+    assert _our_imports(package / "codes.py") == set()

@@ -127,11 +127,18 @@ def _simulator_reaches_out(module: Module, imported: str) -> bool:
     )
 
 
+LEAVES = (f"{PACKAGE}.codes",)  # modules that import nothing of ours: every layer may use them
+
+
 def _client_package_reaches_out(module: Module, imported: str) -> bool:
     for own in (f"{PACKAGE}.microsoft", f"{PACKAGE}.deliverability"):
         if in_package(module.name, own):
-            return in_package(imported, PACKAGE) and not in_package(imported, own)
+            return in_package(imported, PACKAGE) and not in_package(imported, own) and imported not in LEAVES
     return False
+
+
+def _leaf_imports_ours(module: Module, imported: str) -> bool:
+    return module.name in LEAVES and in_package(imported, PACKAGE)
 
 
 def _repository_reaches_up(module: Module, imported: str) -> bool:
@@ -212,7 +219,10 @@ RULES = {
         _web_or_sql_in_pure_package
     ),
     "simulator/ imports only m365connect.simulator.* of ours": _simulator_reaches_out,
-    "microsoft/ and deliverability/ import only themselves of ours": _client_package_reaches_out,
+    "microsoft/ and deliverability/ import only themselves (and the leaf codes.py) of ours": (
+        _client_package_reaches_out
+    ),
+    "codes.py imports nothing of ours": _leaf_imports_ours,
     "repositories import no router, service or app": _repository_reaches_up,
     "service-level modules of a domain import no router, api/, fastapi or starlette": (
         _service_level_speaks_http
@@ -269,9 +279,9 @@ def _fake(name: str, source: str, *, is_package: bool = False) -> Module:
          _fake("m365connect.simulator.graph", "from m365connect.microsoft.graph_types import GraphResponse")),
         ("simulator/ imports only m365connect.simulator.* of ours",
          _fake("m365connect.simulator.graph", "from ..errors import Error")),
-        ("microsoft/ and deliverability/ import only themselves of ours",
+        ("microsoft/ and deliverability/ import only themselves (and the leaf codes.py) of ours",
          _fake("m365connect.deliverability.spf", "from m365connect.microsoft import token")),
-        ("microsoft/ and deliverability/ import only themselves of ours",
+        ("microsoft/ and deliverability/ import only themselves (and the leaf codes.py) of ours",
          _fake("m365connect.microsoft.token", "from m365connect import errors")),
         ("repositories import no router, service or app",
          _fake("m365connect.mailboxes.repository", "from m365connect.credentials import service")),
@@ -283,6 +293,7 @@ def _fake(name: str, source: str, *, is_package: bool = False) -> Module:
          _fake("m365connect.mailboxes.bulk", "from m365connect.api.deps import SessionDep")),
         ("service-level modules of a domain import no router, api/, fastapi or starlette",
          _fake("m365connect.credentials.repository", "from fastapi import Request")),
+        ("codes.py imports nothing of ours", _fake("m365connect.codes", "from m365connect import errors")),
         ("api/ imports no router and not m365connect.app",
          _fake("m365connect.api.deps", "from m365connect.mailboxes.router import router")),
         ("only routers, schemas, api/ and the composition roots import api/",
@@ -312,6 +323,7 @@ def test_allowed_imports_pass_every_rule() -> None:
         _fake("m365connect.microsoft.graph", "from m365connect.microsoft.token import TokenClient"),
         _fake("m365connect.credentials.service", "from m365connect.microsoft.token import TokenClient"),
         _fake("m365connect.cli", "from m365connect.app import create_app"),
+        _fake("m365connect.microsoft.error_codes", "from m365connect.codes import ErrorCode"),
         _fake("m365connect.mailboxes.router", "from m365connect.api.deps import SessionDep"),
         _fake("m365connect.mailboxes.schemas", "from m365connect.api.responses import example"),
         _fake("m365connect.mailboxes.repository", "from sqlalchemy import select, update"),

@@ -22,6 +22,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
+from m365connect.codes import ErrorCode
+
 
 def wire_timestamp(now: datetime | None = None) -> str:
     """Woodpecker's timestamp format: `YYYY-MM-DD HH:MM:SS`, UTC, no zone."""
@@ -157,7 +159,7 @@ class ValidationCodeError(AppError):
 
     status = 422
 
-    def __init__(self, code: str) -> None:
+    def __init__(self, code: ErrorCode) -> None:
         self.code = code
         super().__init__(code)
 

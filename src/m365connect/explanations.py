@@ -2,7 +2,8 @@
 means and how to fix it. Rendered into docs/errors.md and shown by the command-line client.
 
 Regenerate the page after a change: `python -m m365connect.explanations > docs/errors.md`.
-Imports nothing of ours, so the client package can use it without the service's domain packages.
+Imports only the code vocabulary (m365connect.codes), so the client package can use it without the
+service's domain packages.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
+
+from m365connect.codes import ErrorCode
 
 DEFAULT_LOGIN_URL = "https://login.microsoftonline.com"
 REQUIRED_PERMISSIONS = ("User.Read.All", "Mail.Send")
@@ -42,7 +45,7 @@ class Explanation:
     """One code: what it means and how to fix it (`fix` may name {mailbox_email}, {primary_email},
     {tenant_id}, {client_id} and {consent_url})."""
 
-    code: str
+    code: ErrorCode | str  # an ErrorCode, or an HTTP status such as "401"
     where: Where
     meaning: str
     fix: str
@@ -93,38 +96,38 @@ _ACCESS_POLICY = (
 _ENTRIES = (
     # ------------------------------------------------------------------ per-item errors of POST /bulk
     Explanation(
-        "INVALID_EMAIL",
+        ErrorCode.INVALID_EMAIL,
         Where.ITEM,
         "This is not a valid email address.",
         "Correct the address (no spaces, one @, a domain) and submit it again.",
     ),
     Explanation(
-        "DUPLICATE_EMAIL",
+        ErrorCode.DUPLICATE_EMAIL,
         Where.ITEM,
         "The same address (ignoring case) appears earlier in the request; only the first one is processed.",
         "Nothing to do: see the result of the first occurrence.",
     ),
     Explanation(
-        "MAILBOX_NOT_FOUND",
+        ErrorCode.MAILBOX_NOT_FOUND,
         Where.ITEM,
         "No user in the credential's tenant has this address.",
         "Check the spelling, and that the mailbox belongs to the tenant of the credential used "
         "(another tenant needs its own credential).",
     ),
     Explanation(
-        "WRONG_ALIAS",
+        ErrorCode.WRONG_ALIAS,
         Where.ITEM,
         "This address is a secondary address (alias) of a mailbox.",
         "Submit the mailbox's primary address instead: {primary_email}.",
     ),
     Explanation(
-        "MAILBOX_DISABLED",
+        ErrorCode.MAILBOX_DISABLED,
         Where.ITEM,
         "The user's account is disabled (sign-in blocked) in Microsoft Entra.",
         "Enable the account (Microsoft 365 admin center > Users > Unblock sign-in) and connect it again.",
     ),
     Explanation(
-        "NO_EXCHANGE_MAILBOX",
+        ErrorCode.NO_EXCHANGE_MAILBOX,
         Where.ITEM,
         "The user has no Exchange Online mailbox (no licence with Exchange, hosted on-premises, "
         "soft-deleted, or a guest).",
@@ -132,33 +135,33 @@ _ENTRIES = (
         "wait until the mailbox exists, then connect it again.",
     ),
     Explanation(
-        "MISSING_PERMISSIONS",
+        ErrorCode.MISSING_PERMISSIONS,
         Where.ITEM,
         "The app registration lacks a required Microsoft Graph permission (User.Read.All or Mail.Send), "
         "or admin consent was not granted.",
         _PERMISSIONS,
     ),
     Explanation(
-        "MAILBOX_ACCESS_DENIED",
+        ErrorCode.MAILBOX_ACCESS_DENIED,
         Where.ITEM,
         "Exchange Online blocks this app from this mailbox.",
         _ACCESS_POLICY,
     ),
     Explanation(
-        "MAILBOX_ALREADY_CONNECTED",
+        ErrorCode.MAILBOX_ALREADY_CONNECTED,
         Where.ITEM,
         "This account already has this mailbox connected through another credential.",
         "Use the existing connection, or disconnect it (DELETE /rest/v2/mailboxes/microsoft/{{id}}) first.",
     ),
     Explanation(
-        "MICROSOFT_THROTTLED",
+        ErrorCode.MICROSOFT_THROTTLED,
         Where.ITEM,
         "Microsoft kept throttling the requests for this mailbox (HTTP 429) beyond the retry budget.",
         "Retry later; `m365connect connect` retries these rows by itself. Re-adding is safe.",
         retryable=True,
     ),
     Explanation(
-        "MICROSOFT_UNAVAILABLE",
+        ErrorCode.MICROSOFT_UNAVAILABLE,
         Where.ITEM,
         "Microsoft did not answer, or answered with a server error, beyond the retry budget.",
         "Retry later; `m365connect connect` retries these rows by itself. Re-adding is safe.",
@@ -166,84 +169,84 @@ _ENTRIES = (
     ),
     # ------------------------------------------------------------------ 422 codes
     Explanation(
-        "INVALID_TENANT_ID",
+        ErrorCode.INVALID_TENANT_ID,
         Where.CODE_422,
         "The tenant id is malformed, reserved (common, organizations, consumers) or unknown to Microsoft.",
         "Use the Directory (tenant) ID from the app registration's Overview page, or a verified domain "
         "such as contoso.onmicrosoft.com.",
     ),
     Explanation(
-        "INVALID_CLIENT_ID",
+        ErrorCode.INVALID_CLIENT_ID,
         Where.CODE_422,
         "The client id is not a GUID, or no enabled app with this id exists in the tenant.",
         "Use the Application (client) ID from the app registration's Overview page, and check that the "
         "app (its enterprise application) is enabled in this tenant.",
     ),
     Explanation(
-        "INVALID_CLIENT_SECRET",
+        ErrorCode.INVALID_CLIENT_SECRET,
         Where.CODE_422,
         "Microsoft rejected the client secret (empty, wrong, or the secret's ID instead of its value).",
         "Create a new client secret (Certificates & secrets) and copy its Value, which is shown only once.",
     ),
     Explanation(
-        "CLIENT_SECRET_EXPIRED",
+        ErrorCode.CLIENT_SECRET_EXPIRED,
         Where.CODE_422,
         "The client secret has expired (or the expiry date given is in the past).",
         "Create a new client secret in the app registration and save it with its expiry date.",
     ),
     Explanation(
-        "CREDENTIAL_ALREADY_EXISTS",
+        ErrorCode.CREDENTIAL_ALREADY_EXISTS,
         Where.CODE_422,
         "This account already has a credential for the same tenant and app.",
         "Rotate the existing credential's secret (`m365connect credentials rotate ID`) instead of adding it.",
     ),
     Explanation(
-        "CREDENTIAL_REJECTED",
+        ErrorCode.CREDENTIAL_REJECTED,
         Where.CODE_422,
         "Microsoft refused the credential for another reason (for example a Conditional Access policy "
         "for workload identities).",
         "Look at the app's service principal sign-in logs in Microsoft Entra for the reason.",
     ),
     Explanation(
-        "MICROSOFT_GRAPH_CREDENTIAL_IN_USE",
+        ErrorCode.MICROSOFT_GRAPH_CREDENTIAL_IN_USE,
         Where.CODE_422,
         "Connected mailboxes still use this credential.",
         "Disconnect its mailboxes first (DELETE /rest/v2/mailboxes/microsoft/{{id}}), then delete it.",
     ),
     Explanation(
-        "UNSUPPORTED_AUTH_TYPE",
+        ErrorCode.UNSUPPORTED_AUTH_TYPE,
         Where.CODE_422,
         "Only the auth_type APP_ONLY is supported.",
         'Send "auth_type": "APP_ONLY" or leave the field out.',
     ),
     Explanation(
-        "EMPTY_ACCOUNTS",
+        ErrorCode.EMPTY_ACCOUNTS,
         Where.CODE_422,
         "The request lists no mailbox.",
         "Send at least one item in accounts.",
     ),
     Explanation(
-        "TOO_MANY_ACCOUNTS",
+        ErrorCode.TOO_MANY_ACCOUNTS,
         Where.CODE_422,
         "The request lists more mailboxes than the service accepts at once "
         "(M365CONNECT_MAX_ACCOUNTS_PER_REQUEST, default 1000).",
         "Split the list into smaller requests (`m365connect connect --batch-size N`).",
     ),
     Explanation(
-        "INVALID_CREDENTIAL_ID",
+        ErrorCode.INVALID_CREDENTIAL_ID,
         Where.CODE_422,
         "The credential does not exist for this account, has expired, Microsoft no longer accepts it, "
         "or it was deleted during the request.",
         "Check `m365connect credentials list`; rotate an EXPIRED or INVALID credential's secret, then retry.",
     ),
     Explanation(
-        "CREDENTIAL_ID_REQUIRED",
+        ErrorCode.CREDENTIAL_ID_REQUIRED,
         Where.CODE_422,
         "The account has several valid credentials, so the request must say which one to use.",
         "Send credential_id (`m365connect connect --credential-id ID`; ids from `credentials list`).",
     ),
     Explanation(
-        "NO_VALID_CREDENTIAL",
+        ErrorCode.NO_VALID_CREDENTIAL,
         Where.CODE_422,
         "The account has no valid credential.",
         "Add one (`m365connect credentials add`) or rotate an expired one's secret.",
@@ -308,7 +311,9 @@ _ENTRIES = (
     ),
 )
 
-EXPLANATIONS: Mapping[str, Explanation] = MappingProxyType({entry.code: entry for entry in _ENTRIES})
+EXPLANATIONS: Mapping[ErrorCode | str, Explanation] = MappingProxyType(
+    {entry.code: entry for entry in _ENTRIES}
+)
 RETRYABLE_ITEM_CODES = frozenset(e.code for e in _ENTRIES if e.retryable and e.where is Where.ITEM)
 
 

@@ -14,6 +14,7 @@ from m365connect.api.ratelimit import RateLimiter, build_rate_limiter
 from m365connect.credentials.service import Services as CredentialServices
 from m365connect.crypto import SecretBox, load_or_create_key_file, parse_keys
 from m365connect.db.engine import create_engine, create_session_factory
+from m365connect.db.transactions import Transactions
 from m365connect.deliverability import DeliverabilityChecker, build_resolver
 from m365connect.mailboxes.bulk import BulkServices
 from m365connect.microsoft.graph import GraphClient
@@ -29,6 +30,7 @@ class AppState:
     settings: Settings
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
+    transactions: Transactions
     box: SecretBox
     http: httpx.AsyncClient
     tokens: TokenClient
@@ -93,11 +95,13 @@ async def open_state(settings: Settings, *, metrics: Metrics | None = None) -> A
     )
     checker = DeliverabilityChecker(resolver, observer=metrics.dns)
     credential_services = CredentialServices(box=box, tokens=tokens)
+    sessions = create_session_factory(engine)
     try:
         yield AppState(
             settings=settings,
             engine=engine,
-            sessions=create_session_factory(engine),
+            sessions=sessions,
+            transactions=Transactions(sessions),
             box=box,
             http=http,
             tokens=tokens,

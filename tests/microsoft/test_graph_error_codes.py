@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from m365connect.microsoft.error_codes import GRAPH_ERROR_TABLE, UNMAPPED, MailboxError, map_graph_error
+from m365connect.codes import ErrorCode
+from m365connect.microsoft.error_codes import GRAPH_ERROR_TABLE, UNMAPPED, map_graph_error
 from m365connect.microsoft.graph_types import GraphResponse, Outcome
 
 ODATA = "Access to OData is disabled."
@@ -54,7 +55,7 @@ def test_every_row_is_exercised_by_a_case() -> None:
 )
 def test_unmapped_answers_fall_through_to_retry_later(status, code) -> None:
     assert not any(rule.matches(status, code, None) for rule in GRAPH_ERROR_TABLE)
-    assert map_graph_error(status, code, None) == UNMAPPED == MailboxError.MICROSOFT_UNAVAILABLE
+    assert map_graph_error(status, code, None) == UNMAPPED == ErrorCode.MICROSOFT_UNAVAILABLE
 
 
 @pytest.mark.parametrize(

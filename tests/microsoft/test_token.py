@@ -15,24 +15,24 @@ import httpx
 import pytest
 from tests import scenario_values as sv
 
-from m365connect.microsoft import token as token_module
+from m365connect.codes import ErrorCode
+from m365connect.microsoft.error_codes import RETRY
+from m365connect.microsoft.error_codes import classify_token_error as classify
 from m365connect.microsoft.token import (
-    CLIENT_SECRET_EXPIRED,
-    CREDENTIAL_REJECTED,
-    INVALID_CLIENT_ID,
-    INVALID_CLIENT_SECRET,
-    INVALID_TENANT_ID,
     AccessToken,
     ClientCredential,
     TokenClient,
     TokenRejected,
     TokenUnavailable,
-    classify,
     read_claims,
 )
 from m365connect.simulator import FakeMicrosoft
 
-RETRY = token_module._RETRY
+CLIENT_SECRET_EXPIRED = ErrorCode.CLIENT_SECRET_EXPIRED
+CREDENTIAL_REJECTED = ErrorCode.CREDENTIAL_REJECTED
+INVALID_CLIENT_ID = ErrorCode.INVALID_CLIENT_ID
+INVALID_CLIENT_SECRET = ErrorCode.INVALID_CLIENT_SECRET
+INVALID_TENANT_ID = ErrorCode.INVALID_TENANT_ID
 WORKING = ClientCredential(sv.CONTOSO_TENANT, sv.WORKING_APP, sv.WORKING_SECRET)
 WORKING_ROLES = {"User.Read.All", "Mail.Send", "MailboxSettings.Read"}
 WRONG_SECRET = "Wp8Q~c0ntoso.Wrong.Secret_0000000000000"

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from m365connect.accounts.service import authenticate_key
 from m365connect.api.edge import RATE_LIMIT_HEADERS
+from m365connect.db.transactions import Transactions
 from m365connect.errors import TooManyRequests, Unauthorized
 from m365connect.state import AppState
 
@@ -40,6 +41,14 @@ async def _session(state: StateDep) -> AsyncIterator[AsyncSession]:
 # scope="function": the commit happens before the response is sent, so a 2xx means "saved" and the
 # client's next request sees it (FastAPI's default would commit after the response).
 SessionDep = Annotated[AsyncSession, Depends(_session, scope="function")]
+
+
+def _transactions(state: StateDep) -> Transactions:
+    return state.transactions
+
+
+# For the requests that need more than one transaction (m365connect.db.transactions says which and why).
+TransactionsDep = Annotated[Transactions, Depends(_transactions)]
 
 
 async def _current_account(

@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from m365connect.codes import ErrorCode
 from m365connect.errors import (
     BadRequest,
     GenericError,
@@ -91,14 +92,13 @@ def generic(
     return response
 
 
-def codes(description: str, *values: str) -> dict[str, Any]:
+def codes(description: str, *values: ErrorCode) -> dict[str, Any]:
     """A 422 response with one example per code."""
+    examples = {str(code): {"value": {"message": str(code)}} for code in values}
     return {
         "model": ValidationMessage,
         "description": description,
-        "content": {
-            "application/json": {"examples": {code: {"value": {"message": code}} for code in values}}
-        },
+        "content": {"application/json": {"examples": examples}},
     }
 
 

@@ -59,6 +59,19 @@ async def add(session: AsyncSession, *, credential: GraphCredential) -> GraphCre
     return credential
 
 
+async def set_verification(session: AsyncSession, *, credential: GraphCredential) -> None:
+    """Store the verification verdict of a credential loaded in another transaction (status, time, roles)."""
+    await session.execute(
+        update(GraphCredential)
+        .where(GraphCredential.id == credential.id)
+        .values(
+            verification_status=credential.verification_status,
+            verified_at=credential.verified_at,
+            granted_permissions=credential.granted_permissions,
+        )
+    )
+
+
 async def delete_for_account(session: AsyncSession, *, account_id: int, credential_id: int) -> bool:
     """Delete; raises IntegrityError when an ACTIVE mailbox still uses it (the CHECK constraint)."""
     result = await session.execute(

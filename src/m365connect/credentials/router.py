@@ -6,8 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Path, Response, status
 
-from m365connect.api.deps import CurrentAccount, SessionDep, StateDep
+from m365connect.api.deps import CurrentAccount, SessionDep, StateDep, TransactionsDep
 from m365connect.api.responses import COMMON, MICROSOFT_UNAVAILABLE, NOT_FOUND, Responses, bad_request, codes
+from m365connect.codes import ErrorCode
 from m365connect.credentials import service
 from m365connect.credentials.schemas import (
     CREATE_EXAMPLES,
@@ -22,7 +23,12 @@ router = APIRouter(prefix="/rest/v2/mailboxes/microsoft/credentials", tags=["Mic
 
 CredentialId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The credential's id")]
 
-_REFUSALS = ("INVALID_TENANT_ID", "INVALID_CLIENT_ID", "INVALID_CLIENT_SECRET", "CLIENT_SECRET_EXPIRED")
+_REFUSALS = (
+    ErrorCode.INVALID_TENANT_ID,
+    ErrorCode.INVALID_CLIENT_ID,
+    ErrorCode.INVALID_CLIENT_SECRET,
+    ErrorCode.CLIENT_SECRET_EXPIRED,
+)
 _CREATE: Responses = {
     **COMMON,
     **bad_request(
@@ -34,8 +40,8 @@ _CREATE: Responses = {
     422: codes(
         "Nothing saved; `message` is a code (docs/api.md)",
         *_REFUSALS,
-        "CREDENTIAL_ALREADY_EXISTS",
-        "CREDENTIAL_REJECTED",
+        ErrorCode.CREDENTIAL_ALREADY_EXISTS,
+        ErrorCode.CREDENTIAL_REJECTED,
     ),
     **MICROSOFT_UNAVAILABLE,
 }
@@ -48,13 +54,15 @@ _UPDATE: Responses = {
         "Fields 'client_secret' and 'secret_expires_at' must be sent together",
         "Field 'name' must not be null",
     ),
-    422: codes("The new secret was refused; the old one stays in force", *_REFUSALS, "CREDENTIAL_REJECTED"),
+    422: codes(
+        "The new secret was refused; the old one stays in force", *_REFUSALS, ErrorCode.CREDENTIAL_REJECTED
+    ),
     **MICROSOFT_UNAVAILABLE,
 }
 _DELETE: Responses = {
     **COMMON,
     **NOT_FOUND,
-    422: codes("An ACTIVE mailbox uses the credential", "MICROSOFT_GRAPH_CREDENTIAL_IN_USE"),
+    422: codes("An ACTIVE mailbox uses the credential", ErrorCode.MICROSOFT_GRAPH_CREDENTIAL_IN_USE),
 }
 
 
@@ -68,13 +76,13 @@ async def list_credentials(session: SessionDep, account_id: CurrentAccount) -> C
 @router.post("", status_code=status.HTTP_201_CREATED, responses=_CREATE)
 async def create_credential(
     body: Annotated[CredentialCreate, Body(openapi_examples=CREATE_EXAMPLES)],
-    session: SessionDep,
+    transactions: TransactionsDep,
     state: StateDep,
     account_id: CurrentAccount,
 ) -> CredentialRead:
     """Verify an Entra app registration against Microsoft and save it."""
     credential = await service.create_credential(
-        session, state.credential_services, account_id=account_id, data=body
+        transactions, state.credential_services, account_id=account_id, data=body
     )
     return service.to_read(credential)
 
@@ -83,13 +91,17 @@ async def create_credential(
 async def update_credential(
     credential_id: CredentialId,
     body: Annotated[CredentialUpdate, Body(openapi_examples=UPDATE_EXAMPLES)],
-    session: SessionDep,
+    transactions: TransactionsDep,
     state: StateDep,
     account_id: CurrentAccount,
 ) -> CredentialRead:
     """Rename a credential, or rotate its secret (verified first; the old secret stays on failure)."""
     credential = await service.update_credential(
-        session, state.credential_services, account_id=account_id, credential_id=credential_id, data=body
+        transactions,
+        state.credential_services,
+        account_id=account_id,
+        credential_id=credential_id,
+        data=body,
     )
     return service.to_read(credential)
 

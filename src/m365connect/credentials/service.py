@@ -11,11 +11,13 @@ from datetime import datetime
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from m365connect.codes import ErrorCode
 from m365connect.credentials import repository
 from m365connect.credentials.models import GraphCredential
 from m365connect.credentials.schemas import CredentialCreate, CredentialRead, CredentialUpdate
 from m365connect.crypto import SecretBox, SecretBoxError, credential_secret_aad
 from m365connect.db.base import utcnow
+from m365connect.db.transactions import Transactions
 from m365connect.errors import BadRequest, NotFound, ServiceUnavailable, ValidationCodeError
 from m365connect.microsoft.token import (
     AccessToken,
@@ -71,16 +73,16 @@ def check_identifiers(*, tenant_id: str, client_id: str) -> None:
     """Local format checks before anything is sent to Microsoft."""
     tenant = tenant_id.lower()
     if tenant in RESERVED_TENANTS or not (_GUID.match(tenant) or _DOMAIN.match(tenant)):
-        raise ValidationCodeError("INVALID_TENANT_ID")
+        raise ValidationCodeError(ErrorCode.INVALID_TENANT_ID)
     if not _GUID.match(client_id):
-        raise ValidationCodeError("INVALID_CLIENT_ID")
+        raise ValidationCodeError(ErrorCode.INVALID_CLIENT_ID)
 
 
 def _check_secret(secret: str, expires_at: datetime) -> None:
     if not secret.strip():
-        raise ValidationCodeError("INVALID_CLIENT_SECRET")
+        raise ValidationCodeError(ErrorCode.INVALID_CLIENT_SECRET)
     if expires_at <= utcnow():
-        raise ValidationCodeError("CLIENT_SECRET_EXPIRED")
+        raise ValidationCodeError(ErrorCode.CLIENT_SECRET_EXPIRED)
 
 
 async def verify(tokens: TokenClient, credential: ClientCredential) -> AccessToken:
@@ -110,41 +112,46 @@ async def _refuse_duplicate(
     if await repository.find_duplicate(
         session, account_id=account_id, tenant_keys=tenants, client_id=client_id
     ):
-        raise ValidationCodeError("CREDENTIAL_ALREADY_EXISTS")
+        raise ValidationCodeError(ErrorCode.CREDENTIAL_ALREADY_EXISTS)
 
 
 async def create_credential(
-    session: AsyncSession, services: Services, *, account_id: int, data: CredentialCreate
+    transactions: Transactions, services: Services, *, account_id: int, data: CredentialCreate
 ) -> GraphCredential:
-    """Verify the app registration against Microsoft, then store it with its secret sealed."""
+    """Verify the app registration against Microsoft, then store it with its secret sealed.
+
+    Two transactions, with the token request between them (none stays open while Microsoft answers).
+    """
     tenant, client_id = data.tenant_id.strip(), data.client_id.strip().lower()
     secret = data.client_secret.get_secret_value()
     check_identifiers(tenant_id=tenant, client_id=client_id)
     _check_secret(secret, data.secret_expires_at)
-    await _refuse_duplicate(session, account_id=account_id, tenants=[tenant], client_id=client_id)
+    async with transactions.begin() as session:
+        await _refuse_duplicate(session, account_id=account_id, tenants=[tenant], client_id=client_id)
     token = await verify(services.tokens, ClientCredential(tenant, client_id, secret))
     tenant_key = (token.tenant_guid or tenant).lower()
-    await _refuse_duplicate(session, account_id=account_id, tenants=[tenant_key], client_id=client_id)
-    number = await repository.count_for_account(session, account_id=account_id) + 1
-    credential = GraphCredential(
-        account_id=account_id,
-        name=data.name or f"Microsoft Graph credential {number}",
-        tenant_id=tenant,
-        tenant_key=tenant_key,
-        client_id=client_id,
-        secret_ciphertext=b"",
-        secret_expires_at=data.secret_expires_at,
-    )
-    _record_verification(credential, token)
-    try:
-        async with session.begin_nested():
-            await repository.add(session, credential=credential)
-    except IntegrityError:
-        raise ValidationCodeError("CREDENTIAL_ALREADY_EXISTS") from None
-    credential.secret_ciphertext = services.box.seal(
-        secret, associated_data=credential_secret_aad(credential.id)
-    )
-    await session.flush()
+    async with transactions.begin() as session:
+        await _refuse_duplicate(session, account_id=account_id, tenants=[tenant_key], client_id=client_id)
+        number = await repository.count_for_account(session, account_id=account_id) + 1
+        credential = GraphCredential(
+            account_id=account_id,
+            name=data.name or f"Microsoft Graph credential {number}",
+            tenant_id=tenant,
+            tenant_key=tenant_key,
+            client_id=client_id,
+            secret_ciphertext=b"",
+            secret_expires_at=data.secret_expires_at,
+        )
+        _record_verification(credential, token)
+        try:
+            async with session.begin_nested():
+                await repository.add(session, credential=credential)
+        except IntegrityError:
+            raise ValidationCodeError(ErrorCode.CREDENTIAL_ALREADY_EXISTS) from None
+        credential.secret_ciphertext = services.box.seal(
+            secret, associated_data=credential_secret_aad(credential.id)
+        )
+        await session.flush()
     return credential
 
 
@@ -160,26 +167,40 @@ def _check_update(data: CredentialUpdate) -> None:
 
 
 async def update_credential(
-    session: AsyncSession, services: Services, *, account_id: int, credential_id: int, data: CredentialUpdate
+    transactions: Transactions,
+    services: Services,
+    *,
+    account_id: int,
+    credential_id: int,
+    data: CredentialUpdate,
 ) -> GraphCredential:
-    """Rename and/or rotate the secret; a new secret is verified first and the old one stays on failure."""
+    """Rename and/or rotate the secret; a new secret is verified first and the old one stays on failure.
+
+    A rotation is two transactions with the token request between them; the credential is read again in
+    the second (it may have been deleted meanwhile: 404, nothing verified is lost).
+    """
     _check_update(data)
-    credential = await get_credential(session, account_id=account_id, credential_id=credential_id)
+    rotation: tuple[str, datetime, AccessToken] | None = None
     if data.client_secret is not None and data.secret_expires_at is not None:
         secret = data.client_secret.get_secret_value()
         _check_secret(secret, data.secret_expires_at)
-        candidate = ClientCredential(credential.tenant_id, credential.client_id, secret)
-        token = await verify(services.tokens, candidate)
-        _forget_cached_token(services, credential)
-        credential.secret_ciphertext = services.box.seal(
-            secret, associated_data=credential_secret_aad(credential.id)
-        )
-        credential.secret_expires_at = data.secret_expires_at
-        _record_verification(credential, token)
-    if data.name is not None:
-        credential.name = data.name
-    credential.updated_at = utcnow()
-    await session.flush()
+        async with transactions.begin() as session:
+            current = await get_credential(session, account_id=account_id, credential_id=credential_id)
+        token = await verify(services.tokens, ClientCredential(current.tenant_id, current.client_id, secret))
+        rotation = (secret, data.secret_expires_at, token)
+    async with transactions.begin() as session:
+        credential = await get_credential(session, account_id=account_id, credential_id=credential_id)
+        if rotation is not None:
+            secret, expires_at, token = rotation
+            _forget_cached_token(services, credential)
+            aad = credential_secret_aad(credential.id)
+            credential.secret_ciphertext = services.box.seal(secret, associated_data=aad)
+            credential.secret_expires_at = expires_at
+            _record_verification(credential, token)
+        if data.name is not None:
+            credential.name = data.name
+        credential.updated_at = utcnow()
+        await session.flush()
     return credential
 
 
@@ -205,7 +226,7 @@ async def delete_credential(session: AsyncSession, *, account_id: int, credentia
                 session, account_id=account_id, credential_id=credential_id
             )
     except IntegrityError:
-        raise ValidationCodeError("MICROSOFT_GRAPH_CREDENTIAL_IN_USE") from None
+        raise ValidationCodeError(ErrorCode.MICROSOFT_GRAPH_CREDENTIAL_IN_USE) from None
     if not deleted:
         raise NotFound()
 
@@ -251,7 +272,7 @@ async def resolve_for_bulk(
             session, account_id=account_id, credential_id=credential_id
         )
         if credential is None or credential_status(credential) == EXPIRED:
-            raise ValidationCodeError("INVALID_CREDENTIAL_ID")
+            raise ValidationCodeError(ErrorCode.INVALID_CREDENTIAL_ID)
         return credential
     usable = [
         item
@@ -259,28 +280,32 @@ async def resolve_for_bulk(
         if credential_status(item) == VALID
     ]
     if not usable:
-        raise ValidationCodeError("NO_VALID_CREDENTIAL")
+        raise ValidationCodeError(ErrorCode.NO_VALID_CREDENTIAL)
     if len(usable) > 1:
-        raise ValidationCodeError("CREDENTIAL_ID_REQUIRED")
+        raise ValidationCodeError(ErrorCode.CREDENTIAL_ID_REQUIRED)
     return usable[0]
 
 
 async def token_for_bulk(
-    session: AsyncSession, services: Services, *, credential: GraphCredential
+    transactions: Transactions, services: Services, *, credential: GraphCredential
 ) -> tuple[ClientCredential, AccessToken]:
-    """A token for a stored credential; a refusal marks it INVALID (kept even though the request fails)."""
+    """A token for a stored credential (no transaction open while Microsoft answers). A changed verdict is
+    recorded in a transaction of its own: a refusal marks the credential INVALID even though the request
+    then fails with 422, and a credential that works again becomes VALID."""
     client_credential = open_client_credential(services.box, credential)
     try:
         token = await services.tokens.acquire(client_credential)
     except TokenRejected:
         credential.verification_status = INVALID
-        await session.commit()  # the verdict outlives this request's 422
-        raise ValidationCodeError("INVALID_CREDENTIAL_ID") from None
+        async with transactions.begin() as session:
+            await repository.set_verification(session, credential=credential)
+        raise ValidationCodeError(ErrorCode.INVALID_CREDENTIAL_ID) from None
     except TokenUnavailable as exc:
         raise ServiceUnavailable(retry_after=int(exc.retry_after) + 1) from None
     if credential.verification_status != VALID:
         _record_verification(credential, token)
-        await session.flush()
+        async with transactions.begin() as session:
+            await repository.set_verification(session, credential=credential)
     return client_credential, token
 
 

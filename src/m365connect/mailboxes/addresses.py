@@ -9,10 +9,8 @@ from dataclasses import dataclass
 import email_validator
 from email_validator import EmailNotValidError, validate_email
 
+from m365connect.codes import ErrorCode
 from m365connect.mailboxes.schemas import BulkAccount
-
-INVALID_EMAIL = "INVALID_EMAIL"
-DUPLICATE_EMAIL = "DUPLICATE_EMAIL"
 
 # The common case, which email-validator accepts unchanged: an ASCII dot-atom local part (its
 # rfc_constants.DOT_ATOM_TEXT) and an ASCII host name of at least two labels whose last one ends with a
@@ -34,7 +32,7 @@ class PlannedItem:
     display_name: str | None
     address: str | None  # normalised (lowercase, IDNA domain); None when the item already failed
     domain: str | None
-    error: str | None
+    error: ErrorCode | None
 
 
 def normalise(email: str) -> tuple[str, str] | None:
@@ -74,9 +72,9 @@ def plan(accounts: Sequence[BulkAccount]) -> list[PlannedItem]:
         name = account.display_name.strip() if account.display_name and account.display_name.strip() else None
         parsed = normalise(email)
         if parsed is None:
-            items.append(PlannedItem(email, name, None, None, INVALID_EMAIL))
+            items.append(PlannedItem(email, name, None, None, ErrorCode.INVALID_EMAIL))
         elif parsed[0] in seen:
-            items.append(PlannedItem(email, name, None, None, DUPLICATE_EMAIL))
+            items.append(PlannedItem(email, name, None, None, ErrorCode.DUPLICATE_EMAIL))
         else:
             seen.add(parsed[0])
             items.append(PlannedItem(email, name, parsed[0], parsed[1], None))

@@ -1,11 +1,12 @@
 """Bulk connection of Microsoft mailboxes (API.md §3).
 
-Three phases, so that no database transaction stays open while Microsoft and DNS answer:
-1. read: resolve the credential, obtain a token, find addresses already connected; end the transaction;
-2. verify: Graph lookups (batched) and SPF/DKIM per domain, concurrently;
-3. write: insert every verified mailbox in one transaction (committed by the request boundary). The
-   partial unique index settles concurrent requests; the credential foreign key settles a racing
-   credential deletion (then the whole request answers 422 INVALID_CREDENTIAL_ID and nothing is saved).
+Three phases, so that no database transaction stays open while Microsoft and DNS answer (a unit of work
+of two transactions, m365connect.db.transactions):
+1. read (transaction 1): resolve the credential, find addresses already connected;
+2. verify (no transaction): a token, Graph lookups (batched) and SPF/DKIM per domain, concurrently;
+3. write (transaction 2): insert every verified mailbox. The partial unique index settles concurrent
+   requests; the credential foreign key settles a racing credential deletion (then the whole request
+   answers 422 INVALID_CREDENTIAL_ID and nothing is saved).
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ from functools import cached_property
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from m365connect.codes import ErrorCode
 from m365connect.credentials import service as credentials
 from m365connect.credentials.models import GraphCredential
 from m365connect.db.base import utcnow
+from m365connect.db.transactions import Transactions
 from m365connect.deliverability import DeliverabilityChecker, DomainDeliverability
 from m365connect.errors import ValidationCodeError
 from m365connect.mailboxes import repository
@@ -52,42 +55,45 @@ class BulkServices:
 def check_request(request: BulkRequest, *, max_accounts: int) -> None:
     """The request-level 422s, before anything is looked up."""
     if (request.auth_type or SUPPORTED_AUTH_TYPE) != SUPPORTED_AUTH_TYPE:
-        raise ValidationCodeError("UNSUPPORTED_AUTH_TYPE")
+        raise ValidationCodeError(ErrorCode.UNSUPPORTED_AUTH_TYPE)
     if not request.accounts:
-        raise ValidationCodeError("EMPTY_ACCOUNTS")
+        raise ValidationCodeError(ErrorCode.EMPTY_ACCOUNTS)
     if len(request.accounts) > max_accounts:
-        raise ValidationCodeError("TOO_MANY_ACCOUNTS")
+        raise ValidationCodeError(ErrorCode.TOO_MANY_ACCOUNTS)
 
 
 async def connect_bulk(
-    session: AsyncSession, services: BulkServices, *, account_id: int, request: BulkRequest
+    transactions: Transactions, services: BulkServices, *, account_id: int, request: BulkRequest
 ) -> list[BulkResult]:
     """Connect every submitted mailbox that Microsoft confirms; one result per item, in request order."""
     check_request(request, max_accounts=services.max_accounts)
-    credential = await credentials.resolve_for_bulk(
-        session, account_id=account_id, credential_id=request.credential_id
-    )
-    client_credential, token = await credentials.token_for_bulk(
-        session, services.credentials, credential=credential
-    )
     items = plan(request.accounts)
     addresses = [item.address for item in items if item.address is not None]
-    existing = await repository.active_by_email(session, account_id=account_id, emails=addresses)
-    await session.commit()  # end the read transaction: nothing is held while Microsoft answers
+    async with transactions.begin() as session:
+        credential = await credentials.resolve_for_bulk(
+            session, account_id=account_id, credential_id=request.credential_id
+        )
+        existing = await repository.active_by_email(session, account_id=account_id, emails=addresses)
 
+    client_credential, token = await credentials.token_for_bulk(
+        transactions, services.credentials, credential=credential
+    )
     to_verify = [address for address in addresses if address not in existing]
     pending = set(to_verify)
     domains = sorted({item.domain for item in items if item.domain and item.address in pending})
     by_address, dns = await _verify(services, client_credential, token, to_verify, domains)
 
     outcome = _Outcome(credential=credential, token=token, existing=existing, verified=by_address, dns=dns)
-    inserted = await _insert(session, account_id=account_id, items=items, outcome=outcome)
-    if len(inserted) < len(outcome.to_insert):
-        outcome.existing.update(
-            await repository.active_by_email(
-                session, account_id=account_id, emails=[a for a in outcome.to_insert if a not in inserted]
+    async with transactions.begin() as session:
+        inserted = await _insert(session, account_id=account_id, items=items, outcome=outcome)
+        if len(inserted) < len(outcome.to_insert):
+            outcome.existing.update(
+                await repository.active_by_email(
+                    session,
+                    account_id=account_id,
+                    emails=[a for a in outcome.to_insert if a not in inserted],
+                )
             )
-        )
     return [outcome.result(item, inserted) for item in items]
 
 
@@ -110,7 +116,7 @@ async def _verify(
         )
     except GraphAuthenticationError:
         checks.cancel()
-        raise ValidationCodeError("INVALID_CREDENTIAL_ID") from None
+        raise ValidationCodeError(ErrorCode.INVALID_CREDENTIAL_ID) from None
     except BaseException:
         checks.cancel()
         raise
@@ -135,13 +141,15 @@ class _Outcome:
     def result(self, item: PlannedItem, inserted: dict[str, int]) -> BulkResult:
         """The wire result of one submitted item."""
         if item.error is not None or item.address is None:
-            return _failure(item, item.error or "INVALID_EMAIL", name=item.display_name)
+            return _failure(item, item.error or ErrorCode.INVALID_EMAIL, name=item.display_name)
         if item.address in inserted:
             return self._connected(item, inserted[item.address])
         existing = self.existing.get(item.address)
         if existing is not None:
             if existing.credential_id != self.credential.id:
-                return _failure(item, "MAILBOX_ALREADY_CONNECTED", name=item.display_name or existing.name)
+                return _failure(
+                    item, ErrorCode.MAILBOX_ALREADY_CONNECTED, name=item.display_name or existing.name
+                )
             return BulkResult(
                 success=True,
                 id=existing.id,
@@ -156,9 +164,9 @@ class _Outcome:
         verification = self.verified[item.address]
         name = item.display_name or verification.display_name
         if verification.error is not None:
-            primary = verification.primary_email if verification.error == "WRONG_ALIAS" else None
-            return _failure(item, str(verification.error), name=name, primary_email=primary)
-        return _failure(item, "MISSING_PERMISSIONS", name=name)
+            primary = verification.primary_email if verification.error is ErrorCode.WRONG_ALIAS else None
+            return _failure(item, verification.error, name=name, primary_email=primary)
+        return _failure(item, ErrorCode.MISSING_PERMISSIONS, name=name)
 
     def _connected(self, item: PlannedItem, mailbox_id: int) -> BulkResult:
         verification = self.verified[item.address or ""]
@@ -180,7 +188,7 @@ class _Outcome:
 
 
 def _failure(
-    item: PlannedItem, error: str, *, name: str | None, primary_email: str | None = None
+    item: PlannedItem, error: ErrorCode, *, name: str | None, primary_email: str | None = None
 ) -> BulkResult:
     return BulkResult(
         success=False,
@@ -221,4 +229,4 @@ async def _insert(
             return await repository.insert_active(session, rows=rows)
     except IntegrityError:
         # The credential was deleted while Microsoft was answering: nothing of this request is saved.
-        raise ValidationCodeError("INVALID_CREDENTIAL_ID") from None
+        raise ValidationCodeError(ErrorCode.INVALID_CREDENTIAL_ID) from None

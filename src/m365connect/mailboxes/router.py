@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Body, Path, Query, Response, status
 from fastapi.responses import JSONResponse
 
-from m365connect.api.deps import CurrentAccount, SessionDep, StateDep
+from m365connect.api.deps import CurrentAccount, SessionDep, StateDep, TransactionsDep
 from m365connect.api.error_handlers import EmptyBadRequestRoute
 from m365connect.api.responses import (
     COMMON,
@@ -18,6 +18,7 @@ from m365connect.api.responses import (
     codes,
     example,
 )
+from m365connect.codes import ErrorCode
 from m365connect.mailboxes import bulk, service
 from m365connect.mailboxes.schemas import (
     BULK_CREATED_EXAMPLE,
@@ -48,12 +49,12 @@ _BULK_RESPONSES: Responses = {
     400: {"description": "Invalid or empty JSON request body (the answer has no body)"},
     422: codes(
         "The batch cannot be processed, nothing was connected; `message` is a code",
-        "UNSUPPORTED_AUTH_TYPE",
-        "EMPTY_ACCOUNTS",
-        "TOO_MANY_ACCOUNTS",
-        "INVALID_CREDENTIAL_ID",
-        "CREDENTIAL_ID_REQUIRED",
-        "NO_VALID_CREDENTIAL",
+        ErrorCode.UNSUPPORTED_AUTH_TYPE,
+        ErrorCode.EMPTY_ACCOUNTS,
+        ErrorCode.TOO_MANY_ACCOUNTS,
+        ErrorCode.INVALID_CREDENTIAL_ID,
+        ErrorCode.CREDENTIAL_ID_REQUIRED,
+        ErrorCode.NO_VALID_CREDENTIAL,
     ),
     **MICROSOFT_UNAVAILABLE,
 }
@@ -68,14 +69,16 @@ _LIST_RESPONSES: Responses = {
 
 async def add_mailboxes_in_bulk(
     body: Annotated[BulkRequest, Body(openapi_examples=BULK_EXAMPLES)],
-    session: SessionDep,
+    transactions: TransactionsDep,
     state: StateDep,
     account_id: CurrentAccount,
     metrics: MetricsDep,
 ) -> JSONResponse:
     """Connect Microsoft mailboxes with Microsoft Graph app-only authentication."""
     with metrics.bulk.request(len(body.accounts)) as record:
-        results = await bulk.connect_bulk(session, state.bulk_services, account_id=account_id, request=body)
+        results = await bulk.connect_bulk(
+            transactions, state.bulk_services, account_id=account_id, request=body
+        )
         success = all(item.success for item in results)
         code = status.HTTP_201_CREATED if success else status.HTTP_207_MULTI_STATUS
         record.answered(code, (_result_label(item) for item in results))

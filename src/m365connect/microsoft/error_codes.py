@@ -1,32 +1,20 @@
-"""The one table from Microsoft Graph answers to our per-item error codes (API.md §3).
-
-Rows are tried in order; the first whose status, error code and (where Microsoft forces it) message
-match wins. Codes compare case-insensitively, messages after trimming and case-folding. Reference:
-microsoft-graph.md §4.3-4.4, §6 and §9.4; docs/graph-client.md explains each row.
+"""The tables from Microsoft's answers to our error codes (m365connect.codes):
+- Graph answers to per-item codes (API.md §3): rows are tried in order; the first whose status, error code
+  and (where Microsoft forces it) message match wins. Codes compare case-insensitively, messages after
+  trimming and case-folding. docs/graph-client.md explains each row.
+- Identity-platform answers (AADSTS codes, OAuth `error`) to the credential codes of a 422, or "retry".
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from enum import StrEnum
+from typing import Any, Literal
 
+from m365connect.codes import ErrorCode
 from m365connect.microsoft.graph_types import GraphResponse
 
 logger = logging.getLogger("m365connect.microsoft.error_codes")
-
-
-class MailboxError(StrEnum):
-    """Per-item codes of POST /rest/v2/mailboxes/microsoft/bulk that Graph answers decide."""
-
-    MAILBOX_NOT_FOUND = "MAILBOX_NOT_FOUND"
-    WRONG_ALIAS = "WRONG_ALIAS"
-    MAILBOX_DISABLED = "MAILBOX_DISABLED"
-    NO_EXCHANGE_MAILBOX = "NO_EXCHANGE_MAILBOX"
-    MISSING_PERMISSIONS = "MISSING_PERMISSIONS"
-    MAILBOX_ACCESS_DENIED = "MAILBOX_ACCESS_DENIED"
-    MICROSOFT_THROTTLED = "MICROSOFT_THROTTLED"
-    MICROSOFT_UNAVAILABLE = "MICROSOFT_UNAVAILABLE"
 
 
 @dataclass(frozen=True)
@@ -36,7 +24,7 @@ class ErrorRule:
     status: int | range
     code: str | None
     message: str | None
-    result: MailboxError
+    result: ErrorCode
 
     def matches(self, status: int, code: str | None, message: str | None) -> bool:
         """True when this row applies to the answer."""
@@ -48,7 +36,7 @@ class ErrorRule:
         return self.message is None or (message or "").strip().casefold() == self.message.casefold()
 
 
-_E = MailboxError
+_E = ErrorCode
 GRAPH_ERROR_TABLE: tuple[ErrorRule, ...] = (
     # Directory (GET /users?$filter=...): the app lacks User.Read.All.
     ErrorRule(403, "Authorization_RequestDenied", None, _E.MISSING_PERMISSIONS),
@@ -77,10 +65,10 @@ GRAPH_ERROR_TABLE: tuple[ErrorRule, ...] = (
 )
 # Anything else (400 Request_UnsupportedQuery, 409, 424...) is unexpected: logged, and reported as
 # "try again later" rather than blaming the mailbox for what is probably our request.
-UNMAPPED = MailboxError.MICROSOFT_UNAVAILABLE
+UNMAPPED = ErrorCode.MICROSOFT_UNAVAILABLE
 
 
-def map_graph_error(status: int, code: str | None, message: str | None) -> MailboxError:
+def map_graph_error(status: int, code: str | None, message: str | None) -> ErrorCode:
     """Our per-item code for a Graph error answer (status 0 = no usable answer)."""
     for rule in GRAPH_ERROR_TABLE:
         if rule.matches(status, code, message):
@@ -89,6 +77,54 @@ def map_graph_error(status: int, code: str | None, message: str | None) -> Mailb
     return UNMAPPED
 
 
-def map_response(response: GraphResponse) -> MailboxError:
+def map_response(response: GraphResponse) -> ErrorCode:
     """`map_graph_error` for a non-2xx GraphResponse."""
     return map_graph_error(response.status, response.error_code, response.error_message)
+
+
+RETRY: Literal["retry"] = "retry"
+TokenVerdict = ErrorCode | Literal["retry"]
+"""What an identity-platform error answer means: a credential code, or a transient failure to retry."""
+
+# AADSTS code -> verdict (most specific; Microsoft's docs: error codes refine, `error` decides).
+AADSTS_TABLE: dict[int, TokenVerdict] = {
+    90002: _E.INVALID_TENANT_ID,  # InvalidTenantName
+    900023: _E.INVALID_TENANT_ID,  # tenant identifier neither a GUID nor a DNS name
+    90072: _E.INVALID_TENANT_ID,  # account/app not in this tenant (guest-style)
+    700016: _E.INVALID_CLIENT_ID,  # application not found in the directory
+    7000112: _E.INVALID_CLIENT_ID,  # application disabled
+    70001: _E.INVALID_CLIENT_ID,  # application disabled (older code)
+    7000215: _E.INVALID_CLIENT_SECRET,  # invalid client secret
+    7000216: _E.INVALID_CLIENT_SECRET,  # client_assertion or client_secret required
+    7000218: _E.INVALID_CLIENT_SECRET,  # client_secret missing
+    7000222: _E.CLIENT_SECRET_EXPIRED,  # client secret keys expired
+    90055: RETRY,  # TenantThrottlingError
+    50196: RETRY,  # LoopDetected
+    50033: RETRY,  # RetryableError
+    90006: RETRY,  # ExternalServerRetryableError
+    90024: RETRY,  # RequestBudgetExceededError
+    90033: RETRY,  # MsodsServiceUnavailable
+    90090: RETRY,  # GraphRetryableError
+}
+# OAuth `error` -> verdict, when no AADSTS code is known.
+OAUTH_ERROR_TABLE: dict[str, TokenVerdict] = {
+    "invalid_tenant": _E.INVALID_TENANT_ID,
+    "unauthorized_client": _E.INVALID_CLIENT_ID,
+    "invalid_client": _E.INVALID_CLIENT_SECRET,
+    "temporarily_unavailable": RETRY,
+}
+
+
+def classify_token_error(status: int, body: Any) -> TokenVerdict:
+    """The verdict on an identity-platform error answer; an unknown refusal is CREDENTIAL_REJECTED."""
+    if status == 429 or status >= 500:
+        return RETRY
+    error = body.get("error") if isinstance(body, dict) else None
+    codes = body.get("error_codes") if isinstance(body, dict) else None
+    if isinstance(codes, list):
+        for code in codes:
+            if isinstance(code, int) and code in AADSTS_TABLE:
+                return AADSTS_TABLE[code]
+    if isinstance(error, str) and error in OAUTH_ERROR_TABLE:
+        return OAUTH_ERROR_TABLE[error]
+    return _E.CREDENTIAL_REJECTED

@@ -24,7 +24,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote
 
-from m365connect.microsoft.error_codes import MailboxError, map_response
+from m365connect.codes import ErrorCode
+from m365connect.microsoft.error_codes import map_response
 from m365connect.microsoft.graph import GraphClient, GraphRequest, GraphResponse, TokenProvider
 
 logger = logging.getLogger("m365connect.microsoft.mailbox_verification")
@@ -43,7 +44,7 @@ class MailboxVerification:
     """The verdict on one address; `error` None means the mailbox can be connected."""
 
     address: str
-    error: str | None
+    error: ErrorCode | None
     user_id: str | None
     primary_email: str | None
     display_name: str | None
@@ -103,15 +104,15 @@ def classify_lookup(address: str, response: GraphResponse) -> MailboxVerificatio
         return _failed(address, map_response(response))
     users = response.body.get("value") if isinstance(response.body, dict) else None
     if not isinstance(users, list) or not all(isinstance(user, dict) for user in users):
-        return _failed(address, MailboxError.MICROSOFT_UNAVAILABLE)
+        return _failed(address, ErrorCode.MICROSOFT_UNAVAILABLE)
     if len(users) != 1:
         if users:
             logger.warning("graph.lookup.ambiguous", extra={"users": len(users)})
-        return _failed(address, MailboxError.MAILBOX_NOT_FOUND)
+        return _failed(address, ErrorCode.MAILBOX_NOT_FOUND)
     user: dict[str, Any] = users[0]
     user_id = _text(user.get("id"))
     if user_id is None:
-        return _failed(address, MailboxError.MICROSOFT_UNAVAILABLE)
+        return _failed(address, ErrorCode.MICROSOFT_UNAVAILABLE)
     return MailboxVerification(
         address=address,
         error=user_problem(address, user),
@@ -121,20 +122,20 @@ def classify_lookup(address: str, response: GraphResponse) -> MailboxVerificatio
     )
 
 
-def user_problem(address: str, user: dict[str, Any]) -> MailboxError | None:
+def user_problem(address: str, user: dict[str, Any]) -> ErrorCode | None:
     """Rules 3-6 for the one user whose proxyAddresses matched `address`."""
     proxies = _proxies(user)
     mail = _text(user.get("mail"))
     if str(user.get("userType") or "").casefold() == "guest" or not proxies or mail is None:
-        return MailboxError.NO_EXCHANGE_MAILBOX
+        return ErrorCode.NO_EXCHANGE_MAILBOX
     if user.get("accountEnabled") is False:
-        return MailboxError.MAILBOX_DISABLED
+        return ErrorCode.MAILBOX_DISABLED
     wanted = address.lower()
     if wanted == mail.lower() or wanted in _addresses(proxies, _PRIMARY):
         return None
     if wanted in _addresses(proxies, _SECONDARY):
-        return MailboxError.WRONG_ALIAS
-    return MailboxError.MAILBOX_NOT_FOUND
+        return ErrorCode.WRONG_ALIAS
+    return ErrorCode.MAILBOX_NOT_FOUND
 
 
 def primary_address(user: dict[str, Any]) -> str | None:
@@ -158,7 +159,7 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def _failed(address: str, error: MailboxError) -> MailboxVerification:
+def _failed(address: str, error: ErrorCode) -> MailboxVerification:
     return MailboxVerification(
         address=address, error=error, user_id=None, primary_email=None, display_name=None
     )

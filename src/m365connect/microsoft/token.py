@@ -25,47 +25,14 @@ from typing import Any
 
 import httpx
 
+from m365connect.codes import ErrorCode
+from m365connect.microsoft.error_codes import classify_token_error
 from m365connect.microsoft.observers import NoTokenObserver, TokenObserver, TokenOutcome
 
 logger = logging.getLogger("m365connect.microsoft.token")
 
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 REFRESH_MARGIN_SECONDS = 300.0
-
-INVALID_TENANT_ID = "INVALID_TENANT_ID"
-INVALID_CLIENT_ID = "INVALID_CLIENT_ID"
-INVALID_CLIENT_SECRET = "INVALID_CLIENT_SECRET"
-CLIENT_SECRET_EXPIRED = "CLIENT_SECRET_EXPIRED"
-CREDENTIAL_REJECTED = "CREDENTIAL_REJECTED"
-_RETRY = "RETRY"
-
-# AADSTS code -> our code (most specific; docs: error codes refine, `error` decides).
-_BY_AADSTS: dict[int, str] = {
-    90002: INVALID_TENANT_ID,  # InvalidTenantName
-    900023: INVALID_TENANT_ID,  # tenant identifier neither a GUID nor a DNS name
-    90072: INVALID_TENANT_ID,  # account/app not in this tenant (guest-style)
-    700016: INVALID_CLIENT_ID,  # application not found in the directory
-    7000112: INVALID_CLIENT_ID,  # application disabled
-    70001: INVALID_CLIENT_ID,  # application disabled (older code)
-    7000215: INVALID_CLIENT_SECRET,  # invalid client secret
-    7000216: INVALID_CLIENT_SECRET,  # client_assertion or client_secret required
-    7000218: INVALID_CLIENT_SECRET,  # client_secret missing
-    7000222: CLIENT_SECRET_EXPIRED,  # client secret keys expired
-    90055: _RETRY,  # TenantThrottlingError
-    50196: _RETRY,  # LoopDetected
-    50033: _RETRY,  # RetryableError
-    90006: _RETRY,  # ExternalServerRetryableError
-    90024: _RETRY,  # RequestBudgetExceededError
-    90033: _RETRY,  # MsodsServiceUnavailable
-    90090: _RETRY,  # GraphRetryableError
-}
-# OAuth `error` -> our code, when no AADSTS code is known.
-_BY_ERROR: dict[str, str] = {
-    "invalid_tenant": INVALID_TENANT_ID,
-    "unauthorized_client": INVALID_CLIENT_ID,
-    "invalid_client": INVALID_CLIENT_SECRET,
-    "temporarily_unavailable": _RETRY,
-}
 
 
 class TokenError(Exception):
@@ -75,7 +42,7 @@ class TokenError(Exception):
 class TokenRejected(TokenError):
     """Microsoft refused the credential."""
 
-    def __init__(self, code: str, *, status: int, error: str | None, error_codes: list[int]) -> None:
+    def __init__(self, code: ErrorCode, *, status: int, error: str | None, error_codes: list[int]) -> None:
         super().__init__(f"{code} (HTTP {status}, error={error}, codes={error_codes})")
         self.code = code
         self.status = status
@@ -124,21 +91,6 @@ def read_claims(token: str) -> dict[str, Any]:
     except (IndexError, ValueError, UnicodeDecodeError):
         return {}
     return payload if isinstance(payload, dict) else {}
-
-
-def classify(status: int, body: Any) -> str:
-    """Our code for an identity-platform error answer (or _RETRY)."""
-    if status == 429 or status >= 500:
-        return _RETRY
-    error = body.get("error") if isinstance(body, dict) else None
-    codes = body.get("error_codes") if isinstance(body, dict) else None
-    if isinstance(codes, list):
-        for code in codes:
-            if isinstance(code, int) and code in _BY_AADSTS:
-                return _BY_AADSTS[code]
-    if isinstance(error, str) and error in _BY_ERROR:
-        return _BY_ERROR[error]
-    return CREDENTIAL_REJECTED
 
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -268,8 +220,8 @@ class TokenClient:
             and isinstance(body.get("access_token"), str)
         ):
             return self._token_from(body)
-        code = classify(response.status_code, body)
-        if code == _RETRY or body is None:
+        code = classify_token_error(response.status_code, body)
+        if not isinstance(code, ErrorCode) or body is None:
             raise TokenUnavailable(f"HTTP {response.status_code}", retry_after=_retry_after(response))
         codes = (
             [c for c in body.get("error_codes", []) if isinstance(c, int)] if isinstance(body, dict) else []

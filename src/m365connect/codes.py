@@ -1,0 +1,62 @@
+"""The one vocabulary of error codes the API answers: every 422 `{"message": CODE}` and every per-item
+`error` of POST /bulk (docs/api.md). Services raise them, the Microsoft tables map to them, the
+explanations describe them and the tests name them: a code that is not here cannot be answered.
+
+Imports nothing of ours, so every layer (microsoft/ and the command-line client included) may use it.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ErrorCode(StrEnum):
+    """An UPPER_SNAKE error code; its value is its name."""
+
+    # 422 of POST /bulk: the request as a whole cannot be processed (nothing is connected).
+    UNSUPPORTED_AUTH_TYPE = "UNSUPPORTED_AUTH_TYPE"
+    EMPTY_ACCOUNTS = "EMPTY_ACCOUNTS"
+    TOO_MANY_ACCOUNTS = "TOO_MANY_ACCOUNTS"
+    INVALID_CREDENTIAL_ID = "INVALID_CREDENTIAL_ID"
+    CREDENTIAL_ID_REQUIRED = "CREDENTIAL_ID_REQUIRED"
+    NO_VALID_CREDENTIAL = "NO_VALID_CREDENTIAL"
+    # 422 of the credential routes (the first five also come from Microsoft's identity platform).
+    INVALID_TENANT_ID = "INVALID_TENANT_ID"
+    INVALID_CLIENT_ID = "INVALID_CLIENT_ID"
+    INVALID_CLIENT_SECRET = "INVALID_CLIENT_SECRET"
+    CLIENT_SECRET_EXPIRED = "CLIENT_SECRET_EXPIRED"
+    CREDENTIAL_REJECTED = "CREDENTIAL_REJECTED"
+    CREDENTIAL_ALREADY_EXISTS = "CREDENTIAL_ALREADY_EXISTS"
+    MICROSOFT_GRAPH_CREDENTIAL_IN_USE = "MICROSOFT_GRAPH_CREDENTIAL_IN_USE"
+    # Per-item `error` of POST /bulk.
+    INVALID_EMAIL = "INVALID_EMAIL"
+    DUPLICATE_EMAIL = "DUPLICATE_EMAIL"
+    MAILBOX_ALREADY_CONNECTED = "MAILBOX_ALREADY_CONNECTED"
+    MAILBOX_NOT_FOUND = "MAILBOX_NOT_FOUND"
+    WRONG_ALIAS = "WRONG_ALIAS"
+    MAILBOX_DISABLED = "MAILBOX_DISABLED"
+    NO_EXCHANGE_MAILBOX = "NO_EXCHANGE_MAILBOX"
+    MISSING_PERMISSIONS = "MISSING_PERMISSIONS"
+    MAILBOX_ACCESS_DENIED = "MAILBOX_ACCESS_DENIED"
+    MICROSOFT_THROTTLED = "MICROSOFT_THROTTLED"
+    MICROSOFT_UNAVAILABLE = "MICROSOFT_UNAVAILABLE"
+
+
+_E = ErrorCode
+ITEM_CODES: frozenset[ErrorCode] = frozenset(
+    {
+        _E.INVALID_EMAIL,
+        _E.DUPLICATE_EMAIL,
+        _E.MAILBOX_ALREADY_CONNECTED,
+        _E.MAILBOX_NOT_FOUND,
+        _E.WRONG_ALIAS,
+        _E.MAILBOX_DISABLED,
+        _E.NO_EXCHANGE_MAILBOX,
+        _E.MISSING_PERMISSIONS,
+        _E.MAILBOX_ACCESS_DENIED,
+        _E.MICROSOFT_THROTTLED,
+        _E.MICROSOFT_UNAVAILABLE,
+    }
+)
+"""The codes a bulk result's `error` can carry; every other code is a 422 `message`."""
+REQUEST_CODES: frozenset[ErrorCode] = frozenset(ErrorCode) - ITEM_CODES
