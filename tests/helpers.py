@@ -40,11 +40,6 @@ def headers(api_key: str) -> dict[str, str]:
     return {"x-api-key": api_key}
 
 
-def json_of(response: httpx.Response) -> Any:
-    """The body, with the status in the assertion message when it is not JSON."""
-    return response.json()
-
-
 def ids_per_address(requests: Sequence[list[str]], responses: Sequence[httpx.Response]) -> dict[str, int]:
     """For concurrent bulk requests: every answer is a 201 in request order, and each address got one id."""
     ids: dict[str, set[int]] = {}

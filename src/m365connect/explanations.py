@@ -18,7 +18,6 @@ from m365connect.codes import ErrorCode
 
 DEFAULT_LOGIN_URL = "https://login.microsoftonline.com"
 REQUIRED_PERMISSIONS = ("User.Read.All", "Mail.Send")
-RECOMMENDED_PERMISSIONS = ("MailboxSettings.Read",)
 
 
 class Where(StrEnum):

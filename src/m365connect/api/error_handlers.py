@@ -29,8 +29,6 @@ logger = logging.getLogger("m365connect.api")
 
 _LOCATIONS = frozenset({"body", "query", "path", "header", "cookie"})
 
-_MAX_CLIENT_REQUEST_ID = 128
-
 
 def render(error: AppError) -> Response:
     """The HTTP response for an AppError (EdgeMiddleware adds X-Request-Id)."""

@@ -121,7 +121,6 @@ class TokenClient:
         self._clock = clock
         self._cache: dict[tuple[str, str, str], AccessToken] = {}
         self._locks: dict[tuple[str, str, str], asyncio.Lock] = {}
-        self.requests_sent = 0
         self._observer: TokenObserver = observer or NoTokenObserver()
 
     async def acquire(self, credential: ClientCredential, *, force_refresh: bool = False) -> AccessToken:
@@ -194,7 +193,6 @@ class TokenClient:
             "scope": self._scope,
             "grant_type": "client_credentials",
         }
-        self.requests_sent += 1
         started = time.perf_counter()
         try:
             response = await self._http.post(url, data=form, headers={"Accept": "application/json"})
