@@ -8,21 +8,25 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 import re
 import signal
 import sqlite3
 import ssl
 import stat
+import subprocess
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from importlib.metadata import version
 from pathlib import Path
 
 import httpx
 import pytest
 from click.testing import Result
 from sqlalchemy import select
+from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
 from m365connect.accounts.models import Account
@@ -33,7 +37,7 @@ from m365connect.crypto import SecretBox, SecretBoxError, credential_secret_aad,
 from m365connect.db.engine import create_engine, create_session_factory
 from tests import scenario_values as sv
 from tests.helpers import assert_generic_error
-from tests.processes import START_TIMEOUT, Children, clean_env, free_port, wait_until_healthy
+from tests.processes import EXECUTABLE, START_TIMEOUT, Children, clean_env, free_port, wait_until_healthy
 
 ROOT = Path(__file__).resolve().parent.parent
 ISO_Z = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
@@ -66,8 +70,8 @@ def cli(database: Path, *args: str, keys: str | None = KEY_A, exit_code: int = 0
 # ----------------------------------------------------------------------------------- database peeks
 
 
-async def _account_of(database: Path, presented: str) -> str | None:
-    engine = create_engine(url_of(database))
+async def _account_of(url: str, presented: str) -> str | None:
+    engine = create_engine(url)
     try:
         async with create_session_factory(engine)() as session:
             account_id = await authenticate(session, presented=presented)
@@ -83,7 +87,12 @@ async def _account_of(database: Path, presented: str) -> str | None:
 
 def account_of(database: Path, presented: str) -> str | None:
     """The account name this API key authenticates as (and records its use), or None."""
-    return asyncio.run(_account_of(database, presented))
+    return asyncio.run(_account_of(url_of(database), presented))
+
+
+def account_of_url(url: str, presented: str) -> str | None:
+    """The account name this API key authenticates as in the database at this URL, or None."""
+    return asyncio.run(_account_of(url, presented))
 
 
 async def _add_credentials(database: Path, sealed: list[tuple[str, SecretBox]]) -> list[int]:
@@ -301,7 +310,10 @@ def test_serve_answers_health_and_requires_an_api_key(tmp_path: Path, spawn: Chi
     assert "Finished server process" in log.read_text()
 
 
-def test_fake_microsoft_serves_tokens_over_https(tmp_path: Path, spawn: Children) -> None:
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
+def test_fake_microsoft_serves_tokens_over_https(
+    tmp_path: Path, spawn: Children, stop_signal: signal.Signals
+) -> None:
     log = tmp_path / "fake.log"
     scenario = ROOT / "examples" / "scenario.yaml"
     args = [
@@ -342,9 +354,13 @@ def test_fake_microsoft_serves_tokens_over_https(tmp_path: Path, spawn: Children
     assert response.json()["token_type"] == "Bearer"
     assert response.json()["access_token"]
 
-    child.send_signal(signal.SIGINT)  # Ctrl-C: a clean stop that removes its temporary CA
+    # Ctrl-C, or SIGTERM (kill, systemd, docker stop): a clean stop that removes its temporary folder,
+    # which holds the CA's and the server's private keys.
+    assert any(Path(ca_path.group(1)).parent.glob("*key*")), list(Path(ca_path.group(1)).parent.iterdir())
+    child.send_signal(stop_signal)
     assert child.wait(timeout=10) == 0, log.read_text()
-    assert not Path(ca_path.group(1)).exists()
+    assert log.read_text().rstrip().endswith("stopped")
+    assert not Path(ca_path.group(1)).parent.exists()
 
 
 @pytest.mark.parametrize(
@@ -361,3 +377,157 @@ def test_bad_configuration_is_one_clear_line_not_a_traceback(
     result = cli(database_path, *command, keys=keys, exit_code=2)
     assert f"invalid configuration: {variable}" in result.output
     assert "Traceback" not in result.output
+
+
+# ------------------------------------------------------------------------ a new user's first mistakes
+
+
+def run_process(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run `m365connect ARGS` as a real process to completion; stdout and stderr together."""
+    return subprocess.run(
+        [str(EXECUTABLE), *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=START_TIMEOUT,
+        check=False,
+    )
+
+
+def assert_one_line(finished: subprocess.CompletedProcess[str], expected: str, *, exit_code: int) -> None:
+    """The whole output is exactly this one line, with this exit code."""
+    assert "Traceback" not in finished.stdout
+    assert finished.stdout.splitlines() == [expected], finished.stdout
+    assert finished.returncode == exit_code, finished.stdout
+
+
+BAD_CONFIGURATION = {
+    "unparsable database URL": (
+        {"M365CONNECT_DATABASE_URL": "m365connect.db"},
+        "invalid configuration: M365CONNECT_DATABASE_URL: not a database URL; e.g. "
+        "sqlite+aiosqlite:///./m365connect.db or postgresql+asyncpg://user:password@host:5432/m365connect",
+    ),
+    "postgresql without its driver": (
+        {"M365CONNECT_DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/m365connect"},
+        "invalid configuration: M365CONNECT_DATABASE_URL: postgresql:// has no installed async driver: "
+        "use postgresql+asyncpg://",
+    ),
+    "unsupported database": (
+        {"M365CONNECT_DATABASE_URL": "mysql://root@127.0.0.1/m365connect"},
+        "invalid configuration: M365CONNECT_DATABASE_URL: unsupported database 'mysql': "
+        "use sqlite+aiosqlite:// or postgresql+asyncpg://",
+    ),
+    "DNS nameserver by name": (
+        {"M365CONNECT_DNS_NAMESERVERS": "nonexistent.invalid"},
+        "invalid configuration: M365CONNECT_DNS_NAMESERVERS: nameserver 'nonexistent.invalid': "
+        "the host must be an IP address",
+    ),
+    "missing CA bundle": (
+        {"M365CONNECT_CA_BUNDLE": "/nope.pem"},
+        "invalid configuration: M365CONNECT_CA_BUNDLE: no such file: /nope.pem",
+    ),
+}
+
+
+@pytest.mark.parametrize("command", [["serve", "--port", "1"], ["api-keys", "list"]])
+@pytest.mark.parametrize("case", list(BAD_CONFIGURATION))
+def test_a_bad_setting_is_one_line_and_exit_code_2(tmp_path: Path, case: str, command: list[str]) -> None:
+    variables, expected = BAD_CONFIGURATION[case]
+    finished = run_process(*command, cwd=tmp_path, env=clean_env(**variables))
+    assert_one_line(finished, expected, exit_code=2)
+    assert list(tmp_path.iterdir()) == []  # refused before anything was written
+
+
+@pytest.mark.parametrize("command", [["serve", "--port", "1"], ["migrate"]])
+def test_an_unreachable_database_is_one_line_without_its_password(tmp_path: Path, command: list[str]) -> None:
+    port = free_port()  # nothing listens there
+    url = f"postgresql+asyncpg://postgres:not-a-real-password@127.0.0.1:{port}/m365connect"
+    env = clean_env(M365CONNECT_DATABASE_URL=url, M365CONNECT_ENCRYPTION_KEYS=KEY_A)
+    finished = run_process(*command, cwd=tmp_path, env=env)
+    assert_one_line(
+        finished,
+        f"cannot use the database postgresql+asyncpg://postgres:***@127.0.0.1:{port}/m365connect: "
+        f"[Errno 111] Connect call failed ('127.0.0.1', {port})",
+        exit_code=2,
+    )
+
+
+def test_a_folder_where_nothing_can_be_written_is_one_line(tmp_path: Path) -> None:
+    # Tests run as root here, which ignores a folder's permission bits: a "folder" that is a regular file
+    # refuses to hold files the same way a read-only working directory does (the same OSError path).
+    not_a_folder = tmp_path / "not-a-folder"
+    not_a_folder.write_text("")
+    database = f"sqlite+aiosqlite:///{not_a_folder}/m365connect.db"
+    no_key_file = run_process("serve", cwd=tmp_path, env=clean_env(M365CONNECT_DATABASE_URL=database))
+    assert_one_line(
+        no_key_file,
+        f"cannot create or read the encryption key file {not_a_folder}/m365connect.key: File exists",
+        exit_code=2,
+    )
+    env = clean_env(M365CONNECT_DATABASE_URL=database, M365CONNECT_ENCRYPTION_KEYS=KEY_A)
+    assert_one_line(
+        run_process("serve", cwd=tmp_path, env=env),
+        f"cannot use the database {database}: unable to open database file "
+        "(does its folder exist, and may this user write there?)",
+        exit_code=2,
+    )
+
+
+def test_api_key_arguments_out_of_range_are_one_line(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    # SQLite would store a 201-character name (it ignores VARCHAR(200)); PostgreSQL refused it with a
+    # traceback: the service's input check now answers the same on both.
+    url = url_of(tmp_path / "keys.db") if backend == "sqlite" else request.getfixturevalue("postgres_url")
+    env = clean_env(M365CONNECT_DATABASE_URL=url, M365CONNECT_ENCRYPTION_KEYS=KEY_A)
+    long_name = "a" * 201
+    assert_one_line(
+        run_process("api-keys", "create", "--account", long_name, cwd=tmp_path, env=env),
+        "invalid --account: the account name has 201 characters; at most 200 are allowed",
+        exit_code=2,
+    )
+    assert_one_line(
+        run_process("api-keys", "revoke", "99999999999999999999", cwd=tmp_path, env=env),
+        "no active API key with id 99999999999999999999",
+        exit_code=1,
+    )
+    key = run_process("api-keys", "create", "--quiet", "--account", "a" * 200, cwd=tmp_path, env=env)
+    assert key.returncode == 0, key.stdout
+    assert re.fullmatch(r"m365c_[a-z0-9]{12}_[A-Za-z0-9_-]{43}\n", key.stdout)  # the key alone: KEY=$(...)
+    assert account_of_url(url, key.stdout.strip()) == "a" * 200
+
+
+def test_version_is_the_package_version(tmp_path: Path) -> None:
+    finished = run_process("--version", cwd=tmp_path, env=clean_env())
+    assert_one_line(finished, f"m365connect {version('m365connect')}", exit_code=0)
+
+
+def test_serve_says_which_database_and_whether_it_generated_a_key(
+    tmp_path: Path, spawn: Children, postgres_url: str
+) -> None:
+    with_password = make_url(postgres_url).set(password="not-a-real-password")
+    env = clean_env(
+        M365CONNECT_DATABASE_URL=with_password.render_as_string(hide_password=False),
+        M365CONNECT_KEY_FILE=str(tmp_path / "m365connect.key"),
+        M365CONNECT_LOG_FORMAT="json",
+    )
+    shown = with_password.render_as_string(hide_password=True)
+    for run, expected in enumerate(
+        [
+            f"new key generated into {tmp_path / 'm365connect.key'} (back it up: stored secrets cannot be "
+            "read without it)",
+            f"key file {tmp_path / 'm365connect.key'}",
+        ]
+    ):
+        port, log = free_port(), tmp_path / f"serve-{run}.log"
+        child = spawn.start(["serve", "--port", str(port)], cwd=tmp_path, env=env, log=log)
+        wait_until_healthy(child, f"http://127.0.0.1:{port}", log=log)
+        child.terminate()
+        child.wait(timeout=10)
+        events = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+        starting = [event for event in events if event["event"] == "service.starting"]
+        assert len(starting) == 1, log.read_text()
+        assert (starting[0]["database"], starting[0]["encryption_keys"]) == (shown, expected)
+        assert "not-a-real-password" not in log.read_text()

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from importlib.metadata import version as package_version
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, NoReturn, TypeVar
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.measure import Measurement
 from rich.table import Table
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 from m365connect.accounts import service as accounts
 from m365connect.client.commands import connect, credentials_app
@@ -38,17 +42,58 @@ logger = logging.getLogger("m365connect.cli")
 T = TypeVar("T")
 
 
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"m365connect {package_version('m365connect')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit")
+    ] = False,
+) -> None:
+    """m365connect: connect Microsoft 365 mailboxes in bulk."""
+
+
+def _unusable(message: str) -> NoReturn:
+    """The one way a configuration problem ends a command: one line on stderr, exit code 2."""
+    typer.echo(message, err=True)
+    raise typer.Exit(2)
+
+
 def _settings() -> Settings:
     """The configuration from the environment, or a one-line error naming the bad variable (exit 2)."""
     try:
         return Settings()
     except ValidationError as exc:
         problems = "; ".join(
-            f"M365CONNECT_{'_'.join(str(p) for p in error['loc']).upper()}: {error['msg']}"
+            f"M365CONNECT_{'_'.join(str(p) for p in error['loc']).upper()}: "
+            + error["msg"].removeprefix("Value error, ")
             for error in exc.errors()
         )
-        typer.echo(f"invalid configuration: {problems}", err=True)
-        raise typer.Exit(2) from None
+        _unusable(f"invalid configuration: {problems}")
+
+
+def shown_url(database_url: str) -> str:
+    """The database URL as it may be printed: never its password."""
+    return make_url(database_url).render_as_string(hide_password=True)
+
+
+@contextmanager
+def _database_errors(settings: Settings) -> Iterator[None]:
+    """An unreachable or unwritable database as one line naming it (exit 2), not a driver's traceback."""
+    try:
+        yield
+    except (DBAPIError, OSError) as exc:  # OSError: refused, timed out, unknown host, folder not writable
+        reason = str(exc.orig if isinstance(exc, DBAPIError) else exc).splitlines()[0]
+        hint = (
+            " (does its folder exist, and may this user write there?)"
+            if "sqlite" in settings.database_url
+            else ""
+        )
+        _unusable(f"cannot use the database {shown_url(settings.database_url)}: {reason}{hint}")
 
 
 def _run_with_session(settings: Settings, work: Callable[..., Awaitable[T]]) -> T:
@@ -65,7 +110,8 @@ def _run_with_session(settings: Settings, work: Callable[..., Awaitable[T]]) -> 
         finally:
             await engine.dispose()
 
-    return asyncio.run(main())
+    with _database_errors(settings):
+        return asyncio.run(main())
 
 
 ProxyHeaders = Annotated[
@@ -95,14 +141,19 @@ def serve(
     from m365connect.observability import configure_logging
 
     settings = _settings()
-    try:
-        build_secret_box(settings)  # fail fast on a bad key, and create the key file before serving
-    except SecretBoxError as exc:
-        typer.echo(f"invalid configuration: M365CONNECT_ENCRYPTION_KEYS: {exc}", err=True)
-        raise typer.Exit(2) from None
+    keys = _prepare_keys(settings)  # fail fast on a bad key, and create the key file before serving
     configure_logging(settings)
     _run_with_session(settings, _noop)  # applies pending migrations
-    logger.info("service.starting", extra={"host": host, "port": port, "proxy_headers": proxy_headers})
+    logger.info(
+        "service.starting",
+        extra={
+            "host": host,
+            "port": port,
+            "proxy_headers": proxy_headers,
+            "database": shown_url(settings.database_url),
+            "encryption_keys": keys,
+        },
+    )
     uvicorn.run(
         create_app(settings),
         host=host,
@@ -119,6 +170,21 @@ def serve(
     )
 
 
+def _prepare_keys(settings: Settings) -> str:
+    """Build the key ring once (creating the key file if needed); where its keys come from, for the log."""
+    path = settings.resolved_key_file
+    source = "M365CONNECT_ENCRYPTION_KEYS" if settings.encryption_keys else f"key file {path}"
+    if not settings.encryption_keys and not path.exists():
+        source = f"new key generated into {path} (back it up: stored secrets cannot be read without it)"
+    try:
+        build_secret_box(settings)
+    except SecretBoxError as exc:
+        _unusable(f"invalid configuration: M365CONNECT_ENCRYPTION_KEYS: {exc}")
+    except OSError as exc:  # e.g. a read-only working directory
+        _unusable(f"cannot create or read the encryption key file {path}: {exc.strerror or exc}")
+    return source
+
+
 @app.command()
 def migrate() -> None:
     """Apply pending database migrations and exit."""
@@ -133,13 +199,22 @@ async def _noop(_session: object) -> None:
 @api_keys_app.command("create")
 def api_keys_create(
     account: Annotated[str, typer.Option("--account", help="Account name (created if new)")],
+    quiet: Annotated[
+        bool,
+        typer.Option("--quiet", "-q", help="Print only the key (for KEY=$(m365connect api-keys create ...))"),
+    ] = False,
 ) -> None:
     """Create an API key and print it once; only its hash is stored."""
-    if not account.strip():
-        raise typer.BadParameter("the account name must not be empty", param_hint="--account")
+    try:
+        name = accounts.account_name_of(account)  # checked before anything is written
+    except accounts.InvalidAccountName as exc:
+        _unusable(f"invalid --account: {exc}")
     created = _run_with_session(
-        _settings(), lambda session: accounts.create_api_key(session, account_name=account.strip())
+        _settings(), lambda session: accounts.create_api_key(session, account_name=name)
     )
+    if quiet:
+        typer.echo(created.plaintext)
+        return
     console.print(
         f"API key {created.key_id} for account '{created.account_name}' (shown once, store it now):"
     )
@@ -208,7 +283,9 @@ def fake_microsoft(
 
 @app.command()
 def demo(
-    port: Annotated[int, typer.Option(help="The service's port on 127.0.0.1 (0 = any free port)")] = 8000,
+    port: Annotated[
+        int, typer.Option(help="The service's port on 127.0.0.1 (0, or when it is taken: any free port)")
+    ] = 8000,
     wait: Annotated[
         bool, typer.Option("--wait/--no-wait", help="Keep serving until Ctrl-C, or exit after printing")
     ] = True,
@@ -221,7 +298,7 @@ def demo(
     try:
         run_demo(create_app=create_app, port=port, wait=wait, console=console)
     except OSError as exc:
-        typer.echo(f"demo failed: {exc} (try --port 0)", err=True)
+        typer.echo(f"demo failed: {exc}", err=True)
         raise typer.Exit(1) from None
 
 

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from m365connect.deliverability.resolver import parse_nameserver
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./m365connect.db"
+# The async drivers the package installs; any other driver fails only at the first connection, deep in
+# SQLAlchemy, so it is refused here with the URL to use instead.
+DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
 
 
 class Settings(BaseSettings):
@@ -40,6 +48,49 @@ class Settings(BaseSettings):
     rate_limit_burst: int = Field(default=100, ge=1)
     max_json_depth: int = Field(default=32, ge=2)
     max_header_bytes: int = Field(default=16 * 1024, ge=1024)
+
+    @field_validator("database_url")
+    @classmethod
+    def _supported_database(cls, value: str) -> str:
+        try:
+            url = make_url(value)
+        except ArgumentError:
+            raise ValueError(
+                "not a database URL; e.g. sqlite+aiosqlite:///./m365connect.db or "
+                "postgresql+asyncpg://user:password@host:5432/m365connect"
+            ) from None
+        wanted = DRIVERS.get(url.get_backend_name())
+        if wanted is None:
+            supported = " or ".join(f"{driver}://" for driver in DRIVERS.values())
+            raise ValueError(f"unsupported database {url.get_backend_name()!r}: use {supported}")
+        if url.drivername != wanted:
+            raise ValueError(f"{url.drivername}:// has no installed async driver: use {wanted}://")
+        return value
+
+    @field_validator("dns_nameservers")
+    @classmethod
+    def _nameservers_are_addresses(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        entries = [entry for entry in value.split(",") if entry.strip()]
+        if value.strip() and not entries:
+            raise ValueError("no nameserver listed: give IP addresses (host or host:port), comma-separated")
+        for entry in entries:
+            parse_nameserver(entry)  # its ValueError names the entry and what is wrong
+        return value
+
+    @field_validator("ca_bundle")
+    @classmethod
+    def _readable_ca_bundle(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return None
+        try:
+            ssl.create_default_context().load_verify_locations(cafile=str(value))
+        except FileNotFoundError:
+            raise ValueError(f"no such file: {value}") from None
+        except (OSError, ssl.SSLError) as exc:
+            raise ValueError(f"{value} is not a readable PEM file of CA certificates ({exc})") from None
+        return value
 
     @field_validator("login_url", "graph_url")
     @classmethod

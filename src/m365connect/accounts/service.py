@@ -26,6 +26,12 @@ _PREFIX_ALPHABET = string.ascii_lowercase + string.digits
 _PREFIX_LEN = 12
 _TOUCH_INTERVAL = timedelta(minutes=1)
 _DUMMY_HASH = hashlib.sha256(b"m365connect-no-such-key").digest()
+ACCOUNT_NAME_MAX = 200  # accounts.name is VARCHAR(200); SQLite would not enforce it, PostgreSQL would fail
+MAX_ID = 2**63 - 1  # ids are BIGINT: a larger number cannot name a row (and would overflow the driver)
+
+
+class InvalidAccountName(ValueError):
+    """The account name is empty or longer than the database column."""
 
 
 @dataclass(frozen=True)
@@ -49,8 +55,21 @@ def _split(plaintext: str) -> str | None:
     return parts[1]
 
 
+def account_name_of(given: str) -> str:
+    """The account name as stored (trimmed); InvalidAccountName when it cannot be one."""
+    name = given.strip()
+    if not name:
+        raise InvalidAccountName("the account name must not be empty")
+    if len(name) > ACCOUNT_NAME_MAX:
+        raise InvalidAccountName(
+            f"the account name has {len(name)} characters; at most {ACCOUNT_NAME_MAX} are allowed"
+        )
+    return name
+
+
 async def create_api_key(session: AsyncSession, *, account_name: str) -> NewApiKey:
     """Create a key for the account, creating the account when it is new."""
+    account_name = account_name_of(account_name)
     account = await repository.get_account_by_name(session, name=account_name)
     if account is None:
         account = await repository.add_account(session, name=account_name)
@@ -69,6 +88,8 @@ async def list_api_keys(session: AsyncSession) -> Sequence[tuple[ApiKey, str]]:
 
 async def revoke_api_key(session: AsyncSession, *, key_id: int) -> bool:
     """Revoke a key; False when it does not exist or is already revoked."""
+    if not 1 <= key_id <= MAX_ID:
+        return False
     return await repository.revoke_api_key(session, key_id=key_id, now=utcnow())
 
 

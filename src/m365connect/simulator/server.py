@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import socket
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -178,25 +181,49 @@ def _wait_started(server: uvicorn.Server, thread: threading.Thread, listener: so
         time.sleep(0.01)
 
 
+@contextmanager
+def sigterm_as_ctrl_c() -> Iterator[None]:
+    """Let SIGTERM (kill, systemd, docker stop) unwind like Ctrl-C, so that `with` blocks run their exits
+    and the temporary folder with the private keys is removed; the default action would end the process
+    on the spot. Only the main thread can install a handler; elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def serve_forever(
     scenario_path: str | Path, *, host: str = "127.0.0.1", port: int = 8443, dns_port: int = 5353
 ) -> None:
-    """Run the simulator for the CLI: print where it listens, then serve until Ctrl-C."""
-    with FakeMicrosoft(load_scenario(scenario_path), host=host, port=port, dns_port=dns_port) as fake:
-        dns = f"{host}:{fake.dns_port}"
-        sys.stdout.write(
-            f"Microsoft simulator for {scenario_path}\n"
-            f"  base URL (login and Graph): {fake.base_url}\n"
-            f"  CA certificate:             {fake.ca_path}\n"
-            f"  DNS (UDP and TCP):          {dns}\n"
-            f"For m365connect: M365CONNECT_LOGIN_URL={fake.base_url} M365CONNECT_GRAPH_URL={fake.base_url} "
-            f"M365CONNECT_CA_BUNDLE={fake.ca_path} M365CONNECT_DNS_NAMESERVERS={dns}\n"
-            "Press Ctrl-C to stop.\n"
-        )
-        sys.stdout.flush()
-        stop = threading.Event()
+    """Run the simulator for the CLI: print where it listens, then serve until Ctrl-C or SIGTERM."""
+    with sigterm_as_ctrl_c():
         try:
-            while not stop.wait(1.0):
-                pass
+            with FakeMicrosoft(load_scenario(scenario_path), host=host, port=port, dns_port=dns_port) as fake:
+                _print_where(fake, scenario_path, f"{host}:{fake.dns_port}")
+                while True:
+                    time.sleep(1.0)
         except KeyboardInterrupt:
-            sys.stdout.write("stopped\n")
+            pass
+    sys.stdout.write("stopped\n")
+    sys.stdout.flush()
+
+
+def _print_where(fake: FakeMicrosoft, scenario_path: str | Path, dns: str) -> None:
+    sys.stdout.write(
+        f"Microsoft simulator for {scenario_path}\n"
+        f"  base URL (login and Graph): {fake.base_url}\n"
+        f"  CA certificate:             {fake.ca_path}\n"
+        f"  DNS (UDP and TCP):          {dns}\n"
+        f"For m365connect: M365CONNECT_LOGIN_URL={fake.base_url} M365CONNECT_GRAPH_URL={fake.base_url} "
+        f"M365CONNECT_CA_BUNDLE={fake.ca_path} M365CONNECT_DNS_NAMESERVERS={dns}\n"
+        "Press Ctrl-C to stop.\n"
+    )
+    sys.stdout.flush()
