@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -25,8 +27,13 @@ EXECUTABLE = Path(sys.executable).parent / "m365connect"
 TIMEOUT = 60.0
 
 
-def _clean_env() -> dict[str, str]:
-    return {name: value for name, value in os.environ.items() if not name.startswith("M365CONNECT_")}
+def _clean_env(**extra: str) -> dict[str, str]:
+    """No M365CONNECT_* variable, and a PATH without the venv: as a user who has not activated it."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith("M365CONNECT_")}
+    path = os.pathsep.join(
+        part for part in env.get("PATH", os.defpath).split(os.pathsep) if Path(part) != EXECUTABLE.parent
+    )
+    return {**env, "PATH": path, **extra}
 
 
 @pytest.fixture
@@ -85,7 +92,7 @@ def test_demo_serves_until_ctrl_c_and_its_printed_commands_work(
     url = re.search(r"The service is running at (http://127\.0\.0\.1:\d+) ", printed)
     key = re.search(r"^export KEY=(\S+)$", printed, flags=re.MULTILINE)
     database = re.search(r"\(database (\S+)\)", printed)
-    connect = re.search(r"^M365CONNECT_API_KEY=\$KEY m365connect (connect .+)$", printed, flags=re.MULTILINE)
+    connect = re.search(r"^M365CONNECT_API_KEY=\$KEY (.+ connect .+)$", printed, flags=re.MULTILINE)
     assert url, printed
     assert key, printed
     assert database, printed
@@ -96,8 +103,10 @@ def test_demo_serves_until_ctrl_c_and_its_printed_commands_work(
         assert [c["client_id"] for c in credentials] == [sv.WORKING_APP, sv.FABRIKAM_APP]
         mailboxes = http.get("/rest/v2/mailboxes/microsoft").json()
         assert mailboxes["pagination_data"]["total_elements"] == 5 + 9
+    command = shlex.split(connect.group(1))
+    assert command[0] == str(EXECUTABLE)  # not a bare `m365connect`: the venv is not on PATH
     tried = subprocess.run(
-        [str(EXECUTABLE), *connect.group(1).split()],
+        command,  # as printed
         env={**_clean_env(), "M365CONNECT_API_KEY": key.group(1)},
         cwd=tmp_path,
         capture_output=True,
@@ -148,3 +157,56 @@ def test_the_plan_uses_each_tenants_working_app_and_all_its_users() -> None:
     assert contoso.addresses[-2:] == ["jimothy@contoso.com", "nobody@contoso.com"]
     assert "holly@northwindtraders.com" in contoso.addresses  # the guest, by its mail
     assert len(fabrikam.addresses) == len(scenario.tenants[1].users) + 1
+
+
+def _demo(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(EXECUTABLE), "demo", "--no-wait", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+
+
+def test_demo_takes_another_port_when_its_port_is_taken_and_says_so(tmp_path: Path) -> None:
+    # As after the README's `m365connect serve` (port 8000): here a port this test holds, not 8000 itself,
+    # which another process of the machine may be using.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        finished = _demo("--port", str(port), env=_clean_env(), cwd=tmp_path)
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    said = re.search(
+        rf"^Port {port} is already in use \(by `m365connect serve`\?\): the demo serves on "
+        r"http://127\.0\.0\.1:(\d+) instead\.$",
+        finished.stdout,
+        flags=re.MULTILINE,
+    )
+    assert said, finished.stdout
+    assert int(said.group(1)) != port
+    _assert_results(finished.stdout)
+    assert f"The service is running at http://127.0.0.1:{said.group(1)} " in finished.stdout
+
+
+def test_demo_at_80_columns_cuts_no_explanation(tmp_path: Path) -> None:
+    # A terminal of 80 columns (TTY_COMPATIBLE makes rich treat the pipe as one).
+    env = _clean_env(TTY_COMPATIBLE="1", NO_COLOR="1", COLUMNS="80")
+    finished = _demo("--port", "0", env=env, cwd=tmp_path)
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    shown = re.sub(r"\x1b\[[0-9;]*m", "", finished.stdout)  # bold and underline: no width on screen
+    tables = [line for line in shown.splitlines() if line[:1] in "┏┃┡│└"]
+    assert tables
+    assert max(len(line) for line in tables) <= 80
+    words = " ".join(shown.split())
+    for meaning in (
+        "kevin@contoso.com MAILBOX_ACCESS_DENIED: Exchange Online blocks this app from this mailbox.",
+        "holly@northwindtraders.com NO_EXCHANGE_MAILBOX: The user has no Exchange Online mailbox (no licence "
+        "with Exchange, hosted on-premises, soft-deleted, or a guest).",
+        "jimothy@contoso.com WRONG_ALIAS: This address is a secondary address (alias) of a mailbox. "
+        "Submit jim@contoso.com instead.",
+    ):
+        assert meaning in words, shown

@@ -3,9 +3,11 @@ a results table, then curl commands to try against the still-running service unt
 
 from __future__ import annotations
 
-import signal
+import shlex
+import shutil
+import sys
 import tempfile
-import threading
+import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
@@ -21,6 +23,7 @@ from m365connect.demo.service import ServiceThread, prepare_database
 from m365connect.explanations import Context
 from m365connect.settings import Settings
 from m365connect.simulator import FakeMicrosoft
+from m365connect.simulator.server import sigterm_as_ctrl_c
 
 AppFactory = Callable[[Settings], Any]
 
@@ -55,7 +58,7 @@ def _connect_tenant(console: Console, client: ServiceClient, tenant: TenantPlan,
     )
     console.print()
     console.print(title, style="bold", highlight=False, soft_wrap=True)
-    report.print_table(console, report.results_table(results))
+    report.print_results(console, results)
     how = report.fixes(
         results, Context(tenant_id=tenant.tenant_id, client_id=tenant.client_id, login_url=login_url)
     )
@@ -64,8 +67,21 @@ def _connect_tenant(console: Console, client: ServiceClient, tenant: TenantPlan,
     return credential_id
 
 
+def command_name() -> str:
+    """This command as the user can type it again: `m365connect` when that is on PATH and is this one,
+    else the path it was started by (e.g. `.venv/bin/m365connect`, not on PATH outside the venv)."""
+    started = Path(sys.argv[0])
+    on_path = shutil.which("m365connect")
+    if started.name != "m365connect" or not started.is_file():
+        started = Path(sys.executable).with_name("m365connect")  # run as `python -m ...` or embedded
+    if on_path is not None and (not started.is_file() or Path(on_path).resolve() == started.resolve()):
+        return "m365connect"
+    return shlex.quote(str(started))
+
+
 def _next_steps(console: Console, *, url: str, key: str, credential_id: int, csv_path: Path) -> None:
     api = f"{url}/rest/v2/mailboxes/microsoft"
+    command = command_name()
     bulk_body = f'{{"credential_id":{credential_id},"accounts":[{{"mailbox_email":"jimothy@contoso.com"}}]}}'
     lines = [
         f"export KEY={key}",
@@ -73,9 +89,9 @@ def _next_steps(console: Console, *, url: str, key: str, credential_id: int, csv
         f'curl -s -H "x-api-key: $KEY" "{api}?page=0"',
         f'curl -s -X POST {api}/bulk -H "x-api-key: $KEY" -H "Content-Type: application/json" \\\n'
         f"  -d '{bulk_body}'",
-        f"M365CONNECT_API_KEY=$KEY m365connect connect {csv_path} --url {url} "
+        f"M365CONNECT_API_KEY=$KEY {command} connect {shlex.quote(str(csv_path))} --url {url} "
         f"--credential-id {credential_id}",
-        f"M365CONNECT_API_KEY=$KEY m365connect credentials list --url {url}",
+        f"M365CONNECT_API_KEY=$KEY {command} credentials list --url {url}",
     ]
     console.print()
     console.print(Rule("Try it"))
@@ -86,29 +102,32 @@ def _next_steps(console: Console, *, url: str, key: str, credential_id: int, csv
 
 
 def _wait_for_ctrl_c(console: Console) -> None:
-    stop = threading.Event()
-    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     console.print("\nPress Ctrl-C to stop the service and the simulator.")
     try:
-        while not stop.wait(0.5):
-            pass
-    except KeyboardInterrupt:
+        while True:
+            time.sleep(1.0)
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM through sigterm_as_ctrl_c
         pass
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def run_demo(*, create_app: AppFactory, port: int, wait: bool, console: Console) -> None:
-    """Run the whole demo; everything started is stopped and removed on return."""
+    """Run the whole demo; everything started is stopped and removed on return (SIGTERM included)."""
     scenario = load_packaged_scenario()
     plans = plan(scenario)
-    with ExitStack() as stack:
+    with sigterm_as_ctrl_c(), ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="m365connect-demo-")))
         console.print("Starting the Microsoft simulator (identity platform, Graph, DNS) ...")
         fake = stack.enter_context(FakeMicrosoft(scenario, port=0, dns_port=0))
         settings = _settings(workdir, fake)
         key = prepare_database(settings)
         service = stack.enter_context(ServiceThread(create_app(settings), port=port))
+        if service.port_was_taken:
+            console.print(
+                f"Port {port} is already in use (by `m365connect serve`?): the demo serves on "
+                f"{service.url} instead.",
+                soft_wrap=True,
+                highlight=False,
+            )
         console.print(
             f"m365connect is serving at {service.url} (database {workdir / 'demo.db'})", soft_wrap=True
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import socket
 import threading
 import time
@@ -38,22 +39,34 @@ def prepare_database(settings: Settings) -> str:
 
 
 class ServiceThread:
-    """An ASGI app served by uvicorn on 127.0.0.1 in a thread of its own (its own event loop)."""
+    """An ASGI app served by uvicorn on 127.0.0.1 in a thread of its own (its own event loop).
+
+    When the port asked for is taken (typically by `m365connect serve` on 8000, started just before by
+    someone following the README), any free port is taken instead: `port_was_taken` says so."""
 
     def __init__(self, app: Any, *, port: int, host: str = "127.0.0.1") -> None:
         self._app, self._host, self._port = app, host, port
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self.url = ""
+        self.port_was_taken = False
+
+    def _listen(self) -> socket.socket:
+        for port in (self._port, 0):
+            listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+            try:
+                listener.bind((self._host, port))
+                return listener
+            except OSError as exc:
+                listener.close()
+                if exc.errno != errno.EADDRINUSE or port == 0:
+                    raise OSError(f"cannot listen on {self._host}:{port}: {exc.strerror}") from None
+                self.port_was_taken = True
+        raise AssertionError("unreachable: port 0 binds or raises")
 
     def start(self) -> None:
         """Bind (port 0 = any free port), serve, and return once requests are accepted."""
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        try:
-            listener.bind((self._host, self._port))
-        except OSError as exc:
-            listener.close()
-            raise OSError(f"cannot listen on {self._host}:{self._port}: {exc.strerror}") from None
+        listener = self._listen()
         config = uvicorn.Config(
             self._app,
             log_config=None,
