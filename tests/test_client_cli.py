@@ -52,15 +52,17 @@ def backend() -> str:
 @dataclass
 class Front:
     """In front of the app: records the size of every bulk request that reaches it, answers the queued
-    (status, Retry-After) itself first, and runs `after_first_bulk` before the first bulk answer leaves."""
+    (status, Retry-After) itself first, and runs `after_first_bulk` before the first bulk answer leaves.
+    `path_suffix` chooses the requests it stands in front of (the others go straight to the app)."""
 
     app: Any
     bulk_sizes: list[int] = field(default_factory=list)
     queued: list[tuple[int, str]] = field(default_factory=list)
     after_first_bulk: Callable[[], None] | None = None
+    path_suffix: str = "/bulk"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].endswith("/bulk"):
+        if scope["type"] != "http" or not scope["path"].endswith(self.path_suffix):
             await self.app(scope, receive, send)
             return
         body = b""
@@ -295,6 +297,15 @@ async def test_connect_errors_are_clear(
     refused = await run(service, "connect", str(wrong_columns), api_key=api_key, exit_code=2)
     assert "no mailbox_email column" in refused.stderr
 
+    semicolons = tmp_path / "semicolons.csv"  # Excel's CSV where the list separator is ';'
+    semicolons.write_text("email;name\njim@contoso.com;Jim\n", encoding="utf-8")
+    refused = await run(service, "connect", str(semicolons), api_key=api_key, exit_code=2)
+    assert refused.stderr.strip() == (
+        "error: no mailbox_email column: the first row has ['email', 'name'] (the file seems to use ';' "
+        "between columns); name the columns mailbox_email;display_name (a header row) or put the address "
+        "first"
+    )
+
     good = tmp_path / "good.csv"
     good.write_text("mailbox_email\njim@contoso.com\n", encoding="utf-8")
     unauthorized = await run(service, "connect", str(good), api_key="m365c_wrong", exit_code=1)
@@ -327,6 +338,30 @@ async def test_an_unreachable_service_is_one_line(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert f"cannot reach the service at http://127.0.0.1:{closed}" in result.stderr
     assert "Traceback" not in result.output
+
+
+async def test_several_aliases_each_get_their_own_primary_address(
+    service: Service, api_key: str, credential_id: int, tmp_path: Path
+) -> None:
+    source = tmp_path / "aliases.csv"
+    source.write_text("mailbox_email\njimothy@contoso.com\noscar.martinez@contoso.com\n", encoding="utf-8")
+    result = await run(service, "connect", str(source), api_key=api_key)
+    fix = "Submit the mailbox's primary address instead:"
+    assert f"WRONG_ALIAS (jimothy@contoso.com): {fix} jim@contoso.com." in result.stdout
+    assert f"WRONG_ALIAS (oscar.martinez@contoso.com): {fix} oscar@contoso.com." in result.stdout
+    assert "<primary_email>" not in result.stdout
+
+
+async def test_a_503_hint_names_no_other_command(service: Service, api_key: str) -> None:
+    service.front.path_suffix = "/credentials"
+    service.front.queued = [(503, "0")] * 5  # every attempt of the client
+    result = await run(service, "credentials", "list", api_key=api_key, exit_code=1)
+    assert result.stderr.strip() == (
+        "error: HTTP 503 (busy): Microsoft's identity platform (or the service's database) did not answer; "
+        "nothing was saved. Wait for the Retry-After seconds, then retry (the `m365connect` client commands "
+        "wait and retry by themselves a few times before they report it)."
+    )
+    assert service.front.queued == []
 
 
 # ------------------------------------------------------------------------------------- credentials
@@ -367,6 +402,7 @@ async def test_credentials_add_list_rotate_delete(service: Service, api_key: str
     )
     assert "credential 2 saved" in reader.stdout
     assert "lacks Mail.Send" in reader.stdout
+    assert "Then run `m365connect credentials rotate 2` (the same secret will do)" in reader.stdout
     consent = f"https://login.microsoftonline.us/{sv.CONTOSO_DOMAIN}/adminconsent?client_id={sv.READER_APP}"
     assert consent in reader.stdout
 

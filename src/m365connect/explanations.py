@@ -36,13 +36,14 @@ class Context:
     primary_email: str | None = None
     tenant_id: str | None = None
     client_id: str | None = None
+    credential_id: int | None = None
     login_url: str = DEFAULT_LOGIN_URL
 
 
 @dataclass(frozen=True)
 class Explanation:
     """One code: what it means and how to fix it (`fix` may name {mailbox_email}, {primary_email},
-    {tenant_id}, {client_id} and {consent_url})."""
+    {tenant_id}, {client_id}, {credential_id} and {consent_url})."""
 
     code: ErrorCode | str  # an ErrorCode, or an HTTP status such as "401"
     where: Where
@@ -72,6 +73,9 @@ def _values(context: Context, *, missing: str) -> dict[str, str]:
         "primary_email": context.primary_email or missing.format("primary_email"),
         "tenant_id": tenant,
         "client_id": client,
+        "credential_id": missing.format("credential_id")
+        if context.credential_id is None
+        else str(context.credential_id),
         "consent_url": admin_consent_url(tenant_id=tenant, client_id=client, login_url=context.login_url),
     }
 
@@ -79,8 +83,9 @@ def _values(context: Context, *, missing: str) -> dict[str, str]:
 _PERMISSIONS = (
     "In the Entra admin center (App registrations > the app > API permissions), add the Microsoft Graph "
     "*Application* permissions User.Read.All and Mail.Send (recommended: MailboxSettings.Read), then grant "
-    "admin consent at {consent_url} . Then run `m365connect credentials rotate ID` (the same secret will do) "
-    "so the service fetches a token with the new permissions, and connect the mailboxes again."
+    "admin consent at {consent_url} . Then run `m365connect credentials rotate {credential_id}` (the same "
+    "secret will do) so the service fetches a token with the new permissions, and connect the mailboxes "
+    "again."
 )
 _ACCESS_POLICY = (
     "An Exchange application access policy or an RBAC for Applications scope excludes this mailbox. Check "
@@ -292,7 +297,8 @@ _ENTRIES = (
         "429",
         Where.STATUS,
         "Too many requests with this API key.",
-        "Wait for the Retry-After seconds, then retry (`m365connect connect` does).",
+        "Wait for the Retry-After seconds, then retry (the `m365connect` client commands wait and retry "
+        "by themselves a few times before they report it).",
         retryable=True,
     ),
     Explanation(
@@ -305,7 +311,8 @@ _ENTRIES = (
         "503",
         Where.STATUS,
         "Microsoft's identity platform (or the service's database) did not answer; nothing was saved.",
-        "Wait for the Retry-After seconds, then retry (`m365connect connect` does).",
+        "Wait for the Retry-After seconds, then retry (the `m365connect` client commands wait and retry "
+        "by themselves a few times before they report it).",
         retryable=True,
     ),
 )

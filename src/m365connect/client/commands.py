@@ -74,7 +74,10 @@ def _print_missing(console: Console, credentials: list[dict[str, Any]], login_ur
     for credential in credentials:
         if credential.get("missing_permissions"):
             context = Context(
-                tenant_id=credential["tenant_id"], client_id=credential["client_id"], login_url=login_url
+                tenant_id=credential["tenant_id"],
+                client_id=credential["client_id"],
+                credential_id=credential["credential_id"],
+                login_url=login_url,
             )
             console.print(
                 f"[yellow]credential {credential['credential_id']} lacks "
@@ -265,7 +268,12 @@ def _credential_context(
         used = [c for c in credentials if c["status"] == "VALID"]
     if len(used) != 1:
         return Context(login_url=login_url)
-    return Context(tenant_id=used[0]["tenant_id"], client_id=used[0]["client_id"], login_url=login_url)
+    return Context(
+        tenant_id=used[0]["tenant_id"],
+        client_id=used[0]["client_id"],
+        credential_id=used[0]["credential_id"],
+        login_url=login_url,
+    )
 
 
 def _write(target: Path, source: InputFile, results: list[ItemResult], base: Context) -> None:

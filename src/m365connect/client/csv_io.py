@@ -89,9 +89,23 @@ def _layout(text: str) -> tuple[str, int, int | None, bool]:
         return ",", 0, None, False
     if not first:
         raise InputError("the file has no rows")
-    raise InputError(
-        f"no {EMAIL_COLUMN} column: the first row has {first!r}; name the columns "
-        f"{EMAIL_COLUMN},{NAME_COLUMN} (a header row) or put the address first"
+    raise _no_email_column(text)
+
+
+def _no_email_column(text: str) -> InputError:
+    """The error for a first row without mailbox_email, split and exemplified with the file's own
+    delimiter: telling a `;` file to name its columns `a,b` would send the user the wrong way."""
+    sample = "\n".join(text.splitlines()[:20])
+    try:
+        delimiter = csv.Sniffer().sniff(sample, delimiters="".join(DELIMITERS)).delimiter
+    except csv.Error:  # a single column: nothing to detect
+        delimiter = ","
+    first = _first_row(text, delimiter)
+    shown, between = ("<tab>", "tabs") if delimiter == "\t" else (delimiter, f"'{delimiter}'")
+    seems = f" (the file seems to use {between} between columns)" if delimiter != "," else ""
+    return InputError(
+        f"no {EMAIL_COLUMN} column: the first row has {first!r}{seems}; name the columns "
+        f"{EMAIL_COLUMN}{shown}{NAME_COLUMN} (a header row) or put the address first"
     )
 
 

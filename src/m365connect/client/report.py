@@ -14,6 +14,8 @@ from rich.text import Text
 from m365connect.client.http import ItemResult
 from m365connect.explanations import EXPLANATIONS, Context, explain
 
+MAX_FIXES_PER_CODE = 5
+
 
 def _flag(value: bool | None) -> Text:
     if value is None:
@@ -37,18 +39,37 @@ def meaning(item: ItemResult) -> str:
     return text
 
 
-def results_table(results: Sequence[ItemResult], *, title: str | None = None) -> Table:
-    """One row per mailbox: result, SPF, DKIM, what a failure means."""
+def results_table(
+    results: Sequence[ItemResult], *, title: str | None = None, explanations: bool = True
+) -> Table:
+    """One row per mailbox: result, SPF, DKIM, and (unless left out) what a failure means."""
     table = Table(title=title, title_justify="left", show_lines=False)
     table.add_column("mailbox", no_wrap=True)
     table.add_column("result", no_wrap=True)
     table.add_column("SPF", justify="center", no_wrap=True)
     table.add_column("DKIM", justify="center", no_wrap=True)
-    table.add_column("explanation", min_width=30)
+    if explanations:
+        table.add_column("explanation", min_width=30)
     for item in results:
         result = Text("connected", style="green") if item.success else Text(str(item.error), style="red")
-        table.add_row(item.email, result, _flag(item.spf_correct), _flag(item.dkim_correct), meaning(item))
+        cells: list[str | Text] = [item.email, result, _flag(item.spf_correct), _flag(item.dkim_correct)]
+        table.add_row(*cells, *([meaning(item)] if explanations else []))
     return table
+
+
+def print_results(console: Console, results: Sequence[ItemResult]) -> None:
+    """The results table; on a terminal too narrow for its explanation column (80 columns with long
+    addresses), the table without it and each failure's meaning below, wrapped, so nothing is cut off."""
+    table = results_table(results)
+    # Measured unbounded: a measurement within the console's width is clamped to it.
+    needed = Measurement.get(console, console.options.update_width(10_000), table).minimum
+    if not console.is_terminal or needed <= console.width:
+        print_table(console, table)
+        return
+    console.print(results_table(results, explanations=False))
+    for item in results:
+        if item.error is not None:
+            console.print(Text.assemble((item.email, "bold"), f" {item.error}: ", meaning(item)))
 
 
 def summary_table(results: Sequence[ItemResult]) -> Table:
@@ -77,9 +98,20 @@ def fixes(results: Sequence[ItemResult], base: Context) -> Group | None:
         if entry is None:
             parts.append(Text.assemble((code, "bold red"), ": ", explain(code)))
             continue
-        context = item_context(items[0], base) if len(items) == 1 else base
-        who = items[0].email if len(items) == 1 else f"{len(items)} mailboxes"
-        parts.append(Text.assemble((code, "bold red"), f" ({who}): ", entry.render_fix(context)))
+        # A fix that names the mailbox or its primary address differs per mailbox: each gets its own
+        # (the real address from its result, never a `<primary_email>` placeholder); otherwise once.
+        per_item = {item.email: entry.render_fix(item_context(item, base)) for item in items}
+        if len(set(per_item.values())) == 1:
+            who = items[0].email if len(items) == 1 else f"{len(items)} mailboxes"
+            parts.append(Text.assemble((code, "bold red"), f" ({who}): ", next(iter(per_item.values()))))
+            continue
+        shown = list(per_item.items())[:MAX_FIXES_PER_CODE]
+        parts += [Text.assemble((code, "bold red"), f" ({email}): ", fix) for email, fix in shown]
+        if len(per_item) > len(shown):
+            more = len(per_item) - len(shown)
+            parts.append(
+                Text(f"{code}: {more} more mailboxes, see the explanation column of the results file")
+            )
     if not parts:
         return None
     return Group(Text("How to fix:", style="bold"), *parts)
