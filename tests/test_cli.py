@@ -12,6 +12,7 @@ import json
 import os
 import re
 import signal
+import socket
 import sqlite3
 import ssl
 import stat
@@ -531,3 +532,36 @@ def test_serve_says_which_database_and_whether_it_generated_a_key(
         assert len(starting) == 1, log.read_text()
         assert (starting[0]["database"], starting[0]["encryption_keys"]) == (shown, expected)
         assert "not-a-real-password" not in log.read_text()
+
+
+def test_fake_microsoft_on_a_taken_port_or_a_bad_scenario_is_a_clear_message(tmp_path: Path) -> None:
+    scenario = str(ROOT / "examples" / "scenario.yaml")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = run_process(
+            "fake-microsoft",
+            "--scenario",
+            scenario,
+            "--port",
+            str(port),
+            "--dns-port",
+            "0",
+            cwd=tmp_path,
+            env=clean_env(),
+        )
+    assert_one_line(
+        busy,
+        f"fake-microsoft failed: cannot listen on 127.0.0.1:{port} (HTTPS): Address already in use",
+        exit_code=1,
+    )
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("tenants:\n  - id: 1\n", encoding="utf-8")
+    refused = run_process("fake-microsoft", "--scenario", str(bad), cwd=tmp_path, env=clean_env())
+    assert "Traceback" not in refused.stdout
+    assert refused.stdout.splitlines() == [
+        f"fake-microsoft failed: {bad}: invalid scenario:",
+        "  tenants[0].id: UUID input should be a string, bytes or UUID object",
+    ]
+    assert refused.returncode == 2

@@ -276,9 +276,15 @@ def fake_microsoft(
     host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
 ) -> None:
     """Serve the bundled simulation of Microsoft's identity platform, Graph and DNS for a scenario."""
+    from m365connect.simulator import ScenarioError
     from m365connect.simulator.server import serve_forever
 
-    serve_forever(scenario, host=host, port=port, dns_port=dns_port)
+    try:
+        serve_forever(scenario, host=host, port=port, dns_port=dns_port)
+    except (ScenarioError, OSError) as exc:  # a scenario that does not validate, a port in use
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        typer.echo(f"fake-microsoft failed: {reason}", err=True)
+        raise typer.Exit(2 if isinstance(exc, ScenarioError) else 1) from None
 
 
 @app.command()

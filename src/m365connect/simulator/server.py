@@ -166,9 +166,10 @@ def _bind(host: str, port: int) -> socket.socket:
     try:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind((host, port))
-    except OSError:
+    except OSError as exc:
         listener.close()
-        raise
+        # Same errno, with the address: "Address already in use" alone does not say which port.
+        raise OSError(exc.errno, f"cannot listen on {host}:{port} (HTTPS): {exc.strerror}") from None
     return listener
 
 
