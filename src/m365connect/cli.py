@@ -90,7 +90,7 @@ def _database_errors(settings: Settings) -> Iterator[None]:
         reason = str(exc.orig if isinstance(exc, DBAPIError) else exc).splitlines()[0]
         hint = (
             " (does its folder exist, and may this user write there?)"
-            if "sqlite" in settings.database_url
+            if settings.database_url.startswith("sqlite")
             else ""
         )
         _unusable(f"cannot use the database {shown_url(settings.database_url)}: {reason}{hint}")
