@@ -123,6 +123,33 @@ def test_demo_serves_until_ctrl_c_and_its_printed_commands_work(
     assert not Path(database.group(1)).parent.exists()  # the temporary database is gone
 
 
+def test_demo_stopped_by_sigterm_removes_everything(
+    tmp_path: Path, spawn: list[subprocess.Popen[str]]
+) -> None:
+    log = tmp_path / "demo.log"
+    with log.open("w") as output:
+        child = subprocess.Popen(
+            [str(EXECUTABLE), "demo", "--port", "0"],
+            cwd=tmp_path,
+            env=_clean_env(),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    spawn.append(child)
+    deadline = time.monotonic() + TIMEOUT
+    while "Press Ctrl-C" not in log.read_text():
+        assert child.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.1)
+    database = re.search(r"\(database (\S+)\)", log.read_text())
+    assert database, log.read_text()
+    child.send_signal(signal.SIGTERM)  # kill, systemd, docker stop: unwinds like Ctrl-C
+    assert child.wait(timeout=20) == 0, log.read_text()
+    assert log.read_text().rstrip().endswith("stopped")
+    assert not Path(database.group(1)).parent.exists()
+
+
 def test_demo_no_wait_prints_and_exits(tmp_path: Path) -> None:
     finished = subprocess.run(
         [str(EXECUTABLE), "demo", "--no-wait", "--port", "0"],
