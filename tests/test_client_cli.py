@@ -23,12 +23,15 @@ import httpx
 import pytest
 import uvicorn
 from click.testing import Result
+from rich.console import Console
 from typer.testing import CliRunner
 
 from m365connect.app import create_app
 from m365connect.cli import app
 from m365connect.client.csv_io import RESULT_COLUMNS, read_input
-from m365connect.client.http import retry_after_seconds
+from m365connect.client.http import ItemResult, retry_after_seconds
+from m365connect.client.report import MAX_FIXES_PER_CODE, fixes
+from m365connect.explanations import Context
 from m365connect.settings import Settings
 from m365connect.simulator import FakeMicrosoft
 from m365connect.state import AppState, open_state
@@ -490,6 +493,31 @@ def test_a_windows_1252_file_and_a_tab_delimiter_are_read(tmp_path: Path) -> Non
     read = read_input(path)
     assert (read.delimiter, read.bom) == ("\t", False)
     assert [(r.mailbox_email, r.display_name) for r in read.rows] == [("renee@contoso.com", "Renée")]
+
+
+def test_fixes_that_differ_per_mailbox_are_listed_up_to_a_cap() -> None:
+    aliases = [
+        ItemResult.from_wire(
+            {
+                "success": False,
+                "email": f"alias{n}@contoso.com",
+                "error": "WRONG_ALIAS",
+                "primary_email": f"user{n}@contoso.com",
+            }
+        )
+        for n in range(MAX_FIXES_PER_CODE + 2)
+    ]
+    shown = io.StringIO()
+    Console(file=shown, width=200).print(fixes(aliases, Context()))
+    lines = shown.getvalue().splitlines()
+    assert lines[1:] == [
+        *(
+            f"WRONG_ALIAS (alias{n}@contoso.com): Submit the mailbox's primary address instead: "
+            f"user{n}@contoso.com."
+            for n in range(MAX_FIXES_PER_CODE)
+        ),
+        "WRONG_ALIAS: 2 more mailboxes, see the explanation column of the results file",
+    ]
 
 
 def test_result_columns_are_the_documented_ones() -> None:

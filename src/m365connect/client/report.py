@@ -87,7 +87,8 @@ def summary_table(results: Sequence[ItemResult]) -> Table:
 
 
 def fixes(results: Sequence[ItemResult], base: Context) -> Group | None:
-    """How to fix each failure code once; the mailbox is named when only one has that code."""
+    """How to fix each failure code: once when the fix is the same for all its mailboxes (named when only
+    one has that code), else per mailbox (at most MAX_FIXES_PER_CODE, then a count)."""
     by_code: dict[str, list[ItemResult]] = {}
     for item in results:
         if item.error is not None:
