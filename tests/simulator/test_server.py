@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from m365connect.simulator import FakeMicrosoft, load_scenario
-from m365connect.simulator.server import _bind
+from m365connect.simulator.threaded import bind
 
 from .example import CONTOSO, EXAMPLE, token_form
 
@@ -47,7 +47,7 @@ def test_start_and_stop_leave_no_threads_or_listeners() -> None:
 
 
 def test_listener_is_a_tcp_socket_so_asyncio_turns_nagle_off() -> None:
-    listener = _bind("127.0.0.1", 0)
+    listener = bind("127.0.0.1", 0)
     try:
         assert listener.proto == socket.IPPROTO_TCP  # with proto 0, every response waits for a delayed ACK
     finally:

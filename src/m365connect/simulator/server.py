@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import signal
-import socket
 import sys
 import tempfile
 import threading
@@ -15,8 +13,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import uvicorn
-
 from m365connect.simulator.app import create_app
 from m365connect.simulator.certs import issue_certificates
 from m365connect.simulator.directory import Directory
@@ -24,6 +20,7 @@ from m365connect.simulator.dns import DnsServer
 from m365connect.simulator.faults import Faults, Stats
 from m365connect.simulator.scenario import Scenario, load_scenario
 from m365connect.simulator.state import SimulatorState
+from m365connect.simulator.threaded import ThreadedServer, bind
 from m365connect.simulator.tokens import TokenSigner
 
 _START_TIMEOUT_SECONDS = 10.0
@@ -47,8 +44,7 @@ class FakeMicrosoft:
         self._state = SimulatorState.from_scenario(self.scenario)
         self._tempdir: tempfile.TemporaryDirectory[str] | None = None
         self._dns: DnsServer | None = None
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
+        self._server: ThreadedServer | None = None
         self.base_url = ""
         self.ca_path = Path()
 
@@ -90,7 +86,7 @@ class FakeMicrosoft:
 
     def start(self) -> None:
         """Start DNS and HTTPS; return once both accept connections."""
-        if self._thread is not None:
+        if self._server is not None:
             raise RuntimeError("FakeMicrosoft is already started")
         try:
             self._start_dns()
@@ -112,40 +108,30 @@ class FakeMicrosoft:
             self._tempdir = tempfile.TemporaryDirectory(prefix="m365connect-simulator-")
             directory = Path(self._tempdir.name)
         certs = issue_certificates(directory, [self._host])
-        listener = _bind(self._host, self._port)
-        config = uvicorn.Config(
+        listener = bind(self._host, self._port, what="HTTPS")
+        self._server = ThreadedServer(
             create_app(self._state),
+            listener,
+            name="fake-microsoft",
             ssl_certfile=str(certs.cert_path),
             ssl_keyfile=str(certs.key_path),
-            log_config=None,
-            log_level="warning",
-            access_log=False,
-            server_header=False,
             lifespan="off",
-            ws="none",
             http="h11",
-            timeout_graceful_shutdown=5,
         )
-        self._server = server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=lambda: asyncio.run(server.serve(sockets=[listener])), name="fake-microsoft", daemon=True
-        )
-        self._thread.start()
-        _wait_started(server, self._thread, listener)
-        port = listener.getsockname()[1]
-        self.base_url = f"https://{f'[{self._host}]' if ':' in self._host else self._host}:{port}"
+        self._server.start(timeout=_START_TIMEOUT_SECONDS)
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        self.base_url = f"https://{host}:{self._server.port}"
         self.ca_path = certs.ca_path
 
     def stop(self) -> None:
         """Stop HTTPS and DNS, join their threads and remove the temporary state directory."""
-        if self._server is not None and self._thread is not None:
-            self._server.should_exit = True
-            self._thread.join()
+        if self._server is not None:
+            self._server.stop()
         if self._dns is not None:
             self._dns.stop()
         if self._tempdir is not None:
             self._tempdir.cleanup()
-        self._server = self._thread = self._dns = self._tempdir = None
+        self._server = self._dns = self._tempdir = None
 
     def __enter__(self) -> FakeMicrosoft:
         self.start()
@@ -155,31 +141,6 @@ class FakeMicrosoft:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    """Bind the listening socket here, so port 0 is resolved before uvicorn starts."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # proto must be IPPROTO_TCP (not 0): asyncio sets TCP_NODELAY on accepted sockets only then, and
-    # without it every response waits ~40 ms for the client's delayed ACK.
-    listener = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    try:
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind((host, port))
-    except OSError as exc:
-        listener.close()
-        # Same errno, with the address: "Address already in use" alone does not say which port.
-        raise OSError(exc.errno, f"cannot listen on {host}:{port} (HTTPS): {exc.strerror}") from None
-    return listener
-
-
-def _wait_started(server: uvicorn.Server, thread: threading.Thread, listener: socket.socket) -> None:
-    deadline = time.monotonic() + _START_TIMEOUT_SECONDS
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            listener.close()
-            raise RuntimeError("the simulator's HTTPS server did not start")
-        time.sleep(0.01)
 
 
 @contextmanager
