@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from m365connect.client.csv_io import InputRow
 from m365connect.client.http import ItemResult, ServiceClient, Sleep
+from m365connect.codes import ErrorCode
 from m365connect.explanations import RETRYABLE_ITEM_CODES
 
 MAX_BACKOFF_SECONDS = 60.0
@@ -56,7 +57,7 @@ def _duplicate(row: InputRow) -> ItemResult:
         id=None,
         email=row.mailbox_email.strip(),
         name=row.display_name,
-        error="DUPLICATE_EMAIL",
+        error=ErrorCode.DUPLICATE_EMAIL,
         primary_email=None,
         spf_correct=None,
         dkim_correct=None,

@@ -22,6 +22,7 @@ from m365connect.client.bulk import RetryPolicy, connect_rows
 from m365connect.client.csv_io import InputFile, read_input, write_results
 from m365connect.client.errors import ClientError, InputError
 from m365connect.client.http import DEFAULT_URL, ItemResult, ServiceClient
+from m365connect.codes import ErrorCode
 from m365connect.explanations import DEFAULT_LOGIN_URL, Context, explain
 
 SECRET_VARIABLE = "M365CONNECT_CLIENT_SECRET"
@@ -82,7 +83,7 @@ def _print_missing(console: Console, credentials: list[dict[str, Any]], login_ur
             console.print(
                 f"[yellow]credential {credential['credential_id']} lacks "
                 f"{', '.join(credential['missing_permissions'])}:[/yellow] "
-                + explain("MISSING_PERMISSIONS", context),
+                + explain(ErrorCode.MISSING_PERMISSIONS, context),
                 highlight=False,
                 soft_wrap=True,
             )
@@ -258,7 +259,7 @@ def _credential_context(
     client: ServiceClient, credential_id: int | None, results: list[ItemResult], login_url: str
 ) -> Context:
     """Tenant and client of the credential used, when a failure's explanation needs them."""
-    needs = {"MISSING_PERMISSIONS", "MAILBOX_ACCESS_DENIED"}
+    needs = {ErrorCode.MISSING_PERMISSIONS, ErrorCode.MAILBOX_ACCESS_DENIED}
     if not any(item.error in needs for item in results):
         return Context(login_url=login_url)
     credentials = client.list_credentials()

@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from m365connect.client.http import ItemResult
+from m365connect.codes import ErrorCode
 from m365connect.explanations import EXPLANATIONS, Context, explain
 
 MAX_FIXES_PER_CODE = 5
@@ -34,7 +35,7 @@ def meaning(item: ItemResult) -> str:
         return "already connected" if item.already_connected else ""
     entry = EXPLANATIONS.get(item.error)
     text = entry.meaning if entry is not None else explain(item.error)
-    if item.error == "WRONG_ALIAS" and item.primary_email:
+    if item.error == ErrorCode.WRONG_ALIAS and item.primary_email:
         text += f" Submit {item.primary_email} instead."
     return text
 
