@@ -18,10 +18,11 @@ from m365connect.credentials.schemas import (
     CredentialRead,
     CredentialUpdate,
 )
+from m365connect.wire import MAX_ID
 
 router = APIRouter(prefix="/rest/v2/mailboxes/microsoft/credentials", tags=["Microsoft Graph credentials"])
 
-CredentialId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The credential's id")]
+CredentialId = Annotated[int, Path(ge=1, le=MAX_ID, description="The credential's id")]
 
 _REFUSALS = (
     ErrorCode.INVALID_TENANT_ID,

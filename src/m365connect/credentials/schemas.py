@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, StrictStr
+from pydantic import BaseModel, ConfigDict, Field
 
-from m365connect.wire import parse_iso_datetime
+from m365connect.wire import Text, WireDateTime, WireSecret, WireText
 
-Name = Annotated[StrictStr, Field(min_length=1, max_length=200)]
+# graph_credentials.name is String(200). tenant_id (255) and client_id (36) need no length here: the
+# service's format checks refuse anything longer with INVALID_TENANT_ID / INVALID_CLIENT_ID first.
+NAME_LENGTH = 200
+Name = Annotated[str, Text(min_length=1, max_length=NAME_LENGTH)]
 
 CREATE_EXAMPLE: dict[str, Any] = {
     "tenant_id": "bbfb2db7-aaf4-4f7c-9dc2-2c9160d1cb32",
@@ -50,28 +52,15 @@ READ_EXAMPLE: dict[str, Any] = {
 }
 
 
-def _parse_expiry(value: object) -> datetime:
-    if not isinstance(value, str):
-        raise ValueError("must be an ISO 8601 date-time string")
-    try:
-        return parse_iso_datetime(value)
-    except ValueError:
-        raise ValueError("must be an ISO 8601 date-time such as 2027-11-28T23:59:59Z") from None
-
-
-# A JSON string only (strict), parsed by us: no zone means UTC, a bare date means the end of that day.
-Expiry = Annotated[datetime, BeforeValidator(_parse_expiry)]
-
-
 class CredentialCreate(BaseModel):
     """A Microsoft Entra app registration to verify and store."""
 
     model_config = ConfigDict(strict=True)
 
-    tenant_id: StrictStr
-    client_id: StrictStr
-    client_secret: SecretStr
-    secret_expires_at: Expiry
+    tenant_id: WireText
+    client_id: WireText
+    client_secret: WireSecret
+    secret_expires_at: WireDateTime
     name: Name | None = None
 
 
@@ -81,8 +70,8 @@ class CredentialUpdate(BaseModel):
     model_config = ConfigDict(strict=True)
 
     name: Name | None = None
-    client_secret: SecretStr | None = None
-    secret_expires_at: Expiry | None = None
+    client_secret: WireSecret | None = None
+    secret_expires_at: WireDateTime | None = None
 
 
 class CredentialRead(BaseModel):

@@ -30,10 +30,11 @@ from m365connect.mailboxes.schemas import (
     MailboxRead,
 )
 from m365connect.observability import MetricsDep
+from m365connect.wire import MAX_ID
 
 router = APIRouter(prefix="/rest/v2/mailboxes/microsoft", tags=["Microsoft mailboxes"])
 
-MailboxId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The mailbox's id")]
+MailboxId = Annotated[int, Path(ge=1, le=MAX_ID, description="The mailbox's id")]
 _BULK_RESPONSES: Responses = {
     **COMMON,
     201: {

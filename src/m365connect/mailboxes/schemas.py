@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field
 
 from m365connect.api.responses import example
+from m365connect.wire import Text, WireId, WireText
+
+# mailboxes.name is String(256). The submitted address has no length here: an address longer than any
+# valid one is that item's INVALID_EMAIL, and the stored address is Microsoft's primary one.
+DISPLAY_NAME_LENGTH = 256
+DisplayName = Annotated[str, Text(max_length=DISPLAY_NAME_LENGTH)]
 
 BULK_EXAMPLE: dict[str, Any] = {
     "auth_type": "APP_ONLY",
@@ -74,8 +80,8 @@ class BulkAccount(BaseModel):
 
     model_config = ConfigDict(strict=True)
 
-    mailbox_email: StrictStr
-    display_name: StrictStr | None = None
+    mailbox_email: WireText
+    display_name: DisplayName | None = None
 
 
 class BulkRequest(BaseModel):
@@ -83,8 +89,8 @@ class BulkRequest(BaseModel):
 
     model_config = ConfigDict(strict=True, json_schema_extra={"examples": [BULK_EXAMPLE]})
 
-    auth_type: StrictStr | None = Field(default="APP_ONLY", description="Only APP_ONLY is supported")
-    credential_id: StrictInt | None = Field(
+    auth_type: WireText | None = Field(default="APP_ONLY", description="Only APP_ONLY is supported")
+    credential_id: WireId | None = Field(
         default=None, description="Optional only when the account has exactly one valid credential"
     )
     accounts: list[BulkAccount]
