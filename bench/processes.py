@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,20 +12,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-import httpx
 import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository, for tests.processes
+from tests.processes import free_port as free_port  # re-exported for the bench scripts
+from tests.processes import stop, wait_until_healthy
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = str(ROOT / ".venv" / "bin" / "m365connect")
 PYTHON = sys.executable
 START_TIMEOUT = 60.0
-
-
-def free_port() -> int:
-    """A TCP port free right now on 127.0.0.1."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -55,13 +50,7 @@ class Child:
 
     def stop(self) -> None:
         """SIGINT, then SIGKILL after 10 s; idempotent."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        stop([self.proc], signum=signal.SIGINT)
         if self.log is not None:
             self.log.close()
 
@@ -96,21 +85,6 @@ def start_simulator(scenario_path: Path) -> Child:
     return child
 
 
-def wait_healthy(url: str, child: Child) -> None:
-    """Poll `url` until it answers 200 (bounded)."""
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if child.proc.poll() is not None:
-            raise RuntimeError(f"process {child.pid} exited with {child.proc.returncode}")
-        try:
-            if httpx.get(url, timeout=1.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
-    raise RuntimeError(f"{url} did not become healthy")
-
-
 def start_service(env: dict[str, str], port: int, log_path: Path) -> Child:
     """`m365connect serve --port P` (migrates, then serves); output to `log_path`."""
     log = log_path.open("wb")
@@ -126,7 +100,7 @@ def start_service(env: dict[str, str], port: int, log_path: Path) -> Child:
     proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     child = Child(proc, log)
     try:
-        wait_healthy(f"http://127.0.0.1:{port}/healthz", child)
+        wait_until_healthy(proc, f"http://127.0.0.1:{port}", timeout=START_TIMEOUT)
     except BaseException:
         child.stop()
         raise
@@ -141,7 +115,7 @@ def start_bare_app(port: int, log_path: Path) -> Child:
     )
     child = Child(proc, log)
     try:
-        wait_healthy(f"http://127.0.0.1:{port}/bare", child)
+        wait_until_healthy(proc, f"http://127.0.0.1:{port}", path="/bare", timeout=START_TIMEOUT)
     except BaseException:
         child.stop()
         raise

@@ -1,8 +1,9 @@
-"""Real child processes for tests: the installed `m365connect` command, always stopped afterwards."""
+"""Real child processes for tests and bench/: the `m365connect` command, always stopped afterwards."""
 
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -52,11 +53,11 @@ class Children:
         stop(self.started)
 
 
-def stop(children: Iterable[subprocess.Popen[Any]]) -> None:
-    """Terminate each child still running; kill those that linger past 10 s."""
+def stop(children: Iterable[subprocess.Popen[Any]], *, signum: int = signal.SIGTERM) -> None:
+    """Send each child still running `signum` (default SIGTERM); kill those that linger past 10 s."""
     for child in children:
         if child.poll() is None:
-            child.terminate()
+            child.send_signal(signum)
             try:
                 child.wait(timeout=10)
             except subprocess.TimeoutExpired:
@@ -64,15 +65,27 @@ def stop(children: Iterable[subprocess.Popen[Any]]) -> None:
                 child.wait()
 
 
-def wait_until_healthy(child: subprocess.Popen[bytes], base_url: str, *, log: Path) -> None:
-    """Poll /healthz until it answers (bounded); fail with the child's log if it dies or stays silent."""
-    deadline = time.monotonic() + START_TIMEOUT
+def wait_until_healthy(
+    child: subprocess.Popen[Any],
+    base_url: str,
+    *,
+    log: Path | None = None,
+    path: str = "/healthz",
+    timeout: float = START_TIMEOUT,
+) -> None:
+    """Poll `base_url + path` until it answers 200 (bounded); fail with the child's log if it dies or stays
+    silent."""
+    deadline = time.monotonic() + timeout
     with httpx.Client(base_url=base_url, timeout=2) as http:
         while True:
-            assert child.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, log.read_text()
+            output = log.read_text() if log is not None and log.exists() else ""
+            if child.poll() is not None:
+                raise RuntimeError(f"process {child.pid} exited with {child.returncode}\n{output}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{base_url}{path} did not answer 200 within {timeout} s\n{output}")
             try:
-                http.get("/healthz")
-                return
+                if http.get(path).status_code == 200:
+                    return
             except httpx.TransportError:
-                time.sleep(0.1)
+                pass
+            time.sleep(0.05)
