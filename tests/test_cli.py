@@ -228,7 +228,8 @@ def test_rotate_reseals_old_secrets_with_the_first_key(database_path: Path) -> N
         box_of(KEY_B).open(before[old_id], associated_data=credential_secret_aad(old_id))
 
     refused = cli(database_path, "encryption", "rotate", keys=KEY_B, exit_code=1)
-    assert "nothing re-encrypted" in refused.output
+    assert f"credential {old_id}: not re-encrypted: sealed with key id" in refused.output
+    assert "not in the key ring" in refused.output
     assert ciphertexts(database_path) == before
 
     result = cli(database_path, "encryption", "rotate", keys=f"{KEY_B},{KEY_A}")

@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from m365connect.credentials import repository
 from m365connect.credentials.models import GraphCredential
-from m365connect.credentials.service import reseal_all
+from m365connect.credentials.sealing import ResealReport, reseal_all
 from m365connect.crypto import SecretBox, credential_secret_aad, generate_key, parse_keys
 from m365connect.state import AppState
 from tests import scenario_values as sv
@@ -35,7 +35,9 @@ async def test_reseal_uses_the_first_key_and_compare_and_set(
         )
         await session.commit()
     async with state.sessions() as session:
-        assert await reseal_all(session, ring) == (0, 1)  # already under the new key: nothing to do
+        assert await reseal_all(session, ring) == ResealReport(
+            resealed=0, total=1
+        )  # already under the new key: nothing to do
         row = await session.scalar(select(GraphCredential))
         assert row is not None
         assert (
@@ -45,7 +47,7 @@ async def test_reseal_uses_the_first_key_and_compare_and_set(
         row.secret_ciphertext = SecretBox(parse_keys(old_keys)).seal(sv.WORKING_SECRET_2, associated_data=aad)
         await session.commit()
     async with state.sessions() as session:
-        assert await reseal_all(session, ring) == (1, 1)
+        assert await reseal_all(session, ring) == ResealReport(resealed=1, total=1)
         await session.commit()
         sealed = await repository.get_secret(session, credential_id=credential_id)
     assert sealed is not None

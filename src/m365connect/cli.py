@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from importlib.metadata import version as package_version
@@ -20,12 +21,19 @@ from sqlalchemy.exc import DBAPIError
 
 from m365connect.accounts import service as accounts
 from m365connect.client.commands import connect, credentials_app
-from m365connect.credentials.service import reseal_all
-from m365connect.crypto import SecretBoxError, generate_key
+from m365connect.credentials.sealing import reseal_all
+from m365connect.crypto import (
+    KeyFileMissing,
+    SecretBox,
+    SecretBoxError,
+    generate_key,
+    key_file_exposure,
+    parse_keys,
+)
 from m365connect.db.engine import create_engine, create_session_factory
 from m365connect.db.migrate import upgrade_to_head
 from m365connect.settings import Settings
-from m365connect.state import build_secret_box
+from m365connect.state import load_secret_box
 from m365connect.wire import iso_z
 
 app = typer.Typer(help="m365connect: connect Microsoft 365 mailboxes in bulk.", no_args_is_help=True)
@@ -141,9 +149,9 @@ def serve(
     from m365connect.observability import configure_logging
 
     settings = _settings()
-    keys = _prepare_keys(settings)  # fail fast on a bad key, and create the key file before serving
+    keys = _prepare_keys(settings)  # fail fast on a bad key, before logging and the database are touched
     configure_logging(settings)
-    _run_with_session(settings, _noop)  # applies pending migrations
+    _key_ring_or_exit(settings)  # applies pending migrations, then opens (or creates) the key ring
     logger.info(
         "service.starting",
         extra={
@@ -171,18 +179,47 @@ def serve(
 
 
 def _prepare_keys(settings: Settings) -> str:
-    """Build the key ring once (creating the key file if needed); where its keys come from, for the log."""
+    """Check the keys before anything is written (a bad key, an unusable key file folder); where they come
+    from, for the log. The key file itself is created later, once the database says it may be."""
     path = settings.resolved_key_file
-    source = "M365CONNECT_ENCRYPTION_KEYS" if settings.encryption_keys else f"key file {path}"
-    if not settings.encryption_keys and not path.exists():
+    if settings.encryption_keys:
+        source, problem = "M365CONNECT_ENCRYPTION_KEYS", _keys_problem(settings.encryption_keys)
+    elif path.exists():
+        source, problem = f"key file {path}", _key_file_problem(path)
+    else:
         source = f"new key generated into {path} (back it up: stored secrets cannot be read without it)"
-    try:
-        build_secret_box(settings)
-    except SecretBoxError as exc:
-        _unusable(f"invalid configuration: M365CONNECT_ENCRYPTION_KEYS: {exc}")
-    except OSError as exc:  # e.g. a read-only working directory
-        _unusable(f"cannot create or read the encryption key file {path}: {exc.strerror or exc}")
+        problem = _key_folder_problem(path)
+    if problem is not None:
+        _unusable(problem)
     return source
+
+
+def _keys_problem(keys: str) -> str | None:
+    try:
+        parse_keys(keys)
+    except SecretBoxError as exc:
+        return f"invalid configuration: M365CONNECT_ENCRYPTION_KEYS: {exc}"
+    return None
+
+
+def _key_file_problem(path: Path) -> str | None:
+    try:
+        parse_keys(path.read_text().replace("\n", ","))
+    except OSError as exc:
+        return f"cannot create or read the encryption key file {path}: {exc.strerror or exc}"
+    except SecretBoxError as exc:
+        return f"invalid configuration: M365CONNECT_KEY_FILE: {path}: {exc}"
+    return None
+
+
+def _key_folder_problem(path: Path) -> str | None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # e.g. a read-only working directory
+        return f"cannot create or read the encryption key file {path}: {exc.strerror or exc}"
+    if not os.access(path.parent, os.W_OK):
+        return f"cannot create or read the encryption key file {path}: Permission denied"
+    return None
 
 
 @app.command()
@@ -257,15 +294,47 @@ def encryption_generate_key() -> None:
 
 @encryption_app.command("rotate")
 def encryption_rotate() -> None:
-    """Re-encrypt every stored secret with the first key of the ring; older keys may then be removed."""
+    """Re-encrypt every stored secret with the first key of the ring; older keys may then be removed.
+
+    A secret that opens with no key is named (credential id and why) and left as it is; the others are
+    re-encrypted all the same, and the exit code is 1.
+    """
     settings = _settings()
+    _prepare_keys(settings)
+    box = _key_ring_or_exit(settings)
+    report = _run_with_session(settings, lambda session: reseal_all(session, box))
+    console.print(f"re-encrypted {report.resealed} of {report.total} stored secrets with the active key")
+    for credential_id, reason in report.failures:
+        typer.echo(f"credential {credential_id}: not re-encrypted: {reason}", err=True)
+    if report.failures:
+        typer.echo(
+            f"{len(report.failures)} stored secrets could not be opened: list every older key after the "
+            "new one, or have these credentials' secrets sent again (PATCH) or delete them",
+            err=True,
+        )
+        raise typer.Exit(1)
+
+
+def _key_ring_or_exit(settings: Settings) -> SecretBox:
+    """Migrate, then the key ring (a key file is only generated for a database without secrets), or one
+    line naming the problem (exit 2); warns about a key file that others may read."""
     try:
-        box = build_secret_box(settings)
-        resealed, total = _run_with_session(settings, lambda session: reseal_all(session, box))
-    except SecretBoxError as exc:  # nothing was committed: the transaction is all or nothing
-        typer.echo(f"nothing re-encrypted: {exc}; list the new key first, then every older one", err=True)
-        raise typer.Exit(1) from None
-    console.print(f"re-encrypted {resealed} of {total} stored secrets with the active key")
+        box = _run_with_session(settings, lambda session: load_secret_box(settings, session))
+    except KeyFileMissing as exc:
+        _unusable(f"refused: {exc}")
+    except SecretBoxError as exc:
+        _unusable(f"invalid configuration: M365CONNECT_KEY_FILE: {exc}")
+    key_file = settings.resolved_key_file.absolute()
+    exposure = None if settings.encryption_keys else key_file_exposure(key_file)
+    if exposure is not None:
+        # A warning, not a refusal: the service created the file 0600 itself, so a wider mode comes from
+        # an operator's copy or restore; refusing would take a running deployment down at its next restart.
+        typer.echo(
+            f"warning: the encryption key file {key_file} is readable or writable by group or others "
+            f"(mode {exposure}); fix it with: chmod 600 {key_file}",
+            err=True,
+        )
+    return box
 
 
 @app.command("fake-microsoft")

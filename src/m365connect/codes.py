@@ -20,6 +20,7 @@ class ErrorCode(StrEnum):
     INVALID_CREDENTIAL_ID = "INVALID_CREDENTIAL_ID"
     CREDENTIAL_ID_REQUIRED = "CREDENTIAL_ID_REQUIRED"
     NO_VALID_CREDENTIAL = "NO_VALID_CREDENTIAL"
+    CREDENTIAL_UNREADABLE = "CREDENTIAL_UNREADABLE"  # the stored secret does not open with the key ring
     # 422 of the credential routes (the first five also come from Microsoft's identity platform).
     INVALID_TENANT_ID = "INVALID_TENANT_ID"
     INVALID_CLIENT_ID = "INVALID_CLIENT_ID"

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import os
 import secrets
+import stat
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,7 +28,32 @@ KEY_ID_SLICE = (2, _KEY_ID_LEN)  # SQL substr(value, 2, 4): the key id of a stor
 
 
 class SecretBoxError(Exception):
-    """A sealed value cannot be opened (unknown key, wrong row, tampered) or a key is malformed."""
+    """A sealed value cannot be opened (unknown key, wrong row, tampered) or a key is malformed.
+
+    Messages never hold a key, a secret or a ciphertext: they are printed and logged as they are.
+    """
+
+
+class KeyNotInRing(SecretBoxError):
+    """The value was sealed with a key that is not in the ring (a configuration problem, not the row's)."""
+
+    def __init__(self, key_id: bytes) -> None:
+        # The key id is 4 bytes of SHA-256(key): it names the key without revealing anything of it.
+        super().__init__(f"sealed with key id {key_id.hex()}, which is not in the key ring")
+        self.key_id = key_id
+
+
+class KeyFileMissing(SecretBoxError):
+    """No key file, but the database holds secrets sealed with the key it held: never generate another."""
+
+    def __init__(self, path: Path, *, sealed: int) -> None:
+        super().__init__(
+            f"the key file {path} does not exist, but the database holds {sealed} client secrets sealed "
+            "with the key it held; restore the file (mode 0600) or set M365CONNECT_ENCRYPTION_KEYS to that "
+            "key. A new key would open none of them: if the key is lost for good, put a new one there "
+            "deliberately (m365connect encryption generate-key) and have every credential's secret sent again"
+        )
+        self.path = path
 
 
 def _key_id(key: bytes) -> bytes:
@@ -60,10 +87,24 @@ def load_or_create_key_file(path: Path) -> list[bytes]:
     """Read the key file, creating it (mode 0600) with one new key the first time."""
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "w") as handle:
-            handle.write(generate_key() + "\n")
+        # Written aside, then linked into place: two processes starting together never read a half-written
+        # file, and the one that loses the race uses the winner's key (link refuses an existing name).
+        draft = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+        descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(descriptor, "w") as handle:
+                handle.write(generate_key() + "\n")
+            with contextlib.suppress(FileExistsError):
+                os.link(draft, path)
+        finally:
+            draft.unlink()
     return parse_keys(path.read_text().replace("\n", ","))
+
+
+def key_file_exposure(path: Path) -> str | None:
+    """`0644`-style mode when group or others may read or write the key file, else None."""
+    mode = stat.S_IMODE(path.stat().st_mode)
+    return f"{mode:04o}" if mode & 0o077 else None
 
 
 class SecretBox:
@@ -87,12 +128,12 @@ class SecretBox:
             raise SecretBoxError("sealed value is malformed")
         cipher = self._ciphers.get(sealed[1 : 1 + _KEY_ID_LEN])
         if cipher is None:
-            raise SecretBoxError("sealed with a key that is not in the key ring")
+            raise KeyNotInRing(sealed[1 : 1 + _KEY_ID_LEN])
         nonce = sealed[1 + _KEY_ID_LEN : _HEADER_LEN]
         try:
             return cipher.decrypt(nonce, sealed[_HEADER_LEN:], associated_data.encode()).decode()
         except InvalidTag as exc:
-            raise SecretBoxError("sealed value does not belong here or was tampered with") from exc
+            raise SecretBoxError("does not open with its key: moved from another row, or altered") from exc
 
     def can_open(self, key_id: bytes) -> bool:
         """Whether a value sealed with this key id (bytes 1-4 of a sealed value) can be opened."""

@@ -244,6 +244,16 @@ _ENTRIES = (
         "Check `m365connect credentials list`; rotate an EXPIRED or INVALID credential's secret, then retry.",
     ),
     Explanation(
+        ErrorCode.CREDENTIAL_UNREADABLE,
+        Where.CODE_422,
+        "The service cannot decrypt this credential's stored client secret with its encryption keys (a key "
+        "was removed from M365CONNECT_ENCRYPTION_KEYS, the key file was replaced, or the database row was "
+        "altered); nothing was sent to Microsoft.",
+        "Send the secret again (`m365connect credentials rotate ID`; the same secret will do), or ask the "
+        "service's operator to restore the missing key: the service's log names the credential "
+        "(`credential.secret.unreadable`) and /readyz reports it.",
+    ),
+    Explanation(
         ErrorCode.CREDENTIAL_ID_REQUIRED,
         Where.CODE_422,
         "The account has several valid credentials, so the request must say which one to use.",

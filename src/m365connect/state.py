@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import httpx
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from m365connect.api.ratelimit import RateLimiter, build_rate_limiter
+from m365connect.credentials.sealing import UnreadableSecrets, count_sealed_secrets
 from m365connect.credentials.service import Services as CredentialServices
-from m365connect.crypto import SecretBox, load_or_create_key_file, parse_keys
+from m365connect.crypto import KeyFileMissing, SecretBox, load_or_create_key_file, parse_keys
 from m365connect.db.engine import create_engine, create_session_factory
 from m365connect.db.transactions import Transactions
 from m365connect.deliverability import DeliverabilityChecker, build_resolver
@@ -42,11 +45,30 @@ class AppState:
     bulk_services: BulkServices
 
 
-def build_secret_box(settings: Settings) -> SecretBox:
-    """The key ring from M365CONNECT_ENCRYPTION_KEYS, or from the generated key file."""
+async def load_secret_box(settings: Settings, session: AsyncSession) -> SecretBox:
+    """The key ring from M365CONNECT_ENCRYPTION_KEYS, or from the key file.
+
+    The key file is generated only for a database that holds no sealed secret: a missing file beside
+    sealed secrets was lost or moved, and a fresh key would start a service that can open none of them.
+    """
     if settings.encryption_keys:
         return SecretBox(parse_keys(settings.encryption_keys))
-    return SecretBox(load_or_create_key_file(settings.resolved_key_file))
+    path = settings.resolved_key_file
+    if not path.exists():
+        sealed = await count_sealed_secrets(session)
+        if sealed:
+            raise KeyFileMissing(path, sealed=sealed)
+    return SecretBox(load_or_create_key_file(path))
+
+
+async def _scan_secrets(sessions: async_sessionmaker[AsyncSession], box: SecretBox) -> UnreadableSecrets:
+    """Try every stored secret once at start-up, so a bad one is logged and /readyz knows at once."""
+    unreadable = UnreadableSecrets()
+    # An unreachable (or not yet migrated) database must not stop the start: the first probe scans then.
+    with contextlib.suppress(SQLAlchemyError, OSError):
+        async with sessions() as session:
+            await unreadable.scan(session, box)
+    return unreadable
 
 
 def microsoft_ssl_context(settings: Settings) -> ssl.SSLContext:
@@ -83,7 +105,7 @@ async def open_state(settings: Settings, *, metrics: Metrics | None = None) -> A
         per_minute=settings.rate_limit_per_minute,
         burst=settings.rate_limit_burst,
     )
-    box = build_secret_box(settings)
+    sessions = create_session_factory(engine)
     tokens = TokenClient(
         http=http, login_url=settings.login_url, scope=settings.graph_scope, observer=metrics.tokens
     )
@@ -94,9 +116,11 @@ async def open_state(settings: Settings, *, metrics: Metrics | None = None) -> A
         observer=metrics.graph,
     )
     checker = DeliverabilityChecker(resolver, observer=metrics.dns)
-    credential_services = CredentialServices(box=box, tokens=tokens)
-    sessions = create_session_factory(engine)
     try:
+        async with sessions() as session:
+            box = await load_secret_box(settings, session)
+        unreadable = await _scan_secrets(sessions, box)
+        credential_services = CredentialServices(box=box, tokens=tokens, unreadable=unreadable)
         yield AppState(
             settings=settings,
             engine=engine,

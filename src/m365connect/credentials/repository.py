@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -113,3 +113,18 @@ async def sealing_key_ids(session: AsyncSession) -> dict[bytes, int]:
     key_id = func.substr(GraphCredential.secret_ciphertext, start, length)
     rows = await session.execute(select(key_id, func.count()).group_by(key_id))
     return {bytes(found): int(count) for found, count in rows}
+
+
+async def secrets_of(session: AsyncSession, *, credential_ids: Iterable[int]) -> list[tuple[int, bytes]]:
+    """(id, sealed secret) of these credentials (those deleted meanwhile are absent)."""
+    rows = await session.execute(
+        select(GraphCredential.id, GraphCredential.secret_ciphertext).where(
+            GraphCredential.id.in_(list(credential_ids))
+        )
+    )
+    return [(credential_id, ciphertext) for credential_id, ciphertext in rows]
+
+
+async def count_all(session: AsyncSession) -> int:
+    """How many credentials exist, in every account."""
+    return int(await session.scalar(select(func.count()).select_from(GraphCredential)) or 0)

@@ -15,6 +15,7 @@ from m365connect.codes import ErrorCode
 from m365connect.credentials import repository
 from m365connect.credentials.models import GraphCredential
 from m365connect.credentials.schemas import CredentialCreate, CredentialRead, CredentialUpdate
+from m365connect.credentials.sealing import UnreadableSecrets, open_client_credential, open_for_use
 from m365connect.crypto import SecretBox, SecretBoxError, credential_secret_aad
 from m365connect.db.base import utcnow
 from m365connect.db.transactions import Transactions
@@ -44,6 +45,7 @@ class Services:
 
     box: SecretBox
     tokens: TokenClient
+    unreadable: UnreadableSecrets
 
 
 def credential_status(credential: GraphCredential, *, now: datetime | None = None) -> str:
@@ -231,34 +233,6 @@ async def delete_credential(session: AsyncSession, *, account_id: int, credentia
         raise NotFound()
 
 
-def open_client_credential(box: SecretBox, credential: GraphCredential) -> ClientCredential:
-    """The stored credential with its secret decrypted, for a token request."""
-    secret = box.open(credential.secret_ciphertext, associated_data=credential_secret_aad(credential.id))
-    return ClientCredential(credential.tenant_id, credential.client_id, secret)
-
-
-async def reseal_all(session: AsyncSession, box: SecretBox) -> tuple[int, int]:
-    """Re-encrypt every secret not sealed with the primary key; returns (re-sealed, total).
-
-    Each row is replaced only if it still holds the ciphertext we read (compare-and-set), so a secret
-    rotated through the API while this runs is never overwritten with the old one re-sealed.
-    """
-    sealed = await repository.list_secrets(session)
-    resealed = 0
-    for credential_id, ciphertext in sealed:
-        current: bytes | None = ciphertext
-        for _attempt in range(3):
-            if current is None or not box.needs_rotation(current):
-                break
-            aad = credential_secret_aad(credential_id)
-            fresh = box.seal(box.open(current, associated_data=aad), associated_data=aad)
-            if await repository.replace_secret(session, credential_id=credential_id, old=current, new=fresh):
-                resealed += 1
-                break
-            current = await repository.get_secret(session, credential_id=credential_id)  # changed meanwhile
-    return resealed, len(sealed)
-
-
 async def resolve_for_bulk(
     session: AsyncSession, *, account_id: int, credential_id: int | None
 ) -> GraphCredential:
@@ -292,7 +266,7 @@ async def token_for_bulk(
     """A token for a stored credential (no transaction open while Microsoft answers). A changed verdict is
     recorded in a transaction of its own: a refusal marks the credential INVALID even though the request
     then fails with 422, and a credential that works again becomes VALID."""
-    client_credential = open_client_credential(services.box, credential)
+    client_credential = open_for_use(services.box, services.unreadable, credential)
     try:
         token = await services.tokens.acquire(client_credential)
     except TokenRejected:
@@ -307,9 +281,3 @@ async def token_for_bulk(
         async with transactions.begin() as session:
             await repository.set_verification(session, credential=credential)
     return client_credential, token
-
-
-async def secrets_without_key(session: AsyncSession, box: SecretBox) -> int:
-    """How many stored secrets no key of the ring can open (a key removed before `encryption rotate`)."""
-    counts = await repository.sealing_key_ids(session)
-    return sum(count for key_id, count in counts.items() if not box.can_open(key_id))

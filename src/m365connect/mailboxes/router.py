@@ -54,6 +54,7 @@ _BULK_RESPONSES: Responses = {
         ErrorCode.EMPTY_ACCOUNTS,
         ErrorCode.TOO_MANY_ACCOUNTS,
         ErrorCode.INVALID_CREDENTIAL_ID,
+        ErrorCode.CREDENTIAL_UNREADABLE,
         ErrorCode.CREDENTIAL_ID_REQUIRED,
         ErrorCode.NO_VALID_CREDENTIAL,
     ),
