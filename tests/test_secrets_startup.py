@@ -110,7 +110,7 @@ async def test_a_lost_key_file_refuses_to_start_and_is_never_replaced(
             BULK, json={"accounts": [{"mailbox_email": "jim@contoso.com"}]}, headers=headers(api_key)
         )
         assert connected.status_code == 201, connected.text
-    warning = f"the encryption key file {key_file} is readable by group or others (mode 0644)"
+    warning = f"the encryption key file {key_file} is readable or writable by group or others (mode 0644)"
     assert f"{warning}; fix it with: chmod 600 {key_file}" in log.read_text()
     assert original.strip() not in log.read_text()
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import hashlib
 import os
 import secrets
@@ -48,9 +47,9 @@ class KeyFileMissing(SecretBoxError):
 
     def __init__(self, path: Path, *, sealed: int) -> None:
         super().__init__(
-            f"the key file {path} does not exist, but the database holds {sealed} client secrets sealed "
-            "with the key it held; restore the file (mode 0600) or set M365CONNECT_ENCRYPTION_KEYS to that "
-            "key. A new key would open none of them: if the key is lost for good, put a new one there "
+            f"the key file {path.absolute()} does not exist, but the database holds {sealed} client secrets "
+            "sealed with the key it held; restore the file (mode 0600) or set M365CONNECT_ENCRYPTION_KEYS to "
+            "that key. A new key would open none of them: if the key is lost for good, put a new one there "
             "deliberately (m365connect encryption generate-key) and have every credential's secret sent again"
         )
         self.path = path
@@ -87,17 +86,9 @@ def load_or_create_key_file(path: Path) -> list[bytes]:
     """Read the key file, creating it (mode 0600) with one new key the first time."""
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        # Written aside, then linked into place: two processes starting together never read a half-written
-        # file, and the one that loses the race uses the winner's key (link refuses an existing name).
-        draft = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
-        descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            with os.fdopen(descriptor, "w") as handle:
-                handle.write(generate_key() + "\n")
-            with contextlib.suppress(FileExistsError):
-                os.link(draft, path)
-        finally:
-            draft.unlink()
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(generate_key() + "\n")
     return parse_keys(path.read_text().replace("\n", ","))
 
 

@@ -207,7 +207,8 @@ async def update_credential(
 
 
 def _forget_cached_token(services: Services, credential: GraphCredential) -> None:
-    # An unreadable old secret (its key left the ring) cannot match any cached token either.
+    # An old secret that does not open (its key left the ring, its row was altered) has no cached token to
+    # forget: a new secret is accepted all the same, which is how an account repairs such a credential.
     with contextlib.suppress(SecretBoxError):
         services.tokens.forget(open_client_credential(services.box, credential))
 
