@@ -150,12 +150,19 @@ async def test_swapped_secrets_start_not_ready_and_rotate_names_them(
     children.stop_all()
     await _swap(database_url, contoso, fabrikam)
 
-    url, log = serve(children, env=env, workdir=tmp_path, name="swapped")  # starts: not-ready, not refused
-    [found] = log_events(log, "credential.secret.unreadable")
-    assert (found["count"], found["credential_ids"]) == (2, [contoso, fabrikam])
-    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
-        ready = await http.get("/readyz")
-        assert (ready.status_code, ready.json()["configuration"]) == (503, f"2 {NOT_OPENING}")
+    # Two replicas on the database: both start (not-ready, not refused) and name both rows.
+    url, log = serve(children, env=env, workdir=tmp_path, name="swapped")
+    other_url, other_log = serve(children, env=env, workdir=tmp_path, name="swapped-2")
+    for started in (log, other_log):
+        [found] = log_events(started, "credential.secret.unreadable")
+        assert (found["count"], found["credential_ids"]) == (2, [contoso, fabrikam])
+    async with (
+        httpx.AsyncClient(base_url=url, timeout=30) as http,
+        httpx.AsyncClient(base_url=other_url, timeout=30) as other,
+    ):
+        for replica in (http, other):
+            ready = await replica.get("/readyz")
+            assert (ready.status_code, ready.json()["configuration"]) == (503, f"2 {NOT_OPENING}")
         refused = await http.post(
             BULK, json={"credential_id": contoso, "accounts": [{"mailbox_email": "jim@contoso.com"}]},
             headers=headers(api_key),
@@ -168,18 +175,26 @@ async def test_swapped_secrets_start_not_ready_and_rotate_names_them(
         for credential_id in (contoso, fabrikam):
             assert f"credential {credential_id}: not re-encrypted: {MOVED}" in err
 
-        for credential_id in (contoso, fabrikam):  # sent again through the API: repaired while serving
-            secret = ROTATE if credential_id == contoso else {**ROTATE, "client_secret": sv.FABRIKAM_SECRET}
+        # Sent again through one replica; the other sees the repair at its next probe, without a restart.
+        for credential_id, secret in ((contoso, sv.WORKING_SECRET), (fabrikam, sv.FABRIKAM_SECRET)):
             repaired = await http.patch(
-                f"{CREDENTIALS}/{credential_id}", json=secret, headers=headers(api_key)
+                f"{CREDENTIALS}/{credential_id}",
+                json={**ROTATE, "client_secret": secret},
+                headers=headers(api_key),
             )
             assert repaired.status_code == 200, repaired.text
-        ready = await http.get("/readyz")
-        assert ready.status_code == 200, ready.text
+        for replica in (other, http):
+            ready = await replica.get("/readyz")
+            assert ready.status_code == 200, ready.text
+        connected = await other.post(
+            BULK, json={"credential_id": contoso, "accounts": [{"mailbox_email": "jim@contoso.com"}]},
+            headers=headers(api_key),
+        )  # fmt: skip
+        assert connected.status_code == 201, connected.text
     code, out, err = await run_cli(["encryption", "rotate"], env=env, cwd=tmp_path)
     assert (code, "re-encrypted 0 of 2 stored secrets" in out, err) == (0, True, "")
     for secret in (sv.WORKING_SECRET, sv.FABRIKAM_SECRET):
-        assert secret not in log.read_text() + out + err
+        assert secret not in log.read_text() + other_log.read_text() + out + err
 
 
 async def _insert(database_url: str, sealed: list[tuple[str, SecretBox | None]]) -> list[int]:
