@@ -249,9 +249,9 @@ _ENTRIES = (
         "The service cannot decrypt this credential's stored client secret with its encryption keys (a key "
         "was removed from M365CONNECT_ENCRYPTION_KEYS, the key file was replaced, or the database row was "
         "altered); nothing was sent to Microsoft.",
-        "Send the secret again (`m365connect credentials rotate {credential_id}`; the same secret will do), or ask the "
-        "service's operator to restore the missing key: the service's log names the credential "
-        "(`credential.secret.unreadable`) and /readyz reports it.",
+        "Send the secret again (`m365connect credentials rotate {credential_id}`; the same secret will "
+        "do), or ask the service's operator to restore the missing key: the service's log names the "
+        "credential (`credential.secret.unreadable`) and /readyz reports it.",
     ),
     Explanation(
         ErrorCode.CREDENTIAL_ID_REQUIRED,
