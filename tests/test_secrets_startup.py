@@ -99,9 +99,9 @@ async def test_a_lost_key_file_refuses_to_start_and_is_never_replaced(
     code, _out, err = await run_cli(["encryption", "rotate"], env=env, cwd=tmp_path)
     assert (code, key_file.exists()) == (2, False), err
 
-    # Restored, but readable by everyone: it starts, with a warning that names the file and the fix.
+    # Restored (as a backup would bring it back): the same service again, and the secret opens.
     key_file.write_text(original)
-    os.chmod(key_file, 0o644)
+    os.chmod(key_file, 0o600)
     url, log = serve(children, env=env, workdir=tmp_path, name="restored")
     async with httpx.AsyncClient(base_url=url, timeout=30) as http:
         ready = await http.get("/readyz")
@@ -110,9 +110,35 @@ async def test_a_lost_key_file_refuses_to_start_and_is_never_replaced(
             BULK, json={"accounts": [{"mailbox_email": "jim@contoso.com"}]}, headers=headers(api_key)
         )
         assert connected.status_code == 201, connected.text
-    warning = f"the encryption key file {key_file} is readable or writable by group or others (mode 0644)"
-    assert f"{warning}; fix it with: chmod 600 {key_file}" in log.read_text()
     assert original.strip() not in log.read_text()
+
+
+async def test_a_key_file_others_may_read_starts_with_a_warning_naming_the_fix(
+    database_url: str, microsoft: FakeMicrosoft, tmp_path: Path, children: Children
+) -> None:
+    env = key_file_env(database_url, microsoft)
+    key_file = tmp_path / "m365connect.key"
+    serve(children, env=env, workdir=tmp_path, name="created")
+    children.stop_all()
+    warning = (
+        f"warning: the encryption key file {key_file} is readable or writable by group or others "
+        f"(mode 0644); fix it with: chmod 600 {key_file}"
+    )
+    os.chmod(key_file, 0o644)
+    url, log = serve(children, env=env, workdir=tmp_path, name="exposed")  # a warning, not a refusal
+    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+        assert (await http.get("/readyz")).status_code == 200
+    children.stop_all()
+    assert warning in log.read_text().splitlines()
+    code, out, err = await run_cli(["encryption", "rotate"], env=env, cwd=tmp_path)
+    assert (code, err.splitlines()) == (0, [warning]), out
+    assert key_file.read_text().strip() not in log.read_text() + out + err
+
+    os.chmod(key_file, 0o600)
+    code, out, err = await run_cli(["encryption", "rotate"], env=env, cwd=tmp_path)
+    assert (code, err) == (0, ""), out
+    _, log = serve(children, env=env, workdir=tmp_path, name="fixed")
+    assert "chmod" not in log.read_text()
 
 
 async def _swap(database_url: str, first: int, second: int) -> None:
