@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from importlib.metadata import version as package_version
@@ -27,7 +26,8 @@ from m365connect.crypto import (
     SecretBox,
     SecretBoxError,
     generate_key,
-    key_file_exposure,
+    key_file_problem,
+    key_file_warning,
     parse_keys,
 )
 from m365connect.db.engine import create_engine, create_session_factory
@@ -179,47 +179,22 @@ def serve(
 
 
 def _prepare_keys(settings: Settings) -> str:
-    """Check the keys before anything is written (a bad key, an unusable key file folder); where they come
-    from, for the log. The key file itself is created later, once the database says it may be."""
-    path = settings.resolved_key_file
+    """Check the keys before anything is written; where they come from, for the log. The key file itself
+    is created later, once the database says it may be (`_key_ring_or_exit`)."""
     if settings.encryption_keys:
-        source, problem = "M365CONNECT_ENCRYPTION_KEYS", _keys_problem(settings.encryption_keys)
-    elif path.exists():
-        source, problem = f"key file {path}", _key_file_problem(path)
-    else:
-        source = f"new key generated into {path} (back it up: stored secrets cannot be read without it)"
-        problem = _key_folder_problem(path)
+        try:
+            parse_keys(settings.encryption_keys)
+        except SecretBoxError as exc:
+            _unusable(f"invalid configuration: M365CONNECT_ENCRYPTION_KEYS: {exc}")
+        return "M365CONNECT_ENCRYPTION_KEYS"
+    path = settings.resolved_key_file
+    existed = path.exists()
+    problem = key_file_problem(path)
     if problem is not None:
         _unusable(problem)
-    return source
-
-
-def _keys_problem(keys: str) -> str | None:
-    try:
-        parse_keys(keys)
-    except SecretBoxError as exc:
-        return f"invalid configuration: M365CONNECT_ENCRYPTION_KEYS: {exc}"
-    return None
-
-
-def _key_file_problem(path: Path) -> str | None:
-    try:
-        parse_keys(path.read_text().replace("\n", ","))
-    except OSError as exc:
-        return f"cannot create or read the encryption key file {path}: {exc.strerror or exc}"
-    except SecretBoxError as exc:
-        return f"invalid configuration: M365CONNECT_KEY_FILE: {path}: {exc}"
-    return None
-
-
-def _key_folder_problem(path: Path) -> str | None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:  # e.g. a read-only working directory
-        return f"cannot create or read the encryption key file {path}: {exc.strerror or exc}"
-    if not os.access(path.parent, os.W_OK):
-        return f"cannot create or read the encryption key file {path}: Permission denied"
-    return None
+    if existed:
+        return f"key file {path}"
+    return f"new key generated into {path} (back it up: stored secrets cannot be read without it)"
 
 
 @app.command()
@@ -324,16 +299,9 @@ def _key_ring_or_exit(settings: Settings) -> SecretBox:
         _unusable(f"refused: {exc}")
     except SecretBoxError as exc:
         _unusable(f"invalid configuration: M365CONNECT_KEY_FILE: {exc}")
-    key_file = settings.resolved_key_file.absolute()
-    exposure = None if settings.encryption_keys else key_file_exposure(key_file)
-    if exposure is not None:
-        # A warning, not a refusal: the service created the file 0600 itself, so a wider mode comes from
-        # an operator's copy or restore; refusing would take a running deployment down at its next restart.
-        typer.echo(
-            f"warning: the encryption key file {key_file} is readable or writable by group or others "
-            f"(mode {exposure}); fix it with: chmod 600 {key_file}",
-            err=True,
-        )
+    warning = None if settings.encryption_keys else key_file_warning(settings.resolved_key_file.absolute())
+    if warning is not None:
+        typer.echo(warning, err=True)
     return box
 
 

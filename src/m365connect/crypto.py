@@ -92,10 +92,36 @@ def load_or_create_key_file(path: Path) -> list[bytes]:
     return parse_keys(path.read_text().replace("\n", ","))
 
 
-def key_file_exposure(path: Path) -> str | None:
-    """`0644`-style mode when group or others may read or write the key file, else None."""
+def key_file_problem(path: Path) -> str | None:
+    """Why the key file cannot be used (one line for the operator), or None: an existing file must read and
+    parse; a missing one must have a folder that can take it (it is created later, once allowed)."""
+    try:
+        if path.exists():
+            parse_keys(path.read_text().replace("\n", ","))
+            return None
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # e.g. a read-only working directory
+        return f"cannot create or read the encryption key file {path}: {exc.strerror or exc}"
+    except SecretBoxError as exc:
+        return f"invalid configuration: M365CONNECT_KEY_FILE: {path}: {exc}"
+    if not os.access(path.parent, os.W_OK):
+        return f"cannot create or read the encryption key file {path}: Permission denied"
+    return None
+
+
+def key_file_warning(path: Path) -> str | None:
+    """A warning naming the file and the fix when group or others may read or write the key file.
+
+    A warning, not a refusal: the service creates the file 0600 itself, so a wider mode comes from an
+    operator's copy or restore; refusing would take a running deployment down at its next restart.
+    """
     mode = stat.S_IMODE(path.stat().st_mode)
-    return f"{mode:04o}" if mode & 0o077 else None
+    if not mode & 0o077:
+        return None
+    return (
+        f"warning: the encryption key file {path} is readable or writable by group or others "
+        f"(mode {mode:04o}); fix it with: chmod 600 {path}"
+    )
 
 
 class SecretBox:
