@@ -181,7 +181,7 @@ async def test_swapped_secrets_start_not_ready_and_rotate_names_them(
     other_url, other_log = serve(children, env=env, workdir=tmp_path, name="swapped-2")
     for started in (log, other_log):
         [found] = log_events(started, "credential.secret.unreadable")
-        assert (found["count"], found["credential_ids"]) == (2, [contoso, fabrikam])
+        assert (found["count"], found["key_missing"], found["credential_ids"]) == (2, 0, [contoso, fabrikam])
     async with (
         httpx.AsyncClient(base_url=url, timeout=30) as http,
         httpx.AsyncClient(base_url=other_url, timeout=30) as other,

@@ -51,14 +51,19 @@ class UnreadableSecrets:
         self._bad.add(credential_id)
 
     async def scan(self, session: AsyncSession, box: SecretBox) -> None:
-        """Try every stored secret once; log the ids of those that do not open."""
-        found = _not_opening(box, await repository.list_secrets(session))
+        """Try every stored secret once; log the ids of those that do not open (for want of a key or not)."""
+        found, key_missing = _not_opening(box, await repository.list_secrets(session))
         self._bad |= found
         self._scanned = True
-        if found:
+        if found or key_missing:
+            named = sorted(found | key_missing)
             logger.warning(
                 "credential.secret.unreadable",
-                extra={"count": len(found), "credential_ids": sorted(found)[:_LOGGED_IDS]},
+                extra={
+                    "count": len(named),
+                    "key_missing": len(key_missing),
+                    "credential_ids": named[:_LOGGED_IDS],
+                },
             )
 
     async def count(self, session: AsyncSession, box: SecretBox) -> int:
@@ -68,22 +73,24 @@ class UnreadableSecrets:
             return len(self._bad)
         checked = set(self._bad)
         if checked:
-            still_bad = _not_opening(box, await repository.secrets_of(session, credential_ids=checked))
+            rows = await repository.secrets_of(session, credential_ids=checked)
+            still_bad, _ = _not_opening(box, rows)
             self._bad -= checked - still_bad  # ids recorded meanwhile by a request are kept
         return len(self._bad)
 
 
-def _not_opening(box: SecretBox, sealed: Iterable[tuple[int, bytes]]) -> set[int]:
-    """Ids whose secret has a key in the ring yet does not open (an unknown key is counted elsewhere)."""
+def _not_opening(box: SecretBox, sealed: Iterable[tuple[int, bytes]]) -> tuple[set[int], set[int]]:
+    """Ids whose secret has a key in the ring yet does not open, and ids sealed with a key not in it."""
     failed: set[int] = set()
+    key_missing: set[int] = set()
     for credential_id, ciphertext in sealed:
         try:
             box.open(ciphertext, associated_data=credential_secret_aad(credential_id))
         except KeyNotInRing:
-            continue
+            key_missing.add(credential_id)
         except SecretBoxError:
             failed.add(credential_id)
-    return failed
+    return failed, key_missing
 
 
 def open_for_use(
