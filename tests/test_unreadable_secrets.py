@@ -126,7 +126,8 @@ async def test_a_key_missing_from_the_ring_is_a_422_naming_the_credential_and_ke
     changed = settings.model_copy(update={"encryption_keys": generate_key()})  # OLD removed too early
     async with restarted(changed) as http:
         [starting] = unreadable_records(caplog)  # the start-up pass names it too
-        assert (starting.count, starting.key_missing, starting.credential_ids) == (1, 1, [credential_id])  # type: ignore[attr-defined]
+        named = (starting.count, starting.key_missing, starting.credential_ids)  # type: ignore[attr-defined]
+        assert named == (1, 1, [credential_id])
         refused = await bulk(http, api_key=api_key, emails=["pam@contoso.com"])
         assert_code(refused, "CREDENTIAL_UNREADABLE")
         record = unreadable_records(caplog)[-1]
