@@ -8,10 +8,13 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from m365connect.accounts.authenticator import KeyAuthenticator, RefusedKeys
 from m365connect.api import probes
+from m365connect.api.auth_edge import ApiKeyGate
 from m365connect.api.edge import EdgeMiddleware
 from m365connect.api.error_handlers import install_error_handlers
 from m365connect.api.openapi import install_openapi
+from m365connect.api.ratelimit import MemoryRateLimiter, Policy
 from m365connect.credentials.router import router as credentials_router
 from m365connect.mailboxes.router import router as mailboxes_router
 from m365connect.observability import Metrics, RequestObserverMiddleware, metrics_router
@@ -46,6 +49,15 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> FastAPI:
     if state is not None:
         app.state.m365connect = state
     install_error_handlers(app)
+    api_routers = (credentials_router, mailboxes_router)
+    app.add_middleware(  # inside EdgeMiddleware: its refusals get the request id and security headers
+        ApiKeyGate,
+        routes=tuple(route for router in api_routers for route in router.routes),
+        authenticator=KeyAuthenticator(refused=RefusedKeys(ttl_seconds=settings.auth_refusal_cache_seconds)),
+        failures=MemoryRateLimiter(
+            Policy(per_minute=settings.auth_failures_per_minute, burst=settings.auth_failures_burst)
+        ),
+    )
     app.add_middleware(EdgeMiddleware, max_body_bytes=settings.max_body_bytes)
     framework_paths = (app.openapi_url, app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url)
     app.add_middleware(  # added last: the outermost
@@ -56,7 +68,7 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> FastAPI:
     app.include_router(probes.router)
     if settings.metrics_enabled:
         app.include_router(metrics_router)
-    app.include_router(credentials_router)
-    app.include_router(mailboxes_router)
+    for router in api_routers:
+        app.include_router(router)
     install_openapi(app)
     return app

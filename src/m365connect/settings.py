@@ -48,6 +48,12 @@ class Settings(BaseSettings):
     rate_limit_burst: int = Field(default=100, ge=1)
     max_json_depth: int = Field(default=32, ge=2)
     max_header_bytes: int = Field(default=16 * 1024, ge=1024)
+    auth_failures_per_minute: int = Field(default=60, ge=1)
+    auth_failures_burst: int = Field(default=30, ge=1)
+    auth_refusal_cache_seconds: float = Field(default=60.0, ge=0)
+    # Slow clients (server.py): the request head, then its body, must arrive within these
+    request_header_timeout: float = Field(default=10.0, gt=0)
+    request_body_timeout: float = Field(default=30.0, gt=0)
 
     @field_validator("database_url")
     @classmethod

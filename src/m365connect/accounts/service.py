@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import string
 from collections.abc import Sequence
@@ -24,6 +25,9 @@ from m365connect.db.base import utcnow
 KEY_SCHEME = "m365c"
 _PREFIX_ALPHABET = string.ascii_lowercase + string.digits
 _PREFIX_LEN = 12
+# token_urlsafe(32): 32 random bytes in unpadded base64url. A key of another shape cannot be ours, so it is
+# refused without a database query (a bogus key must cost as little as possible).
+_SECRET_SHAPE = re.compile(r"[A-Za-z0-9_-]{43}")
 _TOUCH_INTERVAL = timedelta(minutes=1)
 _DUMMY_HASH = hashlib.sha256(b"m365connect-no-such-key").digest()
 ACCOUNT_NAME_MAX = 200  # accounts.name is VARCHAR(200); SQLite would not enforce it, PostgreSQL would fail
@@ -49,8 +53,11 @@ def _hash(plaintext: str) -> bytes:
 
 
 def _split(plaintext: str) -> str | None:
+    """The lookup prefix of a key of our shape, or None (then no key of ours can match it)."""
     parts = plaintext.strip().split("_", 2)
-    if len(parts) != 3 or parts[0] != KEY_SCHEME or len(parts[1]) != _PREFIX_LEN or not parts[2]:
+    if len(parts) != 3 or parts[0] != KEY_SCHEME or len(parts[1]) != _PREFIX_LEN:
+        return None
+    if parts[1].strip(_PREFIX_ALPHABET) or not _SECRET_SHAPE.fullmatch(parts[2]):
         return None
     return parts[1]
 
@@ -65,6 +72,16 @@ def account_name_of(given: str) -> str:
             f"the account name has {len(name)} characters; at most {ACCOUNT_NAME_MAX} are allowed"
         )
     return name
+
+
+def looks_like_key(plaintext: str) -> bool:
+    """Whether this has the shape of our keys (no database needed to say no)."""
+    return _split(plaintext) is not None
+
+
+def key_digest(plaintext: str) -> bytes:
+    """SHA-256 of a presented key: what the database stores, and what the refusal cache remembers."""
+    return _hash(plaintext)
 
 
 async def create_api_key(session: AsyncSession, *, account_name: str) -> NewApiKey:

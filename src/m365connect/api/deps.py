@@ -9,10 +9,9 @@ from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from m365connect.accounts.service import authenticate_key
-from m365connect.api.edge import RATE_LIMIT_HEADERS
+from m365connect.api.auth_edge import ACCOUNT_ID
 from m365connect.db.transactions import Transactions
-from m365connect.errors import TooManyRequests, Unauthorized
+from m365connect.errors import Unauthorized
 from m365connect.state import AppState
 
 api_key_header = APIKeyHeader(name="x-api-key", auto_error=False, description="Your m365connect API key")
@@ -52,23 +51,14 @@ TransactionsDep = Annotated[Transactions, Depends(_transactions)]
 
 
 async def _current_account(
-    request: Request,
-    session: SessionDep,
-    state: StateDep,
-    api_key: Annotated[str | None, Depends(api_key_header)],
+    request: Request, _presented: Annotated[str | None, Depends(api_key_header)]
 ) -> int:
-    key = await authenticate_key(session, presented=api_key)
-    if key is None:
+    """The account that the edge authenticated (api.auth_edge.ApiKeyGate) before the body was read; the
+    header dependency only documents the key in OpenAPI."""
+    account_id = getattr(request.state, ACCOUNT_ID, None)
+    if not isinstance(account_id, int):  # an app built without the gate: refuse rather than guess
         raise Unauthorized()
-    await session.commit()  # end the auth transaction: a long request must not hold the key row
-    request.state.account_id = key.account_id  # for the request log line
-    decision = await state.limiter.take(key.bucket)
-    if decision is None:  # the shared limiter is unreachable: served unlimited (ratelimit.py)
-        return key.account_id
-    setattr(request.state, RATE_LIMIT_HEADERS, decision.headers())
-    if not decision.allowed:
-        raise TooManyRequests(retry_after=decision.retry_after)
-    return key.account_id
+    return account_id
 
 
 CurrentAccount = Annotated[int, Depends(_current_account)]

@@ -114,13 +114,22 @@ async def _on_http_error(_request: Request, exc: Exception) -> Response:
     return render(error)
 
 
-async def _on_database_unavailable(_request: Request, exc: Exception) -> Response:
+DATABASE_UNREACHABLE = (DBAPIError, SQLAlchemyTimeoutError, ConnectionError, TimeoutError)
+
+
+def database_unavailable(exc: Exception) -> ServiceUnavailable | None:
+    """The 503 for a database that cannot be reached, or None when `exc` is a real bug (the generic 500)."""
     if isinstance(exc, DBAPIError) and not _is_connection_problem(exc):
-        raise exc  # a real bug (bad SQL, a violated constraint nobody handled): the generic 500
+        return None  # bad SQL, a violated constraint nobody handled
     logger.warning("database.unavailable", extra={"error": type(exc).__name__})
-    return render(
-        ServiceUnavailable("The database is unavailable. Nothing was saved; please retry.", retry_after=5)
-    )
+    return ServiceUnavailable("The database is unavailable. Nothing was saved; please retry.", retry_after=5)
+
+
+async def _on_database_unavailable(_request: Request, exc: Exception) -> Response:
+    error = database_unavailable(exc)
+    if error is None:
+        raise exc
+    return render(error)
 
 
 def _is_connection_problem(exc: DBAPIError) -> bool:
@@ -130,7 +139,7 @@ def _is_connection_problem(exc: DBAPIError) -> bool:
 def install_error_handlers(app: FastAPI) -> None:
     """Register every exception handler of the service."""
     app.add_exception_handler(AppError, _on_app_error)
-    for unreachable in (DBAPIError, SQLAlchemyTimeoutError, ConnectionError, TimeoutError):
+    for unreachable in DATABASE_UNREACHABLE:
         app.add_exception_handler(unreachable, _on_database_unavailable)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)

@@ -110,11 +110,15 @@ class MemoryRateLimiter:
         self._clock = clock
         self._buckets: dict[str, tuple[float, float]] = {}  # bucket -> (tokens, at)
 
+    def peek(self, bucket: str) -> Decision:
+        """Whether `bucket` has a token left, without taking it."""
+        tokens = self._refilled(bucket, self._clock())
+        return self.policy.decide(allowed=tokens >= 1.0, tokens=tokens)
+
     async def take(self, bucket: str) -> Decision:
         """Refill, then take one token (no await in between: atomic on the event loop)."""
         now = self._clock()
-        tokens, at = self._buckets.get(bucket, (float(self.policy.burst), now))
-        tokens = min(float(self.policy.burst), tokens + max(0.0, now - at) * self.policy.per_second)
+        tokens = self._refilled(bucket, now)
         allowed = tokens >= 1.0
         if allowed:
             tokens -= 1.0
@@ -122,6 +126,10 @@ class MemoryRateLimiter:
             self._forget_full(now)
         self._buckets[bucket] = (tokens, now)
         return self.policy.decide(allowed=allowed, tokens=tokens)
+
+    def _refilled(self, bucket: str, now: float) -> float:
+        tokens, at = self._buckets.get(bucket, (float(self.policy.burst), now))
+        return min(float(self.policy.burst), tokens + max(0.0, now - at) * self.policy.per_second)
 
     def _forget_full(self, now: float) -> None:
         # A bucket that has refilled completely is the same as no bucket: dropping it changes nothing.
