@@ -143,10 +143,10 @@ def serve(
     forwarded_allow_ips: ForwardedAllowIps = "127.0.0.1",
 ) -> None:
     """Apply pending database migrations, then serve the HTTP API (log lines on stdout)."""
-    import uvicorn
-
     from m365connect.app import create_app
     from m365connect.observability import configure_logging
+    from m365connect.server import build_config
+    from m365connect.server import run as run_server
 
     settings = _settings()
     keys = _prepare_keys(settings)  # fail fast on a bad key, before logging and the database are touched
@@ -162,20 +162,15 @@ def serve(
             "encryption_keys": keys,
         },
     )
-    uvicorn.run(
+    config = build_config(
         create_app(settings),
+        settings,
         host=host,
         port=port,
-        server_header=False,
         proxy_headers=proxy_headers,
         forwarded_allow_ips=forwarded_allow_ips,
-        log_config=None,  # configure_logging above: one format for every logger
-        log_level=settings.log_level.lower(),
-        access_log=False,  # replaced by our http.request line
-        # uvicorn's HTTP/1.1 parser refuses a request head over 16 KiB with a bare 400 before the app sees
-        # it: leave room above M365CONNECT_MAX_HEADER_BYTES (plus the request line) for our own 431.
-        h11_max_incomplete_event_size=settings.max_header_bytes + 16 * 1024,
     )
+    run_server(config)
 
 
 def _prepare_keys(settings: Settings) -> str:

@@ -6,6 +6,7 @@
     │   ├── Unauthorized          401  "Invalid api key"
     │   ├── NotFound              404  "Requested resource does not exist"
     │   ├── MethodNotAllowed      405
+    │   ├── RequestTimeout        408  the request did not arrive in time (server.py, before the app)
     │   ├── PayloadTooLarge       413
     │   ├── TooManyRequests       429  + Retry-After (RateLimit-* headers come from the middleware)
     │   ├── HeadersTooLarge       431
@@ -94,6 +95,14 @@ class MethodNotAllowed(GenericError):
     status = 405
     title = "Method Not Allowed"
     default_detail = "Request method is not supported for this resource"
+
+
+class RequestTimeout(GenericError):
+    """The request's head or body did not arrive within its deadline (answered by the server protocol)."""
+
+    status = 408
+    title = "Request Timeout"
+    default_detail = "The request did not arrive in time"
 
 
 class PayloadTooLarge(GenericError):

@@ -292,6 +292,14 @@ _ENTRIES = (
         "Use a method docs/api.md lists for the path.",
     ),
     Explanation(
+        "408",
+        Where.STATUS,
+        "The request's headers or body did not arrive in time (M365CONNECT_REQUEST_HEADER_TIMEOUT, "
+        "M365CONNECT_REQUEST_BODY_TIMEOUT); the connection was closed and nothing was done.",
+        "Send the request again, whole; check the network between the client and the service.",
+        retryable=True,
+    ),
+    Explanation(
         "413",
         Where.STATUS,
         "The request body is larger than the service accepts (M365CONNECT_MAX_BODY_BYTES, default 2 MiB).",
