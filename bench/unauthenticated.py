@@ -33,16 +33,18 @@ _ITEM = b'{"mailbox_email": "a@b.com"}'
 BODY = b'{"accounts": [' + b",".join([_ITEM] * (2 * 1024 * 1024 // 29 - 10)) + b"]}"  # valid, under 2 MiB
 
 
-def _send_bogus(url: str, stop: Any, counts: Any) -> None:
-    """Post the 2 MiB body with the bogus key until told to stop; count answers by status."""
+def _send_bogus(url: str, stop: Any, counts: Any, busy_ms: Any) -> None:
+    """Post the 2 MiB body with the bogus key until told to stop; count answers by status, sum their time."""
     with httpx.Client(base_url=url, timeout=30) as http:
         while not stop.is_set():
+            started = time.perf_counter()
             try:
                 status = http.post(BULK, content=BODY, headers={"x-api-key": BOGUS_KEY}).status_code
             except httpx.TransportError:
                 status = 0  # the connection was closed before the answer could be read
             with counts.get_lock():
                 counts[{401: 0, 429: 1, 0: 2}.get(status, 3)] += 1
+                busy_ms.value += (time.perf_counter() - started) * 1000
 
 
 def _legitimate(url: str, api_key: str, gets: int, seconds: float) -> list[float]:
@@ -71,8 +73,10 @@ def _summary(latencies: list[float]) -> dict[str, float]:
 
 def _phase(url: str, api_key: str, *, senders: int, gets: int, seconds: float) -> dict[str, Any]:
     stop = multiprocessing.Event()
-    counts = multiprocessing.Array("i", 4)
-    children = [multiprocessing.Process(target=_send_bogus, args=(url, stop, counts)) for _ in range(senders)]
+    counts, busy_ms = multiprocessing.Array("i", 4), multiprocessing.Value("d", 0.0)
+    children = [
+        multiprocessing.Process(target=_send_bogus, args=(url, stop, counts, busy_ms)) for _ in range(senders)
+    ]
     for child in children:
         child.start()
     try:
@@ -88,6 +92,7 @@ def _phase(url: str, api_key: str, *, senders: int, gets: int, seconds: float) -
         refused = dict(zip(("401", "429", "reset", "other"), counts[:], strict=True))
         result["bogus_answers"] = refused
         result["bogus_per_second"] = round(sum(counts[:]) / (elapsed + 1.0), 1)
+        result["bogus_mean_ms"] = round(busy_ms.value / max(1, sum(counts[:])), 1)
     return result
 
 
