@@ -28,7 +28,7 @@ SOCKET_TIMEOUT = 15.0  # far above the deadlines: without them the service would
 async def service(
     database_url: str, microsoft: FakeMicrosoft, tmp_path: Path
 ) -> AsyncIterator[tuple[str, int, str]]:
-    """A service with short deadlines: its URL, port and an API key."""
+    """A service with short deadlines: its URL, port and an API key; its log must show no error."""
     api_key = await new_api_key(database_url, account="slow")
     env = service_env(
         database_url=database_url,
@@ -39,10 +39,12 @@ async def service(
     )
     children = Children()
     try:
-        url, _ = serve(children, env=env, workdir=tmp_path, name="slow")
+        url, log = serve(children, env=env, workdir=tmp_path, name="slow")
         yield url, int(url.rsplit(":", 1)[1]), api_key
     finally:
         children.stop_all()
+    # A late client is an expected event, never "Exception in ASGI application" or a request.failed.
+    assert '"level": "ERROR"' not in log.read_text(), log.read_text()
 
 
 def _connect(port: int) -> socket.socket:
