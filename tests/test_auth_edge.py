@@ -13,6 +13,7 @@ import httpx
 import pytest
 from sqlalchemy import event
 
+from m365connect.api.ratelimit import MemoryRateLimiter, Policy
 from m365connect.app import create_app
 from m365connect.crypto import generate_key
 from m365connect.settings import Settings
@@ -151,6 +152,18 @@ async def test_unknown_paths_and_probes_need_no_key(settings: Settings, state: A
         assert (await http.get("/healthz")).status_code == 200
         assert (await http.get("/openapi.json")).status_code == 200
         assert_generic_error(await http.get("/rest/v2/nothing"), status=404, title="Not Found")
+
+
+async def test_the_failure_budgets_of_many_addresses_stay_bounded_in_memory() -> None:
+    now = [1000.0]
+    failures = MemoryRateLimiter(Policy(per_minute=1, burst=5), clock=lambda: now[0], max_buckets=100)
+    for round_ in range(5):  # several rounds of 1,000 addresses that each failed once (none refills)
+        for number in range(1000):
+            assert (await failures.take(f"2001:db8::{round_}:{number}")).allowed
+            assert len(failures) <= 100
+        now[0] += 1.0
+    spent = f"2001:db8::4:{999}"
+    assert failures.peek(spent).remaining == 4  # the newest addresses are still remembered
 
 
 @pytest.fixture

@@ -105,10 +105,21 @@ class RateLimiter(Protocol):
 class MemoryRateLimiter:
     """Buckets in this process (one replica, or no Redis configured)."""
 
-    def __init__(self, policy: Policy, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        policy: Policy,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        max_buckets: int = _MEMORY_MAX_BUCKETS,
+    ) -> None:
         self.policy = policy
+        self.max_buckets = max_buckets
         self._clock = clock
         self._buckets: dict[str, tuple[float, float]] = {}  # bucket -> (tokens, at)
+
+    def __len__(self) -> int:
+        """How many buckets are held."""
+        return len(self._buckets)
 
     def peek(self, bucket: str) -> Decision:
         """Whether `bucket` has a token left, without taking it."""
@@ -122,7 +133,7 @@ class MemoryRateLimiter:
         allowed = tokens >= 1.0
         if allowed:
             tokens -= 1.0
-        if bucket not in self._buckets and len(self._buckets) >= _MEMORY_MAX_BUCKETS:
+        if bucket not in self._buckets and len(self._buckets) >= self.max_buckets:
             self._forget_full(now)
         self._buckets[bucket] = (tokens, now)
         return self.policy.decide(allowed=allowed, tokens=tokens)
@@ -136,6 +147,11 @@ class MemoryRateLimiter:
         rate, burst = self.policy.per_second, self.policy.burst
         for name, (tokens, at) in list(self._buckets.items()):
             if tokens + (now - at) * rate >= burst:
+                del self._buckets[name]
+        # Still full (many clients at once, e.g. failures from many addresses): memory stays bounded by
+        # dropping the oldest tenth, which forgets their spending; a tenth keeps the scan above rare.
+        if len(self._buckets) >= self.max_buckets:
+            for name in list(self._buckets)[: max(1, self.max_buckets // 10)]:
                 del self._buckets[name]
 
     async def aclose(self) -> None:
