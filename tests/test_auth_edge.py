@@ -13,6 +13,7 @@ import httpx
 import pytest
 from sqlalchemy import event
 
+from m365connect.api.deps import CurrentAccount
 from m365connect.api.ratelimit import MemoryRateLimiter, Policy
 from m365connect.app import create_app
 from m365connect.crypto import generate_key
@@ -145,6 +146,20 @@ async def test_a_rate_limited_key_is_refused_before_its_body_is_read(
             assert_generic_error(refused, status=429, title="Too Many Requests")
             assert refused.headers["ratelimit-remaining"] == "0"
             assert counted.pulled == 0
+
+
+async def test_a_route_not_given_to_the_gate_fails_closed(
+    settings: Settings, state: AppState, api_key: str
+) -> None:
+    app = create_app(settings, state=state)
+
+    async def whoami(account_id: CurrentAccount) -> dict[str, int]:
+        return {"account_id": account_id}
+
+    app.add_api_route("/rest/v2/whoami", whoami)  # added outside the API routers: the gate never saw it
+    async with _client(app) as http:
+        refused = await http.get("/rest/v2/whoami", headers=headers(api_key))
+        assert_generic_error(refused, status=401, title="Unauthorized", detail="Invalid api key")
 
 
 async def test_unknown_paths_and_probes_need_no_key(settings: Settings, state: AppState) -> None:
