@@ -7,6 +7,7 @@ import re
 import socket
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -25,10 +26,8 @@ SOCKET_TIMEOUT = 15.0  # far above the deadlines: without them the service would
 
 
 @pytest.fixture
-async def service(
-    database_url: str, microsoft: FakeMicrosoft, tmp_path: Path
-) -> AsyncIterator[tuple[str, int, str]]:
-    """A service with short deadlines: its URL, port and an API key; its log must show no error."""
+async def service(database_url: str, microsoft: FakeMicrosoft, tmp_path: Path) -> AsyncIterator[Service]:
+    """A service with short deadlines, logging at INFO; its log must show no error."""
     api_key = await new_api_key(database_url, account="slow")
     env = service_env(
         database_url=database_url,
@@ -37,14 +36,30 @@ async def service(
         M365CONNECT_REQUEST_HEADER_TIMEOUT=str(HEADER_TIMEOUT),
         M365CONNECT_REQUEST_BODY_TIMEOUT=str(BODY_TIMEOUT),
     )
+    env["M365CONNECT_LOG_LEVEL"] = "INFO"
     children = Children()
     try:
         url, log = serve(children, env=env, workdir=tmp_path, name="slow")
-        yield url, int(url.rsplit(":", 1)[1]), api_key
+        yield Service(url, int(url.rsplit(":", 1)[1]), api_key, log)
     finally:
         children.stop_all()
     # A late client is an expected event, never "Exception in ASGI application" or a request.failed.
     assert '"level": "ERROR"' not in log.read_text(), log.read_text()
+
+
+@dataclass(frozen=True)
+class Service:
+    """A running service with short deadlines."""
+
+    url: str
+    port: int
+    api_key: str
+    log: Path
+
+    def timeouts(self, phase: str) -> int:
+        """How many `http.request.timeout` lines of this phase the service logged."""
+        entries = [json.loads(line) for line in self.log.read_text().splitlines() if line.startswith("{")]
+        return sum(1 for e in entries if e.get("event") == "http.request.timeout" and e["phase"] == phase)
 
 
 def _connect(port: int) -> socket.socket:
@@ -90,26 +105,25 @@ def _body_head(api_key: str, length: int) -> bytes:
     ).encode()
 
 
-def test_half_a_header_line_is_answered_408_and_closed(service: tuple[str, int, str]) -> None:
-    _, port, _ = service
+def test_half_a_header_line_is_answered_408_and_closed(service: Service) -> None:
+    port = service.port
     for _ in range(3):  # several connections at once, each on its own deadline
         with _connect(port) as first, _connect(port) as second:
             first.sendall(b"GET /healthz HT")
             second.sendall(b"GET /healthz HTTP/1.1\r\nhost: 127.0.0.1\r\nx-trickle: ")
             _assert_408(_until_closed(first))
             _assert_408(_until_closed(second))
+    assert service.timeouts("head") == 6
 
 
-def test_a_connection_that_sends_nothing_is_closed(service: tuple[str, int, str]) -> None:
-    _, port, _ = service
-    with _connect(port) as silent:
+def test_a_connection_that_sends_nothing_is_closed(service: Service) -> None:
+    with _connect(service.port) as silent:
         assert _until_closed(silent) == b""
+    assert service.timeouts("head") == 0  # nothing to report about a connection that never asked
 
 
-def test_a_head_trickled_past_the_deadline_is_refused_even_after_a_served_request(
-    service: tuple[str, int, str],
-) -> None:
-    _, port, api_key = service
+def test_a_head_trickled_past_the_deadline_is_refused_even_after_a_served_request(service: Service) -> None:
+    port, api_key = service.port, service.api_key
     with _connect(port) as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
         first = _one_response(sock)
@@ -127,8 +141,8 @@ def test_a_head_trickled_past_the_deadline_is_refused_even_after_a_served_reques
         _assert_408(_until_closed(sock))
 
 
-def test_a_body_trickled_too_slowly_is_answered_408_and_closed(service: tuple[str, int, str]) -> None:
-    _, port, api_key = service
+def test_a_body_trickled_too_slowly_is_answered_408_and_closed(service: Service) -> None:
+    port, api_key = service.port, service.api_key
     body = json.dumps(credential_body()).encode()
     with _connect(port) as sock:
         sock.sendall(_body_head(api_key, len(body)))
@@ -142,10 +156,11 @@ def test_a_body_trickled_too_slowly_is_answered_408_and_closed(service: tuple[st
             pass
         assert sent < len(body)
         _assert_408(_until_closed(sock))
+    assert service.timeouts("body") == 1
 
 
-def test_a_normal_client_is_unaffected(service: tuple[str, int, str]) -> None:
-    url, port, api_key = service
+def test_a_normal_client_is_unaffected(service: Service) -> None:
+    url, port, api_key = service.url, service.port, service.api_key
     body = json.dumps(credential_body()).encode()
     with _connect(port) as sock:
         # A head and a body that pause, but arrive within their deadlines.
@@ -163,3 +178,4 @@ def test_a_normal_client_is_unaffected(service: tuple[str, int, str]) -> None:
             assert listed.status_code == 200
             assert len(listed.json()["credentials"]) == 1
             time.sleep(HEADER_TIMEOUT * 1.5)
+    assert service.timeouts("head") == service.timeouts("body") == 0

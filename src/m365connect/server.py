@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from typing import Any
 
 import h11
@@ -28,6 +29,8 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from m365connect.errors import RequestTimeout
 from m365connect.settings import Settings
+
+logger = logging.getLogger("m365connect.server")
 
 
 class DeadlineH11Protocol(H11Protocol):
@@ -86,9 +89,16 @@ class DeadlineH11Protocol(H11Protocol):
             cycle.message_event.set()
             if not answered:
                 self.transport.write(_timeout_response())
+            self._log_timeout("body")
         elif self.conn.trailing_data[0]:  # part of a head arrived; the request was never handed to the app
             self.transport.write(_timeout_response())
-        self.transport.close()
+            self._log_timeout("head")
+        self.transport.close()  # a connection that sent nothing is closed without a word (nor a log line)
+
+    def _log_timeout(self, phase: str) -> None:
+        # INFO: one slow client is expected; many lines from one address are an attack worth seeing.
+        client = self.client[0] if self.client else None
+        logger.info("http.request.timeout", extra={"phase": phase, "client": client})
 
 
 def _timeout_response() -> bytes:
