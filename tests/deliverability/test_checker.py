@@ -18,36 +18,38 @@ from tests.deliverability.support import DOMAIN, MICROSOFT_INCLUDE, Serve, check
 
 
 def _correct_domains(key: str, *domains: str) -> dict[str, str]:
-    """Zones where each domain is correct for both SPF and DKIM (new DKIM form, selector1 active)."""
+    """Zones where each domain is correct for SPF, DKIM (new form, selector1 active) and DMARC."""
     zones: dict[str, str] = {"dkim.mail.microsoft": ""}
     for domain in domains:
         target = "selector{n}-" + domain.replace(".", "-") + "._domainkey.contoso.n-v1.dkim.mail.microsoft."
         zones[domain] = zone(
             txt("@", f"v=spf1 {MICROSOFT_INCLUDE} -all"),
             *(f"selector{n}._domainkey CNAME {target.format(n=n)}" for n in (1, 2)),
+            txt("_dmarc", "v=DMARC1; p=reject"),
         )
         zones["dkim.mail.microsoft"] += zone(txt(target.format(n=1), f"v=DKIM1; k=rsa; p={key}"))
     return zones
 
 
-OK = DomainDeliverability(spf_correct=True, dkim_correct=True, spf_reason="ok", dkim_reason="ok")
+OK = DomainDeliverability.from_reasons(spf="ok", dkim="ok", dmarc="ok")
+DNS_ERROR = DomainDeliverability.from_reasons(spf="dns_error", dkim="dns_error", dmarc="dns_error")
 
 
 async def test_a_correct_domain(serve: Serve, key_2048: str) -> None:
     assert await checker_for(serve(_correct_domains(key_2048, DOMAIN))).check_domain(DOMAIN) == OK
 
 
-async def test_servfail_on_the_domain_makes_both_flags_false(serve: Serve, key_2048: str) -> None:
+async def test_servfail_on_the_domain_makes_every_flag_false(serve: Serve, key_2048: str) -> None:
     server = serve(_correct_domains(key_2048, DOMAIN), servfail={DOMAIN})
     result = await checker_for(server).check_domain(DOMAIN)
-    assert result == DomainDeliverability(False, False, "dns_error", "dns_error")
+    assert result == DNS_ERROR
 
 
 async def test_dead_nameserver_gives_dns_error_quickly(dead_nameserver: int) -> None:
     resolver = build_resolver([f"127.0.0.1:{dead_nameserver}"], timeout=0.1, lifetime=0.3)
     started = time.monotonic()
     result = await DeliverabilityChecker(resolver).check_domain(DOMAIN)
-    assert result == DomainDeliverability(False, False, "dns_error", "dns_error")
+    assert result == DNS_ERROR
     assert time.monotonic() - started < 3.0
 
 
@@ -55,14 +57,15 @@ async def test_no_nameservers_reachable_at_all_is_dns_error(dead_nameserver: int
     resolver = build_resolver([f"127.0.0.1:{dead_nameserver}"], timeout=0.1, lifetime=0.3)
     resolver.nameservers = []
     result = await DeliverabilityChecker(resolver).check_domain(DOMAIN)
-    assert (result.spf_reason, result.dkim_reason) == ("dns_error", "dns_error")
+    assert result == DNS_ERROR
 
 
 @pytest.mark.parametrize("domain", ["", ".", "a..b", "x" * 64 + ".test", "exa mple" * 40])
 async def test_invalid_domains_are_false_without_a_query(serve: Serve, domain: str) -> None:
     server = serve({})
     result = await checker_for(server).check_domain(domain)
-    assert result == DomainDeliverability(False, False, "invalid_domain", "invalid_domain")
+    invalid = "invalid_domain"
+    assert result == DomainDeliverability.from_reasons(spf=invalid, dkim=invalid, dmarc=invalid)
     assert server.queries == 0
 
 
@@ -86,9 +89,11 @@ async def test_check_domains_mixes_verdicts(serve: Serve, key_2048: str) -> None
     server = serve({**_correct_domains(key_2048, DOMAIN), "other.test": zone(txt("@", "v=spf1 -all"))})
     results = await checker_for(server).check_domains([DOMAIN, "other.test", "a..b"], concurrency=1)
     assert results[DOMAIN] == OK
-    assert (results["other.test"].spf_reason, results["other.test"].dkim_reason) == (
+    other = results["other.test"]
+    assert (other.spf_reason, other.dkim_reason, other.dmarc_reason) == (
         "no_microsoft_include",
         "not_configured",
+        "no_record",
     )
     assert results["a..b"].spf_reason == "invalid_domain"
 
@@ -139,4 +144,8 @@ def test_normalize_domain() -> None:
 async def test_a_domain_too_long_for_selector_names(serve: Serve) -> None:
     domain = ".".join(["a" * 60] * 4) + ".test"
     result = await checker_for(serve({})).check_domain(domain)
-    assert (result.spf_reason, result.dkim_reason) == ("no_record", "not_configured")
+    assert (result.spf_reason, result.dkim_reason, result.dmarc_reason) == (
+        "no_record",
+        "not_configured",
+        "no_record",
+    )

@@ -1,4 +1,4 @@
-"""Per-domain SPF and DKIM verdicts for Microsoft 365 mailboxes, over an injected resolver."""
+"""Per-domain SPF, DKIM and DMARC verdicts for Microsoft 365 mailboxes, over an injected resolver."""
 
 from __future__ import annotations
 
@@ -14,22 +14,37 @@ import dns.name
 import dns.rdatatype
 
 from m365connect.deliverability.dkim import check_dkim
+from m365connect.deliverability.dmarc import check_dmarc
 from m365connect.deliverability.observer import DnsObserver, LookupOutcome, NoDnsObserver
 from m365connect.deliverability.resolver import CappedLRUCache, DnsError, Records, lookup
 from m365connect.deliverability.spf import check_spf
 
-# RFC 7208 §4.6.4 suggests at least 20 s for a whole SPF evaluation; DKIM needs 2 rounds of lookups.
+# RFC 7208 §4.6.4 suggests at least 20 s for a whole SPF evaluation; DKIM and DMARC need 2 rounds of lookups.
 CHECK_BUDGET_SECONDS = 20.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DomainDeliverability:
-    """The SPF and DKIM verdicts for one domain, each with a machine-readable reason."""
+    """The SPF, DKIM and DMARC verdicts for one domain, each with a machine-readable reason."""
 
     spf_correct: bool
     dkim_correct: bool
+    dmarc_correct: bool
     spf_reason: str
     dkim_reason: str
+    dmarc_reason: str
+
+    @classmethod
+    def from_reasons(cls, *, spf: str, dkim: str, dmarc: str) -> DomainDeliverability:
+        """The verdicts from the three reasons: a flag is true only when its reason is "ok"."""
+        return cls(
+            spf_correct=spf == "ok",
+            dkim_correct=dkim == "ok",
+            dmarc_correct=dmarc == "ok",
+            spf_reason=spf,
+            dkim_reason=dkim,
+            dmarc_reason=dmarc,
+        )
 
 
 def normalize_domain(domain: str) -> str | None:
@@ -42,7 +57,7 @@ def normalize_domain(domain: str) -> str | None:
 
 
 class DeliverabilityChecker:
-    """Checks the SPF and DKIM records of mailbox domains over one resolver, built once per service.
+    """Checks the SPF, DKIM and DMARC records of mailbox domains over one resolver, built once per service.
 
     Each call gets a DNS cache of its own (a record fixed since the last request shows at once) and shares
     lookups in flight between the domains it checks.
@@ -88,16 +103,18 @@ class _Lookups:
         self._in_flight: dict[tuple[dns.name.Name, dns.rdatatype.RdataType], _SharedLookup] = {}
 
     async def check_domain(self, domain: str) -> DomainDeliverability:
-        """SPF and DKIM of one domain, each within its budget."""
+        """SPF, DKIM and DMARC of one domain, each within its budget."""
         normalized = normalize_domain(domain)
         if normalized is None:
-            return DomainDeliverability(False, False, "invalid_domain", "invalid_domain")
+            invalid = "invalid_domain"
+            return DomainDeliverability.from_reasons(spf=invalid, dkim=invalid, dmarc=invalid)
         name = dns.name.from_text(normalized)
-        spf, dkim = await asyncio.gather(
+        spf, dkim, dmarc = await asyncio.gather(
             _within_budget(check_spf(self._lookup, name)),
             _within_budget(check_dkim(self._lookup, name)),
+            _within_budget(check_dmarc(self._lookup, name)),
         )
-        return DomainDeliverability(spf == "ok", dkim == "ok", spf, dkim)
+        return DomainDeliverability.from_reasons(spf=spf, dkim=dkim, dmarc=dmarc)
 
     async def _lookup(self, name: dns.name.Name, rdtype: dns.rdatatype.RdataType) -> Records:
         key = (name, rdtype)

@@ -3,7 +3,7 @@
 Three phases, so that no database transaction stays open while Microsoft and DNS answer (a unit of work
 of two transactions, m365connect.db.transactions):
 1. read (transaction 1): resolve the credential, find addresses already connected;
-2. verify (no transaction): a token, Graph lookups (batched) and SPF/DKIM per domain, concurrently;
+2. verify (no transaction): a token, Graph lookups (batched) and SPF/DKIM/DMARC per domain, concurrently;
 3. write (transaction 2): insert every verified mailbox. The partial unique index settles concurrent
    requests; the credential foreign key settles a racing credential deletion (then the whole request
    answers 422 INVALID_CREDENTIAL_ID and nothing is saved).
@@ -31,6 +31,7 @@ from m365connect.mailboxes import repository
 from m365connect.mailboxes.addresses import PlannedItem, plan
 from m365connect.mailboxes.models import ACTIVE, Mailbox
 from m365connect.mailboxes.schemas import BulkRequest, BulkResult, Deliverability
+from m365connect.mailboxes.service import stored_deliverability
 from m365connect.microsoft.graph import GraphClient
 from m365connect.microsoft.graph_errors import GraphAuthenticationError
 from m365connect.microsoft.mailbox_verification import MailboxVerification, verify_mailboxes
@@ -104,7 +105,7 @@ async def _verify(
     addresses: list[str],
     domains: list[str],
 ) -> tuple[dict[str, MailboxVerification], dict[str, DomainDeliverability]]:
-    """Graph verification and the domains' SPF/DKIM, concurrently."""
+    """Graph verification and the domains' SPF/DKIM/DMARC, concurrently."""
     checks = asyncio.create_task(services.checker.check_domains(domains))
     try:
         verified = await verify_mailboxes(
@@ -155,9 +156,7 @@ class _Outcome:
                 id=existing.id,
                 email=item.email,
                 name=item.display_name or existing.name,
-                deliverability=Deliverability(
-                    spf_correct=existing.spf_correct, dkim_correct=existing.dkim_correct
-                ),
+                deliverability=stored_deliverability(existing),
                 error=None,
                 already_connected=True,
             )
@@ -183,8 +182,12 @@ class _Outcome:
         """The domain's flags (false when the domain could not be checked)."""
         checked = self.dns.get(domain or "")
         if checked is None:
-            return Deliverability(spf_correct=False, dkim_correct=False)
-        return Deliverability(spf_correct=checked.spf_correct, dkim_correct=checked.dkim_correct)
+            return Deliverability(spf_correct=False, dkim_correct=False, dmarc_correct=False)
+        return Deliverability(
+            spf_correct=checked.spf_correct,
+            dkim_correct=checked.dkim_correct,
+            dmarc_correct=checked.dmarc_correct,
+        )
 
 
 def _failure(
@@ -221,6 +224,7 @@ async def _insert(
                 "status": ACTIVE,
                 "spf_correct": flags.spf_correct,
                 "dkim_correct": flags.dkim_correct,
+                "dmarc_correct": flags.dmarc_correct,
                 "connected_at": now,
             }
         )

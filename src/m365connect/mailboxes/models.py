@@ -48,5 +48,7 @@ class Mailbox(Base):
     status: Mapped[str] = mapped_column(String(16), default=ACTIVE)
     spf_correct: Mapped[bool] = mapped_column(Boolean)
     dkim_correct: Mapped[bool] = mapped_column(Boolean)
+    # NULL: not checked, for rows connected before the DMARC check existed (migration 0002).
+    dmarc_correct: Mapped[bool | None] = mapped_column(Boolean, default=None)
     connected_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     disconnected_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)

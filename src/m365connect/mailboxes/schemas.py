@@ -35,7 +35,7 @@ _CONNECTED: dict[str, Any] = {
     "id": 444444,
     "email": "jim@example.com",
     "name": "Jimothy H",
-    "deliverability": {"spf_correct": True, "dkim_correct": True},
+    "deliverability": {"spf_correct": True, "dkim_correct": True, "dmarc_correct": True},
     "error": None,
 }
 BULK_CREATED_EXAMPLE: list[dict[str, Any]] = [
@@ -69,7 +69,7 @@ MAILBOX_EXAMPLE: dict[str, Any] = {
     "credential_id": 22334455,
     "microsoft_user_id": "87d349ed-44d7-43e1-9a83-5f2406dee5bd",
     "status": "ACTIVE",
-    "deliverability": {"spf_correct": True, "dkim_correct": True},
+    "deliverability": {"spf_correct": True, "dkim_correct": True, "dmarc_correct": True},
     "connected_at": "2026-11-21T20:00:00Z",
     "disconnected_at": None,
 }
@@ -97,10 +97,14 @@ class BulkRequest(BaseModel):
 
 
 class Deliverability(BaseModel):
-    """SPF and DKIM of the mailbox's domain, for Microsoft 365."""
+    """SPF, DKIM and DMARC of the mailbox's domain, for Microsoft 365."""
 
     spf_correct: bool
     dkim_correct: bool
+    dmarc_correct: bool | None = Field(
+        description="The domain or its organizational domain publishes one valid DMARC record with a policy "
+        "(docs/deliverability.md); null for a mailbox connected before this check existed"
+    )
 
 
 class BulkResult(BaseModel):

@@ -25,9 +25,18 @@ def to_read(mailbox: Mailbox) -> MailboxRead:
         credential_id=mailbox.credential_id,
         microsoft_user_id=mailbox.microsoft_user_id,
         status=mailbox.status,
-        deliverability=Deliverability(spf_correct=mailbox.spf_correct, dkim_correct=mailbox.dkim_correct),
+        deliverability=stored_deliverability(mailbox),
         connected_at=iso_z(mailbox.connected_at) or "",
         disconnected_at=iso_z(mailbox.disconnected_at),
+    )
+
+
+def stored_deliverability(mailbox: Mailbox) -> Deliverability:
+    """The flags saved when the mailbox was connected."""
+    return Deliverability(
+        spf_correct=mailbox.spf_correct,
+        dkim_correct=mailbox.dkim_correct,
+        dmarc_correct=mailbox.dmarc_correct,
     )
 
 
