@@ -17,7 +17,7 @@ from m365connect.settings import Settings
 from m365connect.simulator import FakeMicrosoft
 from m365connect.state import AppState, open_state
 from tests import scenario_values as sv
-from tests.factories import BULK, FABRIKAM, bulk, create_credential
+from tests.factories import BULK, FABRIKAM, MAILBOXES, bulk, create_credential
 from tests.helpers import assert_code, headers
 
 SEEDS = Path(__file__).resolve().parents[2] / "shared" / "spec" / "seeds"
@@ -66,7 +66,7 @@ async def test_every_per_item_outcome_in_request_order(
     jim, alias = results[0], results[1]
     assert set(jim) == {"success", "id", "email", "name", "deliverability", "error"}
     assert jim["name"] == "Jim Halpert"
-    assert jim["deliverability"] == {"spf_correct": True, "dkim_correct": True}
+    assert jim["deliverability"] == {"spf_correct": True, "dkim_correct": True, "dmarc_correct": True}
     assert isinstance(jim["id"], int)
     assert alias == {
         "success": False,
@@ -166,26 +166,30 @@ async def test_missing_user_read_permission(client: httpx.AsyncClient, api_key: 
 
 
 @pytest.mark.parametrize(
-    ("email", "spf", "dkim"),
+    ("email", "spf", "dkim", "dmarc"),
     [
-        ("erin@fabrikam.com", True, True),  # old *.onmicrosoft.com DKIM form
-        ("nellie@tailspintoys.com", False, True),  # no SPF
-        ("gabe@wingtiptoys.com", False, True),  # two SPF records
-        ("andy@adventure-works.com", False, True),  # SPF without Microsoft
-        ("darryl@proseware.com", False, True),  # more than 10 lookups
-        ("jan@wideworldimporters.com", False, True),  # +all
-        ("stanley@fourthcoffee.com", True, False),  # selector2 CNAME missing
-        ("phyllis@lucernepublishing.com", True, False),  # empty p=
-        ("meredith@broken.example", False, False),  # SERVFAIL
+        ("erin@fabrikam.com", True, True, True),  # old *.onmicrosoft.com DKIM form; DMARC quarantine
+        ("nellie@tailspintoys.com", False, True, False),  # no SPF; no DMARC record
+        ("gabe@wingtiptoys.com", False, True, False),  # two SPF records; two DMARC records
+        ("andy@adventure-works.com", False, True, True),  # SPF without Microsoft; DMARC p=none
+        ("darryl@proseware.com", False, True, False),  # more than 10 lookups; DMARC adkim=strict
+        ("jan@wideworldimporters.com", False, True, True),  # +all; DMARC rua without p (p=none)
+        ("stanley@fourthcoffee.com", True, False, True),  # selector2 CNAME missing
+        ("phyllis@lucernepublishing.com", True, False, True),  # empty p=
+        ("kelly@sales.fabrikam.com", True, False, True),  # DMARC only at the organizational domain
+        ("meredith@broken.example", False, False, False),  # SERVFAIL
     ],
 )
 async def test_deliverability_variants(
-    client: httpx.AsyncClient, api_key: str, email: str, spf: bool, dkim: bool
+    client: httpx.AsyncClient, api_key: str, email: str, spf: bool, dkim: bool, dmarc: bool
 ) -> None:
     await create_credential(client, api_key=api_key, **FABRIKAM)
     response = await bulk(client, api_key=api_key, emails=[email])
     assert response.status_code == 201, response.text
-    assert response.json()[0]["deliverability"] == {"spf_correct": spf, "dkim_correct": dkim}
+    flags = {"spf_correct": spf, "dkim_correct": dkim, "dmarc_correct": dmarc}
+    assert response.json()[0]["deliverability"] == flags
+    mailbox = await client.get(f"{MAILBOXES}/{response.json()[0]['id']}", headers=headers(api_key))
+    assert mailbox.json()["deliverability"] == flags  # stored with the mailbox
 
 
 async def test_each_domain_is_checked_once_per_request(

@@ -19,7 +19,8 @@ CASES = [
     ("v=DMARC1; p=none; rua=mailto:dmarc-feedback@example.com", OK_NONE),
     # Appendix B.2.2: aggregate and failure reports, the latter to a third party.
     (
-        "v=DMARC1; p=none; rua=mailto:dmarc-feedback@example.com; ruf=mailto:auth-reports@thirdparty.example.net",
+        "v=DMARC1; p=none; rua=mailto:dmarc-feedback@example.com; "
+        "ruf=mailto:auth-reports@thirdparty.example.net",
         OK_NONE,
     ),
     # Appendix B.2.3: two report URIs, one with a size limit (!10m), and pct.

@@ -69,7 +69,7 @@ def judge_record(text: str, *, subdomain: bool = False) -> DmarcRecord:
     policy = tags.get("p", "").lower()
     sub_policy = tags.get("sp", "").lower()
     if policy not in _POLICIES or ("sp" in tags and sub_policy not in _POLICIES):
-        # §6.6.3 step 6: a bad or missing p (or a bad sp) with a usable rua (validated above) counts as p=none.
+        # §6.6.3 step 6: a bad or missing p (or a bad sp) with a usable rua (checked above) is p=none.
         return DmarcRecord("ok", "none") if "rua" in tags else DmarcRecord("no_policy")
     return DmarcRecord("ok", sub_policy if subdomain and sub_policy else policy)
 
