@@ -79,6 +79,7 @@ def _zones(domains: int) -> dict[str, str]:
                     f"selector{s}-{dashed}._domainkey.bench.n-v1.dkim.mail.microsoft."
                     for s in (1, 2)
                 ),
+                f'_dmarc 3600 IN TXT "v=DMARC1; p=reject; rua=mailto:dmarc@{name}"',
                 "",
             ]
         )

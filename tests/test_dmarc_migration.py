@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import httpx
 from alembic import command
-from sqlalchemy import inspect, select, text
+from sqlalchemy import inspect, select, text, update
 from sqlalchemy.engine import Connection
 
 from m365connect.db.base import utcnow
@@ -13,6 +14,9 @@ from m365connect.db.engine import create_engine
 from m365connect.db.migrate import alembic_config
 from m365connect.mailboxes.models import Mailbox
 from m365connect.mailboxes.service import to_read
+from m365connect.state import AppState
+from tests.factories import MAILBOXES, bulk, create_credential
+from tests.helpers import headers
 
 
 def _migrate(action: Callable[..., None], revision: str) -> Callable[[Connection], None]:
@@ -61,3 +65,20 @@ async def test_rows_from_before_read_null_and_the_downgrade_drops_the_column(dat
         }
     finally:
         await engine.dispose()
+
+
+async def test_an_older_mailbox_stays_null_on_a_re_add(
+    client: httpx.AsyncClient, api_key: str, state: AppState
+) -> None:
+    """A re-add answers the stored flags (Graph and DNS are not asked again): null stays null."""
+    await create_credential(client, api_key=api_key)
+    first = (await bulk(client, api_key=api_key, emails=["jim@contoso.com"])).json()[0]
+    assert first["deliverability"]["dmarc_correct"] is True
+    async with state.sessions() as session:  # as migration 0002 leaves a row connected before it
+        await session.execute(update(Mailbox).values(dmarc_correct=None))
+        await session.commit()
+    again = (await bulk(client, api_key=api_key, emails=["jim@contoso.com"])).json()[0]
+    assert again["already_connected"] is True
+    assert again["deliverability"] == {"spf_correct": True, "dkim_correct": True, "dmarc_correct": None}
+    read = await client.get(f"{MAILBOXES}/{first['id']}", headers=headers(api_key))
+    assert read.json()["deliverability"]["dmarc_correct"] is None
