@@ -75,6 +75,9 @@ CASES = [
     ("v=DMARC1; p=reject; =x", INVALID),
     ("v=DMARC1; p=reject; 1x=y", INVALID),
     ("v=DMARC1; p=reject\x00", NO_POLICY),  # p=reject<NUL> is not a policy keyword
+    ("v=DMARC1; p=reject; pct=100\n", INVALID),  # a line feed is not white space here (WSP: SP / HTAB)
+    ("v=DMARC1; p=reject; rua=mailto:d@example.com\n", INVALID),
+    ("v=DMARC1; p=reject; fo=1\n", INVALID),
 ]
 
 

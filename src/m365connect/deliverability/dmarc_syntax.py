@@ -9,22 +9,23 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+# Every pattern ends in \Z, not $: "$" also matches before a final line feed, which no DMARC value may have.
 # §6.4 dmarc-version: "v" *WSP "=" *WSP %x44 %x4d %x41 %x52 %x43 %x31; the tag name is case-insensitive
 # (an ABNF quoted string), "DMARC1" is not (%x values). §6.6.3 steps 2 and 4 keep only records starting so.
-_VERSION = re.compile(r"^[vV][ \t]*=[ \t]*DMARC1[ \t]*(?:;|$)")
+_VERSION = re.compile(r"^[vV][ \t]*=[ \t]*DMARC1[ \t]*(?:;|\Z)")
 _VERSION_VALUE = "DMARC1"
-_TAG_NAME = re.compile(r"^[a-z][a-z0-9_]*$")  # the tag-name of RFC 6376 §3.2, which §6.3 borrows
+_TAG_NAME = re.compile(r"^[a-z][a-z0-9_]*\Z")  # the tag-name of RFC 6376 §3.2, which §6.3 borrows
 _POLICIES = frozenset({"none", "quarantine", "reject"})
 _ALIGNMENT = frozenset({"r", "s"})
-_FAILURE_OPTION = re.compile(r"^[01ds](?:[ \t]*:[ \t]*[01ds])*$")
+_FAILURE_OPTION = re.compile(r"^[01ds](?:[ \t]*:[ \t]*[01ds])*\Z")
 _KEYWORD = r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?"  # RFC 5321 Ldh-str, the Keyword §6.4 uses for rf
-_REPORT_FORMATS = re.compile(rf"^{_KEYWORD}(?:[ \t]*:[ \t]*{_KEYWORD})*$")
-_DIGITS = re.compile(r"^[0-9]+$")
+_REPORT_FORMATS = re.compile(rf"^{_KEYWORD}(?:[ \t]*:[ \t]*{_KEYWORD})*\Z")
+_DIGITS = re.compile(r"^[0-9]+\Z")
 _MAX_INTERVAL = 2**32 - 1  # §6.3 ri: a 32-bit unsigned integer
 # §6.4 dmarc-uri = URI [ "!" 1*DIGIT [ "k" / "m" / "g" / "t" ] ] with URI from RFC 3986 §3 (an absolute URI:
 # a scheme, then characters of the URI alphabet). A "," inside a URI must be %-encoded (§6.2), so it splits.
 _URI = re.compile(
-    r"^[a-z][a-z0-9+.-]*:(?:[a-z0-9\-._~:/?#\[\]@$&'()*+=!]|%[0-9a-f]{2})+?(?:![0-9]+[kmgt]?)?$",
+    r"^[a-z][a-z0-9+.-]*:(?:[a-z0-9\-._~:/?#\[\]@$&'()*+=!]|%[0-9a-f]{2})+?(?:![0-9]+[kmgt]?)?\Z",
     re.IGNORECASE,
 )
 
@@ -94,7 +95,6 @@ def _is_interval(value: str) -> bool:
 # The tags §6.4 defines and their value syntax. p and sp are judged by §6.6.3 step 6 instead (a bad p
 # is not fatal when rua is usable).
 _VALIDATORS = {
-    "v": lambda value: value == _VERSION_VALUE,
     "rua": has_valid_uri,
     "ruf": has_valid_uri,
     "adkim": lambda value: value.lower() in _ALIGNMENT,
