@@ -79,6 +79,7 @@ async def insert_ms(database_url: str, n: int, repeat: int) -> float:
                     "status": "ACTIVE",
                     "spf_correct": True,
                     "dkim_correct": True,
+                    "dmarc_correct": True,
                     "connected_at": now,
                 }
                 for i in range(n)

@@ -131,6 +131,10 @@ async def test_subdomains_share_the_organizational_lookup(serve: Serve) -> None:
         ("mail.example.co.uk", "example.co.uk"),
         ("xn--bcher-kva.example", "xn--bcher-kva.example"),  # an unknown TLD is a public suffix ("*")
         ("tenant.sub.example.test", "example.test"),
+        ("shop.xn--e1afmkfd.xn--p1ai", "xn--e1afmkfd.xn--p1ai"),  # an IDN TLD (.рф), IDNA-encoded
+        ("a.foo.github.io", "foo.github.io"),  # the list's private section counts
+        ("mail.contoso.onmicrosoft.com", "onmicrosoft.com"),  # not on the list (docs/deliverability.md)
+        ("github.io", None),
         ("com", None),
         ("co.uk", None),
     ],
