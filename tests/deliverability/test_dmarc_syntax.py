@@ -36,6 +36,7 @@ CASES = [
     ("v = DMARC1 ;  p = reject ; ", OK_REJECT),  # *WSP around "=" and ";"
     ("V=DMARC1; P=REJECT; ADKIM=S", OK_REJECT),  # tag names and keywords are ABNF strings: any case
     ("v=DMARC1; p=none; sp=reject; adkim=s; aspf=r; fo=0:1:d:s; rf=afrf; ri=86400; pct=100", OK_NONE),
+    ("v=DMARC1; rua=mailto:d@example.com; p=reject", OK_REJECT),  # p after v, not necessarily second
     ("v=DMARC1; p=reject; pct=0", OK_REJECT),
     ("v=DMARC1; p=reject; rua=mailto:a@example.com!10, mailto:b@example.com!5k", OK_REJECT),
     ("v=DMARC1; p=reject; rua=https://reports.example.com/dmarc", OK_REJECT),  # any URI scheme (§6.2)

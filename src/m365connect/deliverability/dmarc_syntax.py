@@ -1,9 +1,10 @@
 """DMARC record syntax (RFC 7489 §6.3, §6.4): which TXT records are DMARC records, and which are valid."""
 
 # What "valid" means here is written out, with its reasons, in docs/deliverability.md ("dmarc_correct").
-# In short: the ABNF of §6.4 for every tag it defines, tags in any order after `v` (§6.3 asks only that `v`
-# come first, and receivers do not enforce the ABNF's order), unknown tags ignored (§6.3), and §6.6.3 step 6
-# for a missing or bad `p`/`sp`.
+# In short: the ABNF of §6.4 for every tag it defines, tags in any order after `v` (§6.3 asks for `v` first
+# and `p` after it; receivers do not enforce the ABNF's order), unknown tags ignored (§6.3), §6.6.3 step 6
+# for a missing or bad `p`/`sp`. A bad value of another tag makes the record invalid, although §6.3 lets
+# receivers drop it for the default (a SHOULD): the flag asks for a valid record, and says what to fix.
 
 from __future__ import annotations
 
