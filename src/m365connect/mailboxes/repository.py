@@ -35,7 +35,8 @@ async def active_by_email(
 async def insert_active(session: AsyncSession, *, rows: Sequence[dict[str, Any]]) -> dict[str, int]:
     """Insert ACTIVE mailboxes, skipping addresses already ACTIVE; returns {email: new id} of those inserted.
 
-    A row whose credential no longer exists raises IntegrityError (foreign key).
+    A row whose credential no longer exists raises IntegrityError (foreign key). Rows are inserted sorted by
+    the unique key whatever order the caller gives them in.
     """
     if not rows:
         return {}
@@ -53,7 +54,13 @@ async def insert_active(session: AsyncSession, *, rows: Sequence[dict[str, Any]]
         .on_conflict_do_nothing(index_elements=["account_id", "email"], index_where=text("status = 'ACTIVE'"))
         .returning(table.c.id, table.c.email)
     )
-    result = await session.execute(statement, list(rows))
+    # In the unique key's order: PostgreSQL makes a transaction that meets another's uncommitted entry for
+    # the same (account, address) wait for that transaction to end. Two overlapping bulks inserting in
+    # request order could each hold an entry the other waits for: `deadlock detected`, a 500 for 10-18 %
+    # of ten concurrent bulks of 15 out of 40 addresses. With one global order the first to reach a shared
+    # address goes on, the other waits for its commit and never holds what the first still needs.
+    ordered = sorted(rows, key=lambda row: (row["account_id"], row["email"]))
+    result = await session.execute(statement, ordered)
     return {email: mailbox_id for mailbox_id, email in result}
 
 
