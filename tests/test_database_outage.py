@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from m365connect.accounts.service import create_api_key
@@ -27,37 +28,64 @@ POSTGRES = ("127.0.0.1", 5432)
 
 
 class OutageProxy:
-    """Forwards TCP to PostgreSQL until cut; listens again on the same port when restored."""
+    """Forwards TCP to PostgreSQL until cut (connections refused) or black-holed (accepted, then silent).
+
+    A black hole is what a silent network partition looks like from the service: connections open, bytes
+    go out, nothing ever comes back. Restoring it drops the connections that went silent (TCP would give
+    up on them) and forwards new ones again.
+    """
 
     def __init__(self) -> None:
         self.port = 0
+        self.silent = False
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
 
     async def restore(self) -> None:
+        if self.silent:
+            self.silent = False
+            self._drop_connections()
+            return
         self._server = await asyncio.start_server(self._pipe, "127.0.0.1", self.port)
         self.port = self._server.sockets[0].getsockname()[1]
+
+    def black_hole(self) -> None:
+        self.silent = True
 
     async def cut(self) -> None:
         assert self._server is not None
         self._server.close()
+        self._drop_connections()
+        await self._server.wait_closed()
+
+    def _drop_connections(self) -> None:
         for writer in list(self._writers):
             writer.close()
-        await self._server.wait_closed()
         self._writers.clear()
 
     async def _pipe(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        self._writers.add(client_writer)
+        if self.silent:
+            await _swallow(client_reader)
+            return
         server_reader, server_writer = await asyncio.open_connection(*POSTGRES)
-        self._writers.update({client_writer, server_writer})
+        self._writers.add(server_writer)
 
         async def copy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             with contextlib.suppress(ConnectionError, OSError):
                 while data := await reader.read(65536):
-                    writer.write(data)
-                    await writer.drain()
+                    if not self.silent:
+                        writer.write(data)
+                        await writer.drain()
             writer.close()
 
         await asyncio.gather(copy(client_reader, server_writer), copy(server_reader, client_writer))
+
+
+async def _swallow(reader: asyncio.StreamReader) -> None:
+    with contextlib.suppress(ConnectionError, OSError):
+        while await reader.read(65536):
+            pass
 
 
 @pytest.fixture
@@ -98,3 +126,58 @@ async def test_database_outage_is_503_and_heals(proxy: OutageProxy, postgres_url
             await proxy.restore()
             assert (await http.get(url, headers=headers(key))).status_code == 200
             assert (await http.get("/readyz")).status_code == 200
+
+
+def _settings(postgres_url: str, *, port: int, **overrides: float) -> Settings:
+    url = make_url(postgres_url).set(port=port).render_as_string(hide_password=False)
+    return Settings(database_url=url, encryption_keys=generate_key(), **overrides)
+
+
+async def _answer_within(seconds: float, http: httpx.AsyncClient, path: str, key: str) -> httpx.Response:
+    """The answer, or a failure if none comes in time (before the timeouts, these hung for minutes)."""
+    async with asyncio.timeout(seconds):
+        return await http.get(path, headers=headers(key))
+
+
+async def test_silent_database_is_503_within_seconds_and_heals(proxy: OutageProxy, postgres_url: str) -> None:
+    # The default bounds (docs/configuration.md): readiness 3 s, connect, statement and pool 5 s each.
+    settings = _settings(postgres_url, port=proxy.port)
+    async with open_state(settings) as state:
+        async with state.sessions() as session:
+            key = (await create_api_key(session, account_name="partition")).plaintext
+            await session.commit()
+        transport = httpx.ASGITransport(app=create_app(settings, state=state), raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            url = "/rest/v2/mailboxes/microsoft/credentials"
+            assert (await http.get(url, headers=headers(key))).status_code == 200
+
+            proxy.black_hole()  # the pooled connection goes silent, and so does every new one
+            for _ in range(2):
+                ready = await _answer_within(8, http, "/readyz", key)
+                assert (ready.status_code, ready.headers["retry-after"]) == (503, "5")
+                assert ready.json()["database"] == "unreachable"
+                down = await _answer_within(8, http, url, key)
+                assert_generic_error(down, status=503, title="Service Unavailable")
+                assert down.headers["retry-after"] == "5"
+
+            await proxy.restore()
+            assert (await _answer_within(8, http, url, key)).status_code == 200
+            assert (await _answer_within(8, http, "/readyz", key)).status_code == 200
+
+
+async def test_statement_past_its_timeout_is_503(proxy: OutageProxy, postgres_url: str) -> None:
+    settings = _settings(postgres_url, port=proxy.port, database_statement_timeout=0.5)
+    async with open_state(settings) as state:
+        async with state.sessions() as session:
+            key = (await create_api_key(session, account_name="slow")).plaintext
+            await session.commit()
+        transport = httpx.ASGITransport(app=create_app(settings, state=state), raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            url = "/rest/v2/mailboxes/microsoft/credentials"
+            async with state.engine.connect() as blocker:  # a live database, but a table held by someone
+                await blocker.execute(text("LOCK TABLE graph_credentials IN ACCESS EXCLUSIVE MODE"))
+                down = await _answer_within(8, http, url, key)
+                await blocker.rollback()
+            assert_generic_error(down, status=503, title="Service Unavailable")
+            assert down.headers["retry-after"] == "5"
+            assert (await http.get(url, headers=headers(key))).status_code == 200

@@ -33,7 +33,7 @@ from m365connect.crypto import (
 from m365connect.db.engine import create_engine, create_session_factory
 from m365connect.db.migrate import upgrade_to_head
 from m365connect.settings import Settings
-from m365connect.state import load_secret_box
+from m365connect.state import database_timeouts, load_secret_box
 from m365connect.wire import iso_z
 
 app = typer.Typer(help="m365connect: connect Microsoft 365 mailboxes in bulk.", no_args_is_help=True)
@@ -108,7 +108,10 @@ def _run_with_session(settings: Settings, work: Callable[..., Awaitable[T]]) -> 
     """Migrate, open one session, run `work(session)`, commit."""
 
     async def main() -> T:
-        engine = create_engine(settings.database_url)
+        # A migration may legitimately run one long statement (an index on a large table): no statement
+        # bound here, but connecting and the pool stay bounded so a silent database fails the command.
+        timeouts = database_timeouts(settings, bound_statements=False)
+        engine = create_engine(settings.database_url, timeouts=timeouts)
         try:
             await upgrade_to_head(engine)
             async with create_session_factory(engine)() as session:

@@ -25,6 +25,11 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="M365CONNECT_", extra="ignore", frozen=True)
 
     database_url: str = DEFAULT_DATABASE_URL
+    # Bounds on waiting for the database (seconds): a silent network path must cost a 503, not minutes.
+    database_connect_timeout: float = Field(default=5.0, gt=0)
+    database_statement_timeout: float = Field(default=5.0, gt=0)
+    database_pool_timeout: float = Field(default=5.0, gt=0)
+    readiness_timeout: float = Field(default=3.0, gt=0)
     encryption_keys: str | None = Field(default=None, repr=False)
     key_file: Path | None = None
     login_url: str = "https://login.microsoftonline.com"

@@ -16,7 +16,7 @@ from m365connect.api.ratelimit import RateLimiter, build_rate_limiter
 from m365connect.credentials.sealing import UnreadableSecrets, count_sealed_secrets
 from m365connect.credentials.service import Services as CredentialServices
 from m365connect.crypto import KeyFileMissing, SecretBox, load_or_create_key_file, parse_keys
-from m365connect.db.engine import create_engine, create_session_factory
+from m365connect.db.engine import DatabaseTimeouts, create_engine, create_session_factory
 from m365connect.db.transactions import Transactions
 from m365connect.deliverability import DeliverabilityChecker, build_resolver
 from m365connect.mailboxes.bulk import BulkServices
@@ -43,6 +43,15 @@ class AppState:
     metrics: Metrics
     credential_services: CredentialServices
     bulk_services: BulkServices
+
+
+def database_timeouts(settings: Settings, *, bound_statements: bool = True) -> DatabaseTimeouts:
+    """The configured bounds on waiting for the database (migrations may leave statements unbounded)."""
+    return DatabaseTimeouts(
+        connect=settings.database_connect_timeout,
+        statement=settings.database_statement_timeout if bound_statements else None,
+        pool=settings.database_pool_timeout,
+    )
 
 
 async def load_secret_box(settings: Settings, session: AsyncSession) -> SecretBox:
@@ -98,7 +107,7 @@ async def open_state(settings: Settings, *, metrics: Metrics | None = None) -> A
     resolver = build_resolver(
         settings.nameservers, timeout=settings.dns_timeout, lifetime=settings.dns_timeout * 2
     )
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.database_url, timeouts=database_timeouts(settings))
     http = build_http_client(settings)
     limiter = build_rate_limiter(
         redis_url=settings.redis_url,

@@ -10,10 +10,11 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from m365connect.db.errors import is_transient
 from m365connect.errors import (
     AppError,
     BadRequest,
@@ -119,7 +120,7 @@ DATABASE_UNREACHABLE = (DBAPIError, SQLAlchemyTimeoutError, ConnectionError, Tim
 
 def database_unavailable(exc: Exception) -> ServiceUnavailable | None:
     """The 503 for a database that cannot be reached, or None when `exc` is a real bug (the generic 500)."""
-    if isinstance(exc, DBAPIError) and not _is_connection_problem(exc):
+    if isinstance(exc, DBAPIError) and not is_transient(exc):
         return None  # bad SQL, a violated constraint nobody handled
     logger.warning("database.unavailable", extra={"error": type(exc).__name__})
     return ServiceUnavailable("The database is unavailable. Nothing was saved; please retry.", retry_after=5)
@@ -130,10 +131,6 @@ async def _on_database_unavailable(_request: Request, exc: Exception) -> Respons
     if error is None:
         raise exc
     return render(error)
-
-
-def _is_connection_problem(exc: DBAPIError) -> bool:
-    return exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
 
 
 def install_error_handlers(app: FastAPI) -> None:

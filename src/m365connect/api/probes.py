@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
 from fastapi import APIRouter, Response
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -9,6 +13,9 @@ from m365connect.api.deps import StateDep
 from m365connect.api.responses import RETRY_AFTER
 from m365connect.credentials.sealing import secrets_without_key
 from m365connect.db.ping import ping
+from m365connect.state import AppState
+
+T = TypeVar("T")
 
 router = APIRouter(tags=["Health"])
 
@@ -47,11 +54,8 @@ async def healthz() -> dict[str, str]:
 async def readyz(state: StateDep, response: Response) -> dict[str, str]:
     """Ready when the database answers and every stored secret can be decrypted with the configured keys."""
     try:
-        async with state.sessions() as session:
-            await ping(session)
-            without_key = await secrets_without_key(session, state.box)
-            not_opening = await state.credential_services.unreadable.count(session, state.box)
-    except (SQLAlchemyError, OSError):
+        without_key, not_opening = await _within(state.settings.readiness_timeout, _check_database(state))
+    except (SQLAlchemyError, OSError, TimeoutError):
         response.status_code = 503
         response.headers["Retry-After"] = "5"
         return dict(_UNREADY)
@@ -65,3 +69,39 @@ async def readyz(state: StateDep, response: Response) -> dict[str, str]:
         response.headers["Retry-After"] = "60"
         return {"status": "unavailable", "database": "ok", "configuration": "; ".join(problems)}
     return dict(_READY)
+
+
+async def _check_database(state: AppState) -> tuple[int, int]:
+    """The database answers; how many stored secrets no configured key opens, and how many do not open."""
+    async with state.sessions() as session:
+        await ping(session)
+        without_key = await secrets_without_key(session, state.box)
+        return without_key, await state.credential_services.unreadable.count(session, state.box)
+
+
+# Checks given up on by `_within`, kept referenced until their clean-up ends (asyncio holds tasks weakly).
+_abandoned: set[asyncio.Task[Any]] = set()
+
+
+async def _within(seconds: float, check: Coroutine[Any, Any, T]) -> T:
+    """The check's result, or TimeoutError after `seconds` without waiting for the check to wind down.
+
+    A plain `asyncio.timeout` would cancel the check and then wait while it hands its connection back,
+    and on a silent network path that rollback waits for the driver's own timeout: the probe would hang
+    exactly when it matters. The abandoned check is cancelled and finishes on its own, bounded by the
+    database timeouts.
+    """
+    task = asyncio.create_task(check)
+    done, _ = await asyncio.wait({task}, timeout=seconds)
+    if task in done:
+        return task.result()
+    task.cancel()
+    _abandoned.add(task)
+    task.add_done_callback(_forget)
+    raise TimeoutError
+
+
+def _forget(task: asyncio.Task[Any]) -> None:
+    _abandoned.discard(task)
+    if not task.cancelled():
+        task.exception()  # retrieved, so asyncio does not log it as never retrieved

@@ -2,22 +2,67 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
+# How much longer than the server's own statement_timeout the client waits for an answer. A live server
+# cancels the statement itself (the connection stays usable); only a silent one is given up on here.
+_CLIENT_GRACE_SECONDS = 1.0
 
-def create_engine(database_url: str, **kwargs: Any) -> AsyncEngine:
+
+@dataclass(frozen=True)
+class DatabaseTimeouts:
+    """Bounds, in seconds, on waiting for the database; None leaves the driver's own (mostly unbounded).
+
+    `connect`: opening a connection (asyncpg's `timeout`, handshake and authentication included).
+    `statement`: one statement (PostgreSQL's `statement_timeout`, and asyncpg's `command_timeout` a little
+    later for a server that has gone silent; the pre-ping on checkout is such a statement).
+    `pool`: waiting for a free connection of the pool.
+    """
+
+    connect: float | None = None
+    statement: float | None = None
+    pool: float | None = None
+
+
+def create_engine(
+    database_url: str, *, timeouts: DatabaseTimeouts | None = None, **kwargs: Any
+) -> AsyncEngine:
     """An async engine; SQLite connections enforce foreign keys and wait for locks instead of failing."""
     url = make_url(database_url)
+    bounds = timeouts or DatabaseTimeouts()
+    # An in-memory SQLite database has one static connection: no pool to wait for.
+    if bounds.pool is not None and (url.get_backend_name() != "sqlite" or sqlite_file(url) is not None):
+        kwargs.setdefault("pool_timeout", bounds.pool)
     if url.get_backend_name() == "sqlite":
         engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    return create_async_engine(url, pool_pre_ping=True, **kwargs)
+    connect_args = _asyncpg_connect_args(bounds) if url.get_driver_name() == "asyncpg" else {}
+    return create_async_engine(url, pool_pre_ping=True, connect_args=connect_args, **kwargs)
+
+
+def _asyncpg_connect_args(bounds: DatabaseTimeouts) -> dict[str, Any]:
+    args: dict[str, Any] = {}
+    if bounds.connect is not None:
+        args["timeout"] = bounds.connect
+    if bounds.statement is not None:
+        args["command_timeout"] = bounds.statement + _CLIENT_GRACE_SECONDS
+        args["server_settings"] = {"statement_timeout": str(max(1, round(bounds.statement * 1000)))}
+    return args
+
+
+def sqlite_file(url: URL) -> str | None:
+    """The file of a SQLite URL; None for an in-memory database (or a `file:` URI, left to SQLite)."""
+    database = url.database or ""
+    if not database or database == ":memory:" or database.startswith("file:") or url.query.get("mode"):
+        return None
+    return database
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
