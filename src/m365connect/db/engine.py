@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,18 +35,25 @@ class DatabaseTimeouts:
 def create_engine(
     database_url: str, *, timeouts: DatabaseTimeouts | None = None, **kwargs: Any
 ) -> AsyncEngine:
-    """An async engine; SQLite connections enforce foreign keys and wait for locks instead of failing."""
+    """An async engine; SQLite connections enforce foreign keys and wait for locks instead of failing.
+
+    Statement parameters never appear in SQLAlchemy's exception text (`hide_parameters`): they carry
+    addresses, names and sealed secrets, and exceptions end up in logs.
+    """
     url = make_url(database_url)
     bounds = timeouts or DatabaseTimeouts()
     # An in-memory SQLite database has one static connection: no pool to wait for.
     if bounds.pool is not None and (url.get_backend_name() != "sqlite" or sqlite_file(url) is not None):
         kwargs.setdefault("pool_timeout", bounds.pool)
     if url.get_backend_name() == "sqlite":
-        engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
+        create_private_sqlite_file(url)
+        engine = create_async_engine(url, connect_args={"timeout": 30}, hide_parameters=True, **kwargs)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     connect_args = _asyncpg_connect_args(bounds) if url.get_driver_name() == "asyncpg" else {}
-    return create_async_engine(url, pool_pre_ping=True, connect_args=connect_args, **kwargs)
+    return create_async_engine(
+        url, pool_pre_ping=True, hide_parameters=True, connect_args=connect_args, **kwargs
+    )
 
 
 def _asyncpg_connect_args(bounds: DatabaseTimeouts) -> dict[str, Any]:
@@ -63,6 +72,20 @@ def sqlite_file(url: URL) -> str | None:
     if not database or database == ":memory:" or database.startswith("file:") or url.query.get("mode"):
         return None
     return database
+
+
+def create_private_sqlite_file(url: URL) -> None:
+    """Create a SQLite database file readable by its owner only (0600), before SQLite creates it 0644.
+
+    SQLite gives the -wal and -shm files it creates later the permissions of the database file. An
+    existing file is left as it is (the operator may have chosen its mode).
+    """
+    path = sqlite_file(url)
+    if path is None:
+        return
+    # O_EXCL: an existing file is never touched; a missing directory stays SQLite's error to report.
+    with contextlib.suppress(FileExistsError, FileNotFoundError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
