@@ -31,61 +31,50 @@ class OutageProxy:
     """Forwards TCP to PostgreSQL until cut (connections refused) or black-holed (accepted, then silent).
 
     A black hole is what a silent network partition looks like from the service: connections open, bytes
-    go out, nothing ever comes back. Restoring it drops the connections that went silent (TCP would give
-    up on them) and forwards new ones again.
+    go out, nothing comes back. Nothing is lost either: when the path is restored, what was held flows on,
+    as TCP's retransmissions would deliver it after a partition heals.
     """
 
     def __init__(self) -> None:
         self.port = 0
-        self.silent = False
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._flowing = asyncio.Event()
+        self._flowing.set()
 
     async def restore(self) -> None:
-        if self.silent:
-            self.silent = False
-            self._drop_connections()
+        if not self._flowing.is_set():
+            self._flowing.set()
             return
         self._server = await asyncio.start_server(self._pipe, "127.0.0.1", self.port)
         self.port = self._server.sockets[0].getsockname()[1]
 
     def black_hole(self) -> None:
-        self.silent = True
+        self._flowing.clear()
 
     async def cut(self) -> None:
         assert self._server is not None
         self._server.close()
-        self._drop_connections()
-        await self._server.wait_closed()
-
-    def _drop_connections(self) -> None:
         for writer in list(self._writers):
             writer.close()
+        await self._server.wait_closed()
         self._writers.clear()
 
     async def _pipe(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
         self._writers.add(client_writer)
-        if self.silent:
-            await _swallow(client_reader)
-            return
+        await self._flowing.wait()  # a connection accepted during the black hole reaches nothing until then
         server_reader, server_writer = await asyncio.open_connection(*POSTGRES)
         self._writers.add(server_writer)
 
         async def copy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             with contextlib.suppress(ConnectionError, OSError):
                 while data := await reader.read(65536):
-                    if not self.silent:
-                        writer.write(data)
-                        await writer.drain()
+                    await self._flowing.wait()  # held, not dropped, while the path is silent
+                    writer.write(data)
+                    await writer.drain()
             writer.close()
 
         await asyncio.gather(copy(client_reader, server_writer), copy(server_reader, client_writer))
-
-
-async def _swallow(reader: asyncio.StreamReader) -> None:
-    with contextlib.suppress(ConnectionError, OSError):
-        while await reader.read(65536):
-            pass
 
 
 @pytest.fixture
@@ -160,9 +149,12 @@ async def test_silent_database_is_503_within_seconds_and_heals(proxy: OutageProx
                 assert_generic_error(down, status=503, title="Service Unavailable")
                 assert down.headers["retry-after"] == "5"
 
-            await proxy.restore()
-            assert (await _answer_within(8, http, url, key)).status_code == 200
-            assert (await _answer_within(8, http, "/readyz", key)).status_code == 200
+            await proxy.restore()  # what was held flows on; the service must not stay stuck on it
+            healed = await asyncio.gather(*(_answer_within(8, http, url, key) for _ in range(8)))
+            assert [answer.status_code for answer in healed] == [200] * 8
+            for _ in range(3):
+                assert (await _answer_within(8, http, "/readyz", key)).status_code == 200
+                assert (await _answer_within(8, http, url, key)).status_code == 200
 
 
 async def test_statement_past_its_timeout_is_503(proxy: OutageProxy, postgres_url: str) -> None:
