@@ -129,8 +129,9 @@ async def _answer_within(seconds: float, http: httpx.AsyncClient, path: str, key
 
 
 async def test_silent_database_is_503_within_seconds_and_heals(proxy: OutageProxy, postgres_url: str) -> None:
-    # The default bounds (docs/configuration.md): readiness 3 s, connect, statement and pool 5 s each.
-    settings = _settings(postgres_url, port=proxy.port)
+    # The default connect, statement and pool bounds (5 s each, docs/configuration.md); readiness 1 s, so
+    # that a probe waiting for its abandoned check to wind down (5 s) cannot pass for a fast one.
+    settings = _settings(postgres_url, port=proxy.port, readiness_timeout=1.0)
     async with open_state(settings) as state:
         async with state.sessions() as session:
             key = (await create_api_key(session, account_name="partition")).plaintext
@@ -142,7 +143,7 @@ async def test_silent_database_is_503_within_seconds_and_heals(proxy: OutageProx
 
             proxy.black_hole()  # the pooled connection goes silent, and so does every new one
             for _ in range(2):
-                ready = await _answer_within(8, http, "/readyz", key)
+                ready = await _answer_within(3, http, "/readyz", key)
                 assert (ready.status_code, ready.headers["retry-after"]) == (503, "5")
                 assert ready.json()["database"] == "unreachable"
                 down = await _answer_within(8, http, url, key)

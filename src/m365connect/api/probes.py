@@ -92,13 +92,16 @@ async def _within(seconds: float, check: Coroutine[Any, Any, T]) -> T:
     database timeouts.
     """
     task = asyncio.create_task(check)
-    done, _ = await asyncio.wait({task}, timeout=seconds)
-    if task in done:
-        return task.result()
-    task.cancel()
-    _abandoned.add(task)
-    task.add_done_callback(_forget)
-    raise TimeoutError
+    try:
+        await asyncio.wait({task}, timeout=seconds)
+    finally:  # also when the probe itself is cancelled (the client went away)
+        if not task.done():
+            task.cancel()
+            _abandoned.add(task)
+            task.add_done_callback(_forget)
+    if not task.done():
+        raise TimeoutError
+    return task.result()
 
 
 def _forget(task: asyncio.Task[Any]) -> None:
