@@ -129,9 +129,10 @@ async def _answer_within(seconds: float, http: httpx.AsyncClient, path: str, key
 
 
 async def test_silent_database_is_503_within_seconds_and_heals(proxy: OutageProxy, postgres_url: str) -> None:
-    # The default connect, statement and pool bounds (5 s each, docs/configuration.md); readiness 1 s, so
-    # that a probe waiting for its abandoned check to wind down (5 s) cannot pass for a fast one.
-    settings = _settings(postgres_url, port=proxy.port, readiness_timeout=1.0)
+    # The default connect and statement bounds (5 s each, docs/configuration.md). Readiness 1 s, so that a
+    # probe waiting for its abandoned check to wind down (5 s) cannot pass for a fast one; pool 1 s, so
+    # that a request that waited for a pooled connection and then connects itself (pool + connect) fits.
+    settings = _settings(postgres_url, port=proxy.port, readiness_timeout=1.0, database_pool_timeout=1.0)
     async with open_state(settings) as state:
         async with state.sessions() as session:
             key = (await create_api_key(session, account_name="partition")).plaintext
@@ -149,6 +150,10 @@ async def test_silent_database_is_503_within_seconds_and_heals(proxy: OutageProx
                 down = await _answer_within(8, http, url, key)
                 assert_generic_error(down, status=503, title="Service Unavailable")
                 assert down.headers["retry-after"] == "5"
+            # More requests than the pool has connections (5 + 10): those left waiting for one are
+            # bounded too (M365CONNECT_DATABASE_POOL_TIMEOUT), not by SQLAlchemy's 30 s.
+            crowd = await asyncio.gather(*(_answer_within(8, http, url, key) for _ in range(20)))
+            assert {(answer.status_code, answer.headers["retry-after"]) for answer in crowd} == {(503, "5")}
 
             await proxy.restore()  # what was held flows on; the service must not stay stuck on it
             healed = await asyncio.gather(*(_answer_within(8, http, url, key) for _ in range(8)))
