@@ -83,8 +83,9 @@ def create_private_sqlite_file(url: URL) -> None:
     path = sqlite_file(url)
     if path is None:
         return
-    # O_EXCL: an existing file is never touched; a missing directory stays SQLite's error to report.
-    with contextlib.suppress(FileExistsError, FileNotFoundError):
+    # O_EXCL: an existing file is never touched. A file that cannot be created here (no such folder, not a
+    # folder, no permission) stays SQLite's error to report, as it was before this step.
+    with contextlib.suppress(OSError):
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
