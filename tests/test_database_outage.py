@@ -18,7 +18,7 @@ from m365connect.accounts.service import create_api_key
 from m365connect.app import create_app
 from m365connect.crypto import generate_key
 from m365connect.settings import Settings
-from m365connect.state import open_state
+from m365connect.state import AppState, open_state
 from tests.conftest import BACKENDS
 from tests.helpers import assert_generic_error, headers
 
@@ -43,11 +43,11 @@ class OutageProxy:
         self._flowing.set()
 
     async def restore(self) -> None:
-        if not self._flowing.is_set():
-            self._flowing.set()
-            return
-        self._server = await asyncio.start_server(self._pipe, "127.0.0.1", self.port)
-        self.port = self._server.sockets[0].getsockname()[1]
+        """Forward again (idempotent): listen if cut, let what was held flow if black-holed."""
+        self._flowing.set()
+        if self._server is None or not self._server.is_serving():
+            self._server = await asyncio.start_server(self._pipe, "127.0.0.1", self.port)
+            self.port = self._server.sockets[0].getsockname()[1]
 
     def black_hole(self) -> None:
         self._flowing.clear()
@@ -137,30 +137,38 @@ async def test_silent_database_is_503_within_seconds_and_heals(proxy: OutageProx
         async with state.sessions() as session:
             key = (await create_api_key(session, account_name="partition")).plaintext
             await session.commit()
-        transport = httpx.ASGITransport(app=create_app(settings, state=state), raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
-            url = "/rest/v2/mailboxes/microsoft/credentials"
-            assert (await http.get(url, headers=headers(key))).status_code == 200
+        try:
+            await _partition_and_heal(proxy, settings, state, key)
+        finally:
+            await proxy.restore()  # a failure must not leave the pool silent: disposing it would hang
 
-            proxy.black_hole()  # the pooled connection goes silent, and so does every new one
-            for _ in range(2):
-                ready = await _answer_within(3, http, "/readyz", key)
-                assert (ready.status_code, ready.headers["retry-after"]) == (503, "5")
-                assert ready.json()["database"] == "unreachable"
-                down = await _answer_within(8, http, url, key)
-                assert_generic_error(down, status=503, title="Service Unavailable")
-                assert down.headers["retry-after"] == "5"
-            # More requests than the pool has connections (5 + 10): those left waiting for one are
-            # bounded too (M365CONNECT_DATABASE_POOL_TIMEOUT), not by SQLAlchemy's 30 s.
-            crowd = await asyncio.gather(*(_answer_within(8, http, url, key) for _ in range(20)))
-            assert {(answer.status_code, answer.headers["retry-after"]) for answer in crowd} == {(503, "5")}
 
-            await proxy.restore()  # what was held flows on; the service must not stay stuck on it
-            healed = await asyncio.gather(*(_answer_within(8, http, url, key) for _ in range(8)))
-            assert [answer.status_code for answer in healed] == [200] * 8
-            for _ in range(3):
-                assert (await _answer_within(8, http, "/readyz", key)).status_code == 200
-                assert (await _answer_within(8, http, url, key)).status_code == 200
+async def _partition_and_heal(proxy: OutageProxy, settings: Settings, state: AppState, key: str) -> None:
+    """The black hole, then healing, as seen through the real ASGI stack."""
+    transport = httpx.ASGITransport(app=create_app(settings, state=state), raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+        url = "/rest/v2/mailboxes/microsoft/credentials"
+        assert (await http.get(url, headers=headers(key))).status_code == 200
+
+        proxy.black_hole()  # the pooled connection goes silent, and so does every new one
+        for _ in range(2):
+            ready = await _answer_within(3, http, "/readyz", key)
+            assert (ready.status_code, ready.headers["retry-after"]) == (503, "5")
+            assert ready.json()["database"] == "unreachable"
+            down = await _answer_within(8, http, url, key)
+            assert_generic_error(down, status=503, title="Service Unavailable")
+            assert down.headers["retry-after"] == "5"
+        # More requests than the pool has connections (5 + 10): those left waiting for one are
+        # bounded too (M365CONNECT_DATABASE_POOL_TIMEOUT), not by SQLAlchemy's 30 s.
+        crowd = await asyncio.gather(*(_answer_within(8, http, url, key) for _ in range(20)))
+        assert {(answer.status_code, answer.headers["retry-after"]) for answer in crowd} == {(503, "5")}
+
+        await proxy.restore()  # what was held flows on; the service must not stay stuck on it
+        healed = await asyncio.gather(*(_answer_within(8, http, url, key) for _ in range(8)))
+        assert [answer.status_code for answer in healed] == [200] * 8
+        for _ in range(3):
+            assert (await _answer_within(8, http, "/readyz", key)).status_code == 200
+            assert (await _answer_within(8, http, url, key)).status_code == 200
 
 
 async def test_statement_past_its_timeout_is_503(proxy: OutageProxy, postgres_url: str) -> None:
