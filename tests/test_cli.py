@@ -471,7 +471,7 @@ def test_a_folder_where_nothing_can_be_written_is_one_line(tmp_path: Path) -> No
     env = clean_env(M365CONNECT_DATABASE_URL=database, M365CONNECT_ENCRYPTION_KEYS=KEY_A)
     assert_one_line(
         run_process("serve", cwd=tmp_path, env=env),
-        f"cannot use the database {database}: unable to open database file "
+        f"cannot use the database {database}: [Errno 20] Not a directory: '{not_a_folder}/m365connect.db' "
         "(does its folder exist, and may this user write there?)",
         exit_code=2,
     )

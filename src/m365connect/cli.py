@@ -95,13 +95,18 @@ def _database_errors(settings: Settings) -> Iterator[None]:
     try:
         yield
     except (DBAPIError, OSError) as exc:  # OSError: refused, timed out, unknown host, folder not writable
-        reason = str(exc.orig if isinstance(exc, DBAPIError) else exc).splitlines()[0]
+        reason = _first_line((exc.orig or exc) if isinstance(exc, DBAPIError) else exc)
         hint = (
             " (does its folder exist, and may this user write there?)"
             if settings.database_url.startswith("sqlite")
             else ""
         )
         _unusable(f"cannot use the database {shown_url(settings.database_url)}: {reason}{hint}")
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first line of what an exception says, or its kind when it says nothing (a TimeoutError)."""
+    return (str(exc).splitlines() or [type(exc).__name__])[0]
 
 
 def _run_with_session(settings: Settings, work: Callable[..., Awaitable[T]]) -> T:
