@@ -127,6 +127,26 @@ def test_send_mail_is_accepted_and_recorded(
     assert fake.sent_mail == [sent]
 
 
+def test_send_mail_reads_property_names_in_any_case(
+    client: httpx.Client, bearer: Bearer, fake: FakeMicrosoft
+) -> None:
+    """msgraph-sdk sends the action's parameters in PascalCase; Graph reads property names in any case."""
+    body = {
+        "Message": {
+            "subject": "Connection test",
+            "ToRecipients": [{"EmailAddress": {"Address": "seed@ours.example"}}],
+            "ccRecipients": [{"emailAddress": {"ADDRESS": "copy@ours.example"}}],
+        },
+        "SaveToSentItems": False,
+    }
+    response = client.post("/v1.0/users/jim@contoso.com/sendMail", json=body, headers=bearer("connector"))
+
+    assert (response.status_code, response.content) == (202, b"")
+    [sent] = fake.sent_mail
+    assert sent["recipients"] == ["seed@ours.example", "copy@ours.example"]
+    assert sent["save_to_sent_items"] is False
+
+
 def test_send_mime_message(client: httpx.Client, bearer: Bearer, fake: FakeMicrosoft) -> None:
     mime = "From: pam@contoso.com\r\nTo: Seed <seed@ours.example>\r\nSubject: hi\r\n\r\nbody\r\n"
     response = client.post(

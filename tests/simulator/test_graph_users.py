@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import email.utils
+import json
 import uuid
 from collections.abc import Callable
 
@@ -48,14 +50,14 @@ def test_lookup_by_alias_returns_the_user_with_selected_properties(
         bearer("connector"),
         **{
             "$filter": "proxyAddresses/any(x:x eq 'smtp:jimothy@contoso.com')",
-            "$select": "displayName,mail,proxyAddresses,accountEnabled,assignedLicenses,userType",
+            "$select": "id,displayName,mail,proxyAddresses,accountEnabled,assignedLicenses,userType",
         },
     )
 
     body = response.json()
     assert response.status_code == 200
     assert body["@odata.context"].endswith(
-        "/v1.0/$metadata#users(displayName,mail,proxyAddresses,accountEnabled,assignedLicenses,userType)"
+        "/v1.0/$metadata#users(id,displayName,mail,proxyAddresses,accountEnabled,assignedLicenses,userType)"
     )
     [jim] = body["value"]
     assert set(jim) == {
@@ -162,7 +164,36 @@ def test_advanced_query_with_count(client: httpx.Client, bearer: Bearer) -> None
             "Request_BadRequest",
             "Invalid page size specified: '1000'. Must be between 1 and 999 inclusive.",
         ),
-        ({"$orderby": "displayName"}, {}, "BadRequest", "The query parameter '$orderby' is not supported."),
+        (
+            {"$search": '"displayName:jim"'},
+            {},
+            "BadRequest",
+            "The query parameter '$search' is not supported.",
+        ),
+        (
+            {"$orderby": "displayName", "$filter": "startsWith(displayName,'J')"},
+            {},
+            "Request_UnsupportedQuery",
+            "Sorting not supported for current query.",
+        ),
+        (
+            {"$orderby": "jobTitle"},
+            {},
+            "Request_UnsupportedQuery",
+            "Sorting not supported for current query.",
+        ),
+        (
+            {"$orderby": "shoeSize"},
+            {},
+            "BadRequest",
+            "Could not find a property named 'shoeSize' on type 'microsoft.graph.user'.",
+        ),
+        (
+            {"$orderby": "displayName up"},
+            {},
+            "BadRequest",
+            "Syntax error at position 14 in 'displayName up'.",
+        ),
     ],
 )
 def test_query_errors(
@@ -204,9 +235,77 @@ def test_get_user_with_select_and_parenthesised_key(client: httpx.Client, bearer
 
     assert response.json()["@odata.context"].endswith("/v1.0/$metadata#users(mail)/$entity")
     assert {k: v for k, v in response.json().items() if k != "@odata.context"} == {
-        "mail": "oscar@contoso.com",
-        "id": str(uuid.uuid5(uuid.UUID(CONTOSO), "oscar.martinez@contoso.com")),
+        "mail": "oscar@contoso.com"
     }
+
+
+@pytest.mark.parametrize("path", ["/v1.0/users", "/v1.0/users/jim@contoso.com"])
+def test_select_returns_only_the_selected_properties_not_even_id(
+    client: httpx.Client, bearer: Bearer, path: str
+) -> None:
+    """Graph adds nothing to $select (user-get, example 3): a client that needs the id must ask for it."""
+    response = client.get(path, params={"$select": "displayName,mail"}, headers=bearer("connector"))
+
+    body = response.json()
+    users = body.get("value", [body])
+    assert users
+    assert all(set(user) - {"@odata.context"} == {"displayName", "mail"} for user in users)
+
+
+def _ordered(client: httpx.Client, headers: dict[str, str], **params: str) -> list[str]:
+    """Every page of a sorted listing, following @odata.nextLink."""
+    page = _users(client, headers, **params).json()
+    names = [u["displayName"] for u in page["value"]]
+    while "@odata.nextLink" in page:
+        page = client.get(page["@odata.nextLink"], headers=headers).json()
+        names += [u["displayName"] for u in page["value"]]
+    return names
+
+
+@pytest.mark.parametrize("direction", ["", " asc", " desc", " DESC"])
+def test_orderby_display_name_sorts_across_pages(
+    client: httpx.Client, bearer: Bearer, direction: str
+) -> None:
+    names = _ordered(client, bearer("connector"), **{"$orderby": f"displayName{direction}", "$top": "3"})
+
+    expected = sorted(names, key=str.casefold, reverse=direction.strip().lower() == "desc")
+    assert len(names) == 11
+    assert names == expected
+    assert names != _ordered(client, bearer("connector"), **{"$top": "3"})  # scenario order differs
+
+
+def test_orderby_user_principal_name(client: httpx.Client, bearer: Bearer) -> None:
+    response = _users(client, bearer("connector"), **{"$orderby": "userPrincipalName desc"})
+
+    upns = [u["userPrincipalName"] for u in response.json()["value"]]
+    assert upns == sorted(upns, key=str.casefold, reverse=True)
+
+
+def test_orderby_with_filter_needs_the_advanced_query(client: httpx.Client, bearer: Bearer) -> None:
+    response = client.get(
+        "/v1.0/users",
+        params={"$filter": "endsWith(mail,'@contoso.com')", "$orderby": "displayName", "$count": "true"},
+        headers={**bearer("connector"), "ConsistencyLevel": "eventual"},
+    )
+
+    names = [u["displayName"] for u in response.json()["value"]]
+    assert response.status_code == 200
+    assert len(names) == response.json()["@odata.count"] == 9
+    assert names == sorted(names, key=str.casefold)
+
+
+def test_graph_answers_carry_graph_headers(client: httpx.Client, bearer: Bearer) -> None:
+    """OData-Version, x-ms-ags-diagnostic, request-id, client-request-id (echoed) and Date, as Graph sends."""
+    headers = {**bearer("connector"), "client-request-id": "7d1a3c52-0c1e-4c3e-9f55-5a1f6c2b8e11"}
+    ok = client.get("/v1.0/users/jim@contoso.com", headers=headers)
+    error = client.get("/v1.0/users/nobody@contoso.com", headers=headers)
+
+    for response in (ok, error):
+        assert response.headers["OData-Version"] == "4.0"
+        assert set(json.loads(response.headers["x-ms-ags-diagnostic"])["ServerInfo"]) >= {"DataCenter"}
+        assert uuid.UUID(response.headers["request-id"])
+        assert response.headers["client-request-id"] == "7d1a3c52-0c1e-4c3e-9f55-5a1f6c2b8e11"
+        assert email.utils.parsedate_to_datetime(response.headers["Date"]).tzinfo is not None
 
 
 @pytest.mark.parametrize("key", ["jimothy@contoso.com", "oscar@contoso.com", "nobody@contoso.com"])

@@ -213,3 +213,63 @@ def test_openid_discovery_of_unknown_tenant_is_invalid_tenant(client: httpx.Clie
     response = client.get("/nowhere.example/v2.0/.well-known/openid-configuration")
 
     _assert_aad_error(response, 400, "invalid_tenant", 90002)
+
+
+def test_instance_discovery_names_this_server_for_its_own_host(
+    client: httpx.Client, fake: FakeMicrosoft
+) -> None:
+    """MSAL sends the authority's authorize URL without the port; the answer points back at this server."""
+    params = {
+        "api-version": "1.1",
+        "authorization_endpoint": f"https://127.0.0.1/{CONTOSO}/oauth2/v2.0/authorize",
+    }
+    response = client.get("/common/discovery/instance", params=params)
+
+    body = response.json()
+    assert response.status_code == 200
+    assert (
+        body["tenant_discovery_endpoint"]
+        == f"{fake.base_url}/{CONTOSO}/v2.0/.well-known/openid-configuration"
+    )
+    assert body["api-version"] == "1.1"
+    assert {"preferred_network": "127.0.0.1", "preferred_cache": "127.0.0.1", "aliases": ["127.0.0.1"]} in (
+        body["metadata"]
+    )
+    assert client.get(body["tenant_discovery_endpoint"]).json()["token_endpoint"].startswith(fake.base_url)
+
+
+def test_instance_discovery_knows_microsofts_clouds(client: httpx.Client) -> None:
+    """What MSAL asks login.microsoftonline.com for the cache aliases, whatever the authority."""
+    params = {
+        "api-version": "1.1",
+        "authorization_endpoint": "https://login.microsoftonline.com/common/oauth2/authorize",
+    }
+    response = client.get("/common/discovery/instance", params=params)
+
+    body = response.json()
+    assert response.status_code == 200
+    assert body["tenant_discovery_endpoint"] == (
+        "https://login.microsoftonline.com/common/v2.0/.well-known/openid-configuration"
+    )
+    groups = {group["preferred_network"]: group for group in body["metadata"]}
+    assert groups["login.microsoftonline.com"]["preferred_cache"] == "login.windows.net"
+    assert "login.usgovcloudapi.net" in groups["login.microsoftonline.us"]["aliases"]
+    assert response.headers["cache-control"] == "max-age=86400, private"
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "https://login.example.org/contoso.com/oauth2/v2.0/authorize",
+        "http://127.0.0.1/contoso.com/oauth2/v2.0/authorize",
+        "https://127.0.0.1/",
+        "",
+    ],
+)
+def test_instance_discovery_of_an_unknown_instance_is_invalid_instance(
+    client: httpx.Client, endpoint: str
+) -> None:
+    params = {"api-version": "1.1", "authorization_endpoint": endpoint}
+    response = client.get("/common/discovery/instance", params=params)
+
+    _assert_aad_error(response, 400, "invalid_instance", 50049)

@@ -30,6 +30,32 @@ def _refused(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) != 0
 
 
+def test_stop_closes_a_connection_the_client_keeps_open() -> None:
+    """A client that keeps an idle keep-alive TLS connection pooled and unread (azure-identity does after a
+    failed token request) never answers the server's close_notify: stop must still close it, not leave the
+    socket open when the server's loop ends."""
+    with FakeMicrosoft(load_scenario(EXAMPLE)) as fake:
+        port = int(fake.base_url.rsplit(":", 1)[1])
+        context = ssl.create_default_context(cafile=str(fake.ca_path))
+        raw = socket.create_connection(("127.0.0.1", port), timeout=20)
+        with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            tls.sendall(b"GET /_simulator/stats HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            answer = b""
+            while not answer.endswith(b"}"):  # the whole JSON answer; the connection stays open
+                answer += tls.recv(65536)
+            assert answer.startswith(b"HTTP/1.1 200")
+            fake.stop()
+
+            # The TLS layer may be closed politely (close_notify) while the server's TCP socket stays open:
+            # read the TCP socket itself. EOF or a reset: closed; a timeout: left open.
+            try:
+                assert tls.recv(65536) == b""
+                data = tls.unwrap().recv(65536)
+            except (ssl.SSLError, ConnectionResetError, BrokenPipeError):
+                data = b""
+            assert data == b""
+
+
 def test_start_and_stop_leave_no_threads_or_listeners() -> None:
     threads_before = set(threading.enumerate())
 

@@ -37,6 +37,20 @@ _WWW_AUTHENTICATE = (
     f'client_id="{GRAPH_APP_ID}"'
 )
 _NAVIGATIONS = ("mailboxsettings", "sendmail")
+# Graph's diagnostic header names the front end that served a call (support asks for it with the request
+# ids); the simulator names itself, in Graph's JSON shape.
+_AGS_DIAGNOSTIC = json.dumps(
+    {
+        "ServerInfo": {
+            "DataCenter": "m365connect simulator",
+            "Slice": "E",
+            "Ring": "5",
+            "ScaleUnit": "000",
+            "RoleInstance": "fake-microsoft",
+        }
+    },
+    separators=(",", ":"),
+)
 _MALFORMED = b'{"@odata.context":"https://graph.microsoft.com/v1.0/$metadata#users","value":[{"id":"'
 
 
@@ -181,6 +195,8 @@ def graph_routes(state: SimulatorState) -> list[BaseRoute]:
         response = await _answer(state, request, request_id, client_request_id)
         response.headers["request-id"] = request_id
         response.headers["client-request-id"] = client_request_id
+        response.headers["x-ms-ags-diagnostic"] = _AGS_DIAGNOSTIC
+        response.headers["OData-Version"] = "4.0"
         return response
 
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]

@@ -100,6 +100,18 @@ def property_named(raw: str, names: Iterable[str]) -> str | None:
     return next((name for name in names if name.lower() == raw.lower()), None)
 
 
+def member(payload: Mapping[str, Any], name: str, default: Any = None) -> Any:
+    """A JSON member by property name, matched case-insensitively as Graph reads request bodies.
+
+    The official SDKs send action parameters in PascalCase (msgraph-sdk: {"Message": ..., "SaveToSentItems":
+    ...}) and model properties in camelCase; Graph accepts either spelling.
+    """
+    if name in payload:
+        return payload[name]
+    folded = name.lower()
+    return next((value for key, value in payload.items() if key.lower() == folded), default)
+
+
 def too_many_requests(retry_after: str) -> GraphError:
     """The throttling error of Microsoft's throttling page: 429, Retry-After and TooManyRequests body."""
     inner = {"code": "429", "message": "Please retry after", "status": "429"}

@@ -18,6 +18,7 @@ from m365connect.simulator.graph_core import (
     GraphError,
     GraphRequest,
     GraphResponse,
+    member,
     property_named,
 )
 
@@ -135,10 +136,10 @@ def _json_message(body: bytes) -> tuple[dict[str, Any], bool]:
         raise GraphError(400, "BadRequest", _UNREADABLE) from None
     if not isinstance(payload, dict):
         raise GraphError(400, "BadRequest", _UNREADABLE)
-    message = payload.get("message")
+    message = member(payload, "message")
     if not isinstance(message, dict) or not message:
         raise GraphError(400, "ErrorInvalidParameter", "The value of the parameter 'Message' is empty.")
-    save = payload.get("saveToSentItems", True)
+    save = member(payload, "saveToSentItems", True)
     if isinstance(save, str) and save.lower() in ("true", "false"):
         save = save.lower() == "true"
     if not isinstance(save, bool):
@@ -149,17 +150,20 @@ def _json_message(body: bytes) -> tuple[dict[str, Any], bool]:
 def _json_recipients(message: dict[str, Any]) -> list[str]:
     addresses = []
     for field in _RECIPIENT_FIELDS:
-        recipients = message.get(field) or []
+        recipients = member(message, field) or []
         if not isinstance(recipients, list):
             raise GraphError(400, "BadRequest", _UNREADABLE)
         for recipient in recipients:
-            address = (
-                recipient.get("emailAddress", {}).get("address") if isinstance(recipient, dict) else None
-            )
+            address = _recipient_address(recipient)
             if not isinstance(address, str) or "@" not in address:
                 raise GraphError(400, "ErrorInvalidRecipients", "At least one recipient isn't valid.")
             addresses.append(address)
     return addresses
+
+
+def _recipient_address(recipient: Any) -> Any:
+    email_address = member(recipient, "emailAddress") if isinstance(recipient, dict) else None
+    return member(email_address, "address") if isinstance(email_address, dict) else None
 
 
 def _mime(body: bytes) -> str:

@@ -17,6 +17,7 @@ from m365connect.simulator.graph_core import (
     property_named,
 )
 from m365connect.simulator.graph_filters import parse_filter, proxy_address_equality
+from m365connect.simulator.graph_order import parse_orderby, sort_users
 
 READ_ROLES = frozenset(
     {"User.Read.All", "User.ReadWrite.All", "Directory.Read.All", "Directory.ReadWrite.All"}
@@ -46,7 +47,7 @@ SELECT_ONLY_PROPERTIES = (
     "userType",
 )
 ALL_PROPERTIES = DEFAULT_PROPERTIES + SELECT_ONLY_PROPERTIES
-_LIST_OPTIONS = frozenset({"$filter", "$select", "$top", "$count", "$skiptoken"})
+_LIST_OPTIONS = frozenset({"$filter", "$select", "$top", "$count", "$skiptoken", "$orderby"})
 _DEFAULT_PAGE_SIZE = 100
 _SKIPTOKEN_PREFIX = "m365sim:"
 
@@ -101,9 +102,13 @@ def parse_select(value: str | None) -> list[str] | None:
 
 
 def serialize(user: DirectoryUser, select: list[str] | None) -> dict[str, Any]:
-    """A user as Graph returns it: the default property set, or the selected properties plus id."""
+    """A user as Graph returns it: the default property set, or exactly the selected properties.
+
+    Graph adds nothing to a `$select`, not even `id` (user-get, example 3): a client that needs the id
+    must select it, and the simulator must not hide a client that forgets to.
+    """
     properties = user_properties(user)
-    names = DEFAULT_PROPERTIES if select is None else dict.fromkeys([*select, "id"])
+    names = DEFAULT_PROPERTIES if select is None else select
     return {name: properties[name] for name in names}
 
 
@@ -177,8 +182,11 @@ def list_users(request: GraphRequest) -> GraphResponse:
     if "$filter" in options:
         predicate = parse_filter(options["$filter"], known=ALL_PROPERTIES, advanced=advanced)
     top, offset = _page_size(options.get("$top")), _offset(options.get("$skiptoken"))
+    order = parse_orderby(
+        options.get("$orderby"), known=ALL_PROPERTIES, filtered="$filter" in options, advanced=advanced
+    )
     users = _candidates(request.caller.tenant, options.get("$filter"))
-    matches = [u for u in users if predicate is None or predicate(user_properties(u))]
+    matches = sort_users([u for u in users if predicate is None or predicate(user_properties(u))], order)
     body: dict[str, Any] = {"@odata.context": _context(request, select, entity=False)}
     if count:
         body["@odata.count"] = len(matches)

@@ -1,4 +1,4 @@
-"""Microsoft identity platform routes: the v2.0 token endpoint, OpenID discovery and its keys URL."""
+"""Microsoft identity platform routes: the v2.0 token endpoint, instance and OpenID discovery, keys URL."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from m365connect.simulator.instance_discovery import instance_discovery
 from m365connect.simulator.state import SimulatorState
 from m365connect.simulator.token_grant import (
     META_TENANTS,
@@ -59,6 +60,7 @@ def identity_routes(state: SimulatorState) -> list[BaseRoute]:
         return JSONResponse({"keys": []})
 
     return [
+        Route("/common/discovery/instance", instance_discovery, methods=["GET"]),
         Route("/{tenant}/oauth2/v2.0/token", token, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
         Route("/{tenant}/v2.0/.well-known/openid-configuration", discovery, methods=["GET"]),
         Route("/{tenant}/discovery/v2.0/keys", keys, methods=["GET"]),

@@ -15,6 +15,11 @@ from typing import Any
 import uvicorn
 
 START_TIMEOUT_SECONDS = 20.0
+# How long `stop` lets uvicorn close connections itself. Closing an idle keep-alive TLS connection waits for
+# the client's close_notify, which a client that keeps the connection pooled and unread never sends
+# (azure-identity after a failed token request does): uvicorn would wait its graceful timeout, stop, and
+# leave those sockets open. After this grace the remaining connections are aborted.
+STOP_GRACE_SECONDS = 1.0
 
 
 def bind(host: str, port: int, *, what: str = "HTTP") -> socket.socket:
@@ -53,6 +58,7 @@ class ThreadedServer:
             )
         )
         self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def port(self) -> int:
@@ -63,8 +69,13 @@ class ThreadedServer:
     def start(self, *, timeout: float = START_TIMEOUT_SECONDS) -> None:
         """Serve, and return once the server accepts requests (RuntimeError if it does not in time)."""
         server, listener = self._server, self._listener
+
+        async def serve() -> None:
+            self._loop = asyncio.get_running_loop()
+            await server.serve(sockets=[listener])
+
         self._thread = thread = threading.Thread(
-            target=lambda: asyncio.run(server.serve(sockets=[listener])), name=self._name, daemon=True
+            target=lambda: asyncio.run(serve()), name=self._name, daemon=True
         )
         thread.start()
         deadline = time.monotonic() + timeout
@@ -79,5 +90,15 @@ class ThreadedServer:
         """Ask uvicorn to exit and wait for its thread; idempotent."""
         if self._thread is not None:
             self._server.should_exit = True
+            self._thread.join(STOP_GRACE_SECONDS)
+            if self._thread.is_alive() and self._loop is not None:
+                self._loop.call_soon_threadsafe(self._abort_connections)
             self._thread.join()
             self._thread = None
+
+    def _abort_connections(self) -> None:
+        """Drop every connection still open (runs on the server's loop): no close_notify is awaited."""
+        for protocol in list(self._server.server_state.connections):
+            transport = getattr(protocol, "transport", None)
+            if isinstance(transport, asyncio.Transport):
+                transport.abort()
