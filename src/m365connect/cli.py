@@ -31,6 +31,7 @@ from m365connect.crypto import (
     parse_keys,
 )
 from m365connect.db.engine import create_engine, create_session_factory
+from m365connect.db.errors import DatabaseUnreachable
 from m365connect.db.migrate import upgrade_to_head
 from m365connect.settings import Settings
 from m365connect.state import database_timeouts, load_secret_box
@@ -94,7 +95,8 @@ def _database_errors(settings: Settings) -> Iterator[None]:
     """An unreachable or unwritable database as one line naming it (exit 2), not a driver's traceback."""
     try:
         yield
-    except (DBAPIError, OSError) as exc:  # OSError: refused, timed out, unknown host, folder not writable
+    # DatabaseUnreachable: refused, timed out, unknown host; OSError: a SQLite file that cannot be created
+    except (DBAPIError, DatabaseUnreachable, OSError) as exc:
         reason = _first_line((exc.orig or exc) if isinstance(exc, DBAPIError) else exc)
         hint = (
             " (does its folder exist, and may this user write there?)"

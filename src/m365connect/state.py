@@ -17,6 +17,7 @@ from m365connect.credentials.sealing import UnreadableSecrets, count_sealed_secr
 from m365connect.credentials.service import Services as CredentialServices
 from m365connect.crypto import KeyFileMissing, SecretBox, load_or_create_key_file, parse_keys
 from m365connect.db.engine import DatabaseTimeouts, create_engine, create_session_factory
+from m365connect.db.errors import DatabaseUnreachable
 from m365connect.db.transactions import Transactions
 from m365connect.deliverability import DeliverabilityChecker, build_resolver
 from m365connect.mailboxes.bulk import BulkServices
@@ -74,7 +75,7 @@ async def _scan_secrets(sessions: async_sessionmaker[AsyncSession], box: SecretB
     """Try every stored secret once at start-up, so a bad one is logged and /readyz knows at once."""
     unreadable = UnreadableSecrets()
     # An unreachable (or not yet migrated) database must not stop the start: the first probe scans then.
-    with contextlib.suppress(SQLAlchemyError, OSError):
+    with contextlib.suppress(SQLAlchemyError, DatabaseUnreachable):
         async with sessions() as session:
             await unreadable.scan(session, box)
     return unreadable

@@ -14,7 +14,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from m365connect.db.errors import is_transient
+from m365connect.db.errors import DatabaseUnreachable, is_transient
 from m365connect.errors import (
     AppError,
     BadRequest,
@@ -115,7 +115,8 @@ async def _on_http_error(_request: Request, exc: Exception) -> Response:
     return render(error)
 
 
-DATABASE_UNREACHABLE = (DBAPIError, SQLAlchemyTimeoutError, ConnectionError, TimeoutError)
+# Only the database's own failures: a ConnectionError or TimeoutError from anything else is a bug (500).
+DATABASE_UNREACHABLE = (DBAPIError, SQLAlchemyTimeoutError, DatabaseUnreachable)
 
 
 def database_unavailable(exc: Exception) -> ServiceUnavailable | None:

@@ -12,6 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from m365connect.api.deps import StateDep
 from m365connect.api.responses import RETRY_AFTER
 from m365connect.credentials.sealing import secrets_without_key
+from m365connect.db.errors import DatabaseUnreachable
 from m365connect.db.ping import ping
 from m365connect.state import AppState
 
@@ -55,7 +56,7 @@ async def readyz(state: StateDep, response: Response) -> dict[str, str]:
     """Ready when the database answers and every stored secret can be decrypted with the configured keys."""
     try:
         without_key, not_opening = await _within(state.settings.readiness_timeout, _check_database(state))
-    except (SQLAlchemyError, OSError, TimeoutError):
+    except (SQLAlchemyError, DatabaseUnreachable, TimeoutError):  # TimeoutError: the probe's own deadline
         response.status_code = 503
         response.headers["Retry-After"] = "5"
         return dict(_UNREADY)

@@ -12,6 +12,8 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from m365connect.db.errors import translate_driver_errors
+
 # How much longer than the server's own statement_timeout the client waits for an answer. A live server
 # cancels the statement itself (the connection stays usable); only a silent one is given up on here.
 _CLIENT_GRACE_SECONDS = 1.0
@@ -49,11 +51,13 @@ def create_engine(
         create_private_sqlite_file(url)
         engine = create_async_engine(url, connect_args={"timeout": 30}, hide_parameters=True, **kwargs)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-        return engine
-    connect_args = _asyncpg_connect_args(bounds) if url.get_driver_name() == "asyncpg" else {}
-    return create_async_engine(
-        url, pool_pre_ping=True, hide_parameters=True, connect_args=connect_args, **kwargs
-    )
+    else:
+        connect_args = _asyncpg_connect_args(bounds) if url.get_driver_name() == "asyncpg" else {}
+        engine = create_async_engine(
+            url, pool_pre_ping=True, hide_parameters=True, connect_args=connect_args, **kwargs
+        )
+    translate_driver_errors(engine)
+    return engine
 
 
 def _asyncpg_connect_args(bounds: DatabaseTimeouts) -> dict[str, Any]:
