@@ -1,11 +1,17 @@
-"""Keyword-only factories that go through the public API."""
+"""Factories: keyword-only ones that go through the public API, and rows written straight to a database
+for tests of what the service does with stored data."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
+from m365connect.accounts.models import Account
+from m365connect.credentials.models import GraphCredential
+from m365connect.crypto import SecretBox, credential_secret_aad
+from m365connect.db.engine import create_engine, create_session_factory
 from tests import scenario_values as sv
 from tests.helpers import headers
 
@@ -51,3 +57,38 @@ async def bulk(
     if credential_id is not None:
         body["credential_id"] = credential_id
     return await client.post(BULK, json=body, headers=headers(api_key))
+
+
+async def insert_sealed_credentials(
+    database_url: str, sealed: list[tuple[str, SecretBox | None]]
+) -> list[int]:
+    """Credential rows of a new account "acme" whose secrets are sealed with these boxes (None: the row
+    before's ciphertext, which cannot open in this row); their ids."""
+    engine = create_engine(database_url)
+    try:
+        async with create_session_factory(engine)() as session:
+            account = Account(name="acme")
+            session.add(account)
+            await session.flush()
+            rows: list[GraphCredential] = []
+            for number, (secret, box) in enumerate(sealed):
+                row = GraphCredential(
+                    account_id=account.id,
+                    name=f"credential {number}",
+                    tenant_id=sv.CONTOSO_TENANT,
+                    tenant_key=sv.CONTOSO_TENANT,
+                    client_id=f"{number:08d}-0000-4000-8000-000000000000",
+                    secret_ciphertext=b"",
+                    secret_expires_at=datetime(2030, 1, 31, tzinfo=UTC),
+                )
+                session.add(row)
+                await session.flush()
+                if box is not None:
+                    row.secret_ciphertext = box.seal(secret, associated_data=credential_secret_aad(row.id))
+                else:  # moved here from the row before: sealed for that row, it cannot open in this one
+                    row.secret_ciphertext = rows[-1].secret_ciphertext
+                rows.append(row)
+            await session.commit()
+            return [row.id for row in rows]
+    finally:
+        await engine.dispose()

@@ -19,7 +19,6 @@ import stat
 import subprocess
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 
@@ -37,6 +36,7 @@ from m365connect.credentials.models import GraphCredential
 from m365connect.crypto import SecretBox, SecretBoxError, credential_secret_aad, generate_key, parse_keys
 from m365connect.db.engine import create_engine, create_session_factory
 from tests import scenario_values as sv
+from tests.factories import insert_sealed_credentials
 from tests.helpers import assert_generic_error
 from tests.processes import EXECUTABLE, START_TIMEOUT, Children, clean_env, free_port, wait_until_healthy
 
@@ -96,38 +96,9 @@ def account_of_url(url: str, presented: str) -> str | None:
     return asyncio.run(_account_of(url, presented))
 
 
-async def _add_credentials(database: Path, sealed: list[tuple[str, SecretBox]]) -> list[int]:
-    engine = create_engine(url_of(database))
-    try:
-        async with create_session_factory(engine)() as session:
-            account = Account(name="acme")
-            session.add(account)
-            await session.flush()
-            ids: list[int] = []
-            for number, (secret, box) in enumerate(sealed):
-                credential = GraphCredential(
-                    account_id=account.id,
-                    name=f"credential {number}",
-                    tenant_id=sv.CONTOSO_TENANT,
-                    tenant_key=sv.CONTOSO_TENANT,
-                    client_id=f"{number:08d}-0000-4000-8000-000000000000",
-                    secret_ciphertext=b"",
-                    secret_expires_at=datetime(2030, 1, 31, 23, 59, 59, tzinfo=UTC),
-                )
-                session.add(credential)
-                await session.flush()
-                aad = credential_secret_aad(credential.id)
-                credential.secret_ciphertext = box.seal(secret, associated_data=aad)
-                ids.append(credential.id)
-            await session.commit()
-            return ids
-    finally:
-        await engine.dispose()
-
-
 def add_credentials(database: Path, sealed: list[tuple[str, SecretBox]]) -> list[int]:
     """Insert credential rows whose secrets are sealed with the given boxes; their ids."""
-    return asyncio.run(_add_credentials(database, sealed))
+    return asyncio.run(insert_sealed_credentials(url_of(database), list(sealed)))
 
 
 async def _ciphertexts(database: Path) -> dict[int, bytes]:

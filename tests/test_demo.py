@@ -68,9 +68,10 @@ def _assert_results(output: str) -> None:
     assert f"Test-ApplicationAccessPolicy -Identity kevin@contoso.com -AppId {sv.WORKING_APP}" in output
 
 
-def test_demo_serves_until_ctrl_c_and_its_printed_commands_work(
+def _start_serving_demo(
     tmp_path: Path, spawn: list[subprocess.Popen[str]]
-) -> None:
+) -> tuple[subprocess.Popen[str], Path]:
+    """`m365connect demo --port 0` in its own process, once it serves and waits for Ctrl-C."""
     log = tmp_path / "demo.log"
     with log.open("w") as output:
         child = subprocess.Popen(
@@ -87,6 +88,13 @@ def test_demo_serves_until_ctrl_c_and_its_printed_commands_work(
         assert child.poll() is None, log.read_text()
         assert time.monotonic() < deadline, log.read_text()
         time.sleep(0.1)
+    return child, log
+
+
+def test_demo_serves_until_ctrl_c_and_its_printed_commands_work(
+    tmp_path: Path, spawn: list[subprocess.Popen[str]]
+) -> None:
+    child, log = _start_serving_demo(tmp_path, spawn)
     printed = log.read_text()
     _assert_results(printed)
     url = re.search(r"The service is running at (http://127\.0\.0\.1:\d+) ", printed)
@@ -126,22 +134,7 @@ def test_demo_serves_until_ctrl_c_and_its_printed_commands_work(
 def test_demo_stopped_by_sigterm_removes_everything(
     tmp_path: Path, spawn: list[subprocess.Popen[str]]
 ) -> None:
-    log = tmp_path / "demo.log"
-    with log.open("w") as output:
-        child = subprocess.Popen(
-            [str(EXECUTABLE), "demo", "--port", "0"],
-            cwd=tmp_path,
-            env=_clean_env(),
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-    spawn.append(child)
-    deadline = time.monotonic() + TIMEOUT
-    while "Press Ctrl-C" not in log.read_text():
-        assert child.poll() is None, log.read_text()
-        assert time.monotonic() < deadline, log.read_text()
-        time.sleep(0.1)
+    child, log = _start_serving_demo(tmp_path, spawn)
     database = re.search(r"\(database (\S+)\)", log.read_text())
     assert database, log.read_text()
     child.send_signal(signal.SIGTERM)  # kill, systemd, docker stop: unwinds like Ctrl-C

@@ -14,7 +14,6 @@ import json
 import os
 import stat
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +21,12 @@ import httpx
 import pytest
 from sqlalchemy import select, update
 
-from m365connect.accounts.models import Account
 from m365connect.credentials.models import GraphCredential
 from m365connect.crypto import SecretBox, credential_secret_aad, generate_key, parse_keys
 from m365connect.db.engine import create_engine, create_session_factory
 from m365connect.simulator import FakeMicrosoft
 from tests import scenario_values as sv
-from tests.factories import BULK, CREDENTIALS, FABRIKAM, credential_body
+from tests.factories import BULK, CREDENTIALS, FABRIKAM, credential_body, insert_sealed_credentials
 from tests.helpers import headers
 from tests.processes import EXECUTABLE, START_TIMEOUT, Children
 from tests.served import new_api_key, serve, service_env
@@ -223,38 +221,6 @@ async def test_swapped_secrets_start_not_ready_and_rotate_names_them(
         assert secret not in log.read_text() + other_log.read_text() + out + err
 
 
-async def _insert(database_url: str, sealed: list[tuple[str, SecretBox | None]]) -> list[int]:
-    """Credential rows whose secrets are sealed with these boxes (None: another row's ciphertext)."""
-    engine = create_engine(database_url)
-    try:
-        async with create_session_factory(engine)() as session:
-            account = Account(name="acme")
-            session.add(account)
-            await session.flush()
-            rows: list[GraphCredential] = []
-            for number, (secret, box) in enumerate(sealed):
-                row = GraphCredential(
-                    account_id=account.id,
-                    name=f"credential {number}",
-                    tenant_id=sv.CONTOSO_TENANT,
-                    tenant_key=sv.CONTOSO_TENANT,
-                    client_id=f"{number:08d}-0000-4000-8000-000000000000",
-                    secret_ciphertext=b"",
-                    secret_expires_at=datetime(2030, 1, 31, tzinfo=UTC),
-                )
-                session.add(row)
-                await session.flush()
-                if box is not None:
-                    row.secret_ciphertext = box.seal(secret, associated_data=credential_secret_aad(row.id))
-                else:  # moved here from the row before: sealed for that row, it cannot open in this one
-                    row.secret_ciphertext = rows[-1].secret_ciphertext
-                rows.append(row)
-            await session.commit()
-            return [row.id for row in rows]
-    finally:
-        await engine.dispose()
-
-
 async def _sealed(database_url: str) -> dict[int, bytes]:
     engine = create_engine(database_url)
     try:
@@ -279,7 +245,7 @@ async def test_rotate_reseals_every_row_it_can_and_names_each_it_cannot(
         ("Zq5~secret.sealed.with.b.too", only_b),
         ("Zq6~secret.sealed.with.a.too", box_a),
     ]
-    ids = await _insert(database_url, rows)
+    ids = await insert_sealed_credentials(database_url, rows)
     old_a, lost, mine, moved, current_b, old_a_2 = ids
     before = await _sealed(database_url)
 
