@@ -316,3 +316,11 @@ def test_serve_logs_json_lines_and_one_line_per_request(tmp_path: Path, microsof
     assert (request["event"], request["route"], request["status"]) == ("http.request", CREDENTIALS, 401)
     assert not any("HTTP/1.1" in line["event"] for line in lines)  # no uvicorn access line
     assert any(line["event"].startswith("Uvicorn running") for line in lines)
+
+
+async def test_long_lived_objects_are_built_once(state: AppState) -> None:
+    """The bulk services, their checker and resolver are the state's own, not rebuilt per request."""
+    assert state.bulk_services is state.bulk_services
+    assert state.bulk_services.checker is state.checker
+    assert state.bulk_services.credentials is state.credential_services
+    assert state.credential_services.tokens is state.tokens
