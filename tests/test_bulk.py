@@ -66,7 +66,14 @@ async def test_every_per_item_outcome_in_request_order(
     jim, alias = results[0], results[1]
     assert set(jim) == {"success", "id", "email", "name", "deliverability", "error"}
     assert jim["name"] == "Jim Halpert"
-    assert jim["deliverability"] == {"spf_correct": True, "dkim_correct": True, "dmarc_correct": True}
+    assert jim["deliverability"] == {
+        "spf_correct": True,
+        "dkim_correct": True,
+        "dmarc_correct": True,
+        "spf_reason": "ok",
+        "dkim_reason": "ok",
+        "dmarc_reason": "ok",
+    }
     assert isinstance(jim["id"], int)
     assert alias == {
         "success": False,
@@ -123,7 +130,14 @@ async def test_idempotent_re_add_and_reconnect_after_disconnect(
     again = await bulk(client, api_key=api_key, emails=["Jim@contoso.com", "pam@contoso.com"])
     assert again.status_code == 201
     re_added, pam = again.json()
-    assert re_added == {**first, "email": "Jim@contoso.com", "already_connected": True}
+    # The stored flags; the reasons were not kept, so they are null on an already_connected result.
+    stored = {**first["deliverability"], "spf_reason": None, "dkim_reason": None, "dmarc_reason": None}
+    assert re_added == {
+        **first,
+        "email": "Jim@contoso.com",
+        "deliverability": stored,
+        "already_connected": True,
+    }
     assert "already_connected" not in pam
     assert microsoft.stats.batch_items <= 2  # only pam asked Graph (lookup + probe)
     assert (
@@ -166,30 +180,49 @@ async def test_missing_user_read_permission(client: httpx.AsyncClient, api_key: 
 
 
 @pytest.mark.parametrize(
-    ("email", "spf", "dkim", "dmarc"),
+    ("email", "flags", "reasons"),
     [
-        ("erin@fabrikam.com", True, True, True),  # old *.onmicrosoft.com DKIM form; DMARC quarantine
-        ("nellie@tailspintoys.com", False, True, False),  # no SPF; no DMARC record
-        ("gabe@wingtiptoys.com", False, True, False),  # two SPF records; two DMARC records
-        ("andy@adventure-works.com", False, True, True),  # SPF without Microsoft; DMARC p=none
-        ("darryl@proseware.com", False, True, False),  # more than 10 lookups; DMARC adkim=strict
-        ("jan@wideworldimporters.com", False, True, True),  # +all; DMARC rua without p (p=none)
-        ("stanley@fourthcoffee.com", True, False, True),  # selector2 CNAME missing
-        ("phyllis@lucernepublishing.com", True, False, True),  # empty p=
-        ("kelly@sales.fabrikam.com", True, False, True),  # DMARC only at the organizational domain
-        ("meredith@broken.example", False, False, False),  # SERVFAIL
+        # old *.onmicrosoft.com DKIM form; DMARC quarantine
+        ("erin@fabrikam.com", (True, True, True), ("ok", "ok", "ok")),
+        # no SPF; no DMARC record
+        ("nellie@tailspintoys.com", (False, True, False), ("no_record", "ok", "no_record")),
+        # two SPF records; two DMARC records
+        ("gabe@wingtiptoys.com", (False, True, False), ("multiple_records", "ok", "multiple_records")),
+        # SPF without Microsoft; DMARC p=none
+        ("andy@adventure-works.com", (False, True, True), ("no_microsoft_include", "ok", "ok")),
+        # more than 10 lookups; DMARC adkim=strict
+        ("darryl@proseware.com", (False, True, False), ("too_many_lookups", "ok", "invalid_syntax")),
+        # +all; DMARC rua without p (p=none)
+        ("jan@wideworldimporters.com", (False, True, True), ("plus_all", "ok", "ok")),
+        # selector2 CNAME missing
+        ("stanley@fourthcoffee.com", (True, False, True), ("ok", "selector2_cname_missing", "ok")),
+        # empty p=
+        ("phyllis@lucernepublishing.com", (True, False, True), ("ok", "key_revoked", "ok")),
+        # DMARC only at the organizational domain
+        ("kelly@sales.fabrikam.com", (True, False, True), ("ok", "not_configured", "ok")),
+        # SERVFAIL
+        ("meredith@broken.example", (False, False, False), ("dns_error", "dns_error", "dns_error")),
     ],
-)
+)  # fmt: skip
 async def test_deliverability_variants(
-    client: httpx.AsyncClient, api_key: str, email: str, spf: bool, dkim: bool, dmarc: bool
+    client: httpx.AsyncClient,
+    api_key: str,
+    email: str,
+    flags: tuple[bool, bool, bool],
+    reasons: tuple[str, str, str],
 ) -> None:
+    """Each flag with its reason: a DNS failure (`dns_error`) and a wrong record are told apart."""
     await create_credential(client, api_key=api_key, **FABRIKAM)
     response = await bulk(client, api_key=api_key, emails=[email])
     assert response.status_code == 201, response.text
-    flags = {"spf_correct": spf, "dkim_correct": dkim, "dmarc_correct": dmarc}
-    assert response.json()[0]["deliverability"] == flags
+    stored = dict(zip(("spf_correct", "dkim_correct", "dmarc_correct"), flags, strict=True))
+    why = dict(zip(("spf_reason", "dkim_reason", "dmarc_reason"), reasons, strict=True))
+    assert response.json()[0]["deliverability"] == stored | why
     mailbox = await client.get(f"{MAILBOXES}/{response.json()[0]['id']}", headers=headers(api_key))
-    assert mailbox.json()["deliverability"] == flags  # stored with the mailbox
+    assert mailbox.json()["deliverability"] == stored  # the flags are stored with the mailbox
+    again = await bulk(client, api_key=api_key, emails=[email])
+    assert again.json()[0]["already_connected"] is True
+    assert again.json()[0]["deliverability"] == stored | dict.fromkeys(why)  # stored flags, no reasons
 
 
 async def test_each_domain_is_checked_once_per_request(

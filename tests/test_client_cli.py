@@ -524,7 +524,8 @@ def test_result_columns_are_the_documented_ones() -> None:
     header = io.StringIO()
     csv.writer(header).writerow(RESULT_COLUMNS)
     assert header.getvalue().strip() == (
-        "mailbox_email,display_name,success,id,error,explanation,primary_email,spf_correct,dkim_correct"
+        "mailbox_email,display_name,success,id,error,explanation,primary_email,spf_correct,dkim_correct,"
+        "dmarc_correct,spf_reason,dkim_reason,dmarc_reason"
     )
 
 

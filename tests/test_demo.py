@@ -62,9 +62,11 @@ def _assert_results(output: str) -> None:
     assert "Submit jim@contoso.com instead." in alias[4]
     assert _row(output, "kevin@contoso.com")[1] == "MAILBOX_ACCESS_DENIED"
     assert _row(output, "toby@contoso.com")[1] == "MAILBOX_DISABLED"
-    assert _row(output, "nellie@tailspintoys.com")[1:4] == ["connected", "no", "yes"]
-    assert _row(output, "stanley@fourthcoffee.com")[1:4] == ["connected", "yes", "no"]
-    assert _row(output, "meredith@broken.example")[1:4] == ["connected", "no", "no"]
+    assert _row(output, "nellie@tailspintoys.com")[1:4] == ["connected", "no (no_record)", "yes"]
+    stanley = _row(output, "stanley@fourthcoffee.com")[1:4]
+    assert stanley == ["connected", "yes", "no (selector2_cname_missing)"]
+    # A DNS failure is told apart from a wrong record.
+    assert _row(output, "meredith@broken.example")[1:4] == ["connected", "no (dns_error)", "no (dns_error)"]
     assert f"Test-ApplicationAccessPolicy -Identity kevin@contoso.com -AppId {sv.WORKING_APP}" in output
 
 

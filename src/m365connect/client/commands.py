@@ -291,6 +291,10 @@ def _write(target: Path, source: InputFile, results: list[ItemResult], base: Con
                 item.primary_email or "",
                 _flag(item.spf_correct),
                 _flag(item.dkim_correct),
+                _flag(item.dmarc_correct),
+                item.spf_reason or "",
+                item.dkim_reason or "",
+                item.dmarc_reason or "",
             ]
         )
     write_results(target, rows, delimiter=source.delimiter, bom=source.bom)

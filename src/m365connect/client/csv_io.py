@@ -32,6 +32,10 @@ RESULT_COLUMNS = (
     "primary_email",
     "spf_correct",
     "dkim_correct",
+    "dmarc_correct",
+    "spf_reason",
+    "dkim_reason",
+    "dmarc_reason",
 )
 
 

@@ -40,6 +40,12 @@ class ItemResult:
     spf_correct: bool | None
     dkim_correct: bool | None
     already_connected: bool
+    dmarc_correct: bool | None = None
+    # Why each flag is what it is (docs/deliverability.md): `dns_error` tells a DNS failure from a wrong
+    # record; None when the service did not check this time (an already connected mailbox).
+    spf_reason: str | None = None
+    dkim_reason: str | None = None
+    dmarc_reason: str | None = None
 
     @classmethod
     def from_wire(cls, item: dict[str, Any]) -> ItemResult:
@@ -55,6 +61,10 @@ class ItemResult:
             spf_correct=deliverability.get("spf_correct"),
             dkim_correct=deliverability.get("dkim_correct"),
             already_connected=bool(item.get("already_connected")),
+            dmarc_correct=deliverability.get("dmarc_correct"),
+            spf_reason=deliverability.get("spf_reason"),
+            dkim_reason=deliverability.get("dkim_reason"),
+            dmarc_reason=deliverability.get("dmarc_reason"),
         )
 
 

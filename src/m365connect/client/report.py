@@ -18,10 +18,13 @@ from m365connect.explanations import EXPLANATIONS, Context, explain
 MAX_FIXES_PER_CODE = 5
 
 
-def _flag(value: bool | None) -> Text:
+def _flag(value: bool | None, reason: str | None = None) -> Text:
+    """yes / no, and why a no is a no when the service said (`no (dns_error)` is not a wrong record)."""
     if value is None:
         return Text("")
-    return Text("yes", style="green") if value else Text("no", style="red")
+    if value:
+        return Text("yes", style="green")
+    return Text(f"no ({reason})" if reason else "no", style="red")
 
 
 def item_context(item: ItemResult, base: Context) -> Context:
@@ -53,7 +56,12 @@ def results_table(
         table.add_column("explanation", min_width=30)
     for item in results:
         result = Text("connected", style="green") if item.success else Text(str(item.error), style="red")
-        cells: list[str | Text] = [item.email, result, _flag(item.spf_correct), _flag(item.dkim_correct)]
+        cells: list[str | Text] = [
+            item.email,
+            result,
+            _flag(item.spf_correct, item.spf_reason),
+            _flag(item.dkim_correct, item.dkim_reason),
+        ]
         table.add_row(*cells, *([meaning(item)] if explanations else []))
     return table
 

@@ -30,7 +30,7 @@ from m365connect.errors import ValidationCodeError
 from m365connect.mailboxes import repository
 from m365connect.mailboxes.addresses import PlannedItem, plan
 from m365connect.mailboxes.models import ACTIVE, Mailbox
-from m365connect.mailboxes.schemas import BulkRequest, BulkResult, Deliverability
+from m365connect.mailboxes.schemas import BulkRequest, BulkResult, CheckedDeliverability
 from m365connect.mailboxes.service import stored_deliverability
 from m365connect.microsoft.graph import GraphClient
 from m365connect.microsoft.graph_errors import GraphAuthenticationError
@@ -156,7 +156,8 @@ class _Outcome:
                 id=existing.id,
                 email=item.email,
                 name=item.display_name or existing.name,
-                deliverability=stored_deliverability(existing),
+                # The stored flags; why each is what it is was not kept, so no reasons.
+                deliverability=CheckedDeliverability(**stored_deliverability(existing).model_dump()),
                 error=None,
                 already_connected=True,
             )
@@ -178,15 +179,18 @@ class _Outcome:
             error=None,
         )
 
-    def deliverability(self, domain: str | None) -> Deliverability:
-        """The domain's flags (false when the domain could not be checked)."""
+    def deliverability(self, domain: str | None) -> CheckedDeliverability:
+        """The domain's flags and their reasons (false, without a reason, when it could not be checked)."""
         checked = self.dns.get(domain or "")
         if checked is None:
-            return Deliverability(spf_correct=False, dkim_correct=False, dmarc_correct=False)
-        return Deliverability(
+            return CheckedDeliverability(spf_correct=False, dkim_correct=False, dmarc_correct=False)
+        return CheckedDeliverability(
             spf_correct=checked.spf_correct,
             dkim_correct=checked.dkim_correct,
             dmarc_correct=checked.dmarc_correct,
+            spf_reason=checked.spf_reason,
+            dkim_reason=checked.dkim_reason,
+            dmarc_reason=checked.dmarc_reason,
         )
 
 

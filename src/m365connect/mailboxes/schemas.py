@@ -35,12 +35,28 @@ _CONNECTED: dict[str, Any] = {
     "id": 444444,
     "email": "jim@example.com",
     "name": "Jimothy H",
-    "deliverability": {"spf_correct": True, "dkim_correct": True, "dmarc_correct": True},
+    "deliverability": {
+        "spf_correct": True,
+        "dkim_correct": False,
+        "dmarc_correct": True,
+        "spf_reason": "ok",
+        "dkim_reason": "dns_error",
+        "dmarc_reason": "ok",
+    },
     "error": None,
 }
+_STORED_FLAGS = {"spf_correct": True, "dkim_correct": True, "dmarc_correct": True}
+_UNKNOWN_REASONS = {"spf_reason": None, "dkim_reason": None, "dmarc_reason": None}
 BULK_CREATED_EXAMPLE: list[dict[str, Any]] = [
     _CONNECTED,
-    {**_CONNECTED, "id": 444445, "email": "pam@example.com", "name": "Pam Beesly", "already_connected": True},
+    {
+        **_CONNECTED,
+        "id": 444445,
+        "email": "pam@example.com",
+        "name": "Pam Beesly",
+        "deliverability": {**_STORED_FLAGS, **_UNKNOWN_REASONS},
+        "already_connected": True,
+    },
 ]
 BULK_MULTI_STATUS_EXAMPLE: list[dict[str, Any]] = [
     _CONNECTED,
@@ -69,7 +85,7 @@ MAILBOX_EXAMPLE: dict[str, Any] = {
     "credential_id": 22334455,
     "microsoft_user_id": "87d349ed-44d7-43e1-9a83-5f2406dee5bd",
     "status": "ACTIVE",
-    "deliverability": {"spf_correct": True, "dkim_correct": True, "dmarc_correct": True},
+    "deliverability": _STORED_FLAGS,
     "connected_at": "2026-11-21T20:00:00Z",
     "disconnected_at": None,
 }
@@ -107,6 +123,16 @@ class Deliverability(BaseModel):
     )
 
 
+class CheckedDeliverability(Deliverability):
+    """The flags with the reason for each (docs/deliverability.md lists them: `ok`, `dns_error` for a DNS
+    failure, and what is wrong with a record); the reasons are null on an `already_connected` result,
+    whose flags are the ones stored when it was connected."""
+
+    spf_reason: str | None = None
+    dkim_reason: str | None = None
+    dmarc_reason: str | None = None
+
+
 class BulkResult(BaseModel):
     """The outcome for one submitted mailbox (in request order)."""
 
@@ -114,7 +140,7 @@ class BulkResult(BaseModel):
     id: int | None
     email: str
     name: str | None
-    deliverability: Deliverability | None
+    deliverability: CheckedDeliverability | None
     error: str | None
     primary_email: str | None = Field(default=None, description="Only on WRONG_ALIAS: the address to submit")
     already_connected: bool | None = Field(default=None, description="Only on an idempotent re-add: true")
