@@ -103,10 +103,15 @@ async def database_url(backend: str, request: pytest.FixtureRequest, tmp_path: P
         return
     url = request.getfixturevalue("postgres_url")
     yield url
-    engine = create_engine(url)
+    await truncate(url, TABLES)
+
+
+async def truncate(postgres_url: str, tables: tuple[str, ...]) -> None:
+    """Empty these PostgreSQL tables and restart their ids."""
+    engine = create_engine(postgres_url)
     try:
         async with engine.begin() as connection:
-            await connection.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
+            await connection.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
     finally:
         await engine.dispose()
 

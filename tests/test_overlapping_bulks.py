@@ -17,12 +17,10 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
 
 from m365connect.crypto import generate_key
-from m365connect.db.engine import create_engine
 from m365connect.simulator import FakeMicrosoft
-from tests.conftest import BACKENDS, TABLES
+from tests.conftest import BACKENDS, TABLES, truncate
 from tests.factories import BULK, CREDENTIALS
 from tests.helpers import headers
 from tests.processes import Children
@@ -78,7 +76,7 @@ async def replicas(postgres_url: str, tenant: FakeMicrosoft, tmp_path: Path) -> 
         yield [serve(children, env=env, workdir=tmp_path, name=f"replica-{n}")[0] for n in "ab"]
     finally:
         children.stop_all()
-        await _clear(postgres_url, ", ".join(TABLES))
+        await truncate(postgres_url, TABLES)
 
 
 async def _account(postgres_url: str, url: str, *, name: str) -> str:
@@ -89,15 +87,6 @@ async def _account(postgres_url: str, url: str, *, name: str) -> str:
         created = await http.post(CREDENTIALS, json=body, headers=headers(key))
     assert created.status_code == 201, created.text
     return key
-
-
-async def _clear(postgres_url: str, tables: str) -> None:
-    engine = create_engine(postgres_url)
-    try:
-        async with engine.begin() as connection:
-            await connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-    finally:
-        await engine.dispose()
 
 
 async def _round(
@@ -154,7 +143,7 @@ async def test_rounds_of_overlapping_bulks_on_two_replicas(
     tenant.faults.latency_ms = 5
     try:
         for _ in range(ROUNDS):
-            await _clear(postgres_url, "mailboxes")  # every request of the round inserts
+            await truncate(postgres_url, ("mailboxes",))  # every request of the round inserts
             answers = await _round(replicas, keys, chooser)
             await _assert_consistent(postgres_url, keys, answers)
     finally:
