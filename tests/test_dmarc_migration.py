@@ -79,6 +79,14 @@ async def test_an_older_mailbox_stays_null_on_a_re_add(
         await session.commit()
     again = (await bulk(client, api_key=api_key, emails=["jim@contoso.com"])).json()[0]
     assert again["already_connected"] is True
-    assert again["deliverability"] == {"spf_correct": True, "dkim_correct": True, "dmarc_correct": None}
+    assert again["deliverability"] == {
+        "spf_correct": True,
+        "dkim_correct": True,
+        "dmarc_correct": None,
+        # The stored flags of a re-add come without reasons (they are not stored).
+        "spf_reason": None,
+        "dkim_reason": None,
+        "dmarc_reason": None,
+    }
     read = await client.get(f"{MAILBOXES}/{first['id']}", headers=headers(api_key))
     assert read.json()["deliverability"]["dmarc_correct"] is None
