@@ -39,8 +39,11 @@ async def test_each_mailbox_type_gets_its_answer_and_the_type_is_stored(
     client: httpx.AsyncClient, api_key: str, state: AppState, microsoft: FakeMicrosoft
 ) -> None:
     await create_credential(client, api_key=api_key)
+    microsoft.stats.reset()
     response = await bulk(client, api_key=api_key, emails=KINDS)
     assert response.status_code == 207
+    # 6 lookups, then a probe of every mailbox found (the alias's user too): the type decides first
+    assert microsoft.stats.batch_items == 2 * len(KINDS)
     results = response.json()
     assert outcomes(results) == {
         "jim@contoso.com": (True, None, "user"),
