@@ -64,7 +64,7 @@ async def test_every_per_item_outcome_in_request_order(
         (False, "WRONG_ALIAS"),
     ]
     jim, alias = results[0], results[1]
-    assert set(jim) == {"success", "id", "email", "name", "deliverability", "error"}
+    assert set(jim) == {"success", "id", "email", "name", "deliverability", "error", "mailbox_type"}
     assert jim["name"] == "Jim Halpert"
     assert jim["deliverability"] == {
         "spf_correct": True,
@@ -82,6 +82,7 @@ async def test_every_per_item_outcome_in_request_order(
         "name": "Jim Halpert",
         "deliverability": None,
         "error": "WRONG_ALIAS",
+        "mailbox_type": "user",
         "primary_email": "jim@contoso.com",
     }
     assert results[10]["primary_email"] == "nate@contoso.com"
@@ -313,6 +314,7 @@ async def test_the_public_pages_request_bodies(client: httpx.AsyncClient, api_ke
             "name": "Jimothy H",
             "deliverability": None,
             "error": "MAILBOX_NOT_FOUND",
+            "mailbox_type": None,
         },
         {
             "success": False,
@@ -321,6 +323,7 @@ async def test_the_public_pages_request_bodies(client: httpx.AsyncClient, api_ke
             "name": "Michael Scarn",
             "deliverability": None,
             "error": "MAILBOX_NOT_FOUND",
+            "mailbox_type": None,
         },
     ]
 

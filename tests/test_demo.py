@@ -54,7 +54,7 @@ def _row(output: str, mailbox: str) -> list[str]:
 
 
 def _assert_results(output: str) -> None:
-    assert f"Credential 1 'Woodpecker connector' (tenant {sv.CONTOSO_TENANT}): 5 of 13 connected" in output
+    assert f"Credential 1 'Woodpecker connector' (tenant {sv.CONTOSO_TENANT}): 6 of 14 connected" in output
     assert f"(tenant {sv.FABRIKAM_TENANT}): 10 of 11 connected" in output
     assert _row(output, "jim@contoso.com")[1:4] == ["connected", "yes", "yes"]
     alias = _row(output, "jimothy@contoso.com")
@@ -62,6 +62,8 @@ def _assert_results(output: str) -> None:
     assert "Submit jim@contoso.com instead." in alias[4]
     assert _row(output, "kevin@contoso.com")[1] == "MAILBOX_ACCESS_DENIED"
     assert _row(output, "toby@contoso.com")[1] == "MAILBOX_DISABLED"
+    assert _row(output, "sales@contoso.com")[1] == "connected"  # a shared mailbox, sign-in blocked
+    assert _row(output, "conference-room@contoso.com")[1] == "UNSUPPORTED_MAILBOX_TYPE"
     assert _row(output, "nellie@tailspintoys.com")[1:4] == ["connected", "no (no_record)", "yes"]
     stanley = _row(output, "stanley@fourthcoffee.com")[1:4]
     assert stanley == ["connected", "yes", "no (selector2_cname_missing)"]
@@ -112,7 +114,7 @@ def test_demo_serves_until_ctrl_c_and_its_printed_commands_work(
         credentials = http.get("/rest/v2/mailboxes/microsoft/credentials").json()["credentials"]
         assert [c["client_id"] for c in credentials] == [sv.WORKING_APP, sv.FABRIKAM_APP]
         mailboxes = http.get("/rest/v2/mailboxes/microsoft").json()
-        assert mailboxes["pagination_data"]["total_elements"] == 5 + 10
+        assert mailboxes["pagination_data"]["total_elements"] == 6 + 10
     command = shlex.split(connect.group(1))
     assert command[0] == str(EXECUTABLE)  # not a bare `m365connect`: the venv is not on PATH
     tried = subprocess.run(

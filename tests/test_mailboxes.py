@@ -30,6 +30,7 @@ async def test_get_and_list(client: httpx.AsyncClient, api_key: str, microsoft: 
         "credential_id": credential["credential_id"],
         "microsoft_user_id": user.effective_id(microsoft.scenario.tenants[0].id),
         "status": "ACTIVE",
+        "mailbox_type": "user",
         "deliverability": {"spf_correct": True, "dkim_correct": True, "dmarc_correct": True},
         "connected_at": body["connected_at"],
         "disconnected_at": None,

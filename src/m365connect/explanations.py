@@ -127,8 +127,19 @@ _ENTRIES = (
     Explanation(
         ErrorCode.MAILBOX_DISABLED,
         Where.ITEM,
-        "The user's account is disabled (sign-in blocked) in Microsoft Entra.",
-        "Enable the account (Microsoft 365 admin center > Users > Unblock sign-in) and connect it again.",
+        "The user's account is disabled (sign-in blocked) in Microsoft Entra, and Exchange does not "
+        "report its mailbox as shared.",
+        "Enable the account (Microsoft 365 admin center > Users > Unblock sign-in) and connect it again. "
+        "If it is a shared mailbox: grant the app MailboxSettings.Read (with admin consent), without which "
+        "a shared mailbox cannot be told from a disabled user, and connect it again.",
+    ),
+    Explanation(
+        ErrorCode.UNSUPPORTED_MAILBOX_TYPE,
+        Where.ITEM,
+        "Exchange reports a room, equipment, linked or other mailbox: only user and shared mailboxes "
+        "can be connected.",
+        "Connect a user or shared mailbox instead; to send from this address, convert the mailbox in "
+        "Exchange (Set-Mailbox -Identity <address> -Type Shared) and connect it again.",
     ),
     Explanation(
         ErrorCode.NO_EXCHANGE_MAILBOX,

@@ -17,6 +17,7 @@ from m365connect.microsoft.mailbox_verification import (
     MailboxVerification,
     lookup_url,
     user_problem,
+    user_purpose,
     verify_mailboxes,
 )
 
@@ -222,7 +223,8 @@ async def test_probe_off_sends_no_mailbox_request(graph, tenant, answer, expecte
     assert tenant.probed() == []
 
 
-async def test_probe_only_users_that_passed_the_lookup_in_full_batches(graph, tenant) -> None:
+async def test_probe_every_exchange_recipient_in_full_batches(graph, tenant) -> None:
+    """Aliases and disabled accounts are probed too: their mailbox type comes before WRONG_ALIAS."""
     tenant.users += [user(f"u{i}", f"SMTP:u{i}@contoso.com") for i in range(25)]
     failing = ["jimmy@contoso.com", "off@contoso.com", "guest@partner.test", "nobody@contoso.com"]
     addresses = failing + [f"u{i}@contoso.com" for i in range(25)]
@@ -234,5 +236,92 @@ async def test_probe_only_users_that_passed_the_lookup_in_full_batches(graph, te
         "MAILBOX_NOT_FOUND",
     ]
     assert all(r.error is None for r in results[4:])
-    assert tenant.probed() == [f"u{i}" for i in range(25)]
-    assert [len(e) for e in tenant.envelopes] == [20, 9, 20, 5]  # lookups, then probes
+    assert tenant.probed() == ["jim", "off"] + [f"u{i}" for i in range(25)]
+    assert [len(e) for e in tenant.envelopes] == [20, 9, 20, 7]  # lookups, then probes
+
+
+def purpose(value: Any) -> tuple[int, dict[str, Any]]:
+    return 200, {"userPurpose": value}
+
+
+@pytest.mark.parametrize(
+    ("answer", "enabled", "error", "mailbox_type"),
+    [
+        (purpose("user"), True, None, "user"),
+        (purpose("user"), False, "MAILBOX_DISABLED", "user"),
+        # Exchange creates shared mailboxes with sign-in blocked; app-only sendMail works from them
+        (purpose("shared"), False, None, "shared"),
+        (purpose("shared"), True, None, "shared"),
+        (purpose({"value": "Shared"}), False, None, "shared"),  # the older complex form, any case
+        (purpose("room"), False, "UNSUPPORTED_MAILBOX_TYPE", None),
+        (purpose("room"), True, "UNSUPPORTED_MAILBOX_TYPE", None),  # a Teams Rooms account is enabled
+        (purpose("equipment"), False, "UNSUPPORTED_MAILBOX_TYPE", None),
+        (purpose("linked"), True, "UNSUPPORTED_MAILBOX_TYPE", None),
+        (purpose("others"), True, "UNSUPPORTED_MAILBOX_TYPE", None),
+        (purpose("unknownFutureValue"), True, "UNSUPPORTED_MAILBOX_TYPE", None),
+        # a 200 that does not say: as without the probe
+        ((200, {}), True, None, None),
+        ((200, {}), False, "MAILBOX_DISABLED", None),
+        (purpose(None), False, "MAILBOX_DISABLED", None),
+    ],
+)
+async def test_mailbox_type_rules(graph, tenant, answer, enabled, error, mailbox_type) -> None:
+    tenant.users.append(user("box", "SMTP:box@contoso.com", enabled=enabled))
+    tenant.mailbox_errors["box"] = answer
+    [box] = await verify(graph, "box@contoso.com", probe=True)
+    assert (box.error, box.mailbox_type, box.user_id) == (error, mailbox_type, "box")
+
+
+async def test_without_the_probe_the_type_is_unknown_and_a_disabled_account_is_disabled(
+    graph, tenant
+) -> None:
+    """No MailboxSettings.Read: a shared mailbox, a room and a disabled user look alike in the directory."""
+    tenant.users.append(user("shared", "SMTP:shared@contoso.com", enabled=False, assignedLicenses=[]))
+    tenant.mailbox_errors["shared"] = purpose("shared")
+    [shared, jim] = await verify(graph, "shared@contoso.com", "jim@contoso.com", probe=False)
+    assert (shared.error, shared.mailbox_type) == ("MAILBOX_DISABLED", None)
+    assert (jim.error, jim.mailbox_type) == (None, None)
+    assert tenant.probed() == []
+
+
+@pytest.mark.parametrize(
+    ("address", "answer", "error"),
+    [
+        # the mailbox type is a mailbox-level fact: it comes before WRONG_ALIAS
+        ("off-alias@contoso.com", purpose("shared"), "WRONG_ALIAS"),
+        ("off-alias@contoso.com", purpose("room"), "UNSUPPORTED_MAILBOX_TYPE"),
+        ("off-alias@contoso.com", purpose("user"), "MAILBOX_DISABLED"),
+        ("off-alias@contoso.com", graph_error(404, "MailboxNotEnabledForRESTAPI"), "NO_EXCHANGE_MAILBOX"),
+        # the probe's failure comes before the type and the account state
+        (
+            "off@contoso.com",
+            graph_error(403, "ErrorAccessDenied", "Access to OData is disabled."),
+            "MAILBOX_ACCESS_DENIED",
+        ),
+    ],
+)
+async def test_mailbox_type_precedence(graph, tenant, address, answer, error) -> None:
+    tenant.mailbox_errors["off"] = answer
+    [off] = await verify(graph, address, probe=True)
+    assert off.error == error
+    assert off.primary_email == "off@contoso.com"
+
+
+def test_guest_answers_no_mailbox_whatever_the_probe_says() -> None:
+    guest = {"proxyAddresses": ["SMTP:a@contoso.com"], "mail": "a@contoso.com", "userType": "Guest"}
+    assert user_problem("a@contoso.com", guest, purpose="shared") == "NO_EXCHANGE_MAILBOX"
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ({"userPurpose": "shared"}, "shared"),
+        ({"userPurpose": {"value": "Room"}}, "room"),
+        ({"userPurpose": ""}, None),
+        ({"userPurpose": 3}, None),
+        ({"timeZone": "UTC"}, None),
+        (None, None),
+    ],
+)
+def test_user_purpose_parses_both_documented_forms(body, expected) -> None:
+    assert user_purpose(body) == expected

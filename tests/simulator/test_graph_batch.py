@@ -90,7 +90,7 @@ def test_item_headers_carry_consistency_level(client: httpx.Client, bearer: Bear
 
     answers = {a["id"]: a for a in _batch(client, bearer("connector"), [item, without]).json()["responses"]}
 
-    assert answers["1"]["body"]["@odata.count"] == 9
+    assert answers["1"]["body"]["@odata.count"] == 10
     assert answers["2"]["status"] == 400
 
 

@@ -119,7 +119,7 @@ def test_top_pages_with_next_link(client: httpx.Client, bearer: Bearer) -> None:
         seen += [u["id"] for u in page["value"]]
         link = page.get("@odata.nextLink")
 
-    assert len(seen) == len(set(seen)) == 11  # every Contoso user exactly once
+    assert len(seen) == len(set(seen)) == 12  # every Contoso user exactly once
     assert len(first["value"]) == 4
 
 
@@ -132,7 +132,7 @@ def test_advanced_query_with_count(client: httpx.Client, bearer: Bearer) -> None
 
     body = response.json()
     assert response.status_code == 200
-    assert body["@odata.count"] == len(body["value"]) == 9
+    assert body["@odata.count"] == len(body["value"]) == 10
 
 
 @pytest.mark.parametrize(
@@ -269,7 +269,7 @@ def test_orderby_display_name_sorts_across_pages(
     names = _ordered(client, bearer("connector"), **{"$orderby": f"displayName{direction}", "$top": "3"})
 
     expected = sorted(names, key=str.casefold, reverse=direction.strip().lower() == "desc")
-    assert len(names) == 11
+    assert len(names) == 12
     assert names == expected
     assert names != _ordered(client, bearer("connector"), **{"$top": "3"})  # scenario order differs
 
@@ -290,7 +290,7 @@ def test_orderby_with_filter_needs_the_advanced_query(client: httpx.Client, bear
 
     names = [u["displayName"] for u in response.json()["value"]]
     assert response.status_code == 200
-    assert len(names) == response.json()["@odata.count"] == 9
+    assert len(names) == response.json()["@odata.count"] == 10
     assert names == sorted(names, key=str.casefold)
 
 

@@ -30,7 +30,7 @@ from m365connect.errors import ValidationCodeError
 from m365connect.mailboxes import repository
 from m365connect.mailboxes.addresses import PlannedItem, plan
 from m365connect.mailboxes.models import ACTIVE, Mailbox
-from m365connect.mailboxes.schemas import BulkRequest, BulkResult, CheckedDeliverability
+from m365connect.mailboxes.schemas import BulkRequest, BulkResult, CheckedDeliverability, mailbox_type_of
 from m365connect.mailboxes.service import stored_deliverability
 from m365connect.microsoft.graph import GraphClient
 from m365connect.microsoft.graph_errors import GraphAuthenticationError
@@ -159,14 +159,23 @@ class _Outcome:
                 # The stored flags; why each is what it is was not kept, so no reasons.
                 deliverability=CheckedDeliverability(**stored_deliverability(existing).model_dump()),
                 error=None,
+                mailbox_type=mailbox_type_of(existing.mailbox_type),
                 already_connected=True,
             )
         verification = self.verified[item.address]
         name = item.display_name or verification.display_name
         if verification.error is not None:
             primary = verification.primary_email if verification.error is ErrorCode.WRONG_ALIAS else None
-            return _failure(item, verification.error, name=name, primary_email=primary)
-        return _failure(item, ErrorCode.MISSING_PERMISSIONS, name=name)
+            return _failure(
+                item,
+                verification.error,
+                name=name,
+                primary_email=primary,
+                mailbox_type=verification.mailbox_type,
+            )
+        return _failure(
+            item, ErrorCode.MISSING_PERMISSIONS, name=name, mailbox_type=verification.mailbox_type
+        )
 
     def _connected(self, item: PlannedItem, mailbox_id: int) -> BulkResult:
         verification = self.verified[item.address or ""]
@@ -177,6 +186,7 @@ class _Outcome:
             name=item.display_name or verification.display_name,
             deliverability=self.deliverability(item.domain),
             error=None,
+            mailbox_type=mailbox_type_of(verification.mailbox_type),
         )
 
     def deliverability(self, domain: str | None) -> CheckedDeliverability:
@@ -195,7 +205,12 @@ class _Outcome:
 
 
 def _failure(
-    item: PlannedItem, error: ErrorCode, *, name: str | None, primary_email: str | None = None
+    item: PlannedItem,
+    error: ErrorCode,
+    *,
+    name: str | None,
+    primary_email: str | None = None,
+    mailbox_type: str | None = None,
 ) -> BulkResult:
     return BulkResult(
         success=False,
@@ -204,6 +219,7 @@ def _failure(
         name=name,
         deliverability=None,
         error=error,
+        mailbox_type=mailbox_type_of(mailbox_type),
         primary_email=primary_email,
     )
 
@@ -229,6 +245,7 @@ async def _insert(
                 "spf_correct": flags.spf_correct,
                 "dkim_correct": flags.dkim_correct,
                 "dmarc_correct": flags.dmarc_correct,
+                "mailbox_type": verification.mailbox_type,
                 "connected_at": now,
             }
         )

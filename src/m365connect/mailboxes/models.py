@@ -50,5 +50,8 @@ class Mailbox(Base):
     dkim_correct: Mapped[bool] = mapped_column(Boolean)
     # NULL: not checked, for rows connected before the DMARC check existed (migration 0002).
     dmarc_correct: Mapped[bool | None] = mapped_column(Boolean, default=None)
+    # "user" or "shared" (Graph's userPurpose); NULL: the app may not read it, or a row connected before
+    # the type was recorded (migration 0003).
+    mailbox_type: Mapped[str | None] = mapped_column(String(16), default=None)
     connected_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     disconnected_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)

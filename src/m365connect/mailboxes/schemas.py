@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -44,14 +44,16 @@ _CONNECTED: dict[str, Any] = {
         "dmarc_reason": "ok",
     },
     "error": None,
+    "mailbox_type": "user",
 }
 _STORED_FLAGS = {"spf_correct": True, "dkim_correct": True, "dmarc_correct": True}
 _UNKNOWN_REASONS = {"spf_reason": None, "dkim_reason": None, "dmarc_reason": None}
 BULK_CREATED_EXAMPLE: list[dict[str, Any]] = [
     _CONNECTED,
+    {**_CONNECTED, "id": 444445, "email": "sales@example.com", "name": "Sales", "mailbox_type": "shared"},
     {
         **_CONNECTED,
-        "id": 444445,
+        "id": 444446,
         "email": "pam@example.com",
         "name": "Pam Beesly",
         "deliverability": {**_STORED_FLAGS, **_UNKNOWN_REASONS},
@@ -67,7 +69,17 @@ BULK_MULTI_STATUS_EXAMPLE: list[dict[str, Any]] = [
         "name": "Michael Scarn",
         "deliverability": None,
         "error": "WRONG_ALIAS",
+        "mailbox_type": "user",
         "primary_email": "mscott@example.com",
+    },
+    {
+        "success": False,
+        "id": None,
+        "email": "boardroom@example.com",
+        "name": "Boardroom",
+        "deliverability": None,
+        "error": "UNSUPPORTED_MAILBOX_TYPE",
+        "mailbox_type": None,
     },
     {
         "success": False,
@@ -76,6 +88,7 @@ BULK_MULTI_STATUS_EXAMPLE: list[dict[str, Any]] = [
         "name": None,
         "deliverability": None,
         "error": "MICROSOFT_THROTTLED",
+        "mailbox_type": None,
     },
 ]
 MAILBOX_EXAMPLE: dict[str, Any] = {
@@ -85,6 +98,7 @@ MAILBOX_EXAMPLE: dict[str, Any] = {
     "credential_id": 22334455,
     "microsoft_user_id": "87d349ed-44d7-43e1-9a83-5f2406dee5bd",
     "status": "ACTIVE",
+    "mailbox_type": "shared",
     "deliverability": _STORED_FLAGS,
     "connected_at": "2026-11-21T20:00:00Z",
     "disconnected_at": None,
@@ -110,6 +124,22 @@ class BulkRequest(BaseModel):
         default=None, description="Optional only when the account has exactly one valid credential"
     )
     accounts: list[BulkAccount]
+
+
+MailboxType = Literal["user", "shared"]
+
+
+def mailbox_type_of(value: str | None) -> MailboxType | None:
+    """The wire's mailbox_type of a stored or verified one; anything but user or shared reads as unknown."""
+    return "user" if value == "user" else "shared" if value == "shared" else None
+
+
+def _mailbox_type_field() -> Any:
+    return Field(
+        default=None,
+        description="user or shared (Graph's userPurpose); null when the app may not read mailboxSettings "
+        "(MailboxSettings.Read), so the type is not known, or for a mailbox connected before it was recorded",
+    )
 
 
 class Deliverability(BaseModel):
@@ -142,6 +172,7 @@ class BulkResult(BaseModel):
     name: str | None
     deliverability: CheckedDeliverability | None
     error: str | None
+    mailbox_type: MailboxType | None = _mailbox_type_field()
     primary_email: str | None = Field(default=None, description="Only on WRONG_ALIAS: the address to submit")
     already_connected: bool | None = Field(default=None, description="Only on an idempotent re-add: true")
 
@@ -168,6 +199,7 @@ class MailboxRead(BaseModel):
     credential_id: int | None
     microsoft_user_id: str
     status: str = Field(description="ACTIVE or DISCONNECTED")
+    mailbox_type: MailboxType | None = _mailbox_type_field()
     deliverability: Deliverability
     connected_at: str
     disconnected_at: str | None

@@ -10,7 +10,13 @@ from m365connect.db.base import utcnow
 from m365connect.errors import NotFound
 from m365connect.mailboxes import repository
 from m365connect.mailboxes.models import Mailbox
-from m365connect.mailboxes.schemas import Deliverability, MailboxPage, MailboxRead, PaginationData
+from m365connect.mailboxes.schemas import (
+    Deliverability,
+    MailboxPage,
+    MailboxRead,
+    PaginationData,
+    mailbox_type_of,
+)
 from m365connect.wire import iso_z
 
 PAGE_SIZE = 50
@@ -25,6 +31,7 @@ def to_read(mailbox: Mailbox) -> MailboxRead:
         credential_id=mailbox.credential_id,
         microsoft_user_id=mailbox.microsoft_user_id,
         status=mailbox.status,
+        mailbox_type=mailbox_type_of(mailbox.mailbox_type),
         deliverability=stored_deliverability(mailbox),
         connected_at=iso_z(mailbox.connected_at) or "",
         disconnected_at=iso_z(mailbox.disconnected_at),

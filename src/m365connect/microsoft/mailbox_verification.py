@@ -1,26 +1,30 @@
-"""Verify addresses against a tenant: who owns each one, and can the app use that mailbox?
+"""Verify addresses against a tenant: who owns each one, what kind of mailbox, can the app use it?
 
 Step 1, lookup: one `$batch` item per address, `GET /users?$filter=proxyAddresses/any(...)`, since an
 alias does not resolve through `/users/{upn}` (reference §4.1-4.2). Step 2, probe (when the token has
-MailboxSettings.Read/ReadWrite): a second wave, one `GET /users/{id}/mailboxSettings` per user that
-passed step 1, so that its batches are full too. The first rule that applies decides:
+MailboxSettings.Read/ReadWrite): a second wave, one `GET /users/{id}/mailboxSettings?$select=userPurpose`
+per user that passed rules 1-3, so that its batches are full too. The first rule that applies decides:
 
     1. lookup answer not 2xx          -> the code table (error_codes.py)
     2. no user, or more than one      -> MAILBOX_NOT_FOUND
     3. Guest, no proxyAddresses, or no mail -> NO_EXCHANGE_MAILBOX
-    4. accountEnabled is false        -> MAILBOX_DISABLED
-    5. a secondary `smtp:` address    -> WRONG_ALIAS (with primary_email)
-    6. none of the user's SMTP addresses -> MAILBOX_NOT_FOUND
-    7. probe answer not 2xx           -> the code table
-Mailbox-level facts (2-4) come before WRONG_ALIAS, so that primary_email is never offered for a
-mailbox that would fail anyway. docs/graph-client.md gives the reasons.
+    4. probe answer not 2xx           -> the code table
+    5. userPurpose neither user nor shared -> UNSUPPORTED_MAILBOX_TYPE (room, equipment, linked, others)
+    6. accountEnabled false, and userPurpose is not shared -> MAILBOX_DISABLED
+    7. a secondary `smtp:` address    -> WRONG_ALIAS (with primary_email)
+    8. none of the user's SMTP addresses -> MAILBOX_NOT_FOUND
+Mailbox-level facts (2-6) come before WRONG_ALIAS, so that primary_email is never offered for a
+mailbox that would fail anyway. Exchange creates shared mailboxes with sign-in blocked and app-only
+sendMail works from them, hence rule 6's exception; without the probe nothing in the directory tells a
+shared mailbox from a disabled user or a room, so a disabled account stays MAILBOX_DISABLED and
+`mailbox_type` is None (docs/decisions.md). docs/graph-client.md gives the reasons and sources.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -34,6 +38,8 @@ LOOKUP_SELECT = (
     "id,displayName,mail,userPrincipalName,proxyAddresses,accountEnabled,assignedLicenses,userType"
 )
 PROBE_SELECT = "userPurpose"
+# The userPurpose values that can be connected; they are also the wire's `mailbox_type`.
+MAILBOX_TYPES = ("user", "shared")
 # Left as they are in a query value; everything else (space, +, &, #, %, =, ?, $...) is %-encoded.
 _QUERY_SAFE = "():,/'@"
 _PRIMARY, _SECONDARY = "SMTP:", "smtp:"  # the prefix's case is what tells them apart
@@ -48,6 +54,16 @@ class MailboxVerification:
     user_id: str | None
     primary_email: str | None
     display_name: str | None
+    mailbox_type: str | None = None  # "user" or "shared" when the probe said so; None: not known
+
+
+@dataclass(frozen=True)
+class _Found:
+    """Rules 1-2 passed: exactly one user carries the address."""
+
+    address: str
+    user: dict[str, Any]
+    user_id: str
 
 
 def lookup_url(address: str) -> str:
@@ -79,27 +95,24 @@ async def verify_mailboxes(
     """
     lookups = [GraphRequest(id=str(i), method="GET", url=lookup_url(a)) for i, a in enumerate(addresses)]
     answers = await graph.batch(token, lookups, deadline=deadline)
-    results = [classify_lookup(a, answer) for a, answer in zip(addresses, answers, strict=True)]
-    if probe_mailbox:
-        results = await _probe(graph, token, results, deadline)
-    return results
+    found = [find_user(a, answer) for a, answer in zip(addresses, answers, strict=True)]
+    probes = await _probe(graph, token, found, deadline) if probe_mailbox else {}
+    return [decide(item, probes.get(i)) if isinstance(item, _Found) else item for i, item in enumerate(found)]
 
 
 async def _probe(
-    graph: GraphClient, token: TokenProvider, results: list[MailboxVerification], deadline: float
-) -> list[MailboxVerification]:
-    users = {i: r.user_id for i, r in enumerate(results) if r.error is None and r.user_id is not None}
+    graph: GraphClient, token: TokenProvider, found: list[_Found | MailboxVerification], deadline: float
+) -> dict[int, GraphResponse]:
+    # Every user with an Exchange recipient is probed, aliases and disabled accounts included: the
+    # mailbox type decides rules 5-6, which come before WRONG_ALIAS.
+    users = {i: f.user_id for i, f in enumerate(found) if isinstance(f, _Found) and _is_recipient(f.user)}
     probes = [GraphRequest(id=str(i), method="GET", url=probe_url(user_id)) for i, user_id in users.items()]
     answers = await graph.batch(token, probes, deadline=deadline)
-    probed = list(results)
-    for i, answer in zip(users, answers, strict=True):
-        if not answer.ok:
-            probed[i] = replace(probed[i], error=map_response(answer))
-    return probed
+    return dict(zip(users, answers, strict=True))
 
 
-def classify_lookup(address: str, response: GraphResponse) -> MailboxVerification:
-    """Rules 1-6 for one lookup answer."""
+def find_user(address: str, response: GraphResponse) -> _Found | MailboxVerification:
+    """Rules 1-2: the one user of a lookup answer, else the failed verification."""
     if not response.ok:
         return _failed(address, map_response(response))
     users = response.body.get("value") if isinstance(response.body, dict) else None
@@ -113,29 +126,64 @@ def classify_lookup(address: str, response: GraphResponse) -> MailboxVerificatio
     user_id = _text(user.get("id"))
     if user_id is None:
         return _failed(address, ErrorCode.MICROSOFT_UNAVAILABLE)
+    return _Found(address=address, user=user, user_id=user_id)
+
+
+def decide(found: _Found, probe: GraphResponse | None) -> MailboxVerification:
+    """Rules 3-8 for a found user, with its probe answer (None: not probed)."""
+    purpose = user_purpose(probe.body) if probe is not None and probe.ok else None
+    probe_error = map_response(probe) if probe is not None and not probe.ok else None
     return MailboxVerification(
-        address=address,
-        error=user_problem(address, user),
-        user_id=user_id,
-        primary_email=primary_address(user),
-        display_name=_text(user.get("displayName")),
+        address=found.address,
+        error=user_problem(found.address, found.user, purpose=purpose, probe_error=probe_error),
+        user_id=found.user_id,
+        primary_email=primary_address(found.user),
+        display_name=_text(found.user.get("displayName")),
+        mailbox_type=purpose if purpose in MAILBOX_TYPES else None,
     )
 
 
-def user_problem(address: str, user: dict[str, Any]) -> ErrorCode | None:
-    """Rules 3-6 for the one user whose proxyAddresses matched `address`."""
-    proxies = _proxies(user)
-    mail = _text(user.get("mail"))
-    if str(user.get("userType") or "").casefold() == "guest" or not proxies or mail is None:
+def user_purpose(body: Any) -> str | None:
+    """mailboxSettings' userPurpose, lowercased; v1.0 answers a string, older answers {"value": ...}."""
+    raw = body.get("userPurpose") if isinstance(body, dict) else None
+    if isinstance(raw, dict):
+        raw = raw.get("value")
+    return raw.casefold() if isinstance(raw, str) and raw else None
+
+
+def user_problem(
+    address: str,
+    user: dict[str, Any],
+    *,
+    purpose: str | None = None,
+    probe_error: ErrorCode | None = None,
+) -> ErrorCode | None:
+    """Rules 3-8 for the one user whose proxyAddresses matched `address`.
+
+    `purpose` is the probe's userPurpose (None: not probed, or not said); `probe_error` its failure.
+    """
+    if not _is_recipient(user):
         return ErrorCode.NO_EXCHANGE_MAILBOX
-    if user.get("accountEnabled") is False:
+    if probe_error is not None:
+        return probe_error
+    if purpose is not None and purpose not in MAILBOX_TYPES:
+        return ErrorCode.UNSUPPORTED_MAILBOX_TYPE
+    if user.get("accountEnabled") is False and purpose != "shared":
         return ErrorCode.MAILBOX_DISABLED
+    proxies = _proxies(user)
+    mail = _text(user.get("mail")) or ""
     wanted = address.lower()
     if wanted == mail.lower() or wanted in _addresses(proxies, _PRIMARY):
         return None
     if wanted in _addresses(proxies, _SECONDARY):
         return ErrorCode.WRONG_ALIAS
     return ErrorCode.MAILBOX_NOT_FOUND
+
+
+def _is_recipient(user: dict[str, Any]) -> bool:
+    """Rule 3: a member with proxy addresses and `mail` (a guest's mailbox is in its home tenant)."""
+    guest = str(user.get("userType") or "").casefold() == "guest"
+    return not guest and bool(_proxies(user)) and _text(user.get("mail")) is not None
 
 
 def primary_address(user: dict[str, Any]) -> str | None:

@@ -104,7 +104,7 @@ def _build_tenant(tenant: Tenant) -> DirectoryTenant:
             display_name=user.display_name,
             mail=user.effective_mail(),
             proxy_addresses=tuple(user.proxy_addresses),
-            account_enabled=user.account_enabled,
+            account_enabled=user.effective_account_enabled(),
             user_type=user.user_type,
             mailbox=user.mailbox,
             blocked_apps=frozenset(str(app) for app in user.blocked_apps),

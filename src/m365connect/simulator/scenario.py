@@ -76,7 +76,9 @@ class User(_Strict):
     display_name: Annotated[str, Field(min_length=1)]
     proxy_addresses: list[str] = []
     mail: str | None = None
-    account_enabled: bool = True
+    # None: as Exchange creates the mailbox, enabled for a user, sign-in blocked for shared, room and
+    # equipment mailboxes (New-Mailbox -Shared/-Room/-Equipment).
+    account_enabled: bool | None = None
     user_type: Literal["Member", "Guest"] = "Member"
     mailbox: MailboxKind = "user"
     blocked_apps: list[uuid.UUID] = []
@@ -108,6 +110,12 @@ class User(_Strict):
     def effective_id(self, tenant_id: uuid.UUID) -> str:
         """The object id: as given, else uuid5 of the UPN in the tenant's namespace (stable)."""
         return str(self.id or uuid.uuid5(tenant_id, self.user_principal_name.lower()))
+
+    def effective_account_enabled(self) -> bool:
+        """accountEnabled: as given, else false for a shared or resource mailbox, true otherwise."""
+        if self.account_enabled is not None:
+            return self.account_enabled
+        return self.mailbox not in ("shared", "room", "equipment")
 
     def effective_licenses(self) -> list[str]:
         """SKU ids of the assigned licenses: as given, else one E3 licence for a user mailbox."""
