@@ -30,6 +30,7 @@ async def test_create_returns_the_credential_without_its_secret(
         "client_id",
         "secret_expires_at",
         "name",
+        "cloud",
         "status",
         "verified_at",
         "granted_permissions",

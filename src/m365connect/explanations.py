@@ -15,8 +15,9 @@ from enum import StrEnum
 from types import MappingProxyType
 
 from m365connect.codes import ErrorCode
+from m365connect.microsoft.clouds import DEFAULT_CLOUD, MICROSOFT_CLOUDS
 
-DEFAULT_LOGIN_URL = "https://login.microsoftonline.com"
+DEFAULT_LOGIN_URL = MICROSOFT_CLOUDS[DEFAULT_CLOUD].login_url
 REQUIRED_PERMISSIONS = ("User.Read.All", "Mail.Send")
 
 
@@ -37,7 +38,9 @@ class Context:
     tenant_id: str | None = None
     client_id: str | None = None
     credential_id: int | None = None
+    # The global cloud's login URL (M365CONNECT_LOGIN_URL); another cloud's consent is at its own host.
     login_url: str = DEFAULT_LOGIN_URL
+    cloud: str = DEFAULT_CLOUD
 
 
 @dataclass(frozen=True)
@@ -60,8 +63,14 @@ class Explanation:
         return f"{self.meaning} {self.render_fix(context)}"
 
 
-def admin_consent_url(*, tenant_id: str, client_id: str, login_url: str = DEFAULT_LOGIN_URL) -> str:
-    """The URL at which a tenant's administrator grants the app's permissions."""
+def admin_consent_url(
+    *, tenant_id: str, client_id: str, login_url: str = DEFAULT_LOGIN_URL, cloud: str = DEFAULT_CLOUD
+) -> str:
+    """The URL at which a tenant's administrator grants the app's permissions, on the login host of the
+    credential's cloud (`login_url` is the global cloud's; an administrator consents at the real host
+    of a national cloud, since only Microsoft's portal can grant the consent)."""
+    if cloud != DEFAULT_CLOUD and cloud in MICROSOFT_CLOUDS:
+        login_url = MICROSOFT_CLOUDS[cloud].login_url
     return f"{login_url.rstrip('/')}/{tenant_id}/adminconsent?client_id={client_id}"
 
 
@@ -76,7 +85,9 @@ def _values(context: Context, *, missing: str) -> dict[str, str]:
         "credential_id": missing.format("credential_id")
         if context.credential_id is None
         else str(context.credential_id),
-        "consent_url": admin_consent_url(tenant_id=tenant, client_id=client, login_url=context.login_url),
+        "consent_url": admin_consent_url(
+            tenant_id=tenant, client_id=client, login_url=context.login_url, cloud=context.cloud
+        ),
     }
 
 
@@ -371,8 +382,10 @@ def render_markdown() -> str:
         "",
         "Generated from `src/m365connect/explanations.py` (the command-line client shows the same text); "
         "regenerate with `python -m m365connect.explanations > docs/errors.md`. The client fills in "
-        "the {placeholders} it knows (the consent URL starts with `M365CONNECT_LOGIN_URL`, so it is "
-        "right for sovereign clouds too).",
+        "the {placeholders} it knows (the consent URL of a `global` credential starts with "
+        "`M365CONNECT_LOGIN_URL`; that of a national-cloud credential with its cloud's login host: "
+        "`https://login.microsoftonline.us` for `usgov` and `usgov-dod`, "
+        "`https://login.partner.microsoftonline.cn` for `china`).",
     ]
     for where in Where:
         lines += ["", f"## {where.value}", "", "| code | meaning | fix |", "|---|---|---|"]

@@ -12,6 +12,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from m365connect.deliverability.resolver import parse_nameserver
+from m365connect.microsoft.clouds import parse_cloud_urls
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./m365connect.db"
 # The async drivers the package installs; any other driver fails only at the first connection, deep in
@@ -35,6 +36,8 @@ class Settings(BaseSettings):
     login_url: str = "https://login.microsoftonline.com"
     graph_url: str = "https://graph.microsoft.com"
     graph_scope: str = "https://graph.microsoft.com/.default"
+    # The national clouds' URLs (JSON); the token scope stays each cloud's own Graph resource.
+    cloud_urls: str | None = None
     ca_bundle: Path | None = None
     dns_nameservers: str | None = None
     dns_timeout: float = Field(default=2.0, gt=0)
@@ -88,6 +91,12 @@ class Settings(BaseSettings):
             raise ValueError("no nameserver listed: give IP addresses (host or host:port), comma-separated")
         for entry in entries:
             parse_nameserver(entry)  # its ValueError names the entry and what is wrong
+        return value
+
+    @field_validator("cloud_urls")
+    @classmethod
+    def _cloud_urls_are_json(cls, value: str | None) -> str | None:
+        parse_cloud_urls(value)  # its ValueError says in one line what is wrong
         return value
 
     @field_validator("ca_bundle")

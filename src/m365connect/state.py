@@ -21,6 +21,8 @@ from m365connect.db.errors import DatabaseUnreachable
 from m365connect.db.transactions import Transactions
 from m365connect.deliverability import DeliverabilityChecker, build_resolver
 from m365connect.mailboxes.bulk import BulkServices
+from m365connect.microsoft.cloud_clients import CloudClients, Clouds
+from m365connect.microsoft.clouds import DEFAULT_CLOUD, endpoint_table
 from m365connect.microsoft.graph import GraphClient
 from m365connect.microsoft.token import TokenClient
 from m365connect.observability.metrics import Metrics
@@ -37,8 +39,9 @@ class AppState:
     transactions: Transactions
     box: SecretBox
     http: httpx.AsyncClient
-    tokens: TokenClient
-    graph: GraphClient
+    tokens: TokenClient  # the global cloud's (clouds.tokens("global"))
+    graph: GraphClient  # the global cloud's
+    clouds: Clouds
     checker: DeliverabilityChecker
     limiter: RateLimiter
     metrics: Metrics
@@ -100,6 +103,30 @@ def build_http_client(settings: Settings) -> httpx.AsyncClient:
     )
 
 
+def build_clouds(settings: Settings, *, http: httpx.AsyncClient, metrics: Metrics) -> Clouds:
+    """One token client and one Graph client per national cloud, sharing the pool and the observers."""
+    table = endpoint_table(
+        login_url=settings.login_url, graph_url=settings.graph_url, cloud_urls=settings.cloud_urls
+    )
+    clients = {}
+    for cloud, endpoints in table.items():
+        # M365CONNECT_GRAPH_SCOPE stays the global cloud's scope; another cloud's is its own resource.
+        scope = settings.graph_scope if cloud == DEFAULT_CLOUD else endpoints.scope
+        clients[cloud] = CloudClients(
+            endpoints=endpoints,
+            tokens=TokenClient(
+                http=http, login_url=endpoints.login_url, scope=scope, observer=metrics.tokens
+            ),
+            graph=GraphClient(
+                http=http,
+                graph_url=endpoints.graph_url,
+                max_batches_in_flight=settings.graph_batches_in_flight,
+                observer=metrics.graph,
+            ),
+        )
+    return Clouds(clients)
+
+
 @asynccontextmanager
 async def open_state(settings: Settings, *, metrics: Metrics | None = None) -> AsyncIterator[AppState]:
     """Build the state (with a registry of its own unless `metrics` is given), and close what it opened."""
@@ -116,21 +143,14 @@ async def open_state(settings: Settings, *, metrics: Metrics | None = None) -> A
         burst=settings.rate_limit_burst,
     )
     sessions = create_session_factory(engine)
-    tokens = TokenClient(
-        http=http, login_url=settings.login_url, scope=settings.graph_scope, observer=metrics.tokens
-    )
-    graph = GraphClient(
-        http=http,
-        graph_url=settings.graph_url,
-        max_batches_in_flight=settings.graph_batches_in_flight,
-        observer=metrics.graph,
-    )
+    clouds = build_clouds(settings, http=http, metrics=metrics)
+    tokens, graph = clouds.tokens(DEFAULT_CLOUD), clouds.graph(DEFAULT_CLOUD)
     checker = DeliverabilityChecker(resolver, observer=metrics.dns)
     try:
         async with sessions() as session:
             box = await load_secret_box(settings, session)
         unreadable = await _scan_secrets(sessions, box)
-        credential_services = CredentialServices(box=box, tokens=tokens, unreadable=unreadable)
+        credential_services = CredentialServices(box=box, clouds=clouds, unreadable=unreadable)
         yield AppState(
             settings=settings,
             engine=engine,
@@ -140,13 +160,13 @@ async def open_state(settings: Settings, *, metrics: Metrics | None = None) -> A
             http=http,
             tokens=tokens,
             graph=graph,
+            clouds=clouds,
             checker=checker,
             limiter=limiter,
             metrics=metrics,
             credential_services=credential_services,
             bulk_services=BulkServices(
                 credentials=credential_services,
-                graph=graph,
                 checker=checker,
                 max_accounts=settings.max_accounts_per_request,
                 deadline_seconds=settings.bulk_deadline_seconds,

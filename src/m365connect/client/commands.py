@@ -79,6 +79,7 @@ def _print_missing(console: Console, credentials: list[dict[str, Any]], login_ur
                 client_id=credential["client_id"],
                 credential_id=credential["credential_id"],
                 login_url=login_url,
+                cloud=credential.get("cloud", "global"),
             )
             console.print(
                 f"[yellow]credential {credential['credential_id']} lacks "
@@ -274,6 +275,7 @@ def _credential_context(
         client_id=used[0]["client_id"],
         credential_id=used[0]["credential_id"],
         login_url=login_url,
+        cloud=used[0].get("cloud", "global"),
     )
 
 

@@ -28,6 +28,9 @@ class GraphCredential(Base):
     # The tenant GUID from the token's `tid` when known, else the lower-cased tenant as given: duplicates key.
     tenant_key: Mapped[str] = mapped_column(String(255))
     client_id: Mapped[str] = mapped_column(String(36))
+    # The national cloud (microsoft/clouds.py); fixed at creation. Not part of the unique key: a tenant
+    # lives in exactly one cloud, so (tenant, client) already names one app (docs/decisions.md).
+    cloud: Mapped[str] = mapped_column(String(16), default="global", server_default="global")
     secret_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
     secret_expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
     verification_status: Mapped[str] = mapped_column(String(16), default="VALID")

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from m365connect.microsoft.clouds import CloudName
 from m365connect.wire import Text, WireDateTime, WireSecret, WireText
 
 # graph_credentials.name is String(200). tenant_id (255) and client_id (36) need no length here: the
@@ -31,6 +32,16 @@ CREATE_EXAMPLES: dict[str, Any] = {
             "secret_expires_at": "2027-11-28",
         },
     },
+    "usgov": {
+        "summary": "A GCC High tenant (national cloud)",
+        "value": {
+            "tenant_id": "contoso.onmicrosoft.us",
+            "client_id": "e1c6ac69-480e-4a17-9b85-3467967bd179",
+            "client_secret": "<the secret's value>",
+            "secret_expires_at": "2027-11-28",
+            "cloud": "usgov",
+        },
+    },
 }
 UPDATE_EXAMPLES: dict[str, Any] = {
     "rename": {"summary": "Rename", "value": {"name": "Sales tenant app"}},
@@ -45,6 +56,7 @@ READ_EXAMPLE: dict[str, Any] = {
     "client_id": "e1c6ac69-480e-4a17-9b85-3467967bd179",
     "secret_expires_at": "2027-11-28T23:59:59Z",
     "name": "MS Graph app",
+    "cloud": "global",
     "status": "VALID",
     "verified_at": "2026-11-21T20:00:00Z",
     "granted_permissions": ["Mail.Send", "MailboxSettings.Read", "User.Read.All"],
@@ -62,12 +74,16 @@ class CredentialCreate(BaseModel):
     client_secret: WireSecret
     secret_expires_at: WireDateTime
     name: Name | None = None
+    cloud: CloudName = Field(
+        default="global", description="The national cloud of the app registration; cannot change later"
+    )
 
 
 class CredentialUpdate(BaseModel):
     """Rename, or rotate the secret (client_secret and secret_expires_at together)."""
 
-    model_config = ConfigDict(strict=True)
+    # Other fields are kept (not ignored) so that the service can refuse the immutable ones by name.
+    model_config = ConfigDict(strict=True, extra="allow")
 
     name: Name | None = None
     client_secret: WireSecret | None = None
@@ -84,6 +100,7 @@ class CredentialRead(BaseModel):
     client_id: str
     secret_expires_at: str
     name: str
+    cloud: str = Field(description="global, usgov, usgov-dod or china")
     status: str = Field(description="VALID, EXPIRED or INVALID")
     verified_at: str | None
     granted_permissions: list[str]

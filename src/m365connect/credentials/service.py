@@ -20,6 +20,8 @@ from m365connect.crypto import SecretBox, SecretBoxError, credential_secret_aad
 from m365connect.db.base import utcnow
 from m365connect.db.transactions import Transactions
 from m365connect.errors import BadRequest, NotFound, ServiceUnavailable, ValidationCodeError
+from m365connect.microsoft.cloud_clients import Clouds
+from m365connect.microsoft.clouds import tenant_domain_clouds
 from m365connect.microsoft.token import (
     AccessToken,
     ClientCredential,
@@ -44,7 +46,7 @@ class Services:
     """What the credential operations need besides the session."""
 
     box: SecretBox
-    tokens: TokenClient
+    clouds: Clouds
     unreadable: UnreadableSecrets
 
 
@@ -64,6 +66,7 @@ def to_read(credential: GraphCredential) -> CredentialRead:
         client_id=credential.client_id,
         secret_expires_at=iso_z(credential.secret_expires_at) or "",
         name=credential.name,
+        cloud=credential.cloud,
         status=credential_status(credential),
         verified_at=iso_z(credential.verified_at),
         granted_permissions=granted,
@@ -71,10 +74,12 @@ def to_read(credential: GraphCredential) -> CredentialRead:
     )
 
 
-def check_identifiers(*, tenant_id: str, client_id: str) -> None:
-    """Local format checks before anything is sent to Microsoft."""
+def check_identifiers(*, tenant_id: str, client_id: str, cloud: str = "global") -> None:
+    """Local format checks before anything is sent to Microsoft (a tenant domain of another cloud too)."""
     tenant = tenant_id.lower()
     if tenant in RESERVED_TENANTS or not (_GUID.match(tenant) or _DOMAIN.match(tenant)):
+        raise ValidationCodeError(ErrorCode.INVALID_TENANT_ID)
+    if cloud not in tenant_domain_clouds(tenant):
         raise ValidationCodeError(ErrorCode.INVALID_TENANT_ID)
     if not _GUID.match(client_id):
         raise ValidationCodeError(ErrorCode.INVALID_CLIENT_ID)
@@ -126,11 +131,11 @@ async def create_credential(
     """
     tenant, client_id = data.tenant_id.strip(), data.client_id.strip().lower()
     secret = data.client_secret.get_secret_value()
-    check_identifiers(tenant_id=tenant, client_id=client_id)
+    check_identifiers(tenant_id=tenant, client_id=client_id, cloud=data.cloud)
     _check_secret(secret, data.secret_expires_at)
     async with transactions.begin() as session:
         await _refuse_duplicate(session, account_id=account_id, tenants=[tenant], client_id=client_id)
-    token = await verify(services.tokens, ClientCredential(tenant, client_id, secret))
+    token = await verify(services.clouds.tokens(data.cloud), ClientCredential(tenant, client_id, secret))
     tenant_key = (token.tenant_guid or tenant).lower()
     async with transactions.begin() as session:
         await _refuse_duplicate(session, account_id=account_id, tenants=[tenant_key], client_id=client_id)
@@ -141,6 +146,7 @@ async def create_credential(
             tenant_id=tenant,
             tenant_key=tenant_key,
             client_id=client_id,
+            cloud=data.cloud,
             secret_ciphertext=b"",
             secret_expires_at=data.secret_expires_at,
         )
@@ -157,8 +163,14 @@ async def create_credential(
     return credential
 
 
+IMMUTABLE_FIELDS = ("tenant_id", "client_id", "cloud")
+
+
 def _check_update(data: CredentialUpdate) -> None:
-    given = data.model_fields_set
+    for field in IMMUTABLE_FIELDS:
+        if field in (data.model_extra or {}):
+            raise BadRequest(f"Field '{field}' cannot be changed")
+    given = data.model_fields_set - set(data.model_extra or {})  # unknown fields stay ignored
     if not given:
         raise BadRequest("Send at least one of 'name', 'client_secret', 'secret_expires_at'")
     if ("client_secret" in given) != ("secret_expires_at" in given):
@@ -188,7 +200,8 @@ async def update_credential(
         _check_secret(secret, data.secret_expires_at)
         async with transactions.begin() as session:
             current = await get_credential(session, account_id=account_id, credential_id=credential_id)
-        token = await verify(services.tokens, ClientCredential(current.tenant_id, current.client_id, secret))
+        tokens = services.clouds.tokens(current.cloud)
+        token = await verify(tokens, ClientCredential(current.tenant_id, current.client_id, secret))
         rotation = (secret, data.secret_expires_at, token)
     async with transactions.begin() as session:
         credential = await get_credential(session, account_id=account_id, credential_id=credential_id)
@@ -210,7 +223,7 @@ def _forget_cached_token(services: Services, credential: GraphCredential) -> Non
     # An old secret that does not open (its key left the ring, its row was altered) has no cached token to
     # forget: a new secret is accepted all the same, which is how an account repairs such a credential.
     with contextlib.suppress(SecretBoxError):
-        services.tokens.forget(open_client_credential(services.box, credential))
+        services.clouds.tokens(credential.cloud).forget(open_client_credential(services.box, credential))
 
 
 async def get_credential(session: AsyncSession, *, account_id: int, credential_id: int) -> GraphCredential:
@@ -269,7 +282,7 @@ async def token_for_bulk(
     then fails with 422, and a credential that works again becomes VALID."""
     client_credential = open_for_use(services.box, services.unreadable, credential)
     try:
-        token = await services.tokens.acquire(client_credential)
+        token = await services.clouds.tokens(credential.cloud).acquire(client_credential)
     except TokenRejected:
         credential.verification_status = INVALID
         async with transactions.begin() as session:

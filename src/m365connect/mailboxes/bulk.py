@@ -32,7 +32,6 @@ from m365connect.mailboxes.addresses import PlannedItem, plan
 from m365connect.mailboxes.models import ACTIVE, Mailbox
 from m365connect.mailboxes.schemas import BulkRequest, BulkResult, CheckedDeliverability, mailbox_type_of
 from m365connect.mailboxes.service import stored_deliverability
-from m365connect.microsoft.graph import GraphClient
 from m365connect.microsoft.graph_errors import GraphAuthenticationError
 from m365connect.microsoft.mailbox_verification import MailboxVerification, verify_mailboxes
 from m365connect.microsoft.token import AccessToken, ClientCredential
@@ -46,8 +45,7 @@ SEND_ROLE = "Mail.Send"
 class BulkServices:
     """What a bulk connection needs besides the session."""
 
-    credentials: credentials.Services
-    graph: GraphClient
+    credentials: credentials.Services  # its clouds give the Graph client of the credential's cloud
     checker: DeliverabilityChecker
     max_accounts: int
     deadline_seconds: float
@@ -82,7 +80,7 @@ async def connect_bulk(
     to_verify = [address for address in addresses if address not in existing]
     pending = set(to_verify)
     domains = sorted({item.domain for item in items if item.domain and item.address in pending})
-    by_address, dns = await _verify(services, client_credential, token, to_verify, domains)
+    by_address, dns = await _verify(services, credential.cloud, client_credential, token, to_verify, domains)
 
     outcome = _Outcome(credential=credential, token=token, existing=existing, verified=by_address, dns=dns)
     async with transactions.begin() as session:
@@ -100,6 +98,7 @@ async def connect_bulk(
 
 async def _verify(
     services: BulkServices,
+    cloud: str,
     client_credential: ClientCredential,
     token: AccessToken,
     addresses: list[str],
@@ -109,8 +108,8 @@ async def _verify(
     checks = asyncio.create_task(services.checker.check_domains(domains))
     try:
         verified = await verify_mailboxes(
-            services.graph,
-            services.credentials.tokens.provider(client_credential),
+            services.credentials.clouds.graph(cloud),
+            services.credentials.clouds.tokens(cloud).provider(client_credential),
             addresses,
             probe_mailbox=bool(token.roles and token.roles & MAILBOX_PROBE_ROLES),
             deadline=time.monotonic() + services.deadline_seconds,

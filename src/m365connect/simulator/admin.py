@@ -26,6 +26,10 @@ class _Admin:
         """GET /_simulator/stats: the request counters."""
         return JSONResponse(self.state.stats.snapshot())
 
+    async def get_cloud_stats(self, _request: Request) -> Response:
+        """GET /_simulator/stats/clouds: token and Graph requests per national cloud (path prefix)."""
+        return JSONResponse(self.state.stats.clouds_snapshot())
+
     async def reset_stats(self, _request: Request) -> Response:
         """POST /_simulator/stats/reset: set every counter back to zero."""
         self.state.stats.reset()
@@ -66,6 +70,7 @@ def admin_routes(state: SimulatorState) -> list[BaseRoute]:
     admin = _Admin(state)
     return [
         Route("/_simulator/stats", admin.get_stats, methods=["GET"]),
+        Route("/_simulator/stats/clouds", admin.get_cloud_stats, methods=["GET"]),
         Route("/_simulator/stats/reset", admin.reset_stats, methods=["POST"]),
         Route("/_simulator/faults", admin.get_faults, methods=["GET"]),
         Route("/_simulator/faults", admin.put_faults, methods=["PUT"]),

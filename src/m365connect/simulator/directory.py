@@ -49,6 +49,7 @@ class DirectoryTenant:
     id: str
     domains: tuple[str, ...]
     apps: Mapping[str, DirectoryApp]
+    cloud: str
     users: tuple[DirectoryUser, ...]
     _by_key: Mapping[str, DirectoryUser] = field(repr=False)
     _by_proxy: Mapping[str, tuple[DirectoryUser, ...]] = field(repr=False, default_factory=dict)
@@ -118,5 +119,11 @@ def _build_tenant(tenant: Tenant) -> DirectoryTenant:
         for proxy in {p.lower() for p in user.proxy_addresses}:
             by_proxy[proxy] = (*by_proxy.get(proxy, ()), user)
     return DirectoryTenant(
-        id=str(tid), domains=tuple(tenant.domains), apps=apps, users=users, _by_key=by_key, _by_proxy=by_proxy
+        id=str(tid),
+        domains=tuple(tenant.domains),
+        apps=apps,
+        cloud=tenant.cloud,
+        users=users,
+        _by_key=by_key,
+        _by_proxy=by_proxy,
     )

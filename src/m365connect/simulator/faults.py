@@ -76,6 +76,8 @@ class Stats:
     batch_requests: int = 0
     batch_items: int = 0
     throttled: int = 0
+    # Token and Graph requests per national cloud (the path prefix they came to): which cloud was used
+    by_cloud: dict[str, dict[str, int]] = field(default_factory=dict)
     dns_source: Callable[[], int] = field(default=lambda: 0, repr=False)
     _dns_base: int = field(default=0, repr=False)
 
@@ -88,7 +90,17 @@ class Stats:
         """Set every counter back to zero."""
         self.token_requests = self.graph_requests = self.batch_requests = 0
         self.batch_items = self.throttled = 0
+        self.by_cloud = {}
         self._dns_base = self.dns_source()
+
+    def count_cloud(self, cloud: str, counter: str) -> None:
+        """Count one request of `counter` ("token_requests", "graph_requests") made to `cloud`."""
+        counts = self.by_cloud.setdefault(cloud, {"token_requests": 0, "graph_requests": 0})
+        counts[counter] += 1
+
+    def clouds_snapshot(self) -> dict[str, dict[str, int]]:
+        """The token and Graph requests per national cloud, JSON-ready."""
+        return {cloud: dict(counts) for cloud, counts in sorted(self.by_cloud.items())}
 
     def snapshot(self) -> dict[str, int]:
         """Return the counters as a JSON-ready mapping."""

@@ -12,6 +12,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
+from m365connect.simulator.clouds import GLOBAL, GRAPH_APP_ID, audiences, path_prefix
 from m365connect.simulator.graph_batch import run_batch
 from m365connect.simulator.graph_core import (
     ODATA_JSON,
@@ -26,10 +27,8 @@ from m365connect.simulator.graph_core import (
 from m365connect.simulator.graph_mail import mailbox_settings, send_mail
 from m365connect.simulator.graph_users import get_user, list_users
 from m365connect.simulator.state import SimulatorState
-from m365connect.simulator.token_grant import GRAPH_APP_ID, GRAPH_AUDIENCE
 from m365connect.simulator.tokens import TokenError
 
-_AUDIENCES = frozenset({GRAPH_AUDIENCE, f"{GRAPH_AUDIENCE}/", GRAPH_APP_ID})
 _CLOCK_SKEW_SECONDS = 300
 _KEY_SEGMENT = re.compile(r"^users\('((?:[^']|'')*)'\)$", re.IGNORECASE)
 _WWW_AUTHENTICATE = (
@@ -59,8 +58,9 @@ def _unauthorized(message: str) -> GraphError:
     return GraphError(401, "InvalidAuthenticationToken", message, headers=headers)
 
 
-def authenticate(state: SimulatorState, authorization: str | None) -> Caller:
-    """Check `Authorization: Bearer <token>` as Graph does and return who is calling."""
+def authenticate(state: SimulatorState, authorization: str | None, cloud: str = GLOBAL) -> Caller:
+    """Check `Authorization: Bearer <token>` as Graph does and return who is calling (a token for
+    another cloud's Graph has the wrong audience: national clouds' tokens are not interchangeable)."""
     scheme, _, token = (authorization or "").strip().partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise _unauthorized("Access token is empty.")
@@ -70,7 +70,7 @@ def authenticate(state: SimulatorState, authorization: str | None) -> Caller:
         claims = state.signer.decode(token.strip())
     except TokenError:
         raise _unauthorized("Access token validation failure.") from None
-    if claims.get("aud") not in _AUDIENCES:
+    if claims.get("aud") not in audiences(cloud):
         raise _unauthorized("Access token validation failure. Invalid audience.")
     now = time.time()
     nbf, exp = claims.get("nbf"), claims.get("exp")
@@ -144,14 +144,14 @@ def _injected_fault(state: SimulatorState, *, batch: bool) -> Response | None:
 
 
 async def _answer(
-    state: SimulatorState, request: Request, request_id: str, client_request_id: str
+    state: SimulatorState, request: Request, request_id: str, client_request_id: str, cloud: str
 ) -> Response:
     path = "/" + request.path_params.get("path", "")
     batch = path.strip("/").lower() == "$batch"
     if batch:
         state.stats.batch_requests += 1
     try:
-        caller = authenticate(state, request.headers.get("authorization"))
+        caller = authenticate(state, request.headers.get("authorization"), cloud)
         malformed = _injected_fault(state, batch=batch)
         if malformed is not None:
             return malformed
@@ -162,7 +162,7 @@ async def _answer(
             headers={k.lower(): v for k, v in request.headers.items()},
             body=await request.body(),
             caller=caller,
-            service_root=str(request.base_url).rstrip("/") + "/v1.0",
+            service_root=str(request.base_url).rstrip("/") + path_prefix(cloud) + "/v1.0",
         )
         if batch:
             response = run_batch(state, lambda sub: dispatch(state, sub), graph_request, request_id)
@@ -183,16 +183,17 @@ def render(response: GraphResponse) -> Response:
     return Response(content, status_code=response.status, headers=headers, media_type=media_type)
 
 
-def graph_routes(state: SimulatorState) -> list[BaseRoute]:
-    """The graph.microsoft.com/v1.0 paths, bound to one simulator state."""
+def graph_routes(state: SimulatorState, cloud: str = GLOBAL) -> list[BaseRoute]:
+    """The graph.microsoft.com/v1.0 paths (or another cloud's Graph), bound to one simulator state."""
 
     async def endpoint(request: Request) -> Response:
         """Any Graph v1.0 call, including $batch."""
         request_id = str(uuid.uuid4())
         client_request_id = request.headers.get("client-request-id") or request_id
         state.stats.graph_requests += 1
+        state.stats.count_cloud(cloud, "graph_requests")
         await state.injected_latency()
-        response = await _answer(state, request, request_id, client_request_id)
+        response = await _answer(state, request, request_id, client_request_id, cloud)
         response.headers["request-id"] = request_id
         response.headers["client-request-id"] = client_request_id
         response.headers["x-ms-ags-diagnostic"] = _AGS_DIAGNOSTIC

@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from m365connect.simulator.clouds import GLOBAL, path_prefix
 from m365connect.simulator.instance_discovery import instance_discovery
 from m365connect.simulator.state import SimulatorState
 from m365connect.simulator.token_grant import (
@@ -24,12 +25,13 @@ from m365connect.simulator.token_grant import (
 TOKEN_RETRY_AFTER_SECONDS = 1  # AAD writes Retry-After as an integer; the simulator always asks for 1 s
 
 
-def identity_routes(state: SimulatorState) -> list[BaseRoute]:
-    """The login.microsoftonline.com paths, bound to one simulator state."""
+def identity_routes(state: SimulatorState, cloud: str = GLOBAL) -> list[BaseRoute]:
+    """The login.microsoftonline.com paths (or another cloud's login host), bound to one simulator state."""
 
     async def token(request: Request) -> Response:
         """POST /{tenant}/oauth2/v2.0/token: the client-credentials grant."""
         state.stats.token_requests += 1
+        state.stats.count_cloud(cloud, "token_requests")
         await state.injected_latency()
         fault = _token_fault(state, request)
         if fault is not None:
@@ -40,7 +42,8 @@ def identity_routes(state: SimulatorState) -> list[BaseRoute]:
                     f"The endpoint only accepts POST, OPTIONS requests. Received a {request.method} request."
                 )
                 raise AadError(400, "invalid_request", 900561, message)
-            body = issue_token(state, request, request.path_params["tenant"], await _read_form(request))
+            form = await _read_form(request)
+            body = issue_token(state, request, request.path_params["tenant"], form, cloud)
         except AadError as exc:
             return aad_error_response(exc, request)
         headers = {**NO_CACHE, "x-ms-request-id": str(uuid.uuid4())}
@@ -50,7 +53,7 @@ def identity_routes(state: SimulatorState) -> list[BaseRoute]:
         """GET /{tenant}/v2.0/.well-known/openid-configuration (what MSAL reads first)."""
         await state.injected_latency()
         try:
-            return JSONResponse(_openid_configuration(state, request, request.path_params["tenant"]))
+            return JSONResponse(_openid_configuration(state, request, request.path_params["tenant"], cloud))
         except AadError as exc:
             return aad_error_response(exc, request)
 
@@ -98,13 +101,15 @@ async def _read_form(request: Request) -> dict[str, str]:
     return form
 
 
-def _openid_configuration(state: SimulatorState, request: Request, tenant_name: str) -> dict[str, Any]:
+def _openid_configuration(
+    state: SimulatorState, request: Request, tenant_name: str, cloud: str
+) -> dict[str, Any]:
     """The v2.0 discovery document, with every endpoint on this server (as MSAL requires https URLs)."""
     if tenant_name.lower() in META_TENANTS:
         segment, issuer_tenant = tenant_name.lower(), "{tenantid}"
     else:
-        segment = issuer_tenant = resolve_tenant(state, tenant_name).id
-    base = str(request.base_url).rstrip("/")
+        segment = issuer_tenant = resolve_tenant(state, tenant_name, cloud).id
+    base = str(request.base_url).rstrip("/") + path_prefix(cloud)
     oauth = f"{base}/{segment}/oauth2/v2.0"
     return {
         "token_endpoint": f"{oauth}/token",

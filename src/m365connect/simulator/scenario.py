@@ -21,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from m365connect.simulator.clouds import CloudName
 from m365connect.simulator.faults import Faults
 
 DEFAULT_SKU_ID = "6fd2c87f-b296-42f0-b197-1e91e994b900"  # Office 365 E3 (ENTERPRISEPACK)
@@ -128,6 +129,8 @@ class Tenant(_Strict):
     """An Entra ID tenant with its verified domains, app registrations and users."""
 
     id: uuid.UUID
+    # The national cloud the tenant lives in: only that cloud's login and Graph paths find it.
+    cloud: CloudName = "global"
     domains: list[str] = []
     apps: list[App] = []
     users: list[User] = []

@@ -15,11 +15,11 @@ from urllib.parse import unquote_plus
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from m365connect.simulator.clouds import GLOBAL, GRAPH_APP_ID, GRAPH_RESOURCES
 from m365connect.simulator.directory import DirectoryApp, DirectoryTenant
 from m365connect.simulator.state import SimulatorState
 
-GRAPH_AUDIENCE = "https://graph.microsoft.com"
-GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
+GRAPH_AUDIENCE = GRAPH_RESOURCES[GLOBAL]
 TOKEN_LIFETIME_SECONDS = 3599
 META_TENANTS = frozenset({"common", "organizations", "consumers"})
 _GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.IGNORECASE)
@@ -61,15 +61,16 @@ def aad_error_response(exc: AadError, request: Request) -> JSONResponse:
     return JSONResponse(body, status_code=exc.status, headers=headers)
 
 
-def resolve_tenant(state: SimulatorState, name: str) -> DirectoryTenant:
-    """Find the tenant named by GUID or verified domain, or raise 900023 / 90002 as AAD does."""
+def resolve_tenant(state: SimulatorState, name: str, cloud: str = GLOBAL) -> DirectoryTenant:
+    """Find the tenant named by GUID or verified domain, or raise 900023 / 90002 as AAD does (a tenant
+    of another cloud is not found: each cloud has its own directory)."""
     if not (_GUID.match(name) or _DNS.match(name)):
         message = (
             f"Specified tenant identifier '{name}' is neither a valid DNS name, nor a valid external domain."
         )
         raise AadError(400, "invalid_request", 900023, message)
     tenant = state.directory.tenant(name)
-    if tenant is None:
+    if tenant is None or tenant.cloud != cloud:
         raise AadError(
             400,
             "invalid_tenant",
@@ -94,8 +95,9 @@ def _credentials(request: Request, form: dict[str, str]) -> tuple[str, str]:
     return form.get("client_id", ""), form.get("client_secret", "")
 
 
-def _graph_audience(scope: str) -> str:
-    """Check the scope the way AAD does for client credentials and return the token audience."""
+def _graph_audience(scope: str, cloud: str) -> str:
+    """Check the scope the way AAD does for client credentials and return the token audience: another
+    cloud's Graph is no resource principal here (AADSTS500011, as a national cloud answers)."""
     scopes = scope.split()
     if len(scopes) != 1:
         message = (
@@ -112,7 +114,7 @@ def _graph_audience(scope: str) -> str:
             "value with /.default suffixed to the resource identifier (application ID URI).",
         )
     resource = scopes[0].removesuffix("/.default").rstrip("/").lower()
-    if resource in (GRAPH_AUDIENCE, GRAPH_APP_ID):
+    if resource in (GRAPH_RESOURCES[cloud], GRAPH_APP_ID):
         return resource
     raise AadError(
         400,
@@ -213,10 +215,10 @@ def _claims(tenant_id: str, app: DirectoryApp, audience: str) -> dict[str, Any]:
 
 
 def issue_token(
-    state: SimulatorState, request: Request, tenant_name: str, form: dict[str, str]
+    state: SimulatorState, request: Request, tenant_name: str, form: dict[str, str], cloud: str = GLOBAL
 ) -> dict[str, Any]:
     """Validate a client-credentials request in AAD's order and return the token response body."""
-    tenant = None if tenant_name.lower() in META_TENANTS else resolve_tenant(state, tenant_name)
+    tenant = None if tenant_name.lower() in META_TENANTS else resolve_tenant(state, tenant_name, cloud)
     grant_type = form.get("grant_type", "")
     if not grant_type:
         raise _missing("grant_type")
@@ -228,7 +230,7 @@ def issue_token(
         raise _missing("client_id")
     if not form.get("scope"):
         raise _missing("scope")
-    audience = _graph_audience(form["scope"])
+    audience = _graph_audience(form["scope"], cloud)
     if tenant is None:
         raise _common_error(state, tenant_name, client_id)
     app = _find_app(tenant_name, tenant, client_id)
