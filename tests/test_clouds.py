@@ -1,0 +1,148 @@
+"""National clouds end to end: a `usgov` credential is verified, rotated and used by a bulk through the
+usgov URLs with the usgov scope (the simulator serves GCC High under /clouds/usgov)."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from m365connect.crypto import generate_key
+from m365connect.settings import Settings
+from m365connect.simulator import FakeMicrosoft
+from tests import scenario_values as sv
+from tests.factories import CREDENTIALS, bulk, create_credential, credential_body
+from tests.helpers import assert_code, headers
+
+
+@pytest.fixture
+def settings(database_url: str, microsoft: FakeMicrosoft) -> Settings:
+    """The conftest settings, plus GCC High pointed at the simulator's usgov prefix."""
+    usgov = f"{microsoft.base_url}/clouds/usgov"
+    return Settings(
+        database_url=database_url,
+        encryption_keys=generate_key(),
+        login_url=microsoft.base_url,
+        graph_url=microsoft.base_url,
+        cloud_urls=json.dumps({"usgov": {"login_url": usgov, "graph_url": usgov}}),
+        ca_bundle=microsoft.ca_path,
+        dns_nameservers=f"127.0.0.1:{microsoft.dns_port}",
+        dns_timeout=0.5,
+    )
+
+
+@pytest.fixture
+def contoso_in_usgov(microsoft: FakeMicrosoft) -> None:
+    """Contoso is a GCC High tenant: only the usgov login and Graph know it."""
+    scenario = microsoft.scenario
+    tenants = [
+        tenant.model_copy(update={"cloud": "usgov"}) if str(tenant.id) == sv.CONTOSO_TENANT else tenant
+        for tenant in scenario.tenants
+    ]
+    microsoft.change_directory(scenario.model_copy(update={"tenants": tenants}))
+    # no teardown: the microsoft fixture puts the example directory back
+
+
+@pytest.mark.usefixtures("contoso_in_usgov")
+async def test_a_usgov_credential_verifies_and_connects_through_the_usgov_urls(
+    client: httpx.AsyncClient, api_key: str, microsoft: FakeMicrosoft
+) -> None:
+    created = await create_credential(client, api_key=api_key, cloud="usgov")
+    assert created["cloud"] == "usgov"
+    assert created["granted_permissions"]  # the token came from the usgov cloud, with its roles
+    # The simulator answers the usgov prefix only for the usgov scope (else AADSTS500011) and its Graph only
+    # for a token whose audience is https://graph.microsoft.us: counting the prefix proves both.
+    assert microsoft.stats.by_cloud == {"usgov": {"token_requests": 1, "graph_requests": 0}}
+
+    response = await bulk(client, api_key=api_key, emails=["jim@contoso.com"])
+
+    assert response.status_code == 201, response.text
+    assert response.json()[0]["success"] is True
+    assert set(microsoft.stats.by_cloud) == {"usgov"}  # nothing went to the global cloud
+    assert microsoft.stats.by_cloud["usgov"]["graph_requests"] >= 1
+
+
+@pytest.mark.usefixtures("contoso_in_usgov")
+async def test_a_usgov_tenant_as_a_global_credential_is_not_found(
+    client: httpx.AsyncClient, api_key: str, microsoft: FakeMicrosoft
+) -> None:
+    response = await client.post(CREDENTIALS, json=credential_body(), headers=headers(api_key))
+
+    assert_code(response, "INVALID_TENANT_ID")
+    assert microsoft.stats.by_cloud == {"global": {"token_requests": 1, "graph_requests": 0}}
+
+
+@pytest.mark.usefixtures("contoso_in_usgov")
+async def test_a_usgov_rotation_asks_the_usgov_cloud(
+    client: httpx.AsyncClient, api_key: str, microsoft: FakeMicrosoft
+) -> None:
+    created = await create_credential(client, api_key=api_key, cloud="usgov")
+    microsoft.stats.reset()
+
+    response = await client.patch(
+        f"{CREDENTIALS}/{created['credential_id']}",
+        json={"client_secret": sv.WORKING_SECRET_2, "secret_expires_at": sv.FUTURE},
+        headers=headers(api_key),
+    )
+
+    assert response.status_code == 200, response.text
+    assert response.json()["cloud"] == "usgov"
+    assert microsoft.stats.by_cloud == {"usgov": {"token_requests": 1, "graph_requests": 0}}
+
+
+async def test_cloud_defaults_to_global(client: httpx.AsyncClient, api_key: str) -> None:
+    created = await create_credential(client, api_key=api_key)
+
+    assert created["cloud"] == "global"
+    listed = (await client.get(CREDENTIALS, headers=headers(api_key))).json()["credentials"]
+    assert [item["cloud"] for item in listed] == ["global"]
+
+
+@pytest.mark.parametrize("field", ["cloud", "tenant_id", "client_id"])
+async def test_a_patch_that_sends_an_immutable_field_is_a_400_naming_it(
+    client: httpx.AsyncClient, api_key: str, field: str
+) -> None:
+    created = await create_credential(client, api_key=api_key)
+
+    response = await client.patch(
+        f"{CREDENTIALS}/{created['credential_id']}",
+        json={"name": "renamed", field: "usgov" if field == "cloud" else created[field]},
+        headers=headers(api_key),
+    )
+
+    assert response.status_code == 400
+    assert response.json()["detail"] == f"Field '{field}' cannot be changed"
+    after = (await client.get(CREDENTIALS, headers=headers(api_key))).json()["credentials"][0]
+    assert (after["name"], after["cloud"]) == (created["name"], "global")  # nothing changed
+
+
+@pytest.mark.parametrize("cloud", ["mars", "USGOV", "", 1, None])
+async def test_an_unknown_cloud_is_a_400_naming_the_field(
+    client: httpx.AsyncClient, api_key: str, cloud: object, microsoft: FakeMicrosoft
+) -> None:
+    response = await client.post(CREDENTIALS, json=credential_body(cloud=cloud), headers=headers(api_key))
+
+    assert response.status_code == 400
+    assert response.json()["detail"].startswith("Field 'cloud' is invalid")
+    assert microsoft.stats.token_requests == 0
+
+
+@pytest.mark.parametrize(
+    ("tenant_id", "cloud"),
+    [
+        ("contoso.onmicrosoft.us", "global"),
+        ("contoso.onmicrosoft.com", "usgov"),
+        ("contoso.onmicrosoft.com", "usgov-dod"),
+        ("contoso.partner.onmschina.cn", "usgov"),
+        ("contoso.onmicrosoft.us", "china"),
+    ],
+)
+async def test_a_tenant_domain_of_another_cloud_is_refused_before_microsoft_is_asked(
+    client: httpx.AsyncClient, api_key: str, microsoft: FakeMicrosoft, tenant_id: str, cloud: str
+) -> None:
+    body = credential_body(tenant_id=tenant_id, cloud=cloud)
+    response = await client.post(CREDENTIALS, json=body, headers=headers(api_key))
+
+    assert_code(response, "INVALID_TENANT_ID")
+    assert microsoft.stats.token_requests == 0
