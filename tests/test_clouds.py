@@ -3,6 +3,7 @@ usgov URLs with the usgov scope (the simulator serves GCC High under /clouds/usg
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import httpx
@@ -12,7 +13,7 @@ from m365connect.crypto import generate_key
 from m365connect.settings import Settings
 from m365connect.simulator import FakeMicrosoft
 from tests import scenario_values as sv
-from tests.factories import CREDENTIALS, bulk, create_credential, credential_body
+from tests.factories import CREDENTIALS, FABRIKAM, bulk, create_credential, credential_body
 from tests.helpers import assert_code, headers
 
 
@@ -146,3 +147,27 @@ async def test_a_tenant_domain_of_another_cloud_is_refused_before_microsoft_is_a
 
     assert_code(response, "INVALID_TENANT_ID")
     assert microsoft.stats.token_requests == 0
+
+
+@pytest.mark.usefixtures("contoso_in_usgov")
+async def test_bulks_of_two_clouds_at_once_each_use_their_own_cloud(
+    client: httpx.AsyncClient, api_key: str, other_api_key: str, microsoft: FakeMicrosoft
+) -> None:
+    """A usgov account and a global account connect at the same moment, three rounds: no token or Graph
+    call of one crosses into the other cloud (each cloud's token cache and Graph client are its own)."""
+    await create_credential(client, api_key=api_key, cloud="usgov")
+    await create_credential(client, api_key=other_api_key, **FABRIKAM, secret_expires_at=sv.FUTURE)
+    microsoft.stats.reset()
+
+    for _ in range(3):
+        usgov, global_ = await asyncio.gather(
+            bulk(client, api_key=api_key, emails=["jim@contoso.com", "pam@contoso.com"]),
+            bulk(client, api_key=other_api_key, emails=["erin@fabrikam.com"]),
+        )
+        assert usgov.status_code == 201, usgov.text
+        assert global_.status_code == 201, global_.text
+
+    counts = microsoft.stats.by_cloud
+    assert set(counts) == {"usgov", "global"}
+    assert counts["usgov"]["graph_requests"] >= 1
+    assert counts["global"]["graph_requests"] >= 1
