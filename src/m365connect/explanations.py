@@ -15,9 +15,20 @@ from enum import StrEnum
 from types import MappingProxyType
 
 from m365connect.codes import ErrorCode
-from m365connect.microsoft.clouds import DEFAULT_CLOUD, MICROSOFT_CLOUDS
 
-DEFAULT_LOGIN_URL = MICROSOFT_CLOUDS[DEFAULT_CLOUD].login_url
+DEFAULT_CLOUD = "global"
+# Microsoft's login host per national cloud, for consent links. A copy of microsoft/clouds.py's table,
+# because the client imports this module and nothing of the service (tests/microsoft/test_clouds.py
+# checks that the two agree).
+CONSENT_LOGIN_URLS = MappingProxyType(
+    {
+        "global": "https://login.microsoftonline.com",
+        "usgov": "https://login.microsoftonline.us",
+        "usgov-dod": "https://login.microsoftonline.us",
+        "china": "https://login.partner.microsoftonline.cn",
+    }
+)
+DEFAULT_LOGIN_URL = CONSENT_LOGIN_URLS[DEFAULT_CLOUD]
 REQUIRED_PERMISSIONS = ("User.Read.All", "Mail.Send")
 
 
@@ -69,8 +80,8 @@ def admin_consent_url(
     """The URL at which a tenant's administrator grants the app's permissions, on the login host of the
     credential's cloud (`login_url` is the global cloud's; an administrator consents at the real host
     of a national cloud, since only Microsoft's portal can grant the consent)."""
-    if cloud != DEFAULT_CLOUD and cloud in MICROSOFT_CLOUDS:
-        login_url = MICROSOFT_CLOUDS[cloud].login_url
+    if cloud != DEFAULT_CLOUD and cloud in CONSENT_LOGIN_URLS:
+        login_url = CONSENT_LOGIN_URLS[cloud]
     return f"{login_url.rstrip('/')}/{tenant_id}/adminconsent?client_id={client_id}"
 
 

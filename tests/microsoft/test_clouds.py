@@ -12,8 +12,13 @@ from pydantic import ValidationError
 from tests.processes import EXECUTABLE, clean_env
 
 from m365connect.codes import ErrorCode
-from m365connect.explanations import Context, admin_consent_url, explain
-from m365connect.microsoft.clouds import CLOUD_NAMES, endpoint_table, tenant_domain_clouds
+from m365connect.explanations import CONSENT_LOGIN_URLS, Context, admin_consent_url, explain
+from m365connect.microsoft.clouds import (
+    CLOUD_NAMES,
+    MICROSOFT_CLOUDS,
+    endpoint_table,
+    tenant_domain_clouds,
+)
 from m365connect.microsoft.token import ClientCredential, TokenRejected
 from m365connect.observability.metrics import Metrics
 from m365connect.settings import Settings
@@ -178,3 +183,7 @@ def test_the_consent_link_is_on_the_login_host_of_the_credentials_cloud(cloud: s
 def test_a_global_consent_link_follows_the_configured_login_url() -> None:
     url = admin_consent_url(tenant_id="t", client_id="c", login_url=f"{SIM}/", cloud="global")
     assert url == f"{SIM}/t/adminconsent?client_id=c"
+
+
+def test_the_explanations_copy_of_the_login_hosts_agrees_with_the_cloud_table() -> None:
+    assert dict(CONSENT_LOGIN_URLS) == {cloud: e.login_url for cloud, e in MICROSOFT_CLOUDS.items()}
