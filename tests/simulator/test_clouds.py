@@ -109,3 +109,16 @@ def test_the_scenario_refuses_an_unknown_cloud(fake: FakeMicrosoft) -> None:
     tenant = fake.scenario.tenants[0].model_dump(mode="json")
     with pytest.raises(ValueError, match="cloud"):
         type(fake.scenario.tenants[0]).model_validate({**tenant, "cloud": "mars"})
+
+
+@pytest.mark.usefixtures("contoso_in_usgov")
+def test_the_usgov_discovery_document_names_the_cloud_and_its_prefix(client: httpx.Client) -> None:
+    response = client.get(f"/clouds/usgov/{CONTOSO}/v2.0/.well-known/openid-configuration")
+
+    assert response.status_code == 200, response.text
+    document = response.json()
+    assert (document["cloud_instance_name"], document["msgraph_host"]) == (
+        "microsoftonline.us",
+        "graph.microsoft.us",
+    )
+    assert document["token_endpoint"].endswith(f"/clouds/usgov/{CONTOSO}/oauth2/v2.0/token")

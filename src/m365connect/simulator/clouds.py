@@ -18,6 +18,13 @@ GRAPH_RESOURCES = {
     "usgov-dod": "https://dod-graph.microsoft.us",
     "china": "https://microsoftgraph.chinacloudapi.cn",
 }
+# What the v2.0 discovery document says of each cloud (cloud_instance_name, msgraph_host), as Entra does.
+INSTANCE_NAMES = {
+    "global": ("microsoftonline.com", "graph.microsoft.com"),
+    "usgov": ("microsoftonline.us", "graph.microsoft.us"),
+    "usgov-dod": ("microsoftonline.us", "dod-graph.microsoft.us"),
+    "china": ("partner.microsoftonline.cn", "microsoftgraph.chinacloudapi.cn"),
+}
 # Microsoft Graph's application id: the same first-party app in every cloud.
 GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
 

@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from m365connect.simulator.clouds import GLOBAL, path_prefix
+from m365connect.simulator.clouds import GLOBAL, INSTANCE_NAMES, path_prefix
 from m365connect.simulator.instance_discovery import instance_discovery
 from m365connect.simulator.state import SimulatorState
 from m365connect.simulator.token_grant import (
@@ -130,7 +130,7 @@ def _openid_configuration(
         "device_authorization_endpoint": f"{oauth}/devicecode",
         "end_session_endpoint": f"{oauth}/logout",
         "tenant_region_scope": "NA",
-        "cloud_instance_name": "microsoftonline.com",
+        "cloud_instance_name": INSTANCE_NAMES[cloud][0],
         "cloud_graph_host_name": "graph.windows.net",
-        "msgraph_host": "graph.microsoft.com",
+        "msgraph_host": INSTANCE_NAMES[cloud][1],
     }
