@@ -171,3 +171,17 @@ async def test_bulks_of_two_clouds_at_once_each_use_their_own_cloud(
     assert set(counts) == {"usgov", "global"}
     assert counts["usgov"]["graph_requests"] >= 1
     assert counts["global"]["graph_requests"] >= 1
+
+
+async def test_other_unknown_patch_fields_stay_ignored(client: httpx.AsyncClient, api_key: str) -> None:
+    """Keeping unknown fields (to name the immutable ones) must not make them count as a change."""
+    created = await create_credential(client, api_key=api_key)
+    url = f"{CREDENTIALS}/{created['credential_id']}"
+
+    only_unknown = await client.patch(url, json={"colour": "red"}, headers=headers(api_key))
+    renamed = await client.patch(url, json={"name": "renamed", "colour": None}, headers=headers(api_key))
+
+    assert only_unknown.status_code == 400
+    assert only_unknown.json()["detail"].startswith("Send at least one of 'name'")
+    assert renamed.status_code == 200, renamed.text
+    assert renamed.json()["name"] == "renamed"
