@@ -323,4 +323,6 @@ async def test_long_lived_objects_are_built_once(state: AppState) -> None:
     assert state.bulk_services is state.bulk_services
     assert state.bulk_services.checker is state.checker
     assert state.bulk_services.credentials is state.credential_services
-    assert state.credential_services.tokens is state.tokens
+    assert state.credential_services.clouds is state.clouds
+    assert state.clouds.tokens("global") is state.tokens
+    assert state.clouds.graph("global") is state.graph
