@@ -1,4 +1,4 @@
-"""Migration 0003: credentials stored before national clouds read `cloud: global`; the downgrade drops it."""
+"""Migration 0004: credentials stored before national clouds read `cloud: global`; the downgrade drops it."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ async def test_rows_from_before_read_global_and_the_downgrade_drops_the_column(d
     engine = create_engine(database_url)
     try:
         async with engine.begin() as connection:
-            await connection.run_sync(_migrate(command.downgrade, "0002"))
+            await connection.run_sync(_migrate(command.downgrade, "0003"))
             assert "cloud" not in await connection.run_sync(_columns)
             account = await connection.scalar(
                 text("INSERT INTO accounts (name, created_at) VALUES ('acme', :now) RETURNING id"),
@@ -51,7 +51,7 @@ async def test_rows_from_before_read_global_and_the_downgrade_drops_the_column(d
             row = (await connection.execute(select(GraphCredential))).one()
             assert row.cloud == "global"
             assert to_read(GraphCredential(**row._asdict())).cloud == "global"
-            await connection.run_sync(_migrate(command.downgrade, "0002"))
+            await connection.run_sync(_migrate(command.downgrade, "0003"))
             assert "cloud" not in await connection.run_sync(_columns)
     finally:
         async with engine.begin() as connection:  # back to head whatever happened: later tests need it

@@ -1,10 +1,12 @@
 """graph_credentials.cloud: the national cloud of the app registration (issue 10 item 4).
 
+(Planned as 0003; 0003 went to mailboxes.mailbox_type, merged first.)
+
 NOT NULL with the server default 'global': every credential stored before clouds existed was verified
 against the global cloud, so 'global' is the true value of those rows, not a guess.
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-12-02
 """
 
@@ -13,8 +15,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003"
-down_revision = "0002"
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
