@@ -525,7 +525,7 @@ def test_result_columns_are_the_documented_ones() -> None:
     csv.writer(header).writerow(RESULT_COLUMNS)
     assert header.getvalue().strip() == (
         "mailbox_email,display_name,success,id,error,explanation,primary_email,spf_correct,dkim_correct,"
-        "dmarc_correct,spf_reason,dkim_reason,dmarc_reason"
+        "dmarc_correct,spf_reason,dkim_reason,dmarc_reason,mailbox_type"
     )
 
 

@@ -59,16 +59,21 @@ def _assert_results(output: str) -> None:
     assert _row(output, "jim@contoso.com")[1:4] == ["connected", "yes", "yes"]
     alias = _row(output, "jimothy@contoso.com")
     assert alias[1] == "WRONG_ALIAS"
-    assert "Submit jim@contoso.com instead." in alias[4]
+    assert "Submit jim@contoso.com instead." in alias[-1]
     assert _row(output, "kevin@contoso.com")[1] == "MAILBOX_ACCESS_DENIED"
     assert _row(output, "toby@contoso.com")[1] == "MAILBOX_DISABLED"
-    assert _row(output, "sales@contoso.com")[1] == "connected"  # a shared mailbox, sign-in blocked
+    # A shared mailbox (sign-in blocked) connects, and says so; a user mailbox is a user.
+    assert _row(output, "sales@contoso.com")[1:6] == ["connected", "yes", "yes", "yes", "shared"]
+    assert _row(output, "jim@contoso.com")[5] == "user"
     assert _row(output, "conference-room@contoso.com")[1] == "UNSUPPORTED_MAILBOX_TYPE"
-    assert _row(output, "nellie@tailspintoys.com")[1:4] == ["connected", "no (no_record)", "yes"]
-    stanley = _row(output, "stanley@fourthcoffee.com")[1:4]
-    assert stanley == ["connected", "yes", "no (selector2_cname_missing)"]
-    # A DNS failure is told apart from a wrong record.
-    assert _row(output, "meredith@broken.example")[1:4] == ["connected", "no (dns_error)", "no (dns_error)"]
+    assert _row(output, "nellie@tailspintoys.com")[1:4] == ["connected", "no", "yes"]
+    assert _row(output, "stanley@fourthcoffee.com")[1:4] == ["connected", "yes", "no"]
+    assert _row(output, "meredith@broken.example")[1:4] == ["connected", "no", "no"]
+    # Why each "no" is a no, per domain: a DNS failure is told apart from a wrong record.
+    words = " ".join(output.split())
+    assert "tailspintoys.com: SPF no_record, DMARC no_record" in words
+    assert "fourthcoffee.com: DKIM selector2_cname_missing" in words
+    assert "broken.example: SPF dns_error, DKIM dns_error, DMARC dns_error" in words
     assert f"Test-ApplicationAccessPolicy -Identity kevin@contoso.com -AppId {sv.WORKING_APP}" in output
 
 

@@ -297,6 +297,7 @@ def _write(target: Path, source: InputFile, results: list[ItemResult], base: Con
                 item.spf_reason or "",
                 item.dkim_reason or "",
                 item.dmarc_reason or "",
+                item.mailbox_type or "",
             ]
         )
     write_results(target, rows, delimiter=source.delimiter, bom=source.bom)

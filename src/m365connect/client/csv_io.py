@@ -36,6 +36,7 @@ RESULT_COLUMNS = (
     "spf_reason",
     "dkim_reason",
     "dmarc_reason",
+    "mailbox_type",
 )
 
 

@@ -46,6 +46,7 @@ class ItemResult:
     spf_reason: str | None = None
     dkim_reason: str | None = None
     dmarc_reason: str | None = None
+    mailbox_type: str | None = None  # user | shared; None when the service could not tell
 
     @classmethod
     def from_wire(cls, item: dict[str, Any]) -> ItemResult:
@@ -65,6 +66,7 @@ class ItemResult:
             spf_reason=deliverability.get("spf_reason"),
             dkim_reason=deliverability.get("dkim_reason"),
             dmarc_reason=deliverability.get("dmarc_reason"),
+            mailbox_type=item.get("mailbox_type"),
         )
 
 

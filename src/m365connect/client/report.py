@@ -18,13 +18,10 @@ from m365connect.explanations import EXPLANATIONS, Context, explain
 MAX_FIXES_PER_CODE = 5
 
 
-def _flag(value: bool | None, reason: str | None = None) -> Text:
-    """yes / no, and why a no is a no when the service said (`no (dns_error)` is not a wrong record)."""
+def _flag(value: bool | None) -> Text:
     if value is None:
         return Text("")
-    if value:
-        return Text("yes", style="green")
-    return Text(f"no ({reason})" if reason else "no", style="red")
+    return Text("yes", style="green") if value else Text("no", style="red")
 
 
 def item_context(item: ItemResult, base: Context) -> Context:
@@ -46,12 +43,15 @@ def meaning(item: ItemResult) -> str:
 def results_table(
     results: Sequence[ItemResult], *, title: str | None = None, explanations: bool = True
 ) -> Table:
-    """One row per mailbox: result, SPF, DKIM, and (unless left out) what a failure means."""
+    """One row per mailbox: result, SPF, DKIM, DMARC, mailbox type, and (unless left out) what a failure
+    means."""
     table = Table(title=title, title_justify="left", show_lines=False)
-    table.add_column("mailbox", no_wrap=True)
+    table.add_column("mailbox", overflow="fold")  # a long address wraps; a code or a flag never does
     table.add_column("result", no_wrap=True)
     table.add_column("SPF", justify="center", no_wrap=True)
     table.add_column("DKIM", justify="center", no_wrap=True)
+    table.add_column("DMARC", justify="center", no_wrap=True)
+    table.add_column("type", no_wrap=True)
     if explanations:
         table.add_column("explanation", min_width=30)
     for item in results:
@@ -59,26 +59,48 @@ def results_table(
         cells: list[str | Text] = [
             item.email,
             result,
-            _flag(item.spf_correct, item.spf_reason),
-            _flag(item.dkim_correct, item.dkim_reason),
+            _flag(item.spf_correct),
+            _flag(item.dkim_correct),
+            _flag(item.dmarc_correct),
+            item.mailbox_type or "",
         ]
         table.add_row(*cells, *([meaning(item)] if explanations else []))
     return table
 
 
 def print_results(console: Console, results: Sequence[ItemResult]) -> None:
-    """The results table; on a terminal too narrow for its explanation column (80 columns with long
-    addresses), the table without it and each failure's meaning below, wrapped, so nothing is cut off."""
+    """The results table, then why each domain's "no" is a no; on a terminal too narrow for the explanation
+    column (80 columns with long addresses), the table without it and each failure's meaning below,
+    wrapped, so nothing is cut off."""
     table = results_table(results)
     # Measured unbounded: a measurement within the console's width is clamped to it.
     needed = Measurement.get(console, console.options.update_width(10_000), table).minimum
     if not console.is_terminal or needed <= console.width:
         print_table(console, table)
-        return
-    console.print(results_table(results, explanations=False))
+    else:
+        console.print(results_table(results, explanations=False))
+        for item in results:
+            if item.error is not None:
+                console.print(Text.assemble((item.email, "bold"), f" {item.error}: ", meaning(item)))
+    reasons = deliverability_reasons(results)
+    if reasons:
+        console.print(Text("Why SPF, DKIM or DMARC is not correct (docs/deliverability.md):", style="bold"))
+        for line in reasons:
+            console.print(line)
+
+
+def deliverability_reasons(results: Sequence[ItemResult]) -> list[Text]:
+    """One line per domain whose SPF, DKIM or DMARC is not correct, with the reasons the service gave:
+    `dns_error` (the lookup failed; the record may be fine) is told apart from a wrong record."""
+    by_domain: dict[str, list[str]] = {}
     for item in results:
-        if item.error is not None:
-            console.print(Text.assemble((item.email, "bold"), f" {item.error}: ", meaning(item)))
+        checks = (("SPF", item.spf_reason), ("DKIM", item.dkim_reason), ("DMARC", item.dmarc_reason))
+        problems = [f"{name} {reason}" for name, reason in checks if reason not in (None, "ok")]
+        if problems:
+            by_domain.setdefault(item.email.rpartition("@")[2].lower(), problems)
+    return [
+        Text.assemble((domain, "bold"), ": ", ", ".join(problems)) for domain, problems in by_domain.items()
+    ]
 
 
 def summary_table(results: Sequence[ItemResult]) -> Table:
