@@ -168,7 +168,11 @@ async def test_same_mailbox_through_another_credential(client: httpx.AsyncClient
         emails=["jim@contoso.com", "pam@contoso.com"],
         credential_id=reader["credential_id"],
     )
-    assert [item["error"] for item in response.json()] == ["MAILBOX_ALREADY_CONNECTED", "MISSING_PERMISSIONS"]
+    # The reader has no Mail.Send anywhere: the send probe finds Exchange refusing it for pam (API.md §3)
+    assert [item["error"] for item in response.json()] == [
+        "MAILBOX_ALREADY_CONNECTED",
+        "MAILBOX_ACCESS_DENIED",
+    ]
 
 
 async def test_missing_user_read_permission(client: httpx.AsyncClient, api_key: str) -> None:

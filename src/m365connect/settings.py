@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     http_timeout: float = Field(default=20.0, gt=0)
     graph_batches_in_flight: int = Field(default=8, ge=1, le=64)
     bulk_deadline_seconds: float = Field(default=120.0, gt=0)
+    # auto: a token without Mail.Send gets a per-mailbox send probe (RBAC for Applications); off: refuse.
+    send_probe: Literal["auto", "off"] = "auto"
     # Observability
     log_format: Literal["json", "text"] = "json"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -170,6 +170,7 @@ async def open_state(settings: Settings, *, metrics: Metrics | None = None) -> A
                 checker=checker,
                 max_accounts=settings.max_accounts_per_request,
                 deadline_seconds=settings.bulk_deadline_seconds,
+                send_probe=settings.send_probe,
             ),
         )
     finally:

@@ -49,6 +49,7 @@ class BulkServices:
     checker: DeliverabilityChecker
     max_accounts: int
     deadline_seconds: float
+    send_probe: str = "auto"  # settings.send_probe: "auto" probes when the token lacks Mail.Send; "off"
 
 
 def check_request(request: BulkRequest, *, max_accounts: int) -> None:
@@ -82,7 +83,14 @@ async def connect_bulk(
     domains = sorted({item.domain for item in items if item.domain and item.address in pending})
     by_address, dns = await _verify(services, credential.cloud, client_credential, token, to_verify, domains)
 
-    outcome = _Outcome(credential=credential, token=token, existing=existing, verified=by_address, dns=dns)
+    outcome = _Outcome(
+        credential=credential,
+        token=token,
+        existing=existing,
+        verified=by_address,
+        dns=dns,
+        send_probed=sends_probed(services, token),
+    )
     async with transactions.begin() as session:
         inserted = await _insert(session, account_id=account_id, items=items, outcome=outcome)
         if len(inserted) < len(outcome.to_insert):
@@ -113,6 +121,7 @@ async def _verify(
             addresses,
             probe_mailbox=bool(token.roles and token.roles & MAILBOX_PROBE_ROLES),
             deadline=time.monotonic() + services.deadline_seconds,
+            probe_send=sends_probed(services, token),
         )
     except GraphAuthenticationError:
         checks.cancel()
@@ -123,6 +132,12 @@ async def _verify(
     return {result.address: result for result in verified}, await checks
 
 
+def sends_probed(services: BulkServices, token: AccessToken) -> bool:
+    """Whether each mailbox's send right is probed: the token's roles lack Mail.Send, which an Exchange
+    RBAC for Applications scope grants without showing it in the token (API.md §3)."""
+    return services.send_probe == "auto" and token.roles is not None and SEND_ROLE not in token.roles
+
+
 @dataclass
 class _Outcome:
     credential: GraphCredential
@@ -130,11 +145,12 @@ class _Outcome:
     existing: dict[str, Mailbox]
     verified: dict[str, MailboxVerification]
     dns: dict[str, DomainDeliverability]
+    send_probed: bool = False  # each verification then carries Exchange's own answer on sending
 
     @cached_property
     def to_insert(self) -> dict[str, MailboxVerification]:
         """Addresses Microsoft confirmed and that the app may send from (an unreadable token: assume yes)."""
-        if self.token.roles is not None and SEND_ROLE not in self.token.roles:
+        if self.token.roles is not None and SEND_ROLE not in self.token.roles and not self.send_probed:
             return {}
         return {address: found for address, found in self.verified.items() if found.error is None}
 

@@ -3,7 +3,12 @@
 Step 1, lookup: one `$batch` item per address, `GET /users?$filter=proxyAddresses/any(...)`, since an
 alias does not resolve through `/users/{upn}` (reference §4.1-4.2). Step 2, probe (when the token has
 MailboxSettings.Read/ReadWrite): a second wave, one `GET /users/{id}/mailboxSettings?$select=userPurpose`
-per user that passed rules 1-3, so that its batches are full too. The first rule that applies decides:
+per user that passed rules 1-3, so that its batches are full too. Step 3, send probe (when the token's
+roles lack Mail.Send and the send probe is on): for the same users, concurrently with step 2, one
+`POST /users/{id}/sendMail` whose message has no recipients, so that nothing can be delivered: Exchange
+checks the app's right to send as the mailbox (Entra role or an RBAC for Applications scope) before it reads
+the message, then refuses it with 400 ErrorInvalidRecipients; a mailbox the app may not send as answers
+403 ErrorAccessDenied (docs/graph-client.md, "The send probe"). The first rule that applies decides:
 
     1. lookup answer not 2xx          -> the code table (error_codes.py)
     2. no user, or more than one      -> MAILBOX_NOT_FOUND
@@ -11,6 +16,7 @@ per user that passed rules 1-3, so that its batches are full too. The first rule
     4. probe answer not 2xx           -> the code table
     5. userPurpose neither user nor shared -> UNSUPPORTED_MAILBOX_TYPE (room, equipment, linked, others)
     6. accountEnabled false, and userPurpose is not shared -> MAILBOX_DISABLED
+    6b. send probe not 400 ErrorInvalidRecipients -> MAILBOX_ACCESS_DENIED (403), else the code table
     7. a secondary `smtp:` address    -> WRONG_ALIAS (with primary_email)
     8. none of the user's SMTP addresses -> MAILBOX_NOT_FOUND
 Mailbox-level facts (2-6) come before WRONG_ALIAS, so that primary_email is never offered for a
@@ -22,8 +28,9 @@ shared mailbox from a disabled user or a room, so a disabled account stays MAILB
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -43,6 +50,11 @@ MAILBOX_TYPES = ("user", "shared")
 # Left as they are in a query value; everything else (space, +, &, #, %, =, ?, $...) is %-encoded.
 _QUERY_SAFE = "():,/'@"
 _PRIMARY, _SECONDARY = "SMTP:", "smtp:"  # the prefix's case is what tells them apart
+# No recipients: Exchange can only refuse it (400 ErrorInvalidRecipients), and nothing is kept in Sent Items.
+SEND_PROBE_BODY = {
+    "message": {"subject": "m365connect permission check (no recipients, never delivered)"},
+    "saveToSentItems": False,
+}
 
 
 @dataclass(frozen=True)
@@ -77,6 +89,31 @@ def probe_url(user_id: str) -> str:
     return _url(f"/users/{quote(user_id, safe='')}/mailboxSettings", {"$select": PROBE_SELECT})
 
 
+def send_probe_request(item_id: str, user_id: str) -> GraphRequest:
+    """The send probe of one user: sendMail with a message that has no recipients."""
+    return GraphRequest(
+        id=item_id,
+        method="POST",
+        url=f"/users/{quote(user_id, safe='')}/sendMail",
+        headers={"Content-Type": "application/json"},
+        body=SEND_PROBE_BODY,
+    )
+
+
+def send_probe_error(response: GraphResponse) -> ErrorCode | None:
+    """What a send probe's answer says; None: Exchange lets the app send as the mailbox."""
+    error = response.body.get("error") if isinstance(response.body, dict) else None
+    code = str(error.get("code") or "") if isinstance(error, dict) else ""
+    if response.status == 400 and code.casefold() == "errorinvalidrecipients":
+        return None
+    if response.ok:  # Exchange accepted a message without recipients: it was allowed, and nothing to send
+        logger.warning("graph.send_probe.accepted", extra={"status": response.status})
+        return None
+    if response.status == 403 and code.casefold() == "erroraccessdenied":
+        return ErrorCode.MAILBOX_ACCESS_DENIED  # the mailbox is outside every grant the app has
+    return map_response(response)
+
+
 def _url(path: str, query: dict[str, str]) -> str:
     return path + "?" + "&".join(f"{name}={quote(value, safe=_QUERY_SAFE)}" for name, value in query.items())
 
@@ -88,6 +125,7 @@ async def verify_mailboxes(
     *,
     probe_mailbox: bool,
     deadline: float,
+    probe_send: bool = False,
 ) -> list[MailboxVerification]:
     """One verification per address, in order; addresses are lowercase, valid and distinct.
 
@@ -96,17 +134,35 @@ async def verify_mailboxes(
     lookups = [GraphRequest(id=str(i), method="GET", url=lookup_url(a)) for i, a in enumerate(addresses)]
     answers = await graph.batch(token, lookups, deadline=deadline)
     found = [find_user(a, answer) for a, answer in zip(addresses, answers, strict=True)]
-    probes = await _probe(graph, token, found, deadline) if probe_mailbox else {}
-    return [decide(item, probes.get(i)) if isinstance(item, _Found) else item for i, item in enumerate(found)]
+    settings_probe = _get_settings if probe_mailbox else None
+    send_probe = send_probe_request if probe_send else None
+    probes, sends = await asyncio.gather(
+        _probe(graph, token, found, deadline, settings_probe),
+        _probe(graph, token, found, deadline, send_probe),
+    )
+    return [
+        decide(item, probes.get(i), sends.get(i)) if isinstance(item, _Found) else item
+        for i, item in enumerate(found)
+    ]
+
+
+def _get_settings(item_id: str, user_id: str) -> GraphRequest:
+    return GraphRequest(id=item_id, method="GET", url=probe_url(user_id))
 
 
 async def _probe(
-    graph: GraphClient, token: TokenProvider, found: list[_Found | MailboxVerification], deadline: float
+    graph: GraphClient,
+    token: TokenProvider,
+    found: list[_Found | MailboxVerification],
+    deadline: float,
+    make: Callable[[str, str], GraphRequest] | None,
 ) -> dict[int, GraphResponse]:
     # Every user with an Exchange recipient is probed, aliases and disabled accounts included: the
     # mailbox type decides rules 5-6, which come before WRONG_ALIAS.
+    if make is None:
+        return {}
     users = {i: f.user_id for i, f in enumerate(found) if isinstance(f, _Found) and _is_recipient(f.user)}
-    probes = [GraphRequest(id=str(i), method="GET", url=probe_url(user_id)) for i, user_id in users.items()]
+    probes = [make(str(i), user_id) for i, user_id in users.items()]
     answers = await graph.batch(token, probes, deadline=deadline)
     return dict(zip(users, answers, strict=True))
 
@@ -129,13 +185,19 @@ def find_user(address: str, response: GraphResponse) -> _Found | MailboxVerifica
     return _Found(address=address, user=user, user_id=user_id)
 
 
-def decide(found: _Found, probe: GraphResponse | None) -> MailboxVerification:
-    """Rules 3-8 for a found user, with its probe answer (None: not probed)."""
+def decide(
+    found: _Found, probe: GraphResponse | None, send: GraphResponse | None = None
+) -> MailboxVerification:
+    """Rules 3-8 for a found user, with its probe answers (None: not probed)."""
     purpose = user_purpose(probe.body) if probe is not None and probe.ok else None
     probe_error = map_response(probe) if probe is not None and not probe.ok else None
+    send_error = send_probe_error(send) if send is not None else None
+    problem = user_problem(
+        found.address, found.user, purpose=purpose, probe_error=probe_error, send_error=send_error
+    )
     return MailboxVerification(
         address=found.address,
-        error=user_problem(found.address, found.user, purpose=purpose, probe_error=probe_error),
+        error=problem,
         user_id=found.user_id,
         primary_email=primary_address(found.user),
         display_name=_text(found.user.get("displayName")),
@@ -157,10 +219,12 @@ def user_problem(
     *,
     purpose: str | None = None,
     probe_error: ErrorCode | None = None,
+    send_error: ErrorCode | None = None,
 ) -> ErrorCode | None:
     """Rules 3-8 for the one user whose proxyAddresses matched `address`.
 
-    `purpose` is the probe's userPurpose (None: not probed, or not said); `probe_error` its failure.
+    `purpose` is the probe's userPurpose (None: not probed, or not said); `probe_error` its failure;
+    `send_error` what the send probe said (None: allowed, or not probed).
     """
     if not _is_recipient(user):
         return ErrorCode.NO_EXCHANGE_MAILBOX
@@ -170,6 +234,8 @@ def user_problem(
         return ErrorCode.UNSUPPORTED_MAILBOX_TYPE
     if user.get("accountEnabled") is False and purpose != "shared":
         return ErrorCode.MAILBOX_DISABLED
+    if send_error is not None:
+        return send_error
     proxies = _proxies(user)
     mail = _text(user.get("mail")) or ""
     wanted = address.lower()

@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from m365connect.simulator.exchange_rbac import ExchangeGrant, resolve_grants
 from m365connect.simulator.scenario import Scenario, Secret, Tenant
 
 
@@ -51,6 +52,7 @@ class DirectoryTenant:
     apps: Mapping[str, DirectoryApp]
     cloud: str
     users: tuple[DirectoryUser, ...]
+    exchange_grants: tuple[ExchangeGrant, ...]
     _by_key: Mapping[str, DirectoryUser] = field(repr=False)
     _by_proxy: Mapping[str, tuple[DirectoryUser, ...]] = field(repr=False, default_factory=dict)
 
@@ -118,12 +120,19 @@ def _build_tenant(tenant: Tenant) -> DirectoryTenant:
     for user in users:
         for proxy in {p.lower() for p in user.proxy_addresses}:
             by_proxy[proxy] = (*by_proxy.get(proxy, ()), user)
+    addresses = {
+        name.lower(): user.effective_id(tid)
+        for user in tenant.users
+        for name in (user.user_principal_name, user.effective_mail() or "", *user.smtp_addresses)
+        if name
+    }
     return DirectoryTenant(
         id=str(tid),
         domains=tuple(tenant.domains),
         apps=apps,
         cloud=tenant.cloud,
         users=users,
+        exchange_grants=resolve_grants(tenant.exchange_role_assignments, tenant.groups, addresses),
         _by_key=by_key,
         _by_proxy=by_proxy,
     )

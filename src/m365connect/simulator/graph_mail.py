@@ -12,6 +12,7 @@ from email.utils import getaddresses
 from typing import Any
 
 from m365connect.simulator.directory import DirectoryUser
+from m365connect.simulator.exchange_rbac import has_send_assignment, may_send
 from m365connect.simulator.graph_core import (
     ACCESS_DENIED,
     ODATA_JSON,
@@ -93,9 +94,13 @@ def mailbox_settings(request: GraphRequest, key: str) -> GraphResponse:
 
 
 def send_mail(request: GraphRequest, key: str, sent: list[dict[str, Any]]) -> GraphResponse:
-    """POST /users/{key}/sendMail (JSON or base64 MIME): 202 with no body; the message goes to sent."""
-    request.caller.require(SEND_ROLES, GraphError(403, "ErrorAccessDenied", ACCESS_DENIED))
-    user = mailbox_of(request, key)
+    """POST /users/{key}/sendMail (JSON or base64 MIME): 202 with no body; the message goes to sent.
+
+    Authorisation comes before the message is read, so a message without recipients from an authorised
+    app answers 400 ErrorInvalidRecipients and one from an unauthorised app 403 ErrorAccessDenied
+    (docs/graph-client.md, the send probe); neither is sent.
+    """
+    user = _sender(request, key)
     media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     if media_type == "text/plain":
         message, mime, save = None, _mime(request.body), True
@@ -126,6 +131,20 @@ def send_mail(request: GraphRequest, key: str, sent: list[dict[str, Any]]) -> Gr
         }
     )
     return GraphResponse(202)
+
+
+def _sender(request: GraphRequest, key: str) -> DirectoryUser:
+    """The mailbox to send as, if Entra's Mail.Send or an Exchange role assignment in effect allows it."""
+    caller, denied = request.caller, GraphError(403, "ErrorAccessDenied", ACCESS_DENIED)
+    grants = caller.tenant.exchange_grants
+    if caller.roles & SEND_ROLES:  # the union: an Entra grant covers every mailbox
+        return mailbox_of(request, key)
+    if not has_send_assignment(grants, caller.app_id):
+        raise denied
+    user = mailbox_of(request, key)
+    if not may_send(grants, caller.app_id, user.id):
+        raise denied
+    return user
 
 
 def _json_message(body: bytes) -> tuple[dict[str, Any], bool]:

@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from m365connect.simulator.clouds import CloudName
+from m365connect.simulator.exchange_rbac import Group, RoleAssignment
 from m365connect.simulator.faults import Faults
 
 DEFAULT_SKU_ID = "6fd2c87f-b296-42f0-b197-1e91e994b900"  # Office 365 E3 (ENTERPRISEPACK)
@@ -134,6 +135,9 @@ class Tenant(_Strict):
     domains: list[str] = []
     apps: list[App] = []
     users: list[User] = []
+    # Exchange Online RBAC for Applications (exchange_rbac.py): groups for scopes, role assignments.
+    groups: list[Group] = []
+    exchange_role_assignments: list[RoleAssignment] = []
 
     @field_validator("domains")
     @classmethod
@@ -158,7 +162,22 @@ class Tenant(_Strict):
             unknown = [str(a) for a in user.blocked_apps if a not in app_ids]
             if unknown:
                 raise ValueError(f"{user.user_principal_name!r}: blocked_apps names unknown apps {unknown}")
+        self._check_rbac(app_ids)
         return self
+
+    def _check_rbac(self, app_ids: set[uuid.UUID]) -> None:
+        known = set(_addresses(self))
+        groups = {g.name.lower() for g in self.groups}
+        for group in self.groups:
+            _known_names(f"group {group.name!r}", group.members, known)
+        for assignment in self.exchange_role_assignments:
+            if assignment.app not in app_ids:
+                raise ValueError(f"role assignment names unknown app {str(assignment.app)!r}")
+            scope = assignment.scope
+            if scope is not None and scope.group is not None and scope.group.lower() not in groups:
+                raise ValueError(f"role assignment names unknown group {scope.group!r}")
+            if scope is not None and scope.mailboxes is not None:
+                _known_names("role assignment scope", scope.mailboxes, known)
 
 
 class DnsConfig(_Strict):
@@ -189,6 +208,12 @@ def _addresses(tenant: Tenant) -> Iterator[str]:
         mail = user.effective_mail()
         own = {user.user_principal_name.lower(), *(a.lower() for a in user.smtp_addresses)}
         yield from own | ({mail.lower()} if mail else set())
+
+
+def _known_names(what: str, names: Iterable[str], known: set[str]) -> None:
+    unknown = [n for n in names if n.lower() not in known]
+    if unknown:
+        raise ValueError(f"{what} names addresses of no user {unknown}")
 
 
 def _unique(what: str, values: Iterable[str]) -> None:
