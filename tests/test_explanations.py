@@ -89,6 +89,9 @@ def test_mailbox_access_denied_names_the_exchange_settings_and_commands() -> Non
         "Test-ApplicationAccessPolicy -Identity kevin@contoso.com -AppId app-1",
         "New-ManagementRoleAssignment -App app-1",
         "-CustomResourceScope",
+        "Test-ServicePrincipalAuthorization -Identity app-1 -Resource kevin@contoso.com",
+        "Get-ManagementRoleAssignment -RoleAssignee app-1",
+        "30 minutes to 2 hours",
     ):
         assert needle in text
 

@@ -110,14 +110,16 @@ _PERMISSIONS = (
     "again."
 )
 _ACCESS_POLICY = (
-    "An Exchange application access policy or an RBAC for Applications scope excludes this mailbox. Check "
-    "in Exchange Online PowerShell: `Test-ApplicationAccessPolicy -Identity {mailbox_email} "
-    "-AppId {client_id}` and `Get-ApplicationAccessPolicy` (application access policy), "
-    "`Test-ServicePrincipalAuthorization -Identity {client_id} -Resource {mailbox_email}` (RBAC for "
-    "Applications); add the mailbox to the policy's group, or give "
-    "the app a role assignment that covers it: `New-ManagementRoleAssignment -App {client_id} "
-    '-Role "Application Mail.Send" -CustomResourceScope <management scope>`. Changes can take up to an '
-    "hour to apply; then connect the mailbox again."
+    "Exchange refused to let the app send as this mailbox: the app has no Microsoft Graph Mail.Send "
+    "permission for the whole tenant, and no Exchange RBAC for Applications role assignment covers this "
+    "mailbox (or an application access policy excludes it). Check in Exchange Online PowerShell: "
+    "`Test-ServicePrincipalAuthorization -Identity {client_id} -Resource {mailbox_email}` (InScope must be "
+    "True) and `Get-ManagementRoleAssignment -RoleAssignee {client_id}`; to fix, put the mailbox in the "
+    "management scope (or group) of the app's assignment, or assign it: `New-ManagementRoleAssignment -App "
+    '{client_id} -Role "Application Mail.Send" -CustomResourceScope <management scope>`. For an older '
+    "application access policy: `Test-ApplicationAccessPolicy -Identity {mailbox_email} -AppId {client_id}` "
+    "and `Get-ApplicationAccessPolicy`. Exchange applies changes to app permissions after 30 minutes to 2 "
+    "hours; then connect the mailbox again."
 )
 _ENTRIES = (
     # ------------------------------------------------------------------ per-item errors of POST /bulk
@@ -181,7 +183,8 @@ _ENTRIES = (
     Explanation(
         ErrorCode.MAILBOX_ACCESS_DENIED,
         Where.ITEM,
-        "Exchange Online blocks this app from this mailbox.",
+        "Exchange Online does not let this app send as this mailbox (outside its RBAC for Applications "
+        "scope, or excluded by an application access policy).",
         _ACCESS_POLICY,
     ),
     Explanation(
