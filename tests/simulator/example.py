@@ -36,6 +36,9 @@ APPS = {
     "reader": ExampleApp(
         CONTOSO, "6f1c8d5e-3a7b-4c2f-a5d9-0b6a2c4f8eb5", "Dr4Q~c0ntoso.ReadOnly.Secret_3pLo9Ik2Ju7Yh"
     ),
+    "scoped": ExampleApp(
+        CONTOSO, "8b3e0f7a-5c9d-4e1b-a7f2-2d8c4e6b0fd7", "Sc3Q~c0ntoso.RbacScoped.Secret_5tGb7Yh1Uj3Ik"
+    ),
     "fabrikam": ExampleApp(
         FABRIKAM, "7a2d9e6f-4b8c-4d3a-b6e0-1c7b3d5a9fc6", "Wp8Q~f4brikam.Working.Secret_6tRe3Wq1Zx9Mk"
     ),
