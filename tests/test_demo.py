@@ -232,7 +232,8 @@ def test_demo_at_80_columns_cuts_no_explanation(tmp_path: Path) -> None:
     assert max(len(line) for line in tables) <= 80
     words = " ".join(shown.split())
     for meaning in (
-        "kevin@contoso.com MAILBOX_ACCESS_DENIED: Exchange Online blocks this app from this mailbox.",
+        "kevin@contoso.com MAILBOX_ACCESS_DENIED: Exchange Online does not let this app send as this mailbox "
+        "(outside its RBAC for Applications scope, or excluded by an application access policy).",
         "holly@northwindtraders.com NO_EXCHANGE_MAILBOX: The user has no Exchange Online mailbox (no licence "
         "with Exchange, hosted on-premises, soft-deleted, or a guest).",
         "jimothy@contoso.com WRONG_ALIAS: This address is a secondary address (alias) of a mailbox. "
