@@ -23,3 +23,6 @@ FABRIKAM_SECRET = "Wp8Q~f4brikam.Working.Secret_6tRe3Wq1Zx9Mk"
 UNKNOWN_TENANT = "99999999-9999-4999-8999-999999999999"
 UNKNOWN_APP = "88888888-8888-4888-8888-888888888888"
 FUTURE = "2030-01-31T23:59:59Z"
+
+# The certificate app (keyCredentials only; keys in examples/certificates/, test keys).
+CERTIFICATE_APP = "8c4a1f2e-6b3d-4f7a-9e5c-2d1b7a3f6e08"

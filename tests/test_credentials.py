@@ -31,11 +31,14 @@ async def test_create_returns_the_credential_without_its_secret(
         "secret_expires_at",
         "name",
         "cloud",
+        "credential_type",
+        "certificate_thumbprint",
         "status",
         "verified_at",
         "granted_permissions",
         "missing_permissions",
     }
+    assert (body["credential_type"], body["certificate_thumbprint"]) == ("client_secret", None)
     assert body["tenant_id"] == sv.CONTOSO_TENANT
     assert body["client_id"] == sv.WORKING_APP
     assert body["secret_expires_at"] == sv.FUTURE

@@ -231,14 +231,31 @@ _ENTRIES = (
     Explanation(
         ErrorCode.CLIENT_SECRET_EXPIRED,
         Where.CODE_422,
-        "The client secret has expired (or the expiry date given is in the past).",
-        "Create a new client secret in the app registration and save it with its expiry date.",
+        "The client secret or certificate has expired (or the expiry date given is in the past).",
+        "Create a new client secret (or certificate) in the app registration and save it with its expiry "
+        "date.",
     ),
     Explanation(
         ErrorCode.CREDENTIAL_ALREADY_EXISTS,
         Where.CODE_422,
         "This account already has a credential for the same tenant and app.",
         "Rotate the existing credential's secret (`m365connect credentials rotate ID`) instead of adding it.",
+    ),
+    Explanation(
+        ErrorCode.INVALID_CERTIFICATE,
+        Where.CODE_422,
+        "The certificate could not be used: unreadable, without its private key, a key that does not "
+        "belong to the certificate, or not an RSA key of at least 2048 bits.",
+        "Send one PEM text with the certificate and its unencrypted RSA private key (or a base64 PKCS#12 "
+        "file with `certificate_password`); RSA keys need 2048 bits or more.",
+    ),
+    Explanation(
+        ErrorCode.CERTIFICATE_NOT_REGISTERED,
+        Where.CODE_422,
+        "Microsoft does not know this certificate for the app (its thumbprint is not among the app "
+        "registration's certificates).",
+        "Upload the certificate (public part only) under Certificates & secrets of app {client_id} in "
+        "Microsoft Entra, then try again.",
     ),
     Explanation(
         ErrorCode.CREDENTIAL_REJECTED,

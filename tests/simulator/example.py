@@ -49,3 +49,7 @@ def token_form(app: str, **overrides: str) -> dict[str, str]:
     """The client-credentials form of an example app, with fields replaced or added."""
     form = {"grant_type": "client_credentials", "client_id": APPS[app].client_id}
     return {**form, "client_secret": APPS[app].secret, "scope": GRAPH_SCOPE, **overrides}
+
+
+# The certificate app (keyCredentials only); its test keys are in examples/certificates/.
+CERTIFICATE_APP = "8c4a1f2e-6b3d-4f7a-9e5c-2d1b7a3f6e08"

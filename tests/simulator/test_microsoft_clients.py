@@ -40,8 +40,9 @@ from msgraph_core import GraphClientFactory
 from requests.adapters import HTTPAdapter
 
 from m365connect.simulator import FakeMicrosoft
+from tests.certificates import EXPIRED, REGISTERED, load, make_certificate
 
-from .example import APPS, CONTOSO, GRAPH_SCOPE
+from .example import APPS, CERTIFICATE_APP, CONTOSO, GRAPH_SCOPE
 
 UNKNOWN_APP = "0f0e0d0c-0b0a-4908-8706-050403020100"
 # (tenant, client id, secret) -> the AADSTS code docs/simulator.md gives for it.
@@ -132,6 +133,57 @@ def test_msal_uses_the_simulators_instance_discovery_when_told(fake: FakeMicroso
         result = client.acquire_token_for_client([GRAPH_SCOPE])
 
     _assert_simulator_token(fake, result["access_token"], app.client_id)
+
+
+def _msal_certificate_app(
+    fake: FakeMicrosoft, session: requests.Session, key_pem: str, thumbprint: str
+) -> Any:
+    credential = {"private_key": key_pem, "thumbprint": thumbprint}
+    return msal.ConfidentialClientApplication(
+        CERTIFICATE_APP,
+        client_credential=credential,
+        authority=f"{fake.base_url}/{CONTOSO}",
+        http_client=session,
+    )
+
+
+@pytest.mark.parametrize("by", ["thumbprint", "public_certificate"])
+def test_msal_certificate_credential_gets_a_token(
+    fake: FakeMicrosoft, session: requests.Session, by: str
+) -> None:
+    """MSAL's own client assertion passes the simulator's checks: RS256 with a padded `x5t` when given
+    the SHA-1 thumbprint, PS256 with `x5t#S256` (and `x5c`) when given the certificate."""
+    example = load(REGISTERED)
+    if by == "thumbprint":
+        client = _msal_certificate_app(fake, session, example.key_pem(), example.thumbprint)
+    else:
+        credential = {"private_key": example.key_pem(), "public_certificate": example.certificate_pem}
+        client = msal.ConfidentialClientApplication(
+            CERTIFICATE_APP,
+            client_credential=credential,
+            authority=f"{fake.base_url}/{CONTOSO}",
+            http_client=session,
+        )
+
+    result = client.acquire_token_for_client([GRAPH_SCOPE])
+
+    assert result.get("token_source") == "identity_provider", result.get("error_description")
+    _assert_simulator_token(fake, result["access_token"], CERTIFICATE_APP)
+
+
+@pytest.mark.parametrize(
+    ("which", "reason"), [("unregistered", "The key was not found"), ("expired", "expired")]
+)
+def test_msal_certificate_refusals_are_aadsts700027(
+    fake: FakeMicrosoft, session: requests.Session, which: str, reason: str
+) -> None:
+    bundle = make_certificate() if which == "unregistered" else load(EXPIRED)
+    client = _msal_certificate_app(fake, session, bundle.key_pem(), bundle.thumbprint)
+
+    result = client.acquire_token_for_client([GRAPH_SCOPE])
+
+    assert result.get("error_codes") == [700027]
+    assert reason in result["error_description"]
 
 
 @pytest.mark.parametrize("case", FAILURES)

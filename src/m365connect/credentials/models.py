@@ -31,6 +31,12 @@ class GraphCredential(Base):
     # The national cloud (microsoft/clouds.py); fixed at creation. Not part of the unique key: a tenant
     # lives in exactly one cloud, so (tenant, client) already names one app (docs/decisions.md).
     cloud: Mapped[str] = mapped_column(String(16), default="global", server_default="global")
+    # `client_secret` or `certificate`. For a certificate the sealed "secret" is its private key (PKCS#8
+    # PEM) and only the thumbprint is kept of the certificate: the client assertion names it by it.
+    credential_type: Mapped[str] = mapped_column(
+        String(16), default="client_secret", server_default="client_secret"
+    )
+    certificate_thumbprint: Mapped[str | None] = mapped_column(String(40), default=None)
     secret_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
     secret_expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
     verification_status: Mapped[str] = mapped_column(String(16), default="VALID")

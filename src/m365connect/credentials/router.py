@@ -29,6 +29,8 @@ _REFUSALS = (
     ErrorCode.INVALID_CLIENT_ID,
     ErrorCode.INVALID_CLIENT_SECRET,
     ErrorCode.CLIENT_SECRET_EXPIRED,
+    ErrorCode.INVALID_CERTIFICATE,
+    ErrorCode.CERTIFICATE_NOT_REGISTERED,
 )
 _CREATE: Responses = {
     **COMMON,
@@ -36,6 +38,7 @@ _CREATE: Responses = {
         "Malformed body; `detail` names the field",
         "Field 'client_id' is required",
         "Field 'tenant_id' is invalid: Input should be a valid string",
+        "Send either 'client_secret' or 'certificate', not both",
         "The request body is not valid JSON",
     ),
     422: codes(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from m365connect.microsoft.clouds import CloudName
 from m365connect.wire import Text, WireDateTime, WireSecret, WireText
@@ -13,6 +13,17 @@ from m365connect.wire import Text, WireDateTime, WireSecret, WireText
 # service's format checks refuse anything longer with INVALID_TENANT_ID / INVALID_CLIENT_ID first.
 NAME_LENGTH = 200
 Name = Annotated[str, Text(min_length=1, max_length=NAME_LENGTH)]
+# A PEM text (certificate + RSA key, with its line breaks) or a base64 PKCS#12 file: 64 KiB holds a
+# 4096-bit key with a long chain; longer is refused (400) before any parsing.
+CERTIFICATE_LENGTH = 65536
+CertificateText = Annotated[
+    SecretStr,
+    Field(
+        min_length=1,
+        max_length=CERTIFICATE_LENGTH,
+        description="PEM certificate + unencrypted RSA key, or base64 PKCS#12",
+    ),
+]
 
 CREATE_EXAMPLE: dict[str, Any] = {
     "tenant_id": "bbfb2db7-aaf4-4f7c-9dc2-2c9160d1cb32",
@@ -30,6 +41,15 @@ CREATE_EXAMPLES: dict[str, Any] = {
             "client_id": "e1c6ac69-480e-4a17-9b85-3467967bd179",
             "client_secret": "<the secret's value>",
             "secret_expires_at": "2027-11-28",
+        },
+    },
+    "certificate": {
+        "summary": "A certificate credential (expiry from the certificate's notAfter)",
+        "value": {
+            "tenant_id": "bbfb2db7-aaf4-4f7c-9dc2-2c9160d1cb32",
+            "client_id": "e1c6ac69-480e-4a17-9b85-3467967bd179",
+            "certificate": "-----BEGIN CERTIFICATE-----\n...\n-----END CERTIFICATE-----\n"
+            "-----BEGIN PRIVATE KEY-----\n...\n-----END PRIVATE KEY-----\n",
         },
     },
     "usgov": {
@@ -57,6 +77,8 @@ READ_EXAMPLE: dict[str, Any] = {
     "secret_expires_at": "2027-11-28T23:59:59Z",
     "name": "MS Graph app",
     "cloud": "global",
+    "credential_type": "client_secret",
+    "certificate_thumbprint": None,
     "status": "VALID",
     "verified_at": "2026-11-21T20:00:00Z",
     "granted_permissions": ["Mail.Send", "MailboxSettings.Read", "User.Read.All"],
@@ -71,8 +93,12 @@ class CredentialCreate(BaseModel):
 
     tenant_id: WireText
     client_id: WireText
-    client_secret: WireSecret
-    secret_expires_at: WireDateTime
+    client_secret: WireSecret | None = Field(default=None, description="Required unless `certificate`")
+    secret_expires_at: WireDateTime | None = Field(
+        default=None, description="Required with a secret; with a certificate, at most its notAfter"
+    )
+    certificate: CertificateText | None = None
+    certificate_password: WireSecret | None = Field(default=None, description="Of a PKCS#12 certificate")
     name: Name | None = None
     cloud: CloudName = Field(
         default="global", description="The national cloud of the app registration; cannot change later"
@@ -80,7 +106,7 @@ class CredentialCreate(BaseModel):
 
 
 class CredentialUpdate(BaseModel):
-    """Rename, or rotate the secret (client_secret and secret_expires_at together)."""
+    """Rename, or rotate the secret (client_secret and secret_expires_at together) or the certificate."""
 
     # Other fields are kept (not ignored) so that the service can refuse the immutable ones by name.
     model_config = ConfigDict(strict=True, extra="allow")
@@ -88,6 +114,8 @@ class CredentialUpdate(BaseModel):
     name: Name | None = None
     client_secret: WireSecret | None = None
     secret_expires_at: WireDateTime | None = None
+    certificate: CertificateText | None = None
+    certificate_password: WireSecret | None = None
 
 
 class CredentialRead(BaseModel):
@@ -101,6 +129,8 @@ class CredentialRead(BaseModel):
     secret_expires_at: str
     name: str
     cloud: str = Field(description="global, usgov, usgov-dod or china")
+    credential_type: str = Field(description="client_secret or certificate")
+    certificate_thumbprint: str | None = Field(description="Hex SHA-1 of the certificate, uppercase")
     status: str = Field(description="VALID, EXPIRED or INVALID")
     verified_at: str | None
     granted_permissions: list[str]

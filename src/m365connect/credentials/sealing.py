@@ -27,7 +27,12 @@ _LOGGED_IDS = 100  # a start-up line names at most this many credentials (and sa
 def open_client_credential(box: SecretBox, credential: GraphCredential) -> ClientCredential:
     """The stored credential with its secret decrypted, for a token request (SecretBoxError if it cannot)."""
     secret = box.open(credential.secret_ciphertext, associated_data=credential_secret_aad(credential.id))
-    return ClientCredential(credential.tenant_id, credential.client_id, secret)
+    return ClientCredential(
+        credential.tenant_id,
+        credential.client_id,
+        secret,
+        certificate_thumbprint=credential.certificate_thumbprint,
+    )
 
 
 class UnreadableSecrets:

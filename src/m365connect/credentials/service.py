@@ -13,6 +13,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from m365connect.codes import ErrorCode
 from m365connect.credentials import repository
+from m365connect.credentials.certificates import (
+    Proof,
+    check_body_proof,
+    client_credential_of,
+    proof_of,
+)
 from m365connect.credentials.models import GraphCredential
 from m365connect.credentials.schemas import CredentialCreate, CredentialRead, CredentialUpdate
 from m365connect.credentials.sealing import UnreadableSecrets, open_client_credential, open_for_use
@@ -67,6 +73,8 @@ def to_read(credential: GraphCredential) -> CredentialRead:
         secret_expires_at=iso_z(credential.secret_expires_at) or "",
         name=credential.name,
         cloud=credential.cloud,
+        credential_type=credential.credential_type,
+        certificate_thumbprint=credential.certificate_thumbprint,
         status=credential_status(credential),
         verified_at=iso_z(credential.verified_at),
         granted_permissions=granted,
@@ -83,13 +91,6 @@ def check_identifiers(*, tenant_id: str, client_id: str, cloud: str = "global") 
         raise ValidationCodeError(ErrorCode.INVALID_TENANT_ID)
     if not _GUID.match(client_id):
         raise ValidationCodeError(ErrorCode.INVALID_CLIENT_ID)
-
-
-def _check_secret(secret: str, expires_at: datetime) -> None:
-    if not secret.strip():
-        raise ValidationCodeError(ErrorCode.INVALID_CLIENT_SECRET)
-    if expires_at <= utcnow():
-        raise ValidationCodeError(ErrorCode.CLIENT_SECRET_EXPIRED)
 
 
 async def verify(tokens: TokenClient, credential: ClientCredential) -> AccessToken:
@@ -130,12 +131,14 @@ async def create_credential(
     Two transactions, with the token request between them (none stays open while Microsoft answers).
     """
     tenant, client_id = data.tenant_id.strip(), data.client_id.strip().lower()
-    secret = data.client_secret.get_secret_value()
+    if data.client_secret is None and data.certificate is None:
+        raise BadRequest("Field 'client_secret' is required")
+    check_body_proof(data)
     check_identifiers(tenant_id=tenant, client_id=client_id, cloud=data.cloud)
-    _check_secret(secret, data.secret_expires_at)
+    proof = proof_of(data)
     async with transactions.begin() as session:
         await _refuse_duplicate(session, account_id=account_id, tenants=[tenant], client_id=client_id)
-    token = await verify(services.clouds.tokens(data.cloud), ClientCredential(tenant, client_id, secret))
+    token = await verify(services.clouds.tokens(data.cloud), client_credential_of(tenant, client_id, proof))
     tenant_key = (token.tenant_guid or tenant).lower()
     async with transactions.begin() as session:
         await _refuse_duplicate(session, account_id=account_id, tenants=[tenant_key], client_id=client_id)
@@ -147,8 +150,10 @@ async def create_credential(
             tenant_key=tenant_key,
             client_id=client_id,
             cloud=data.cloud,
+            credential_type=proof.credential_type,
+            certificate_thumbprint=proof.thumbprint,
             secret_ciphertext=b"",
-            secret_expires_at=data.secret_expires_at,
+            secret_expires_at=proof.expires_at,
         )
         _record_verification(credential, token)
         try:
@@ -157,7 +162,7 @@ async def create_credential(
         except IntegrityError:
             raise ValidationCodeError(ErrorCode.CREDENTIAL_ALREADY_EXISTS) from None
         credential.secret_ciphertext = services.box.seal(
-            secret, associated_data=credential_secret_aad(credential.id)
+            proof.material, associated_data=credential_secret_aad(credential.id)
         )
         await session.flush()
     return credential
@@ -172,12 +177,11 @@ def _check_update(data: CredentialUpdate) -> None:
             raise BadRequest(f"Field '{field}' cannot be changed")
     given = data.model_fields_set - set(data.model_extra or {})  # unknown fields stay ignored
     if not given:
-        raise BadRequest("Send at least one of 'name', 'client_secret', 'secret_expires_at'")
-    if ("client_secret" in given) != ("secret_expires_at" in given):
-        raise BadRequest("Fields 'client_secret' and 'secret_expires_at' must be sent together")
+        raise BadRequest("Send at least one of 'name', 'client_secret', 'secret_expires_at', 'certificate'")
     for field in sorted(given):
         if getattr(data, field) is None:
             raise BadRequest(f"Field '{field}' must not be null")
+    check_body_proof(data)
 
 
 async def update_credential(
@@ -194,23 +198,24 @@ async def update_credential(
     the second (it may have been deleted meanwhile: 404, nothing verified is lost).
     """
     _check_update(data)
-    rotation: tuple[str, datetime, AccessToken] | None = None
-    if data.client_secret is not None and data.secret_expires_at is not None:
-        secret = data.client_secret.get_secret_value()
-        _check_secret(secret, data.secret_expires_at)
+    rotation: tuple[Proof, AccessToken] | None = None
+    if data.client_secret is not None or data.certificate is not None:
+        proof = proof_of(data)
         async with transactions.begin() as session:
             current = await get_credential(session, account_id=account_id, credential_id=credential_id)
         tokens = services.clouds.tokens(current.cloud)
-        token = await verify(tokens, ClientCredential(current.tenant_id, current.client_id, secret))
-        rotation = (secret, data.secret_expires_at, token)
+        token = await verify(tokens, client_credential_of(current.tenant_id, current.client_id, proof))
+        rotation = (proof, token)
     async with transactions.begin() as session:
         credential = await get_credential(session, account_id=account_id, credential_id=credential_id)
         if rotation is not None:
-            secret, expires_at, token = rotation
+            proof, token = rotation
             _forget_cached_token(services, credential)
             aad = credential_secret_aad(credential.id)
-            credential.secret_ciphertext = services.box.seal(secret, associated_data=aad)
-            credential.secret_expires_at = expires_at
+            credential.secret_ciphertext = services.box.seal(proof.material, associated_data=aad)
+            credential.secret_expires_at = proof.expires_at
+            credential.credential_type = proof.credential_type
+            credential.certificate_thumbprint = proof.thumbprint
             _record_verification(credential, token)
         if data.name is not None:
             credential.name = data.name

@@ -98,6 +98,13 @@ AADSTS_TABLE: dict[int, TokenVerdict] = {
     7000216: _E.INVALID_CLIENT_SECRET,  # client_assertion or client_secret required
     7000218: _E.INVALID_CLIENT_SECRET,  # client_secret missing
     7000222: _E.CLIENT_SECRET_EXPIRED,  # client secret keys expired
+    # Certificate credentials (client assertion). 700027/50013 say why in a "[Reason - ...]": see below.
+    700027: _E.CERTIFICATE_NOT_REGISTERED,  # "key was not found": the thumbprint is not the app's
+    50013: _E.CERTIFICATE_NOT_REGISTERED,  # assertion failed signature validation (older code)
+    50027: _E.CREDENTIAL_REJECTED,  # invalid or malformed JWT (no thumbprint in the header, ...)
+    700021: _E.CREDENTIAL_REJECTED,  # assertion's iss/sub do not match client_id
+    700024: _E.CREDENTIAL_REJECTED,  # assertion not within its valid time range (our clock)
+    50012: _E.CREDENTIAL_REJECTED,  # assertion audience does not match the token endpoint
     90055: RETRY,  # TenantThrottlingError
     50196: RETRY,  # LoopDetected
     50033: RETRY,  # RetryableError
@@ -106,6 +113,12 @@ AADSTS_TABLE: dict[int, TokenVerdict] = {
     90033: RETRY,  # MsodsServiceUnavailable
     90090: RETRY,  # GraphRetryableError
 }
+# The signature codes carry the real cause in their description: an expired certificate is refused with
+# the same code as an unknown one ("[Reason - The key used is expired., Thumbprint of key used by ...").
+AADSTS_REASONS: tuple[tuple[int, str, TokenVerdict], ...] = (
+    (700027, "the key used is expired", _E.CLIENT_SECRET_EXPIRED),
+    (50013, "the key used is expired", _E.CLIENT_SECRET_EXPIRED),
+)
 # OAuth `error` -> verdict, when no AADSTS code is known.
 OAUTH_ERROR_TABLE: dict[str, TokenVerdict] = {
     "invalid_tenant": _E.INVALID_TENANT_ID,
@@ -122,6 +135,11 @@ def classify_token_error(status: int, body: Any) -> TokenVerdict:
     error = body.get("error") if isinstance(body, dict) else None
     codes = body.get("error_codes") if isinstance(body, dict) else None
     if isinstance(codes, list):
+        description = body.get("error_description") if isinstance(body, dict) else None
+        reason = description.casefold() if isinstance(description, str) else ""
+        for code, phrase, verdict in AADSTS_REASONS:
+            if code in codes and phrase in reason:
+                return verdict
         for code in codes:
             if isinstance(code, int) and code in AADSTS_TABLE:
                 return AADSTS_TABLE[code]

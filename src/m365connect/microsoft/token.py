@@ -26,6 +26,11 @@ from typing import Any
 import httpx
 
 from m365connect.codes import ErrorCode
+from m365connect.microsoft.client_assertion import (
+    ASSERTION_TYPE,
+    AssertionKeyError,
+    client_assertion,
+)
 from m365connect.microsoft.error_codes import classify_token_error
 from m365connect.microsoft.observers import NoTokenObserver, TokenObserver, TokenOutcome
 
@@ -60,16 +65,22 @@ class TokenUnavailable(TokenError):
 
 @dataclass(frozen=True)
 class ClientCredential:
-    """An app registration's client credential; the secret never appears in repr."""
+    """An app registration's client credential; the secret never appears in repr.
+
+    With a `certificate_thumbprint`, `client_secret` is the certificate's private key (PEM) and the token
+    request carries a signed client assertion instead of the secret.
+    """
 
     tenant: str
     client_id: str
     client_secret: str = field(repr=False)
+    certificate_thumbprint: str | None = None
 
     @property
     def cache_key(self) -> tuple[str, str, str]:
-        """(tenant, client, secret fingerprint): a new secret never reuses an old token."""
-        fingerprint = hashlib.sha256(self.client_secret.encode()).hexdigest()
+        """(tenant, client, secret fingerprint): a new secret or certificate never reuses an old token."""
+        material = f"{self.certificate_thumbprint or ''}\n{self.client_secret}"
+        fingerprint = hashlib.sha256(material.encode()).hexdigest()
         return (self.tenant.lower(), self.client_id.lower(), fingerprint)
 
 
@@ -189,7 +200,7 @@ class TokenClient:
         url = f"{self._login_url}/{credential.tenant}/oauth2/v2.0/token"
         form = {
             "client_id": credential.client_id,
-            "client_secret": credential.client_secret,
+            **_proof(credential, url),
             "scope": self._scope,
             "grant_type": "client_credentials",
         }
@@ -242,6 +253,23 @@ class TokenClient:
             roles=frozenset(r for r in roles if isinstance(r, str)) if isinstance(roles, list) else None,
             tenant_guid=tid if isinstance(tid, str) else None,
         )
+
+
+def _proof(credential: ClientCredential, token_url: str) -> dict[str, str]:
+    """The form fields that prove the credential: the secret, or a client assertion signed for this URL."""
+    if credential.certificate_thumbprint is None:
+        return {"client_secret": credential.client_secret}
+    try:
+        assertion = client_assertion(
+            private_key_pem=credential.client_secret,
+            thumbprint=credential.certificate_thumbprint,
+            client_id=credential.client_id,
+            token_url=token_url,
+        )
+    except AssertionKeyError:
+        # Keys are checked before they are sealed, so only an altered row gets here: no request is sent.
+        raise TokenRejected(ErrorCode.INVALID_CERTIFICATE, status=0, error=None, error_codes=[]) from None
+    return {"client_assertion_type": ASSERTION_TYPE, "client_assertion": assertion}
 
 
 def _retry_after(response: httpx.Response) -> float:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
+from cryptography import x509
 from pydantic import (
     AwareDatetime,
     BaseModel,
@@ -52,6 +53,26 @@ class Secret(_Strict):
         return self.expires_at <= now
 
 
+class KeyCredential(_Strict):
+    """A certificate of an app registration (Entra's keyCredentials): its public part, as PEM."""
+
+    certificate: Annotated[str, Field(min_length=1)]
+
+    @field_validator("certificate")
+    @classmethod
+    def _is_a_certificate(cls, pem: str) -> str:
+        try:
+            x509.load_pem_x509_certificate(pem.encode())
+        except ValueError:
+            raise ValueError("is not a PEM X.509 certificate") from None
+        return pem
+
+    @property
+    def parsed(self) -> x509.Certificate:
+        """The parsed certificate."""
+        return x509.load_pem_x509_certificate(self.certificate.encode())
+
+
 class App(_Strict):
     """An app registration with its service principal in the tenant."""
 
@@ -60,6 +81,7 @@ class App(_Strict):
     enabled: bool = True
     roles: list[str] = []
     secrets: list[Secret] = []
+    key_credentials: list[KeyCredential] = []
 
     @field_validator("roles")
     @classmethod

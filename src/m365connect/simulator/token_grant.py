@@ -15,6 +15,8 @@ from urllib.parse import unquote_plus
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from m365connect.simulator.aad_errors import AadError as AadError  # re-exported: its old home
+from m365connect.simulator.assertions import check_assertion
 from m365connect.simulator.clouds import GLOBAL, GRAPH_APP_ID, GRAPH_RESOURCES
 from m365connect.simulator.directory import DirectoryApp, DirectoryTenant
 from m365connect.simulator.state import SimulatorState
@@ -25,14 +27,6 @@ META_TENANTS = frozenset({"common", "organizations", "consumers"})
 _GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.IGNORECASE)
 _DNS = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{1,63}$", re.IGNORECASE)
 NO_CACHE = {"Cache-Control": "no-store, no-cache", "Pragma": "no-cache"}
-
-
-class AadError(Exception):
-    """An identity platform error: HTTP status, OAuth `error`, AADSTS code and message."""
-
-    def __init__(self, status: int, error: str, code: int, message: str) -> None:
-        super().__init__(f"AADSTS{code}: {message}")
-        self.status, self.error, self.code, self.message = status, error, code, message
 
 
 def _missing(parameter: str) -> AadError:
@@ -190,6 +184,12 @@ def _check_secret(app: DirectoryApp, secret: str) -> None:
         )
 
 
+def _token_urls(request: Request) -> tuple[str, ...]:
+    """The audiences an assertion may name: this endpoint (v2.0), or its v1 twin, as Entra accepts."""
+    v2 = str(request.url.replace(query=""))
+    return (v2, v2.replace("/oauth2/v2.0/token", "/oauth2/token"))
+
+
 def _claims(tenant_id: str, app: DirectoryApp, audience: str) -> dict[str, Any]:
     now = int(time.time())
     claims: dict[str, Any] = {
@@ -234,7 +234,10 @@ def issue_token(
     if tenant is None:
         raise _common_error(state, tenant_name, client_id)
     app = _find_app(tenant_name, tenant, client_id)
-    _check_secret(app, secret)
+    if "client_assertion" in form or "client_assertion_type" in form:
+        check_assertion(app, form, client_id=client_id, token_urls=_token_urls(request))
+    else:
+        _check_secret(app, secret)
     token = state.signer.encode(_claims(tenant.id, app, audience))
     return {
         "token_type": "Bearer",
