@@ -24,7 +24,7 @@ from m365connect.db.base import utcnow
 from m365connect.errors import BadRequest, ValidationCodeError
 from m365connect.microsoft.token import ClientCredential
 
-MIN_RSA_BITS = 2048  # Entra refuses shorter keys for client assertions (RS256/PS256 need 2048)
+MIN_RSA_BITS = 2048  # the contract's floor (API.md §2); shorter RSA keys are considered breakable
 _PEM_MARK = "-----BEGIN "
 _KEY_LABELS = ("-----BEGIN PRIVATE KEY-----", "-----BEGIN RSA PRIVATE KEY-----")
 
@@ -78,6 +78,11 @@ def _from_pkcs12(text: str, password: str | None) -> tuple[rsa.RSAPrivateKey, li
     return key, [certificate, *extra]
 
 
+def _public_numbers(certificate: x509.Certificate) -> rsa.RSAPublicNumbers | None:
+    candidate = certificate.public_key()
+    return candidate.public_numbers() if isinstance(candidate, rsa.RSAPublicKey) else None
+
+
 def parse_certificate(text: str, *, password: str | None = None) -> ParsedCertificate:
     """The certificate whose public key is the given RSA key (>= 2048 bits), or 422 INVALID_CERTIFICATE.
 
@@ -90,14 +95,7 @@ def parse_certificate(text: str, *, password: str | None = None) -> ParsedCertif
     if key.key_size < MIN_RSA_BITS:
         raise _invalid()
     public = key.public_key().public_numbers()
-    leaf = next(
-        (
-            c
-            for c in certificates
-            if isinstance(c.public_key(), rsa.RSAPublicKey) and c.public_key().public_numbers() == public  # type: ignore[union-attr]
-        ),
-        None,
-    )
+    leaf = next((c for c in certificates if _public_numbers(c) == public), None)
     if leaf is None:
         raise _invalid()
     pem = key.private_bytes(
@@ -159,7 +157,7 @@ def check_body_proof(data: CredentialCreate | CredentialUpdate) -> None:
 
 
 def proof_of(data: CredentialCreate | CredentialUpdate) -> Proof:
-    """The checked secret or certificate of a body that passed `_check_proof_fields`."""
+    """The checked secret or certificate of a body that passed `check_body_proof`."""
     if data.certificate is not None:
         password = data.certificate_password.get_secret_value() if data.certificate_password else None
         text = data.certificate.get_secret_value()
