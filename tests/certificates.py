@@ -18,6 +18,8 @@ CERTIFICATES = Path(__file__).resolve().parents[1] / "examples" / "certificates"
 # The certificate app of examples/scenario.yaml: its valid and its expired certificate (with their keys).
 REGISTERED = CERTIFICATES / "certificate-app.pem"
 EXPIRED = CERTIFICATES / "certificate-app-expired.pem"
+# Valid by its own dates, but its keyCredential's endDateTime (2025-01-01) has passed in Entra.
+ENDED = CERTIFICATES / "certificate-app-ended.pem"
 
 
 class CertificateBundle(NamedTuple):

@@ -15,7 +15,7 @@ from sqlalchemy import text
 from m365connect.simulator import FakeMicrosoft
 from m365connect.state import AppState
 from tests import scenario_values as sv
-from tests.certificates import EXPIRED, REGISTERED, load, make_certificate
+from tests.certificates import ENDED, EXPIRED, REGISTERED, load, make_certificate
 from tests.factories import CREDENTIALS, bulk
 from tests.helpers import assert_code, assert_generic_error, headers
 
@@ -149,6 +149,20 @@ async def test_refusals_are_422_and_save_nothing(
 ) -> None:
     response = await client.post(CREDENTIALS, json=certificate_body(**overrides), headers=headers(api_key))
     assert_code(response, code)
+    assert (await client.get(CREDENTIALS, headers=headers(api_key))).json() == {"credentials": []}
+
+
+async def test_a_certificate_ended_at_microsoft_is_client_secret_expired(
+    client: httpx.AsyncClient, api_key: str
+) -> None:
+    """Valid by its own dates, but its keyCredential ended in Entra: AADSTS700027 "The key used is
+    expired" from Microsoft, answered as CLIENT_SECRET_EXPIRED, nothing saved."""
+    ended = load(ENDED)
+    assert ended.certificate.not_valid_after_utc > datetime.now(UTC)
+    response = await client.post(
+        CREDENTIALS, json=certificate_body(certificate=ended.pem), headers=headers(api_key)
+    )
+    assert_code(response, "CLIENT_SECRET_EXPIRED")
     assert (await client.get(CREDENTIALS, headers=headers(api_key))).json() == {"credentials": []}
 
 

@@ -73,12 +73,12 @@ def _certificate(app: DirectoryApp, header: dict[str, Any]) -> x509.Certificate:
     except (binascii.Error, ValueError):
         raise _malformed("The certificate thumbprint is not base64url.") from None
     shown = digest.hex().upper()
-    certificate = next((c for c in app.certificates if digest in _digests(c)), None)
-    if certificate is None:
+    key = next((k for k in app.key_credentials if digest in _digests(k.parsed)), None)
+    if key is None:
         raise _signature_error(app, "The key was not found.", shown)
-    if certificate.not_valid_after_utc <= datetime.now(UTC):
+    if key.expired(datetime.now(UTC)):
         raise _signature_error(app, "The key used is expired.", shown)
-    return certificate
+    return key.parsed
 
 
 def _verify_signature(

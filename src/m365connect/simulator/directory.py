@@ -6,10 +6,8 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from cryptography import x509
-
 from m365connect.simulator.exchange_rbac import ExchangeGrant, resolve_grants
-from m365connect.simulator.scenario import Scenario, Secret, Tenant
+from m365connect.simulator.scenario import KeyCredential, Scenario, Secret, Tenant
 
 
 @dataclass(frozen=True)
@@ -22,7 +20,7 @@ class DirectoryApp:
     roles: tuple[str, ...]
     secrets: tuple[Secret, ...]
     object_id: str
-    certificates: tuple[x509.Certificate, ...] = ()
+    key_credentials: tuple[KeyCredential, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -100,7 +98,7 @@ def _build_tenant(tenant: Tenant) -> DirectoryTenant:
             roles=tuple(app.roles),
             secrets=tuple(app.secrets),
             object_id=str(uuid.uuid5(tid, f"servicePrincipal:{app.client_id}")),
-            certificates=tuple(key.parsed for key in app.key_credentials),
+            key_credentials=tuple(app.key_credentials),
         )
         for app in tenant.apps
     }

@@ -54,9 +54,11 @@ class Secret(_Strict):
 
 
 class KeyCredential(_Strict):
-    """A certificate of an app registration (Entra's keyCredentials): its public part, as PEM."""
+    """A certificate of an app registration (Entra's keyCredentials): its public part, as PEM, and its
+    endDateTime (`expires_at`, by default the certificate's notAfter; Graph lets an admin set it earlier)."""
 
     certificate: Annotated[str, Field(min_length=1)]
+    expires_at: AwareDatetime | None = None
 
     @field_validator("certificate")
     @classmethod
@@ -71,6 +73,10 @@ class KeyCredential(_Strict):
     def parsed(self) -> x509.Certificate:
         """The parsed certificate."""
         return x509.load_pem_x509_certificate(self.certificate.encode())
+
+    def expired(self, now: datetime) -> bool:
+        """Whether Entra treats the key as expired at the given instant."""
+        return (self.expires_at or self.parsed.not_valid_after_utc) <= now
 
 
 class App(_Strict):
