@@ -2,57 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import httpx
-from alembic import command
-from sqlalchemy import inspect, select, text, update
-from sqlalchemy.engine import Connection
+from sqlalchemy import select, update
 
-from m365connect.db.base import utcnow
 from m365connect.db.engine import create_engine
-from m365connect.db.migrate import alembic_config
 from m365connect.mailboxes.models import Mailbox
 from m365connect.mailboxes.service import to_read
 from m365connect.state import AppState
 from tests.factories import MAILBOXES, bulk, create_credential
 from tests.helpers import headers
-
-
-def _migrate(action: Callable[..., None], revision: str) -> Callable[[Connection], None]:
-    def run(connection: Connection) -> None:
-        config = alembic_config()
-        config.attributes["connection"] = connection
-        action(config, revision)
-
-    return run
-
-
-def _columns(connection: Connection) -> set[str]:
-    return {column["name"] for column in inspect(connection).get_columns("mailboxes")}
+from tests.migration_steps import columns, downgrade, old_account, old_mailbox, upgrade
 
 
 async def test_rows_from_before_read_null_and_the_downgrade_drops_the_column(database_url: str) -> None:
     engine = create_engine(database_url)
     try:
         async with engine.begin() as connection:
-            await connection.run_sync(_migrate(command.downgrade, "0001"))
-            assert "dmarc_correct" not in await connection.run_sync(_columns)
-            account = await connection.scalar(
-                text("INSERT INTO accounts (name, created_at) VALUES ('acme', :now) RETURNING id"),
-                {"now": utcnow()},
-            )
-            await connection.execute(
-                text(
-                    "INSERT INTO mailboxes (account_id, email, microsoft_user_id, status, spf_correct,"
-                    " dkim_correct, connected_at) VALUES (:account, 'old@contoso.com', 'u-1', 'DISCONNECTED',"
-                    " true, false, :now)"
-                ),
-                {"account": account, "now": utcnow()},
-            )
+            await downgrade(connection, "0001")
+            assert "dmarc_correct" not in await columns(connection, "mailboxes")
+            await old_mailbox(connection, await old_account(connection), dkim_correct=False)
     finally:
         async with engine.begin() as connection:  # back to head whatever happened: later tests need it
-            await connection.run_sync(_migrate(command.upgrade, "head"))
+            await upgrade(connection)
     try:
         async with engine.connect() as connection:
             mailbox = (await connection.execute(select(Mailbox))).one()

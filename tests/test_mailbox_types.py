@@ -8,10 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-from alembic import command
-from sqlalchemy import inspect, select, text
+from sqlalchemy import select
 
-from m365connect.db.base import utcnow
 from m365connect.db.engine import create_engine
 from m365connect.mailboxes.models import Mailbox
 from m365connect.simulator import FakeMicrosoft
@@ -19,7 +17,7 @@ from m365connect.state import AppState
 from tests import scenario_values as sv
 from tests.factories import MAILBOXES, bulk, create_credential
 from tests.helpers import headers
-from tests.test_dmarc_migration import _migrate
+from tests.migration_steps import columns, downgrade, old_account, old_mailbox, upgrade
 
 KINDS = [
     "jim@contoso.com",  # user mailbox
@@ -105,26 +103,12 @@ async def test_rows_from_before_migration_0003_read_null_and_the_downgrade_drops
     engine = create_engine(database_url)
     try:
         async with engine.begin() as connection:
-            await connection.run_sync(_migrate(command.downgrade, "0002"))
-            columns = await connection.run_sync(
-                lambda sync: {c["name"] for c in inspect(sync).get_columns("mailboxes")}
-            )
-            assert "mailbox_type" not in columns
-            account = await connection.scalar(
-                text("INSERT INTO accounts (name, created_at) VALUES ('acme', :now) RETURNING id"),
-                {"now": utcnow()},
-            )
-            await connection.execute(
-                text(
-                    "INSERT INTO mailboxes (account_id, email, microsoft_user_id, status, spf_correct,"
-                    " dkim_correct, connected_at) VALUES (:account, 'old@contoso.com', 'u-1', 'DISCONNECTED',"
-                    " true, true, :now)"
-                ),
-                {"account": account, "now": utcnow()},
-            )
+            await downgrade(connection, "0002")
+            assert "mailbox_type" not in await columns(connection, "mailboxes")
+            await old_mailbox(connection, await old_account(connection), dkim_correct=True)
     finally:
         async with engine.begin() as connection:  # back to head whatever happened: later tests need it
-            await connection.run_sync(_migrate(command.upgrade, "head"))
+            await upgrade(connection)
     try:
         async with engine.connect() as connection:
             assert (await connection.execute(select(Mailbox.mailbox_type))).scalar_one() is None
