@@ -3,12 +3,13 @@ as an older revision's schema held them (raw SQL: the models describe the newest
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 from alembic import command
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from m365connect.db.base import utcnow
 from m365connect.db.migrate import alembic_config
@@ -31,6 +32,19 @@ async def downgrade(connection: AsyncConnection, revision: str) -> None:
 async def upgrade(connection: AsyncConnection, revision: str = "head") -> None:
     """Migrate up to `revision` on this connection."""
     await connection.run_sync(_run(command.upgrade, revision))
+
+
+@asynccontextmanager
+async def at_revision(engine: AsyncEngine, revision: str) -> AsyncIterator[AsyncConnection]:
+    """A connection in a transaction on the database migrated down to `revision` (committed when the block
+    ends); afterwards the database is back at head whatever happened, as the next tests need it."""
+    try:
+        async with engine.begin() as connection:
+            await downgrade(connection, revision)
+            yield connection
+    finally:
+        async with engine.begin() as connection:
+            await upgrade(connection)
 
 
 async def columns(connection: AsyncConnection, table: str) -> set[str]:

@@ -10,7 +10,7 @@ from sqlalchemy import select, text
 from m365connect.credentials.models import GraphCredential
 from m365connect.credentials.service import to_read
 from m365connect.db.engine import create_engine
-from tests.migration_steps import columns, downgrade, old_account, old_credential, upgrade
+from tests.migration_steps import at_revision, columns, downgrade, old_account, old_credential, upgrade
 
 NEW_COLUMNS = {"credential_type", "certificate_thumbprint"}
 
@@ -18,8 +18,7 @@ NEW_COLUMNS = {"credential_type", "certificate_thumbprint"}
 async def test_old_rows_are_secrets_and_the_downgrade_protects_certificates(database_url: str) -> None:
     engine = create_engine(database_url)
     try:
-        async with engine.begin() as connection:
-            await downgrade(connection, "0004")
+        async with at_revision(engine, "0004") as connection:
             assert not NEW_COLUMNS & await columns(connection, "graph_credentials")
             await old_credential(connection, await old_account(connection))
             await upgrade(connection)
@@ -43,6 +42,4 @@ async def test_old_rows_are_secrets_and_the_downgrade_protects_certificates(data
             await downgrade(connection, "0004")
             assert not NEW_COLUMNS & await columns(connection, "graph_credentials")
     finally:
-        async with engine.begin() as connection:  # back to head whatever happened: later tests need it
-            await upgrade(connection)
         await engine.dispose()

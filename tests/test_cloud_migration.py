@@ -7,14 +7,13 @@ from sqlalchemy import select
 from m365connect.credentials.models import GraphCredential
 from m365connect.credentials.service import to_read
 from m365connect.db.engine import create_engine
-from tests.migration_steps import columns, downgrade, old_account, old_credential, upgrade
+from tests.migration_steps import at_revision, columns, downgrade, old_account, old_credential, upgrade
 
 
 async def test_rows_from_before_read_global_and_the_downgrade_drops_the_column(database_url: str) -> None:
     engine = create_engine(database_url)
     try:
-        async with engine.begin() as connection:
-            await downgrade(connection, "0003")
+        async with at_revision(engine, "0003") as connection:
             assert "cloud" not in await columns(connection, "graph_credentials")
             await old_credential(connection, await old_account(connection))
             await upgrade(connection)
@@ -24,6 +23,4 @@ async def test_rows_from_before_read_global_and_the_downgrade_drops_the_column(d
             await downgrade(connection, "0003")
             assert "cloud" not in await columns(connection, "graph_credentials")
     finally:
-        async with engine.begin() as connection:  # back to head whatever happened: later tests need it
-            await upgrade(connection)
         await engine.dispose()

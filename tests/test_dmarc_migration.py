@@ -11,19 +11,14 @@ from m365connect.mailboxes.service import to_read
 from m365connect.state import AppState
 from tests.factories import MAILBOXES, bulk, create_credential
 from tests.helpers import headers
-from tests.migration_steps import columns, downgrade, old_account, old_mailbox, upgrade
+from tests.migration_steps import at_revision, columns, old_account, old_mailbox
 
 
 async def test_rows_from_before_read_null_and_the_downgrade_drops_the_column(database_url: str) -> None:
     engine = create_engine(database_url)
-    try:
-        async with engine.begin() as connection:
-            await downgrade(connection, "0001")
-            assert "dmarc_correct" not in await columns(connection, "mailboxes")
-            await old_mailbox(connection, await old_account(connection), dkim_correct=False)
-    finally:
-        async with engine.begin() as connection:  # back to head whatever happened: later tests need it
-            await upgrade(connection)
+    async with at_revision(engine, "0001") as connection:
+        assert "dmarc_correct" not in await columns(connection, "mailboxes")
+        await old_mailbox(connection, await old_account(connection), dkim_correct=False)
     try:
         async with engine.connect() as connection:
             mailbox = (await connection.execute(select(Mailbox))).one()

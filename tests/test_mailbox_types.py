@@ -17,7 +17,7 @@ from m365connect.state import AppState
 from tests import scenario_values as sv
 from tests.factories import MAILBOXES, bulk, create_credential
 from tests.helpers import headers
-from tests.migration_steps import columns, downgrade, old_account, old_mailbox, upgrade
+from tests.migration_steps import at_revision, columns, old_account, old_mailbox
 
 KINDS = [
     "jim@contoso.com",  # user mailbox
@@ -101,14 +101,9 @@ async def test_rows_from_before_migration_0003_read_null_and_the_downgrade_drops
     database_url: str,
 ) -> None:
     engine = create_engine(database_url)
-    try:
-        async with engine.begin() as connection:
-            await downgrade(connection, "0002")
-            assert "mailbox_type" not in await columns(connection, "mailboxes")
-            await old_mailbox(connection, await old_account(connection), dkim_correct=True)
-    finally:
-        async with engine.begin() as connection:  # back to head whatever happened: later tests need it
-            await upgrade(connection)
+    async with at_revision(engine, "0002") as connection:
+        assert "mailbox_type" not in await columns(connection, "mailboxes")
+        await old_mailbox(connection, await old_account(connection), dkim_correct=True)
     try:
         async with engine.connect() as connection:
             assert (await connection.execute(select(Mailbox.mailbox_type))).scalar_one() is None
