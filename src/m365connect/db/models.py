@@ -5,8 +5,9 @@ from __future__ import annotations
 from m365connect.accounts.models import Account, ApiKey
 from m365connect.credentials.models import GraphCredential
 from m365connect.db.base import Base
+from m365connect.events.models import Event
 from m365connect.mailboxes.models import Mailbox
 
 metadata = Base.metadata
 
-__all__ = ["Account", "ApiKey", "GraphCredential", "Mailbox", "metadata"]
+__all__ = ["Account", "ApiKey", "Event", "GraphCredential", "Mailbox", "metadata"]
