@@ -26,3 +26,9 @@ FUTURE = "2030-01-31T23:59:59Z"
 
 # The certificate app (keyCredentials only; keys in examples/certificates/, test keys).
 CERTIFICATE_APP = "8c4a1f2e-6b3d-4f7a-9e5c-2d1b7a3f6e08"
+
+# Tailwind Traders: a GCC High (usgov) tenant whose domain publishes the usgov SPF include and DKIM targets.
+TAILWIND_TENANT = "9c4e2b7d-3a5f-4e8c-b1d6-5f2a8c0e7b19"
+TAILWIND_APP = "a1d5c3e9-7b2f-4a6d-8e0c-3f9b1d7a5c42"
+TAILWIND_SECRET = "Wp8Q~t4ilwind.Gov.Secret_8uJm2Nb5Vc7Xz"
+TAILWIND_MAILBOX = "dwight@tailwindtraders.us"

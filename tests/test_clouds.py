@@ -185,3 +185,51 @@ async def test_other_unknown_patch_fields_stay_ignored(client: httpx.AsyncClient
     assert only_unknown.json()["detail"].startswith("Send at least one of 'name'")
     assert renamed.status_code == 200, renamed.text
     assert renamed.json()["name"] == "renamed"
+
+
+def _verdict(item: dict[str, object]) -> tuple[object, ...]:
+    flags = item["deliverability"]
+    assert isinstance(flags, dict)
+    return tuple(flags[f"{check}_reason"] for check in ("spf", "dkim", "dmarc"))
+
+
+async def test_a_usgov_domain_is_checked_against_the_usgov_include_and_dkim_targets(
+    client: httpx.AsyncClient, api_key: str
+) -> None:
+    """Tailwind Traders publishes include:spf.protection.office365.us and DKIM CNAMEs into its
+    .onmicrosoft.us initial domain: correct for its usgov credential."""
+    created = await create_credential(
+        client,
+        api_key=api_key,
+        cloud="usgov",
+        tenant_id=sv.TAILWIND_TENANT,
+        client_id=sv.TAILWIND_APP,
+        client_secret=sv.TAILWIND_SECRET,
+    )
+
+    response = await bulk(client, api_key=api_key, emails=[sv.TAILWIND_MAILBOX])
+
+    assert response.status_code == 201, response.text
+    item = response.json()[0]
+    assert item["success"] is True, item
+    assert _verdict(item) == ("ok", "ok", "ok")
+    assert {k: v for k, v in item["deliverability"].items() if k.endswith("_correct")} == {
+        "spf_correct": True,
+        "dkim_correct": True,
+        "dmarc_correct": True,
+    }
+    assert created["cloud"] == "usgov"
+
+
+@pytest.mark.usefixtures("contoso_in_usgov")
+async def test_a_usgov_tenant_with_the_global_records_gets_the_usgov_verdict(
+    client: httpx.AsyncClient, api_key: str
+) -> None:
+    """contoso.com publishes the global include and DKIM targets: wrong for a GCC High tenant's mail."""
+    await create_credential(client, api_key=api_key, cloud="usgov")
+
+    response = await bulk(client, api_key=api_key, emails=["jim@contoso.com"])
+
+    item = response.json()[0]
+    assert item["success"] is True, item
+    assert _verdict(item) == ("no_microsoft_include", "cname_not_microsoft", "ok")

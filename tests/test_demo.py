@@ -69,6 +69,9 @@ def _assert_results(output: str) -> None:
     assert _row(output, "nellie@tailspintoys.com")[1:4] == ["connected", "no", "yes"]
     assert _row(output, "stanley@fourthcoffee.com")[1:4] == ["connected", "yes", "no"]
     assert _row(output, "meredith@broken.example")[1:4] == ["connected", "no", "no"]
+    # A GCC High (usgov) credential: its domain publishes the usgov SPF include and DKIM targets.
+    assert f"(tenant {sv.TAILWIND_TENANT}): 1 of 2 connected" in output
+    assert _row(output, sv.TAILWIND_MAILBOX)[1:5] == ["connected", "yes", "yes", "yes"]
     # Why each "no" is a no, per domain: a DNS failure is told apart from a wrong record.
     words = " ".join(output.split())
     assert "tailspintoys.com: SPF no_record, DMARC no_record" in words
@@ -117,9 +120,9 @@ def test_demo_serves_until_ctrl_c_and_its_printed_commands_work(
 
     with httpx.Client(base_url=url.group(1), headers={"x-api-key": key.group(1)}, timeout=10) as http:
         credentials = http.get("/rest/v2/mailboxes/microsoft/credentials").json()["credentials"]
-        assert [c["client_id"] for c in credentials] == [sv.WORKING_APP, sv.FABRIKAM_APP]
+        assert [c["client_id"] for c in credentials] == [sv.WORKING_APP, sv.FABRIKAM_APP, sv.TAILWIND_APP]
         mailboxes = http.get("/rest/v2/mailboxes/microsoft").json()
-        assert mailboxes["pagination_data"]["total_elements"] == 6 + 10
+        assert mailboxes["pagination_data"]["total_elements"] == 6 + 10 + 1
     command = shlex.split(connect.group(1))
     assert command[0] == str(EXECUTABLE)  # not a bare `m365connect`: the venv is not on PATH
     tried = subprocess.run(
@@ -179,7 +182,8 @@ def test_the_packaged_scenario_is_the_documented_example() -> None:
 
 def test_the_plan_uses_each_tenants_working_app_and_all_its_users() -> None:
     scenario = load_packaged_scenario()
-    contoso, fabrikam = plan(scenario)
+    contoso, fabrikam, tailwind = plan(scenario)
+    assert (tailwind.cloud, tailwind.client_id) == ("usgov", sv.TAILWIND_APP)
     assert (contoso.client_id, contoso.client_secret) == (sv.WORKING_APP, sv.WORKING_SECRET)
     assert (fabrikam.client_id, fabrikam.client_secret) == (sv.FABRIKAM_APP, sv.FABRIKAM_SECRET)
     assert len(contoso.addresses) == len(scenario.tenants[0].users) + 2  # an alias and an unknown address

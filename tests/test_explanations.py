@@ -121,3 +121,39 @@ def test_each_explanation_has_a_meaning_and_a_fix_that_uses_what_is_known(code: 
 
 def test_an_unknown_code_says_so() -> None:
     assert explain("SOMETHING_NEW") == "Unknown code SOMETHING_NEW: see docs/api.md."
+
+
+def test_the_spf_and_dkim_tables_agree_with_the_checker() -> None:
+    from m365connect.deliverability.clouds import MAIL_CLOUDS
+    from m365connect.explanations import DKIM_TARGETS, SPF_INCLUDES
+
+    assert {c: r.spf_include.to_text(omit_final_dot=True) for c, r in MAIL_CLOUDS.items()} == dict(
+        SPF_INCLUDES
+    )
+    assert set(DKIM_TARGETS) == set(MAIL_CLOUDS)
+    for cloud, target in DKIM_TARGETS.items():  # the initial domain named is one the checker accepts
+        initial = target.split(" ")[0].replace("<tenant>", "contoso")
+        assert MAIL_CLOUDS[cloud].dkim_target.match(f"selector1-contoso-com._domainkey.{initial}"), cloud
+
+
+@pytest.mark.parametrize(
+    ("cloud", "include", "dkim"),
+    [
+        ("global", "spf.protection.outlook.com", "onmicrosoft.com"),
+        ("usgov", "spf.protection.office365.us", "onmicrosoft.us"),
+        ("usgov-dod", "spf.protection.office365.us", "onmicrosoft.us"),
+        ("china", "spf.protection.partner.outlook.cn", "partner.onmschina.cn"),
+    ],
+)
+def test_the_spf_and_dkim_fixes_name_what_the_credentials_cloud_publishes(
+    cloud: str, include: str, dkim: str
+) -> None:
+    spf = explain("SPF no_microsoft_include", Context(cloud=cloud))
+    assert f"include:{include} " in spf
+    others = {
+        "spf.protection.outlook.com",
+        "spf.protection.office365.us",
+        "spf.protection.partner.outlook.cn",
+    }
+    assert not {other for other in others - {include} if other in spf}
+    assert f"<tenant>.{dkim}" in explain("DKIM cname_not_microsoft", Context(cloud=cloud))

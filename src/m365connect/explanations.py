@@ -29,6 +29,25 @@ CONSENT_LOGIN_URLS = MappingProxyType(
     }
 )
 DEFAULT_LOGIN_URL = CONSENT_LOGIN_URLS[DEFAULT_CLOUD]
+# What a domain publishes for a tenant of each cloud: the SPF include and where the DKIM CNAMEs point. A copy
+# of deliverability/clouds.py's table, for the same reason (tests/test_explanations.py checks they agree).
+SPF_INCLUDES = MappingProxyType(
+    {
+        "global": "spf.protection.outlook.com",
+        "usgov": "spf.protection.office365.us",
+        "usgov-dod": "spf.protection.office365.us",
+        "china": "spf.protection.partner.outlook.cn",
+    }
+)
+DKIM_TARGETS = MappingProxyType(
+    {
+        "global": "<tenant>.onmicrosoft.com (or, for domains added since May 2025, "
+        "<tenant>.<partition>-v1.dkim.mail.microsoft)",
+        "usgov": "<tenant>.onmicrosoft.us",
+        "usgov-dod": "<tenant>.onmicrosoft.us",
+        "china": "<tenant>.partner.onmschina.cn",
+    }
+)
 REQUIRED_PERMISSIONS = ("User.Read.All", "Mail.Send")
 
 
@@ -38,6 +57,7 @@ class Where(StrEnum):
     ITEM = "per-item `error` of POST /bulk"
     CODE_422 = '422 `{"message": CODE}`'
     STATUS = "HTTP status (generic error body)"
+    REASON = "reason of a false deliverability flag (`spf_reason`, `dkim_reason`)"
 
 
 @dataclass(frozen=True)
@@ -57,7 +77,8 @@ class Context:
 @dataclass(frozen=True)
 class Explanation:
     """One code: what it means and how to fix it (`fix` may name {mailbox_email}, {primary_email},
-    {tenant_id}, {client_id}, {credential_id} and {consent_url})."""
+    {tenant_id}, {client_id}, {credential_id}, {consent_url}, and the cloud's {spf_include} and
+    {dkim_target})."""
 
     code: ErrorCode | str  # an ErrorCode, or an HTTP status such as "401"
     where: Where
@@ -99,6 +120,8 @@ def _values(context: Context, *, missing: str) -> dict[str, str]:
         "consent_url": admin_consent_url(
             tenant_id=tenant, client_id=client, login_url=context.login_url, cloud=context.cloud
         ),
+        "spf_include": SPF_INCLUDES.get(context.cloud, SPF_INCLUDES[DEFAULT_CLOUD]),
+        "dkim_target": DKIM_TARGETS.get(context.cloud, DKIM_TARGETS[DEFAULT_CLOUD]),
     }
 
 
@@ -318,6 +341,24 @@ _ENTRIES = (
         "The account has no valid credential.",
         "Add one (`m365connect credentials add`) or rotate an expired one's secret.",
     ),
+    # ------------------------------------------------------------------ deliverability reasons
+    Explanation(
+        "SPF no_microsoft_include",
+        Where.REASON,
+        "The domain's SPF record does not authorise Microsoft 365 of the credential's cloud: its include "
+        "is not reached with a pass qualifier (a national cloud has its own include).",
+        "Add `include:{spf_include}` before the `all` of the domain's SPF record, for example "
+        "`v=spf1 include:{spf_include} -all`.",
+    ),
+    Explanation(
+        "DKIM cname_not_microsoft",
+        Where.REASON,
+        "A selector1/selector2 DKIM CNAME does not point to Microsoft's target for this domain in the "
+        "credential's cloud (copied from another domain, or another cloud's form).",
+        "Point selectorN._domainkey.<domain> at selectorN-<domain with dashes>._domainkey under "
+        "{dkim_target}; `Get-DkimSigningConfig -Identity <domain> | Format-List Selector1CNAME, "
+        "Selector2CNAME` in Exchange Online PowerShell shows the exact values.",
+    ),
     # ------------------------------------------------------------------ HTTP statuses
     Explanation(
         "400",
@@ -416,7 +457,11 @@ def render_markdown() -> str:
         "the {placeholders} it knows (the consent URL of a `global` credential starts with "
         "`M365CONNECT_LOGIN_URL`; that of a national-cloud credential with its cloud's login host: "
         "`https://login.microsoftonline.us` for `usgov` and `usgov-dod`, "
-        "`https://login.partner.microsoftonline.cn` for `china`).",
+        "`https://login.partner.microsoftonline.cn` for `china`). The SPF include named is the "
+        "credential's cloud's: `spf.protection.outlook.com` for `global` (shown below), "
+        "`spf.protection.office365.us` for `usgov` and `usgov-dod`, `spf.protection.partner.outlook.cn` "
+        "for `china`; the DKIM targets are under `<tenant>.onmicrosoft.us` and "
+        "`<tenant>.partner.onmschina.cn` there (docs/deliverability.md).",
     ]
     for where in Where:
         lines += ["", f"## {where.value}", "", "| code | meaning | fix |", "|---|---|---|"]

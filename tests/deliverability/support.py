@@ -20,6 +20,9 @@ MICROSOFT_ZONES = {
             'spfd.protection TXT "v=spf1 ip6:2a01:111:f403::/48 -all"',
         ]
     ),
+    # The national clouds' includes (GCC High and DoD; 21Vianet), with documentation ranges.
+    "office365.us": '$TTL 3600\nspf.protection TXT "v=spf1 ip4:192.0.2.0/24 -all"\n',
+    "partner.outlook.cn": '$TTL 3600\nspf.protection TXT "v=spf1 ip4:198.51.100.0/24 -all"\n',
 }
 MICROSOFT_IP = "40.92.0.1"
 OTHER_IP = "203.0.113.77"

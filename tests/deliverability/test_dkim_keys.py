@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from m365connect.deliverability.clouds import MAIL_CLOUDS, mail_cloud
 from m365connect.deliverability.dkim import is_microsoft_target, parse_tags, rsa_key_bits
 
 
@@ -61,7 +62,42 @@ from m365connect.deliverability.dkim import is_microsoft_target, parse_tags, rsa
     ],
 )
 def test_microsoft_targets(target: str, selector: str, domain: str, expected: bool) -> None:
-    assert is_microsoft_target(target, selector, domain) is expected
+    pattern = MAIL_CLOUDS["global"].dkim_target
+    assert is_microsoft_target(target, selector, domain, pattern=pattern) is expected
+
+
+# Each cloud's initial domain: <tenant>.onmicrosoft.com, .onmicrosoft.us (GCC High, DoD),
+# .partner.onmschina.cn (21Vianet); the May 2025 dkim.mail.microsoft form is documented for global only.
+_CLOUD_TARGETS = {
+    "com": "selector1-contoso-com._domainkey.contoso.onmicrosoft.com",
+    "new": "selector1-contoso-com._domainkey.contoso.n-v1.dkim.mail.microsoft",
+    "us": "selector1-contoso-com._domainkey.contoso.onmicrosoft.us",
+    "cn": "selector1-contoso-com._domainkey.contoso.partner.onmschina.cn",
+}
+
+
+@pytest.mark.parametrize(
+    ("cloud", "accepted"),
+    [
+        ("global", {"com", "new"}),
+        ("usgov", {"us"}),
+        ("usgov-dod", {"us"}),
+        ("china", {"cn"}),
+    ],
+)
+def test_each_cloud_accepts_its_own_dkim_targets_only(cloud: str, accepted: set[str]) -> None:
+    pattern = mail_cloud(cloud).dkim_target
+    found = {
+        form
+        for form, target in _CLOUD_TARGETS.items()
+        if is_microsoft_target(target, "selector1", "contoso.com", pattern=pattern)
+    }
+    assert found == accepted
+
+
+def test_an_unknown_cloud_is_refused() -> None:
+    with pytest.raises(ValueError, match="mars"):
+        mail_cloud("mars")
 
 
 def test_tags_parse_with_whitespace_and_trailing_semicolon() -> None:

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 
 from m365connect.client.errors import ApiError, CodeError, ServiceUnreachable
-from m365connect.explanations import Context
+from m365connect.explanations import DEFAULT_CLOUD, Context
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 BASE = "/rest/v2/mailboxes/microsoft"
@@ -133,26 +133,50 @@ class ServiceClient:
         return credentials
 
     def add_credential(
-        self, *, tenant_id: str, client_id: str, client_secret: str, secret_expires_at: str, name: str | None
+        self,
+        *,
+        tenant_id: str,
+        client_id: str,
+        client_secret: str | None = None,
+        secret_expires_at: str | None = None,
+        name: str | None = None,
+        cloud: str = DEFAULT_CLOUD,
+        certificate: str | None = None,
+        certificate_password: str | None = None,
     ) -> dict[str, Any]:
-        """Verify and store an app registration; the stored credential."""
-        body = {
-            "tenant_id": tenant_id,
-            "client_id": client_id,
-            "client_secret": client_secret,
-            "secret_expires_at": secret_expires_at,
-        }
+        """Verify and store an app registration (a secret, or a certificate: PEM text or base64 PKCS#12);
+        the stored credential."""
+        body = {"tenant_id": tenant_id, "client_id": client_id, "cloud": cloud}
+        body.update(
+            _secret_fields(
+                client_secret=client_secret,
+                secret_expires_at=secret_expires_at,
+                certificate=certificate,
+                certificate_password=certificate_password,
+            )
+        )
         if name is not None:
             body["name"] = name
-        context = Context(tenant_id=tenant_id, client_id=client_id)
+        context = Context(tenant_id=tenant_id, client_id=client_id, cloud=cloud)
         created: dict[str, Any] = self._json("POST", f"{BASE}/credentials", json=body, context=context)
         return created
 
     def rotate_credential(
-        self, credential_id: int, *, client_secret: str, secret_expires_at: str
+        self,
+        credential_id: int,
+        *,
+        client_secret: str | None = None,
+        secret_expires_at: str | None = None,
+        certificate: str | None = None,
+        certificate_password: str | None = None,
     ) -> dict[str, Any]:
-        """Replace a credential's secret (verified first); the credential."""
-        body = {"client_secret": client_secret, "secret_expires_at": secret_expires_at}
+        """Replace a credential's secret or certificate (verified first); the credential."""
+        body = _secret_fields(
+            client_secret=client_secret,
+            secret_expires_at=secret_expires_at,
+            certificate=certificate,
+            certificate_password=certificate_password,
+        )
         rotated: dict[str, Any] = self._json("PATCH", f"{BASE}/credentials/{credential_id}", json=body)
         return rotated
 
@@ -196,6 +220,23 @@ class ServiceClient:
         if response.is_success:
             return response
         raise _error_of(response, context)
+
+
+def _secret_fields(
+    *,
+    client_secret: str | None,
+    secret_expires_at: str | None,
+    certificate: str | None,
+    certificate_password: str | None,
+) -> dict[str, str]:
+    """The body fields that are given (the service says which combinations it accepts)."""
+    fields = {
+        "client_secret": client_secret,
+        "secret_expires_at": secret_expires_at,
+        "certificate": certificate,
+        "certificate_password": certificate_password,
+    }
+    return {name: value for name, value in fields.items() if value is not None}
 
 
 def _error_of(response: httpx.Response, context: Context | None) -> ApiError:

@@ -13,7 +13,7 @@ from rich.text import Text
 
 from m365connect.client.http import ItemResult
 from m365connect.codes import ErrorCode
-from m365connect.explanations import EXPLANATIONS, Context, explain
+from m365connect.explanations import DEFAULT_CLOUD, EXPLANATIONS, Context, explain
 
 MAX_FIXES_PER_CODE = 5
 
@@ -68,10 +68,10 @@ def results_table(
     return table
 
 
-def print_results(console: Console, results: Sequence[ItemResult]) -> None:
-    """The results table, then why each domain's "no" is a no; on a terminal too narrow for the explanation
-    column (80 columns with long addresses), the table without it and each failure's meaning below,
-    wrapped, so nothing is cut off."""
+def print_results(console: Console, results: Sequence[ItemResult], *, cloud: str = DEFAULT_CLOUD) -> None:
+    """The results table, then why each domain's "no" is a no (the fixes name what `cloud`, the
+    credential's, publishes); on a terminal too narrow for the explanation column (80 columns with long
+    addresses), the table without it and each failure's meaning below, wrapped, so nothing is cut off."""
     table = results_table(results)
     # Measured unbounded: a measurement within the console's width is clamped to it.
     needed = Measurement.get(console, console.options.update_width(10_000), table).minimum
@@ -82,25 +82,29 @@ def print_results(console: Console, results: Sequence[ItemResult]) -> None:
         for item in results:
             if item.error is not None:
                 console.print(Text.assemble((item.email, "bold"), f" {item.error}: ", meaning(item)))
-    reasons = deliverability_reasons(results)
+    reasons = deliverability_reasons(results, cloud=cloud)
     if reasons:
         console.print(Text("Why SPF, DKIM or DMARC is not correct (docs/deliverability.md):", style="bold"))
         for line in reasons:
             console.print(line)
 
 
-def deliverability_reasons(results: Sequence[ItemResult]) -> list[Text]:
+def deliverability_reasons(results: Sequence[ItemResult], *, cloud: str = DEFAULT_CLOUD) -> list[Text]:
     """One line per domain whose SPF, DKIM or DMARC is not correct, with the reasons the service gave:
-    `dns_error` (the lookup failed; the record may be fine) is told apart from a wrong record."""
+    `dns_error` (the lookup failed; the record may be fine) is told apart from a wrong record. A reason
+    with an explanation is followed by its fix for `cloud` (the right SPF include, the DKIM target)."""
     by_domain: dict[str, list[str]] = {}
     for item in results:
         checks = (("SPF", item.spf_reason), ("DKIM", item.dkim_reason), ("DMARC", item.dmarc_reason))
         problems = [f"{name} {reason}" for name, reason in checks if reason not in (None, "ok")]
         if problems:
             by_domain.setdefault(item.email.rpartition("@")[2].lower(), problems)
-    return [
-        Text.assemble((domain, "bold"), ": ", ", ".join(problems)) for domain, problems in by_domain.items()
-    ]
+    context = Context(cloud=cloud)
+    lines: list[Text] = []
+    for domain, problems in by_domain.items():
+        fixes = [f"{p}: {EXPLANATIONS[p].render_fix(context)}" for p in problems if p in EXPLANATIONS]
+        lines.append(Text.assemble((domain, "bold"), ": ", ", ".join(problems), *(f"\n  {f}" for f in fixes)))
+    return lines
 
 
 def summary_table(results: Sequence[ItemResult]) -> Table:

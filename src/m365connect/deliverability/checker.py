@@ -13,6 +13,7 @@ import dns.exception
 import dns.name
 import dns.rdatatype
 
+from m365connect.deliverability.clouds import DEFAULT_CLOUD, MailCloud, mail_cloud
 from m365connect.deliverability.dkim import check_dkim
 from m365connect.deliverability.dmarc import check_dmarc
 from m365connect.deliverability.observer import DnsObserver, LookupOutcome, NoDnsObserver
@@ -67,17 +68,19 @@ class DeliverabilityChecker:
         self._resolver = resolver
         self._observer: DnsObserver = observer or NoDnsObserver()
 
-    async def check_domain(self, domain: str) -> DomainDeliverability:
-        """Check one domain; DNS failures make a flag false with reason "dns_error", never raise."""
-        return await _Lookups(self._resolver, self._observer).check_domain(domain)
+    async def check_domain(self, domain: str, *, cloud: str = DEFAULT_CLOUD) -> DomainDeliverability:
+        """Check one domain for a tenant of `cloud` (its SPF include and DKIM targets); DNS failures make
+        a flag false with reason "dns_error", never raise. ValueError for an unknown cloud."""
+        return await _Lookups(self._resolver, self._observer, mail_cloud(cloud)).check_domain(domain)
 
     async def check_domains(
-        self, domains: Iterable[str], *, concurrency: int = 20
+        self, domains: Iterable[str], *, cloud: str = DEFAULT_CLOUD, concurrency: int = 20
     ) -> dict[str, DomainDeliverability]:
-        """Check each distinct domain once, at most `concurrency` at a time; keys are the inputs as given."""
+        """Check each distinct domain once for a tenant of `cloud`, at most `concurrency` at a time; keys
+        are the inputs as given. The verdicts hold for that cloud only: a call checks one cloud."""
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
-        lookups = _Lookups(self._resolver, self._observer)
+        lookups = _Lookups(self._resolver, self._observer, mail_cloud(cloud))
         inputs = list(dict.fromkeys(domains))
         distinct = list(dict.fromkeys(normalize_domain(domain) or domain for domain in inputs))
         semaphore = asyncio.Semaphore(concurrency)
@@ -91,9 +94,10 @@ class DeliverabilityChecker:
 
 
 class _Lookups:
-    """The DNS lookups of one check: a cache of their own and the queries in flight, shared."""
+    """The DNS lookups of one check for one cloud: a cache of their own and the queries in flight, shared."""
 
-    def __init__(self, resolver: dns.asyncresolver.Resolver, observer: DnsObserver) -> None:
+    def __init__(self, resolver: dns.asyncresolver.Resolver, observer: DnsObserver, cloud: MailCloud) -> None:
+        self._cloud = cloud
         # A shallow copy, so the cache is this check's and the shared resolver is left as it was.
         self._resolver = copy.copy(resolver)
         self._resolver.cache = CappedLRUCache()
@@ -110,8 +114,8 @@ class _Lookups:
             return DomainDeliverability.from_reasons(spf=invalid, dkim=invalid, dmarc=invalid)
         name = dns.name.from_text(normalized)
         spf, dkim, dmarc = await asyncio.gather(
-            _within_budget(check_spf(self._lookup, name)),
-            _within_budget(check_dkim(self._lookup, name)),
+            _within_budget(check_spf(self._lookup, name, microsoft_include=self._cloud.spf_include)),
+            _within_budget(check_dkim(self._lookup, name, pattern=self._cloud.dkim_target)),
             _within_budget(check_dmarc(self._lookup, name)),
         )
         return DomainDeliverability.from_reasons(spf=spf, dkim=dkim, dmarc=dmarc)

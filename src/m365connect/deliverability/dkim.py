@@ -21,12 +21,6 @@ from m365connect.deliverability.resolver import DnsError, Records
 SELECTORS = ("selector1", "selector2")
 MIN_KEY_BITS = 1024
 _MAX_LABEL = 63
-# Microsoft's targets: selectorN-<domain-with-dashes>._domainkey. then <tenant>.onmicrosoft.com (old form)
-# or <tenant-prefix>.<partition>-v<N>.dkim.mail.microsoft (new form, May 2025).
-_MICROSOFT_TARGET = re.compile(
-    r"^(?P<selector>selector[12])-(?P<label>[a-z0-9-]+)\._domainkey\."
-    r"(?:[a-z0-9-]+\.onmicrosoft\.com|[a-z0-9-]+\.[a-z0-9]+-v[0-9]+\.dkim\.mail\.microsoft)$"
-)
 _TAG_NAME = re.compile(r"^[a-zA-Z][a-zA-Z0-9_]*$")
 # The order in which key problems are reported when no selector has a usable key.
 _KEY_PROBLEMS = ("dns_error", "key_revoked", "key_too_small", "key_invalid")
@@ -42,9 +36,10 @@ class _Selector:
     key: str | None = None  # "ok", "no_key", "key_revoked", "key_too_small", "key_invalid", "dns_error"
 
 
-def is_microsoft_target(target: str, selector: str, domain: str) -> bool:
-    """Whether a CNAME target is Microsoft's for this selector and domain (case-insensitive)."""
-    match = _MICROSOFT_TARGET.match(target.lower().removesuffix("."))
+def is_microsoft_target(target: str, selector: str, domain: str, *, pattern: re.Pattern[str]) -> bool:
+    """Whether a CNAME target is Microsoft's for this selector and domain (case-insensitive); `pattern`
+    is the target form of the sending tenant's cloud (deliverability/clouds.py)."""
+    match = pattern.match(target.lower().removesuffix("."))
     if match is None or match["selector"] != selector:
         return False
     expected = f"{selector}-{domain.replace('.', '-')}"
@@ -120,7 +115,9 @@ def rsa_key_bits(data: str) -> int | None:
     return key.key_size if isinstance(key, rsa.RSAPublicKey) else None
 
 
-async def _check_selector(lookup: Lookup, domain: dns.name.Name, selector: str) -> _Selector:
+async def _check_selector(
+    lookup: Lookup, domain: dns.name.Name, selector: str, pattern: re.Pattern[str]
+) -> _Selector:
     """One selector: its CNAME and, behind a Microsoft CNAME, the key record.
 
     One TXT query at the selector name suffices: the resolver follows the CNAME and returns it with the
@@ -134,16 +131,18 @@ async def _check_selector(lookup: Lookup, domain: dns.name.Name, selector: str) 
     try:
         chained = await lookup(name, dns.rdatatype.TXT)
     except DnsError:
-        return await _check_selector_stepwise(lookup, domain, selector, name)
+        return await _check_selector_stepwise(lookup, domain, selector, name, pattern)
     if chained.cname is None:
         return _Selector("missing")
-    if not is_microsoft_target(chained.cname.to_text(), selector, domain.to_text(omit_final_dot=True)):
+    if not is_microsoft_target(
+        chained.cname.to_text(), selector, domain.to_text(omit_final_dot=True), pattern=pattern
+    ):
         return _Selector("not_microsoft")
     return _Selector("ok", key_state(chained))
 
 
 async def _check_selector_stepwise(
-    lookup: Lookup, domain: dns.name.Name, selector: str, name: dns.name.Name
+    lookup: Lookup, domain: dns.name.Name, selector: str, name: dns.name.Name, pattern: re.Pattern[str]
 ) -> _Selector:
     """The selector's CNAME query, then the key query at its target."""
     try:
@@ -152,7 +151,9 @@ async def _check_selector_stepwise(
         if not cnames:
             return _Selector("missing")
         target = cnames[0].target
-        if not is_microsoft_target(target.to_text(), selector, domain.to_text(omit_final_dot=True)):
+        if not is_microsoft_target(
+            target.to_text(), selector, domain.to_text(omit_final_dot=True), pattern=pattern
+        ):
             return _Selector("not_microsoft")
     except DnsError:
         return _Selector("dns_error")
@@ -162,9 +163,10 @@ async def _check_selector_stepwise(
         return _Selector("ok", "dns_error")
 
 
-async def check_dkim(lookup: Lookup, domain: dns.name.Name) -> str:
-    """Return the dkim_reason for a domain: "ok", or why it is not correct."""
-    selectors = await asyncio.gather(*(_check_selector(lookup, domain, s) for s in SELECTORS))
+async def check_dkim(lookup: Lookup, domain: dns.name.Name, *, pattern: re.Pattern[str]) -> str:
+    """Return the dkim_reason for a domain: "ok", or why it is not correct; `pattern` is the CNAME
+    target form of the sending tenant's cloud."""
+    selectors = await asyncio.gather(*(_check_selector(lookup, domain, s, pattern) for s in SELECTORS))
     cnames = [selector.cname for selector in selectors]
     if "dns_error" in cnames:
         return "dns_error"

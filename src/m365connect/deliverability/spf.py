@@ -25,7 +25,6 @@ from m365connect.deliverability.spf_syntax import (
     to_name,
 )
 
-MICROSOFT_INCLUDE = dns.name.from_text("spf.protection.outlook.com")
 MAX_LOOKUPS = 10
 MAX_VOID_LOOKUPS = 2
 MAX_MX_RECORDS = 10
@@ -48,6 +47,7 @@ class _Walk:
 
     lookup: Lookup
     origin: dns.name.Name
+    microsoft_include: dns.name.Name  # the include of the credential's cloud (deliverability/clouds.py)
     lookups: int = 0
     void_lookups: int = 0
     microsoft: bool = False
@@ -86,7 +86,7 @@ class _Walk:
         if target is None or mechanism.name == "ptr":  # ptr needs the client IP: nothing to resolve
             return
         if mechanism.name == "include":
-            self.microsoft = self.microsoft or (passes and target == MICROSOFT_INCLUDE)
+            self.microsoft = self.microsoft or (passes and target == self.microsoft_include)
             await self.follow(target, authorizing=passes, chain=chain)
         elif mechanism.name == "mx":
             records = await self.lookup(target, dns.rdatatype.MX)
@@ -149,13 +149,14 @@ async def fetch_spf(lookup: Lookup, name: dns.name.Name) -> list[str]:
     return records
 
 
-async def check_spf(lookup: Lookup, domain: dns.name.Name) -> str:
-    """Return the spf_reason for a domain: "ok", or why it is not correct."""
+async def check_spf(lookup: Lookup, domain: dns.name.Name, *, microsoft_include: dns.name.Name) -> str:
+    """Return the spf_reason for a domain: "ok", or why it is not correct; `microsoft_include` is the
+    Microsoft include of the sending tenant's cloud."""
     try:
         records = await fetch_spf(lookup, domain)
         if not records:
             return "no_record"
-        walk = _Walk(lookup, origin=domain)
+        walk = _Walk(lookup, origin=domain, microsoft_include=microsoft_include)
         await walk.record(domain, records[0], authorizing=True, chain=(domain,))
     except SpfFailure as failure:
         return failure.reason

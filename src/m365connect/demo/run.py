@@ -3,6 +3,7 @@ a results table, then curl commands to try against the still-running service unt
 
 from __future__ import annotations
 
+import json
 import shlex
 import shutil
 import sys
@@ -23,17 +24,23 @@ from m365connect.demo.service import ServiceThread, prepare_database
 from m365connect.explanations import Context
 from m365connect.settings import Settings
 from m365connect.simulator import FakeMicrosoft
+from m365connect.simulator.clouds import CLOUDS, GLOBAL, path_prefix
 from m365connect.simulator.server import sigterm_as_ctrl_c
 
 AppFactory = Callable[[Settings], Any]
 
 
 def _settings(workdir: Path, fake: FakeMicrosoft) -> Settings:
+    # Every national cloud at the simulator's prefix for it (a usgov credential talks to /clouds/usgov).
+    national = {cloud: f"{fake.base_url}{path_prefix(cloud)}" for cloud in CLOUDS if cloud != GLOBAL}
     return Settings(
         database_url=f"sqlite+aiosqlite:///{workdir / 'demo.db'}",
         encryption_keys=generate_key(),
         login_url=fake.base_url,
         graph_url=fake.base_url,
+        cloud_urls=json.dumps(
+            {cloud: {"login_url": url, "graph_url": url} for cloud, url in national.items()}
+        ),
         ca_bundle=fake.ca_path,
         dns_nameservers=f"127.0.0.1:{fake.dns_port}",
         dns_timeout=1.0,
@@ -48,6 +55,7 @@ def _connect_tenant(console: Console, client: ServiceClient, tenant: TenantPlan,
         client_secret=tenant.client_secret,
         secret_expires_at=tenant.secret_expires_at,
         name=tenant.name,
+        cloud=tenant.cloud,
     )
     credential_id = int(credential["credential_id"])
     results = client.bulk([{"mailbox_email": a} for a in tenant.addresses], credential_id=credential_id)
@@ -58,10 +66,11 @@ def _connect_tenant(console: Console, client: ServiceClient, tenant: TenantPlan,
     )
     console.print()
     console.print(title, style="bold", highlight=False, soft_wrap=True)
-    report.print_results(console, results)
-    how = report.fixes(
-        results, Context(tenant_id=tenant.tenant_id, client_id=tenant.client_id, login_url=login_url)
+    report.print_results(console, results, cloud=tenant.cloud)
+    context = Context(
+        tenant_id=tenant.tenant_id, client_id=tenant.client_id, login_url=login_url, cloud=tenant.cloud
     )
+    how = report.fixes(results, context)
     if how is not None:
         console.print(how, soft_wrap=True, highlight=False)
     return credential_id

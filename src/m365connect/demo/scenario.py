@@ -34,6 +34,7 @@ class TenantPlan:
     """One credential to add and the mailboxes to connect with it."""
 
     tenant_id: str
+    cloud: str
     name: str
     client_id: str
     client_secret: str
@@ -67,5 +68,5 @@ def plan(scenario: Scenario) -> list[TenantPlan]:
         if tenant.domains:
             addresses.append(f"nobody@{tenant.domains[0]}")
         name, client_id, secret, expiry = app
-        plans.append(TenantPlan(str(tenant.id), name, client_id, secret, expiry, addresses))
+        plans.append(TenantPlan(str(tenant.id), tenant.cloud, name, client_id, secret, expiry, addresses))
     return plans

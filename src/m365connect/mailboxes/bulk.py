@@ -113,7 +113,8 @@ async def _verify(
     domains: list[str],
 ) -> tuple[dict[str, MailboxVerification], dict[str, DomainDeliverability]]:
     """Graph verification and the domains' SPF/DKIM/DMARC, concurrently."""
-    checks = asyncio.create_task(services.checker.check_domains(domains))
+    # The verdicts depend on the cloud (its SPF include, its DKIM targets): checked for the credential's.
+    checks = asyncio.create_task(services.checker.check_domains(domains, cloud=cloud))
     try:
         verified = await verify_mailboxes(
             services.credentials.clouds.graph(cloud),
