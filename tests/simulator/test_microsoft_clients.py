@@ -23,7 +23,8 @@ import pytest
 import requests
 from azure.core.exceptions import ClientAuthenticationError
 from azure.core.pipeline.transport import RequestsTransport
-from azure.identity import ClientSecretCredential
+from azure.identity import CertificateCredential, ClientSecretCredential
+from azure.identity.aio import CertificateCredential as AsyncCertificateCredential
 from azure.identity.aio import ClientSecretCredential as AsyncClientSecretCredential
 from kiota_abstractions.base_request_configuration import RequestConfiguration
 from kiota_authentication_azure.azure_identity_authentication_provider import (
@@ -40,7 +41,7 @@ from msgraph_core import GraphClientFactory
 from requests.adapters import HTTPAdapter
 
 from m365connect.simulator import FakeMicrosoft
-from tests.certificates import EXPIRED, REGISTERED, load, make_certificate
+from tests.certificates import EXPIRED, REGISTERED, CertificateBundle, load, make_certificate
 
 from .example import APPS, CERTIFICATE_APP, CONTOSO, GRAPH_SCOPE
 
@@ -256,6 +257,79 @@ def test_azure_identity_unknown_tenant_reports_90002(fake: FakeMicrosoft) -> Non
         credential.get_token(GRAPH_SCOPE)
 
     assert "AADSTS90002" in _chain(raised.value)
+
+
+# azure-identity with a certificate: the sync credential signs through MSAL, the aio one through
+# azure-identity's own client; both must get the simulator's token and report Entra's AADSTS700027.
+CERTIFICATE_FAILURES = {"unregistered": "The key was not found", "expired": "The key used is expired"}
+
+
+def _certificate(which: str) -> CertificateBundle:
+    if which == "registered":
+        return load(REGISTERED)
+    return make_certificate() if which == "unregistered" else load(EXPIRED)
+
+
+def _certificate_credential(fake: FakeMicrosoft, bundle: CertificateBundle) -> Any:
+    transport = RequestsTransport(use_env_settings=False, connection_verify=str(fake.ca_path))
+    return CertificateCredential(
+        CONTOSO,
+        CERTIFICATE_APP,
+        certificate_data=bundle.pem.encode(),
+        authority=fake.base_url,
+        transport=transport,
+        disable_instance_discovery=True,
+    )
+
+
+def _async_certificate_credential(
+    fake: FakeMicrosoft, bundle: CertificateBundle, *, chain: bool = False
+) -> Any:
+    return AsyncCertificateCredential(
+        CONTOSO,
+        CERTIFICATE_APP,
+        certificate_data=bundle.pem.encode(),
+        authority=fake.base_url,
+        connection_verify=str(fake.ca_path),
+        send_certificate_chain=chain,
+    )
+
+
+def test_azure_identity_certificate_gets_a_token(fake: FakeMicrosoft) -> None:
+    with _certificate_credential(fake, _certificate("registered")) as credential:
+        token = credential.get_token(GRAPH_SCOPE)
+
+    _assert_simulator_token(fake, token.token, CERTIFICATE_APP)
+
+
+@pytest.mark.parametrize("chain", [False, True], ids=["x5t", "x5t and x5c"])
+async def test_azure_identity_aio_certificate_gets_a_token(fake: FakeMicrosoft, chain: bool) -> None:
+    async with _async_certificate_credential(fake, _certificate("registered"), chain=chain) as credential:
+        token = await credential.get_token(GRAPH_SCOPE)
+
+    _assert_simulator_token(fake, token.token, CERTIFICATE_APP)
+
+
+@pytest.mark.parametrize("which", CERTIFICATE_FAILURES)
+def test_azure_identity_certificate_refusals_are_aadsts700027(fake: FakeMicrosoft, which: str) -> None:
+    with (
+        _certificate_credential(fake, _certificate(which)) as credential,
+        pytest.raises(ClientAuthenticationError, match="AADSTS700027: ") as raised,
+    ):
+        credential.get_token(GRAPH_SCOPE)
+
+    assert CERTIFICATE_FAILURES[which] in str(raised.value)
+
+
+@pytest.mark.parametrize("which", CERTIFICATE_FAILURES)
+async def test_azure_identity_aio_certificate_refusals_are_aadsts700027(
+    fake: FakeMicrosoft, which: str
+) -> None:
+    async with _async_certificate_credential(fake, _certificate(which)) as credential:
+        with pytest.raises(ClientAuthenticationError, match="AADSTS700027: ") as raised:
+            await credential.get_token(GRAPH_SCOPE)
+
+    assert CERTIFICATE_FAILURES[which] in str(raised.value)
 
 
 # msgraph-sdk
