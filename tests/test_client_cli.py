@@ -46,8 +46,8 @@ Send = Callable[[Message], Awaitable[None]]
 SERVER_LIMIT = 3  # the service's max_accounts_per_request here, so that splitting is exercised
 
 
-@pytest.fixture
-def backend() -> str:
+@pytest.fixture(name="backend")
+def sqlite_backend() -> str:
     """The client only speaks HTTP: one database backend is enough (the service is tested on both)."""
     return "sqlite"
 
@@ -111,8 +111,8 @@ class Service:
     front: Front
 
 
-@pytest.fixture
-async def service(settings: Settings, state: AppState) -> AsyncIterator[Service]:
+@pytest.fixture(name="service")
+async def service_fixture(settings: Settings, state: AppState) -> AsyncIterator[Service]:
     """The service on 127.0.0.1 (a free port), bulk limit SERVER_LIMIT, bulk deadline 1.5 s."""
     quick = settings.model_copy(
         update={"max_accounts_per_request": SERVER_LIMIT, "bulk_deadline_seconds": 1.5}
@@ -386,7 +386,10 @@ async def test_credentials_add_list_rotate_delete(service: Service, api_key: str
         api_key=api_key,
         input=f"{sv.WORKING_SECRET}\n",  # the hidden prompt
     )
-    assert "credential 1 saved: 'Graph app', status VALID" in added.stdout
+    assert (
+        "credential 1 saved: 'Graph app', cloud global, expires 2030-01-31T23:59:59Z, status VALID"
+        in added.stdout
+    )
     assert sv.WORKING_SECRET not in added.output
 
     reader = await run(
@@ -408,6 +411,14 @@ async def test_credentials_add_list_rotate_delete(service: Service, api_key: str
     assert "Then run `m365connect credentials rotate 2` (the same secret will do)" in reader.stdout
     consent = f"https://login.microsoftonline.us/{sv.CONTOSO_DOMAIN}/adminconsent?client_id={sv.READER_APP}"
     assert consent in reader.stdout
+    # No Mail.Send in the token: the advice for an app scoped with RBAC for Applications, the explanation's
+    # own text for MAILBOX_ACCESS_DENIED with this app filled in.
+    assert "If the app sends through Exchange RBAC for Applications" in reader.stdout
+    assert f"Test-ServicePrincipalAuthorization -Identity {sv.READER_APP} -Resource <mailbox_email>" in (
+        reader.stdout
+    )
+    assert f"New-ManagementRoleAssignment -App {sv.READER_APP}" in reader.stdout
+    assert "RBAC for Applications" not in added.stdout  # an app with Mail.Send gets no such advice
 
     listed = await run(service, "credentials", "list", api_key=api_key)
     lines = {
