@@ -18,8 +18,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from m365connect.demo.scenario import load_packaged_scenario, packaged_scenario_path, plan
+from m365connect.demo.scenario import (
+    load_packaged_scenario,
+    packaged_certificate_path,
+    packaged_scenario_path,
+    plan,
+    todays_tenant,
+)
 from tests import scenario_values as sv
+from tests.certificates import REGISTERED, load
 from tests.processes import stop
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,7 +77,7 @@ def _assert_results(output: str) -> None:
     assert _row(output, "stanley@fourthcoffee.com")[1:4] == ["connected", "yes", "no"]
     assert _row(output, "meredith@broken.example")[1:4] == ["connected", "no", "no"]
     # A GCC High (usgov) credential: its domain publishes the usgov SPF include and DKIM targets.
-    assert f"(tenant {sv.TAILWIND_TENANT}): 1 of 2 connected" in output
+    assert f"(tenant {sv.TAILWIND_TENANT}, cloud usgov): 1 of 2 connected" in output
     assert _row(output, sv.TAILWIND_MAILBOX)[1:5] == ["connected", "yes", "yes", "yes"]
     # Why each "no" is a no, per domain: a DNS failure is told apart from a wrong record.
     words = " ".join(output.split())
@@ -78,6 +85,33 @@ def _assert_results(output: str) -> None:
     assert "fourthcoffee.com: DKIM selector2_cname_missing" in words
     assert "broken.example: SPF dns_error, DKIM dns_error, DMARC dns_error" in words
     assert f"Test-ApplicationAccessPolicy -Identity kevin@contoso.com -AppId {sv.WORKING_APP}" in output
+    _assert_todays_tenant(output)
+
+
+def _assert_todays_tenant(output: str) -> None:
+    """The second part, on its own account: a certificate credential connects the shared mailboxes, an
+    RBAC-scoped app connects its scope only, the usgov credential talked to usgov, and no mail was sent."""
+    assert "Today's tenant" in output
+    today = output.split("Today's tenant", 1)[1].split("Try it", 1)[0]
+    thumbprint = load(REGISTERED).thumbprint
+    assert f"'Certificate connector' (certificate {thumbprint}): 3 of 3 connected" in today
+    assert _row(today, "sales@contoso.com")[1:6] == ["connected", "yes", "yes", "yes", "shared"]
+    assert _row(today, "accounting@contoso.com")[5] == "shared"
+    words = " ".join(today.split())
+    assert "'Scoped sender (RBAC for Applications)' (token roles User.Read.All, no Mail.Send" in words
+    assert "): 2 of 4 connected" in words
+    assert [_row(today, m)[1] for m in ("jim@contoso.com", "pam@contoso.com")] == ["connected", "connected"]
+    assert [_row(today, m)[1] for m in ("nate@contoso.com", "kevin@contoso.com")] == [
+        "MAILBOX_ACCESS_DENIED"
+    ] * 2
+    assert (
+        f"Test-ServicePrincipalAuthorization -Identity {sv.SCOPED_APP} -Resource kevin@contoso.com" in words
+    )
+    usgov = re.search(r"^\s*usgov: (\d+) token requests, (\d+) Graph requests$", today, flags=re.MULTILINE)
+    assert usgov, today
+    assert int(usgov.group(1)) >= 1
+    assert int(usgov.group(2)) >= 1
+    assert "Messages sent, per the simulator's mail log: 0 " in today
 
 
 def _start_serving_demo(
@@ -178,6 +212,31 @@ def test_the_packaged_scenario_is_the_documented_example() -> None:
             "copy examples/scenario.yaml to src/m365connect/simulator/examples/scenario.yaml"
         )
         assert packaged.is_relative_to(ROOT / "src" / "m365connect")  # inside the package: in the wheel
+
+
+def test_the_packaged_certificate_is_the_example_one() -> None:
+    with packaged_certificate_path() as packaged:
+        assert packaged.read_bytes() == REGISTERED.read_bytes()
+        assert packaged.is_relative_to(ROOT / "src" / "m365connect")
+
+
+def test_todays_tenant_is_found_in_the_example() -> None:
+    today = todays_tenant(load_packaged_scenario(), REGISTERED.read_text())
+    assert today is not None
+    assert (today.tenant_id, today.certificate_client_id, today.scoped_client_id) == (
+        sv.CONTOSO_TENANT,
+        sv.CERTIFICATE_APP,
+        sv.SCOPED_APP,
+    )
+    assert today.certificate_addresses == ["sales@contoso.com", "accounting@contoso.com", "oscar@contoso.com"]
+    assert (today.in_scope, today.out_of_scope) == (
+        ["jim@contoso.com", "pam@contoso.com"],
+        ["nate@contoso.com", "kevin@contoso.com"],
+    )
+    # Another certificate (not registered with any app): no such tenant.
+    assert (
+        todays_tenant(load_packaged_scenario(), load(REGISTERED).certificate_pem.replace("M", "N", 1)) is None
+    )
 
 
 def test_the_plan_uses_each_tenants_working_app_and_all_its_users() -> None:

@@ -1,5 +1,6 @@
-"""The demo: simulator + service on a temporary SQLite database, two credentials, two bulk requests,
-a results table, then curl commands to try against the still-running service until Ctrl-C."""
+"""The demo: simulator + service on a temporary SQLite database; a credential and a bulk request per
+tenant of the example (one of them GCC High), then today's tenant (demo/today.py) on a second account,
+then curl commands to try against the still-running service until Ctrl-C."""
 
 from __future__ import annotations
 
@@ -19,8 +20,15 @@ from rich.rule import Rule
 
 from m365connect.client import ServiceClient, report
 from m365connect.crypto import generate_key
-from m365connect.demo.scenario import TenantPlan, load_packaged_scenario, plan
-from m365connect.demo.service import ServiceThread, prepare_database
+from m365connect.demo.scenario import (
+    TenantPlan,
+    load_packaged_scenario,
+    packaged_certificate_path,
+    plan,
+    todays_tenant,
+)
+from m365connect.demo.service import DEMO_ACCOUNT, TODAY_ACCOUNT, ServiceThread, prepare_database
+from m365connect.demo.today import show_todays_tenant
 from m365connect.explanations import Context
 from m365connect.settings import Settings
 from m365connect.simulator import FakeMicrosoft
@@ -60,8 +68,9 @@ def _connect_tenant(console: Console, client: ServiceClient, tenant: TenantPlan,
     credential_id = int(credential["credential_id"])
     results = client.bulk([{"mailbox_email": a} for a in tenant.addresses], credential_id=credential_id)
     connected = sum(item.success for item in results)
+    cloud = "" if tenant.cloud == GLOBAL else f", cloud {tenant.cloud}"
     title = (
-        f"Credential {credential_id} '{tenant.name}' (tenant {tenant.tenant_id}): "
+        f"Credential {credential_id} '{tenant.name}' (tenant {tenant.tenant_id}{cloud}): "
         f"{connected} of {len(results)} connected"
     )
     console.print()
@@ -123,12 +132,14 @@ def run_demo(*, create_app: AppFactory, port: int, wait: bool, console: Console)
     """Run the whole demo; everything started is stopped and removed on return (SIGTERM included)."""
     scenario = load_packaged_scenario()
     plans = plan(scenario)
+    with packaged_certificate_path() as path:
+        today = todays_tenant(scenario, path.read_text(encoding="utf-8"))
     with sigterm_as_ctrl_c(), ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="m365connect-demo-")))
         console.print("Starting the Microsoft simulator (identity platform, Graph, DNS) ...")
         fake = stack.enter_context(FakeMicrosoft(scenario, port=0, dns_port=0))
         settings = _settings(workdir, fake)
-        key = prepare_database(settings)
+        key, today_key = prepare_database(settings, (DEMO_ACCOUNT, TODAY_ACCOUNT))
         service = stack.enter_context(ServiceThread(create_app(settings), port=port))
         if service.port_was_taken:
             console.print(
@@ -142,6 +153,9 @@ def run_demo(*, create_app: AppFactory, port: int, wait: bool, console: Console)
         )
         with ServiceClient(url=service.url, api_key=key) as client:
             ids = [_connect_tenant(console, client, tenant, fake.base_url) for tenant in plans]
+        if today is not None:
+            with ServiceClient(url=service.url, api_key=today_key) as client:
+                show_todays_tenant(console, client, today, fake)
         csv_path = workdir / "mailboxes.csv"
         csv_path.write_text(
             "mailbox_email\r\n" + "".join(f"{address}\r\n" for address in plans[0].addresses[:4]),

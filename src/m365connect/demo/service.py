@@ -15,23 +15,27 @@ from m365connect.settings import Settings
 from m365connect.simulator.threaded import ThreadedServer, bind
 
 DEMO_ACCOUNT = "demo"
+# A second account for "today's tenant", whose mailboxes the first account's credentials already hold.
+TODAY_ACCOUNT = "today"
 
 
-async def _prepare(settings: Settings) -> str:
+async def _prepare(settings: Settings, accounts: tuple[str, ...]) -> list[str]:
     engine = create_engine(settings.database_url)
     try:
         await upgrade_to_head(engine)
+        keys = []
         async with create_session_factory(engine)() as session:
-            created = await create_api_key(session, account_name=DEMO_ACCOUNT)
+            for account in accounts:
+                keys.append((await create_api_key(session, account_name=account)).plaintext)
             await session.commit()
-            return created.plaintext
+        return keys
     finally:
         await engine.dispose()
 
 
-def prepare_database(settings: Settings) -> str:
-    """Migrate the database and create an API key of the demo account; the key."""
-    return asyncio.run(_prepare(settings))
+def prepare_database(settings: Settings, accounts: tuple[str, ...] = (DEMO_ACCOUNT,)) -> list[str]:
+    """Migrate the database and create an API key for each account; the keys, in order."""
+    return asyncio.run(_prepare(settings, accounts))
 
 
 class ServiceThread:
