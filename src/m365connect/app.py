@@ -16,6 +16,7 @@ from m365connect.api.error_handlers import install_error_handlers
 from m365connect.api.openapi import install_openapi
 from m365connect.api.ratelimit import MemoryRateLimiter, Policy
 from m365connect.credentials.router import router as credentials_router
+from m365connect.events.router import router as events_router
 from m365connect.mailboxes.router import router as mailboxes_router
 from m365connect.observability import Metrics, RequestObserverMiddleware, metrics_router
 from m365connect.settings import Settings
@@ -49,7 +50,7 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> FastAPI:
     if state is not None:
         app.state.m365connect = state
     install_error_handlers(app)
-    api_routers = (credentials_router, mailboxes_router)
+    api_routers = (credentials_router, mailboxes_router, events_router)
     app.add_middleware(  # inside EdgeMiddleware: its refusals get the request id and security headers
         ApiKeyGate,
         routes=tuple(route for router in api_routers for route in router.routes),

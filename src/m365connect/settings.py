@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     bulk_deadline_seconds: float = Field(default=120.0, gt=0)
     # auto: a token without Mail.Send gets a per-mailbox send probe (RBAC for Applications); off: refuse.
     send_probe: Literal["auto", "off"] = "auto"
+    # Events are kept at least this many days (API.md 6 promises 30), then purged in batches.
+    event_retention_days: int = Field(default=30, ge=30)
     # Observability
     log_format: Literal["json", "text"] = "json"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

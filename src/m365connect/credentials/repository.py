@@ -72,14 +72,17 @@ async def set_verification(session: AsyncSession, *, credential: GraphCredential
     )
 
 
-async def delete_for_account(session: AsyncSession, *, account_id: int, credential_id: int) -> bool:
-    """Delete; raises IntegrityError when an ACTIVE mailbox still uses it (the CHECK constraint)."""
-    result = await session.execute(
-        delete(GraphCredential).where(
-            GraphCredential.id == credential_id, GraphCredential.account_id == account_id
-        )
+async def delete_for_account(
+    session: AsyncSession, *, account_id: int, credential_id: int
+) -> GraphCredential | None:
+    """Delete; the row as it was (None when there was none). Raises IntegrityError when an ACTIVE mailbox
+    still uses it (the CHECK constraint)."""
+    deleted = await session.scalars(
+        delete(GraphCredential)
+        .where(GraphCredential.id == credential_id, GraphCredential.account_id == account_id)
+        .returning(GraphCredential)
     )
-    return bool(getattr(result, "rowcount", 0))
+    return deleted.one_or_none()
 
 
 async def list_secrets(session: AsyncSession) -> list[tuple[int, bytes]]:

@@ -27,6 +27,8 @@ from m365connect.crypto import SecretBox, SecretBoxError, credential_secret_aad
 from m365connect.db.base import utcnow
 from m365connect.db.transactions import Transactions
 from m365connect.errors import BadRequest, NotFound, ServiceUnavailable, ValidationCodeError
+from m365connect.events.service import record_event
+from m365connect.events.types import EventType
 from m365connect.microsoft.cloud_clients import Clouds
 from m365connect.microsoft.clouds import tenant_domain_clouds
 from m365connect.microsoft.token import (
@@ -166,7 +168,14 @@ async def create_credential(
             proof.material, associated_data=credential_secret_aad(credential.id)
         )
         await session.flush()
+        await _record(session, credential, EventType.CREDENTIAL_CREATED)
     return credential
+
+
+async def _record(session: AsyncSession, credential: GraphCredential, type: EventType) -> None:
+    """The event of a change, last in its transaction (events.service: the account lock)."""
+    data = to_read(credential).model_dump(mode="json")
+    await record_event(session, account_id=credential.account_id, type=type, data=data)
 
 
 IMMUTABLE_FIELDS = ("tenant_id", "client_id", "cloud")
@@ -222,6 +231,7 @@ async def update_credential(
             credential.name = data.name
         credential.updated_at = utcnow()
         await session.flush()
+        await _record(session, credential, EventType.CREDENTIAL_UPDATED)
     return credential
 
 
@@ -241,7 +251,8 @@ async def get_credential(session: AsyncSession, *, account_id: int, credential_i
 
 
 async def delete_credential(session: AsyncSession, *, account_id: int, credential_id: int) -> None:
-    """Delete, unless an ACTIVE mailbox uses it (decided by the database, race-free)."""
+    """Delete, unless an ACTIVE mailbox uses it (decided by the database, race-free); the event carries
+    the credential as it was."""
     try:
         async with session.begin_nested():
             deleted = await repository.delete_for_account(
@@ -249,8 +260,9 @@ async def delete_credential(session: AsyncSession, *, account_id: int, credentia
             )
     except IntegrityError:
         raise ValidationCodeError(ErrorCode.MICROSOFT_GRAPH_CREDENTIAL_IN_USE) from None
-    if not deleted:
+    if deleted is None:
         raise NotFound()
+    await _record(session, deleted, EventType.CREDENTIAL_DELETED)
 
 
 async def resolve_for_bulk(

@@ -16,6 +16,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -27,11 +28,13 @@ from m365connect.db.base import utcnow
 from m365connect.db.transactions import Transactions
 from m365connect.deliverability import DeliverabilityChecker, DomainDeliverability
 from m365connect.errors import ValidationCodeError
+from m365connect.events.service import record_events
+from m365connect.events.types import EventType
 from m365connect.mailboxes import repository
 from m365connect.mailboxes.addresses import PlannedItem, plan
 from m365connect.mailboxes.models import ACTIVE, Mailbox
 from m365connect.mailboxes.schemas import BulkRequest, BulkResult, CheckedDeliverability, mailbox_type_of
-from m365connect.mailboxes.service import stored_deliverability
+from m365connect.mailboxes.service import stored_deliverability, to_read
 from m365connect.microsoft.graph_errors import GraphAuthenticationError
 from m365connect.microsoft.mailbox_verification import MailboxVerification, verify_mailboxes
 from m365connect.microsoft.token import AccessToken, ClientCredential
@@ -91,8 +94,9 @@ async def connect_bulk(
         dns=dns,
         send_probed=sends_probed(services, token),
     )
+    rows = _rows(account_id=account_id, items=items, outcome=outcome)
     async with transactions.begin() as session:
-        inserted = await _insert(session, account_id=account_id, items=items, outcome=outcome)
+        inserted = await _insert(session, rows=rows)
         if len(inserted) < len(outcome.to_insert):
             outcome.existing.update(
                 await repository.active_by_email(
@@ -101,6 +105,7 @@ async def connect_bulk(
                     emails=[a for a in outcome.to_insert if a not in inserted],
                 )
             )
+        await record_events(session, account_id=account_id, events=_connected_events(rows, inserted))
     return [outcome.result(item, inserted) for item in items]
 
 
@@ -240,9 +245,7 @@ def _failure(
     )
 
 
-async def _insert(
-    session: AsyncSession, *, account_id: int, items: Sequence[PlannedItem], outcome: _Outcome
-) -> dict[str, int]:
+def _rows(*, account_id: int, items: Sequence[PlannedItem], outcome: _Outcome) -> list[dict[str, Any]]:
     now = utcnow()
     rows = []
     for item in items:
@@ -265,9 +268,24 @@ async def _insert(
                 "connected_at": now,
             }
         )
+    return rows
+
+
+async def _insert(session: AsyncSession, *, rows: list[dict[str, Any]]) -> dict[str, int]:
     try:
         async with session.begin_nested():
             return await repository.insert_active(session, rows=rows)
     except IntegrityError:
         # The credential was deleted while Microsoft was answering: nothing of this request is saved.
         raise ValidationCodeError(ErrorCode.INVALID_CREDENTIAL_ID) from None
+
+
+def _connected_events(
+    rows: list[dict[str, Any]], inserted: dict[str, int]
+) -> list[tuple[EventType, dict[str, Any]]]:
+    """One `mailbox.connected` per mailbox this request inserted, in id order: the mailbox object."""
+    connected = sorted((inserted[row["email"]], row) for row in rows if row["email"] in inserted)
+    return [
+        (EventType.MAILBOX_CONNECTED, to_read(Mailbox(id=mailbox_id, **row)).model_dump(mode="json"))
+        for mailbox_id, row in connected
+    ]

@@ -85,10 +85,11 @@ async def get_for_account(session: AsyncSession, *, account_id: int, mailbox_id:
     )
 
 
-async def disconnect(session: AsyncSession, *, account_id: int, mailbox_id: int, now: datetime) -> None:
-    """Mark an ACTIVE mailbox DISCONNECTED (no-op when it already is)."""
-    await session.execute(
+async def disconnect(session: AsyncSession, *, account_id: int, mailbox_id: int, now: datetime) -> bool:
+    """Mark an ACTIVE mailbox DISCONNECTED; False (no-op) when it already is."""
+    result = await session.execute(
         update(Mailbox)
         .where(Mailbox.id == mailbox_id, Mailbox.account_id == account_id, Mailbox.status == ACTIVE)
         .values(status=DISCONNECTED, disconnected_at=now)
     )
+    return bool(getattr(result, "rowcount", 0))

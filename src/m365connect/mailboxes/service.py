@@ -8,6 +8,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from m365connect.db.base import utcnow
 from m365connect.errors import NotFound
+from m365connect.events.service import record_event
+from m365connect.events.types import EventType
 from m365connect.mailboxes import repository
 from m365connect.mailboxes.models import Mailbox
 from m365connect.mailboxes.schemas import (
@@ -72,6 +74,11 @@ async def get_mailbox(session: AsyncSession, *, account_id: int, mailbox_id: int
 
 
 async def disconnect(session: AsyncSession, *, account_id: int, mailbox_id: int) -> None:
-    """Disconnect (idempotent); the row stays for history and frees its credential."""
-    await get_mailbox(session, account_id=account_id, mailbox_id=mailbox_id)
-    await repository.disconnect(session, account_id=account_id, mailbox_id=mailbox_id, now=utcnow())
+    """Disconnect (idempotent: only the change emits `mailbox.disconnected`); the row stays for history and
+    frees its credential."""
+    mailbox = await get_mailbox(session, account_id=account_id, mailbox_id=mailbox_id)
+    if not await repository.disconnect(session, account_id=account_id, mailbox_id=mailbox_id, now=utcnow()):
+        return
+    await session.refresh(mailbox)
+    data = to_read(mailbox).model_dump(mode="json")
+    await record_event(session, account_id=account_id, type=EventType.MAILBOX_DISCONNECTED, data=data)
