@@ -18,6 +18,7 @@ from tests.helpers import headers
 CREDENTIALS = "/rest/v2/mailboxes/microsoft/credentials"
 BULK = "/rest/v2/mailboxes/microsoft/bulk"
 MAILBOXES = "/rest/v2/mailboxes/microsoft"
+EVENTS = "/rest/v2/events"
 
 
 # The working app of the second tenant (the one with a domain per DNS case).

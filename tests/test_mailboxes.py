@@ -12,7 +12,7 @@ from m365connect.mailboxes.models import Mailbox
 from m365connect.simulator import FakeMicrosoft
 from m365connect.state import AppState
 from tests import scenario_values as sv
-from tests.factories import BULK, CREDENTIALS, MAILBOXES, bulk, create_credential
+from tests.factories import BULK, CREDENTIALS, EVENTS, MAILBOXES, bulk, create_credential
 from tests.helpers import assert_code, assert_generic_error, headers
 
 
@@ -127,6 +127,10 @@ async def test_isolation_matrix(client: httpx.AsyncClient, api_key: str, other_a
                 response, status=404, title="Not Found", detail="Requested resource does not exist"
             )
     assert (await client.get(CREDENTIALS, headers=b)).json() == {"credentials": []}
+    a_events = (await client.get(EVENTS, headers=headers(api_key))).json()["events"]
+    assert [event["type"] for event in a_events] == ["credential.created", "mailbox.connected"]
+    assert (await client.get(EVENTS, headers=b)).json() == {"events": [], "next_after": 0}
+    assert (await client.get(EVENTS, params={"after": 0, "limit": 1000}, headers=b)).json()["events"] == []
     assert (await client.get(MAILBOXES, headers=b)).json()["pagination_data"]["total_elements"] == 0
     borrowed = {
         "credential_id": credential["credential_id"],
@@ -143,6 +147,12 @@ async def test_isolation_matrix(client: httpx.AsyncClient, api_key: str, other_a
     assert mine_too["id"] != mailbox["id"]
     still = await client.get(f"{MAILBOXES}/{mailbox['id']}", headers=headers(api_key))
     assert still.json()["status"] == "ACTIVE"
+    # Each account's stream holds its own events only, whatever cursor it sends.
+    assert (await client.get(EVENTS, headers=headers(api_key))).json()["events"] == a_events
+    b_events = (await client.get(EVENTS, headers=b)).json()["events"]
+    assert [event["type"] for event in b_events] == ["credential.created", "mailbox.connected"]
+    assert {event["id"] for event in b_events}.isdisjoint(event["id"] for event in a_events)
+    assert b_events[1]["data"]["id"] == mine_too["id"]
 
 
 async def test_a_secret_revoked_in_entra_marks_the_credential_invalid_until_it_works_again(

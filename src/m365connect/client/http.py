@@ -195,6 +195,12 @@ class ServiceClient:
             raise ApiError(200, f"expected {len(accounts)} results, got {len(items)}")
         return [ItemResult.from_wire(item) for item in items]
 
+    # ------------------------------------------------------------------------------ events
+    def list_events(self, *, after: int, limit: int) -> dict[str, Any]:
+        """One page of the account's events after the cursor: {"events": [...], "next_after": id}."""
+        page: dict[str, Any] = self._json("GET", f"/rest/v2/events?after={after}&limit={limit}")
+        return page
+
     # ------------------------------------------------------------------------------ plumbing
     def _json(self, method: str, path: str, *, json: Any = None, context: Context | None = None) -> Any:
         return self._request(method, path, json=json, context=context).json()
