@@ -15,6 +15,7 @@ import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cached_property
 from typing import Any
 
@@ -286,6 +287,25 @@ def _connected_events(
     """One `mailbox.connected` per mailbox this request inserted, in id order: the mailbox object."""
     connected = sorted((inserted[row["email"]], row) for row in rows if row["email"] in inserted)
     return [
-        (EventType.MAILBOX_CONNECTED, to_read(Mailbox(id=mailbox_id, **row)).model_dump(mode="json"))
+        (EventType.MAILBOX_CONNECTED, to_read(_Inserted(id=mailbox_id, **row)).model_dump(mode="json"))
         for mailbox_id, row in connected
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class _Inserted:
+    """A mailbox row as inserted, for its event's `data` (service.MailboxFields: no ORM object per row)."""
+
+    id: int
+    account_id: int
+    credential_id: int
+    email: str
+    name: str | None
+    microsoft_user_id: str
+    status: str
+    spf_correct: bool
+    dkim_correct: bool
+    dmarc_correct: bool | None
+    mailbox_type: str | None
+    connected_at: datetime
+    disconnected_at: datetime | None = None

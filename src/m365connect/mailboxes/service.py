@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from datetime import datetime
+from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -24,7 +26,37 @@ from m365connect.wire import iso_z
 PAGE_SIZE = 50
 
 
-def to_read(mailbox: Mailbox) -> MailboxRead:
+class MailboxFields(Protocol):
+    """What `to_read` reads: a Mailbox row, or the plain values of one just inserted in bulk (building
+    1000 ORM objects and reading their instrumented attributes cost ~20 ms of CPU; plain values ~5 ms)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def email(self) -> str: ...
+    @property
+    def name(self) -> str | None: ...
+    @property
+    def credential_id(self) -> int | None: ...
+    @property
+    def microsoft_user_id(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def mailbox_type(self) -> str | None: ...
+    @property
+    def spf_correct(self) -> bool: ...
+    @property
+    def dkim_correct(self) -> bool: ...
+    @property
+    def dmarc_correct(self) -> bool | None: ...
+    @property
+    def connected_at(self) -> datetime: ...
+    @property
+    def disconnected_at(self) -> datetime | None: ...
+
+
+def to_read(mailbox: MailboxFields) -> MailboxRead:
     """The wire shape of a mailbox."""
     return MailboxRead(
         id=mailbox.id,
@@ -40,7 +72,7 @@ def to_read(mailbox: Mailbox) -> MailboxRead:
     )
 
 
-def stored_deliverability(mailbox: Mailbox) -> Deliverability:
+def stored_deliverability(mailbox: MailboxFields) -> Deliverability:
     """The flags saved when the mailbox was connected."""
     return Deliverability(
         spf_correct=mailbox.spf_correct,
