@@ -84,6 +84,7 @@ async def test_tail_follows_the_stream_across_a_restart_and_stops_on_ctrl_c(
         assert printed(tail_log) == stream  # every event once, in order, as the API has it
         assert [event["type"] for event in stream] == ["credential.created", "credential.updated"]
         output = tail_log.read_text()
+        assert f"stopped after event {stream[-1]['id']} (resume with --after {stream[-1]['id']})" in output
         assert "Traceback" not in output
         assert api_key not in output
     finally:

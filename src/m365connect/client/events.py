@@ -85,21 +85,23 @@ def events_tail(
 ) -> None:
     """Print the account's events as they come, oldest first, until Ctrl-C."""
 
+    last = after
+
     def emit(event: dict[str, Any]) -> None:
+        nonlocal last
         typer.echo(json.dumps(event, separators=(",", ":")) if as_json else describe(event))
+        last = int(event["id"])
 
     def warn(message: str) -> None:
         typer.echo(f"events tail: {message}", err=True)
 
-    cursor = after
     # One attempt per request: `follow` retries itself, with its own message.
     with ServiceClient(url=url, api_key=api_key, timeout=30.0, max_attempts=1) as client:
         try:
-            cursor = follow(client, after=after, limit=100, interval=interval, emit=emit, warn=warn)
+            follow(client, after=after, limit=100, interval=interval, emit=emit, warn=warn)
         except KeyboardInterrupt:
-            warn("stopped")
+            warn(f"stopped after event {last} (resume with --after {last})")
             raise typer.Exit(0) from None
         except ApiError as exc:
             warn(str(exc))
             raise typer.Exit(exc.exit_code) from None
-    warn(f"stopped after event {cursor}")
