@@ -9,6 +9,9 @@ which commits when the block ends. Three requests need it, each for a reason:
 - creating and rotating a credential: the same, around the token request that proves the secret;
 - a credential that Microsoft refuses during a bulk request is marked INVALID in a transaction of its own,
   so the verdict outlives the request's 422.
+
+A change's event (events.service.record_event) is written in the change's transaction, as its last
+statement: recording locks the account until the commit, which keeps the account's events in id order.
 """
 
 from __future__ import annotations
