@@ -14,9 +14,9 @@ from typing import Annotated, Any
 
 import typer
 
-from m365connect.client.commands import ApiKey, Url
 from m365connect.client.errors import ApiError, ServiceUnreachable
 from m365connect.client.http import DEFAULT_URL, ServiceClient
+from m365connect.client.options import ApiKey, Url
 
 TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_BACKOFF = 30.0
