@@ -33,13 +33,18 @@ PURGE_BATCH = 1000
 
 async def record_event(
     session: AsyncSession, *, account_id: int, type: EventType, data: Mapping[str, Any]
-) -> None:
+) -> Event:
     """Add one event to the caller's transaction; it is visible exactly when the change commits.
 
     `data` is the API object as it is after the change, already JSON-ready (never a secret). Call it last
     in the transaction: it locks the account until the commit (module docstring).
     """
-    await record_events(session, account_id=account_id, events=[(type, data)])
+    await session.flush()  # the change itself first: the lock is then the transaction's last wait
+    await repository.lock_account(session, account_id=account_id)
+    event = Event(account_id=account_id, type=type.value, occurred_at=utcnow(), data=dict(data))
+    session.add(event)
+    await session.flush()
+    return event
 
 
 async def record_events(
