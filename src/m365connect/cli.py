@@ -189,6 +189,20 @@ def serve(
     run_server(config)
 
 
+@app.command()
+def worker() -> None:
+    """Apply pending database migrations, then run only the background work until SIGTERM or SIGINT."""
+    from m365connect.observability import configure_logging
+    from m365connect.work.worker import run_worker
+
+    settings = _settings()
+    _prepare_keys(settings)
+    configure_logging(settings)
+    _key_ring_or_exit(settings)
+    with _database_errors(settings):
+        asyncio.run(run_worker(settings))
+
+
 def _prepare_keys(settings: Settings) -> str:
     """Check the keys before anything is written; where they come from, for the log. The key file itself
     is created later, once the database says it may be (`_key_ring_or_exit`)."""

@@ -50,6 +50,11 @@ class Settings(BaseSettings):
     send_probe: Literal["auto", "off"] = "auto"
     # Events are kept at least this many days (API.md 6 promises 30), then purged in batches.
     event_retention_days: int = Field(default=30, ge=30)
+    # Background work (m365connect.work): a job not heartbeaten for this long is taken over by another
+    # process (the kill -9 recovery); jobs run at once per process; how often to look for due work.
+    work_lease_seconds: float = Field(default=30.0, ge=1.0, le=3600.0)
+    work_concurrency: int = Field(default=10, ge=2, le=500)
+    work_poll_seconds: float = Field(default=1.0, gt=0, le=60.0)
     # Observability
     log_format: Literal["json", "text"] = "json"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -27,6 +27,7 @@ from m365connect.microsoft.graph import GraphClient
 from m365connect.microsoft.token import TokenClient
 from m365connect.observability.metrics import Metrics
 from m365connect.settings import Settings
+from m365connect.work.engine import Work, build_work
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class AppState:
     metrics: Metrics
     credential_services: CredentialServices
     bulk_services: BulkServices
+    work: Work  # background jobs: enqueue in a transaction; `run` in serve's lifespan and in `worker`
 
 
 def database_timeouts(settings: Settings, *, bound_statements: bool = True) -> DatabaseTimeouts:
@@ -146,6 +148,15 @@ async def open_state(settings: Settings, *, metrics: Metrics | None = None) -> A
     clouds = build_clouds(settings, http=http, metrics=metrics)
     tokens, graph = clouds.tokens(DEFAULT_CLOUD), clouds.graph(DEFAULT_CLOUD)
     checker = DeliverabilityChecker(resolver, observer=metrics.dns)
+    work = build_work(
+        settings.database_url,
+        engine=engine,
+        lease_seconds=settings.work_lease_seconds,
+        poll_seconds=settings.work_poll_seconds,
+        concurrency=settings.work_concurrency,
+        connect_timeout=settings.database_connect_timeout,
+        observer=metrics.work,
+    )
     try:
         async with sessions() as session:
             box = await load_secret_box(settings, session)
@@ -172,6 +183,7 @@ async def open_state(settings: Settings, *, metrics: Metrics | None = None) -> A
                 deadline_seconds=settings.bulk_deadline_seconds,
                 send_probe=settings.send_probe,
             ),
+            work=work,
         )
     finally:
         await limiter.aclose()

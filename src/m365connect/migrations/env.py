@@ -11,10 +11,18 @@ from sqlalchemy.engine import Connection
 from m365connect.db.engine import create_engine
 from m365connect.db.models import metadata
 from m365connect.settings import Settings
+from m365connect.work.models import engine_owned
+
+
+def _include_name(name: str | None, type_: str, _parent: object) -> bool:
+    """The work queue's tables exist on one dialect each and are no model's: autogenerate leaves them."""
+    return not (type_ == "table" and engine_owned(name))
 
 
 def _run(connection: Connection) -> None:
-    context.configure(connection=connection, target_metadata=metadata, render_as_batch=True)
+    context.configure(
+        connection=connection, target_metadata=metadata, render_as_batch=True, include_name=_include_name
+    )
     with context.begin_transaction():
         context.run_migrations()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -10,6 +11,7 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4 as TEXT_FORMAT
 from m365connect.observability.metrics import Metrics
 
 router = APIRouter(tags=["Operations"])
+logger = logging.getLogger("m365connect.metrics")
 
 METRICS_EXAMPLE = (
     "# HELP m365connect_http_requests_total HTTP requests answered, by route template, method and status\n"
@@ -38,6 +40,20 @@ MetricsDep = Annotated[Metrics, Depends(_metrics)]
         }
     },
 )
-async def read_metrics(metrics: MetricsDep) -> Response:
+async def read_metrics(metrics: MetricsDep, request: Request) -> Response:
     """Prometheus metrics of this process, text format 0.0.4 (docs/operations.md lists them); no API key."""
+    await _read_queue(metrics, request)
     return Response(metrics.render(), media_type=TEXT_FORMAT)
+
+
+async def _read_queue(metrics: Metrics, request: Request) -> None:
+    """Refresh the background queue's gauges; an unreachable database leaves the last reading (no 500)."""
+    read = getattr(request.app.state, "queue_figures", None)
+    if read is None:
+        return
+    try:
+        figures = await read()
+    except Exception as exc:
+        logger.warning("metrics.queue_unreadable", extra={"error": type(exc).__name__})
+        return
+    metrics.work.observe_queue(figures)
