@@ -95,9 +95,9 @@ async def running(*works: Work) -> AsyncIterator[None]:
         await asyncio.wait_for(asyncio.gather(*tasks), timeout=30)
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], *, timeout: float = 20.0) -> None:
-    """Poll `check` until it holds; fail after `timeout` seconds (a bound, not a measurement)."""
-    deadline = time.monotonic() + timeout
+async def eventually(check: Callable[[], Awaitable[bool]], *, within: float = 20.0) -> None:
+    """Poll `check` until it holds; fail after `within` seconds (a bound, not a measurement)."""
+    deadline = time.monotonic() + within
     while not await check():
         assert time.monotonic() < deadline, "condition not reached in time"
         await asyncio.sleep(0.05)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from itertools import pairwise
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from m365connect.db.engine import create_session_factory
 from m365connect.work.ports import JobKind, JobRun, Payload, Retry
-from tests.work.helpers import eventually, new_work, recording_kind, runs, running
+from tests.work.helpers import eventually, new_work, recording_kind, running, runs
 
 
 async def _enqueue(engine: AsyncEngine, work_url: str, *jobs: dict[str, object], **options: object) -> None:
@@ -121,7 +122,7 @@ async def test_a_failing_job_follows_its_retry_schedule_then_gives_up(
         await asyncio.sleep(1.0)  # long enough for a fourth run to show, were there one
     started = await runs(engine)
     assert [attempt for _key, attempt, _pid, _at in started] == [1, 2, 3]
-    gaps = [later[3] - earlier[3] for earlier, later in zip(started, started[1:], strict=False)]
+    gaps = [later[3] - earlier[3] for earlier, later in pairwise(started)]
     assert gaps[0] >= 0.3
     assert gaps[1] >= 0.6
     assert await runs(engine, what="done") == []
@@ -185,7 +186,7 @@ async def test_a_periodic_task_runs_once_per_period_across_two_engines(
         await eventually(four_runs)
     times = sorted(at for _, at in started)
     # Each run's schedule moved on by one period before it started; 0.1 s is the engines' tick.
-    assert all(later - earlier >= 0.9 for earlier, later in zip(times, times[1:], strict=False))
+    assert all(later - earlier >= 0.9 for earlier, later in pairwise(times))
 
 
 async def test_stats_give_depth_and_the_wait_of_the_oldest_due_job_per_kind(

@@ -1,0 +1,192 @@
+"""The work engine across real processes: exactly once under load, kill -9 mid-job, stop on a signal."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from m365connect.crypto import generate_key
+from m365connect.db.engine import create_session_factory
+from tests.processes import EXECUTABLE, Children, clean_env
+from tests.work.helpers import eventually, new_work, runs
+
+ROOT = Path(__file__).resolve().parents[2]
+LEASE_SECONDS = 2
+
+
+def worker_env(database_url: str, **extra: str) -> dict[str, str]:
+    """A worker's environment: this database, a 2 s lease, a fast poll, INFO logs (for worker.started)."""
+    return clean_env(
+        M365CONNECT_DATABASE_URL=database_url,
+        M365CONNECT_ENCRYPTION_KEYS=generate_key(),
+        M365CONNECT_WORK_LEASE_SECONDS=str(LEASE_SECONDS),
+        M365CONNECT_WORK_POLL_SECONDS="0.1",
+        M365CONNECT_WORK_CONCURRENCY="8",
+        M365CONNECT_LOG_LEVEL="INFO",
+        M365CONNECT_LOG_FORMAT="text",
+        **extra,
+    )
+
+
+def _default_sigint() -> None:
+    # A child of a shell's background job inherits SIGINT ignored; a terminal's Ctrl-C is what we test.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.fixture
+def children() -> Iterator[Children]:
+    started = Children()
+    yield started
+    started.stop_all()
+
+
+def start(children: Children, args: list[str], *, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """Start a process (with SIGINT at its default) and wait until its work loop has started."""
+    with log.open("wb") as output:
+        child = subprocess.Popen(
+            args, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT, preexec_fn=_default_sigint
+        )
+    children.started.append(child)
+    deadline = time.monotonic() + 30
+    while "worker.started" not in log.read_text():
+        assert child.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.05)
+    return child
+
+
+def start_test_worker(children: Children, database_url: str, log: Path) -> subprocess.Popen[bytes]:
+    return start(
+        children, [sys.executable, "-m", "tests.work.worker_main"], env=worker_env(database_url), log=log
+    )
+
+
+async def _enqueue(engine: AsyncEngine, database_url: str, payloads: list[dict[str, object]]) -> None:
+    work = new_work(engine, database_url)
+    async with create_session_factory(engine)() as session:
+        for payload in payloads:
+            await work.enqueue(session, "test.record", payload)
+        await session.commit()
+
+
+async def _queue_empty(engine: AsyncEngine, database_url: str) -> bool:
+    stats = await new_work(engine, database_url).stats()
+    return sum(row.queued + row.running for row in stats if row.kind == "test.record") == 0
+
+
+async def test_two_worker_processes_run_each_job_exactly_once(
+    engine: AsyncEngine, database_url: str, children: Children, tmp_path: Path
+) -> None:
+    workers = [start_test_worker(children, database_url, tmp_path / f"worker{i}.log") for i in (1, 2)]
+    total = 0
+    for round_ in range(3):
+        payloads: list[dict[str, object]] = [{"key": f"{round_}-{i}", "sleep": 0.005} for i in range(150)]
+        await _enqueue(engine, database_url, payloads)
+        total += len(payloads)
+
+        async def all_done(expected: int = total) -> bool:
+            return len(await runs(engine, what="done")) >= expected and await _queue_empty(
+                engine, database_url
+            )
+
+        await eventually(all_done, within=60)
+    starts = Counter(key for key, *_ in await runs(engine))
+    assert len(starts) == total
+    assert set(starts.values()) == {1}, [key for key, count in starts.items() if count > 1]
+    assert {pid for *_, pid, _at in await runs(engine)} == {worker.pid for worker in workers}
+
+
+async def test_a_job_of_a_worker_killed_mid_run_is_finished_by_another_after_its_lease(
+    engine: AsyncEngine, database_url: str, children: Children, tmp_path: Path
+) -> None:
+    workers = {}
+    for i in (1, 2):
+        worker = start_test_worker(children, database_url, tmp_path / f"worker{i}.log")
+        workers[worker.pid] = worker
+    others: list[dict[str, object]] = [{"key": f"other-{i}", "sleep": 0.05} for i in range(20)]
+    await _enqueue(engine, database_url, [{"key": "hang", "hang_first": True}, *others])
+
+    async def hanging() -> bool:
+        return any(key == "hang" for key, *_ in await runs(engine))
+
+    await eventually(hanging)
+    (holder,) = [pid for key, _attempt, pid, _at in await runs(engine) if key == "hang"]
+    workers[holder].send_signal(signal.SIGKILL)
+    workers[holder].wait(timeout=10)
+    killed_at = time.time()
+
+    async def finished() -> bool:
+        return any(key == "hang" for key, *_ in await runs(engine, what="done"))
+
+    await eventually(finished, within=30)
+    (survivor,) = set(workers) - {holder}
+    done = [(key, pid, at) for key, _attempt, pid, at in await runs(engine, what="done") if key == "hang"]
+    assert [(key, pid) for key, pid, _ in done] == [("hang", survivor)]
+    assert done[0][2] - killed_at >= LEASE_SECONDS - 1.0  # taken over after the lease, not before
+    await eventually(lambda: _queue_empty(engine, database_url))
+    # Nothing lost: every other job finished (at least once: one the killed process ran may run again).
+    finished_keys = {key for key, *_ in await runs(engine, what="done")}
+    assert {str(payload["key"]) for payload in others} <= finished_keys
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
+async def test_a_worker_stopped_by_a_signal_finishes_its_running_job_first(
+    engine: AsyncEngine,
+    database_url: str,
+    children: Children,
+    tmp_path: Path,
+    stop_signal: signal.Signals,
+) -> None:
+    log = tmp_path / "worker.log"
+    worker = start_test_worker(children, database_url, log)
+    await _enqueue(engine, database_url, [{"key": "slow", "sleep": 1.0}])
+
+    async def started() -> bool:
+        return len(await runs(engine)) == 1
+
+    await eventually(started)
+    worker.send_signal(stop_signal)
+    assert worker.wait(timeout=30) == 0, log.read_text()
+    assert [key for key, *_ in await runs(engine, what="done")] == ["slow"]
+    assert await _queue_empty(engine, database_url)
+    assert "worker.stopped" in log.read_text()
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
+async def test_the_worker_command_runs_the_periodic_work_and_stops_on_a_signal(
+    engine: AsyncEngine,
+    database_url: str,
+    children: Children,
+    tmp_path: Path,
+    stop_signal: signal.Signals,
+) -> None:
+    log = tmp_path / "worker.log"
+    env = worker_env(database_url)
+    worker = start(children, [str(EXECUTABLE), "worker"], env=env, log=log)
+
+    async def pruned() -> bool:  # the built-in periodic task ran once and scheduled its next run
+        async with engine.connect() as connection:
+            found = await connection.scalar(
+                text("SELECT next_run_ms FROM work_schedules WHERE name = 'work.prune'")
+            )
+        return found is not None and found > time.time() * 1000
+
+    await eventually(pruned)
+
+    async def logged() -> bool:
+        return "work.pruned" in log.read_text()
+
+    await eventually(logged)
+    worker.send_signal(stop_signal)
+    assert worker.wait(timeout=30) == 0, log.read_text()
+    assert "worker.stopped" in log.read_text()
+    assert env["M365CONNECT_ENCRYPTION_KEYS"] not in log.read_text()
