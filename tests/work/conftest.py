@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.conftest import truncate
-from tests.work.helpers import PG_WORK_TABLES, work_engine
+from tests.work.helpers import PG_WORK_TABLES, drop_runs_table, work_engine
 
 
 @pytest.fixture
@@ -20,3 +20,4 @@ async def engine(database_url: str, backend: str) -> AsyncIterator[AsyncEngine]:
         yield built
     if backend == "postgresql":
         await truncate(database_url, PG_WORK_TABLES)
+        await drop_runs_table(database_url)  # no model has it: the schema comparison would see it

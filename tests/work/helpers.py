@@ -33,6 +33,16 @@ async def create_runs_table(engine: AsyncEngine) -> None:
         )
 
 
+async def drop_runs_table(database_url: str) -> None:
+    """Drop the runs table (the PostgreSQL database is shared by the run's tests)."""
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text(f"DROP TABLE IF EXISTS {RUNS_TABLE}"))
+    finally:
+        await engine.dispose()
+
+
 async def record(engine: AsyncEngine, *, key: str, what: str, attempt: int) -> None:
     """One row of the runs table, committed at once."""
     async with engine.begin() as connection:
