@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from m365connect.db.engine import create_session_factory
+from m365connect.work.engine import build_work
 from m365connect.work.ports import JobKind, JobRun, Payload, Retry
 from tests.work.helpers import eventually, new_work, recording_kind, running, runs
 
@@ -218,3 +219,20 @@ async def test_bad_enqueue_arguments_are_refused_clearly(
     async with create_session_factory(engine)() as session:
         with pytest.raises(ValueError, match=message):
             await work.enqueue(session, "test.record", payload, **options)  # type: ignore[arg-type]
+
+
+async def test_postgresql_wakes_a_worker_at_commit_without_waiting_for_its_poll(
+    engine: AsyncEngine, database_url: str, backend: str
+) -> None:
+    if backend != "postgresql":
+        pytest.skip("SQLite has no NOTIFY: other processes find a job at their next poll")
+    work = build_work(database_url, engine=engine, lease_seconds=2, poll_seconds=60, concurrency=2)
+    work.register(recording_kind(engine))
+    async with running(work):
+        await asyncio.sleep(0.5)  # the worker is listening, its next poll a minute away
+        await _enqueue(engine, database_url, {"key": "notified"})
+
+        async def ran() -> bool:
+            return len(await runs(engine, what="done")) == 1
+
+        await eventually(ran, within=20)  # well inside the 60 s poll: only the NOTIFY at commit woke it
