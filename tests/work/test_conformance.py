@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from m365connect.db.engine import create_session_factory
 from m365connect.work.engine import build_work
 from m365connect.work.ports import JobKind, JobRun, Payload, Retry
+from m365connect.work.repository import prune
 from tests.work.helpers import eventually, new_work, recording_kind, running, runs
 
 
@@ -207,6 +208,8 @@ async def test_stats_give_depth_and_the_wait_of_the_oldest_due_job_per_kind(
     [
         ({"dedupe_key": ""}, "dedupe key"),
         ({"delay": -1.0}, "delay"),
+        ({"delay": float("inf")}, "delay"),
+        ({"delay": float("nan")}, "delay"),
         ({"payload": {"when": object()}}, "JSON"),
     ],
 )
@@ -236,3 +239,23 @@ async def test_postgresql_wakes_a_worker_at_commit_without_waiting_for_its_poll(
             return len(await runs(engine, what="done")) == 1
 
         await eventually(ran, within=20)  # well inside the 60 s poll: only the NOTIFY at commit woke it
+
+
+async def test_prune_forgets_given_up_jobs_older_than_it_keeps(
+    engine: AsyncEngine, database_url: str
+) -> None:
+    work = new_work(engine, database_url)
+    work.register(recording_kind(engine))  # no schedule: the first failure gives up
+    await _enqueue(engine, database_url, {"key": "doomed", "fail_until": 99})
+    async with running(work):
+
+        async def given_up() -> bool:
+            return any(row.failed == 1 for row in await work.stats())
+
+        await eventually(given_up)
+    async with engine.begin() as connection:
+        assert await prune(connection, keep_seconds=3600) == 0  # younger than what is kept
+    await asyncio.sleep(0.05)
+    async with engine.begin() as connection:
+        assert await prune(connection, keep_seconds=0.01) >= 1
+    assert all(row.failed == 0 for row in await work.stats())

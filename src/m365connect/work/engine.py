@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 from typing import Protocol
 
 from sqlalchemy.engine import make_url
@@ -89,8 +90,8 @@ class Work:
             raise ValueError(f"a job kind is 1 to {MAX_KIND_LENGTH} characters")
         if dedupe_key is not None and not 0 < len(dedupe_key) <= MAX_DEDUPE_KEY_LENGTH:
             raise ValueError(f"a dedupe key is 1 to {MAX_DEDUPE_KEY_LENGTH} characters")
-        if delay < 0 or delay != delay:
-            raise ValueError("delay must be a number of seconds >= 0")
+        if not (math.isfinite(delay) and delay >= 0):
+            raise ValueError("delay must be a finite number of seconds >= 0")
         try:
             json.dumps(dict(payload))
         except (TypeError, ValueError) as exc:
@@ -101,7 +102,7 @@ class Work:
         """Run jobs of this kind in this process's `run` (register before it starts)."""
         if kind.name in self.kinds:
             raise ValueError(f"job kind {kind.name!r} is registered already")
-        if any(delay < 0 for delay in kind.retry_delays):
+        if not all(math.isfinite(delay) and delay >= 0 for delay in kind.retry_delays):
             raise ValueError("retry delays are seconds >= 0")
         self.kinds[kind.name] = kind
 

@@ -100,6 +100,15 @@ class SqliteQueue:
         await self._record(job.id, outcome)
 
     async def _record(self, job_id: int, outcome: Outcome, *, uncount: bool = False) -> None:
+        try:
+            await self._write_outcome(job_id, outcome, uncount=uncount)
+        except Exception as exc:  # the job stays claimed: its lease runs out and it runs again
+            logger.error(
+                "work.outcome_unsaved",
+                extra={"job_id": job_id, "verdict": outcome.verdict, "error": type(exc).__name__},
+            )
+
+    async def _write_outcome(self, job_id: int, outcome: Outcome, *, uncount: bool) -> None:
         async with self.engine.begin() as connection:
             if outcome.verdict == "done":
                 await repository.sqlite_finish(connection, job_id=job_id, owner=self.owner)
