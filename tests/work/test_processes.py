@@ -16,7 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from m365connect.crypto import generate_key
 from m365connect.db.engine import create_session_factory
+from m365connect.simulator import FakeMicrosoft
 from tests.processes import EXECUTABLE, Children, clean_env
+from tests.served import serve, service_env
 from tests.work.helpers import eventually, new_work, runs
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -190,3 +192,23 @@ async def test_the_worker_command_runs_the_periodic_work_and_stops_on_a_signal(
     assert worker.wait(timeout=30) == 0, log.read_text()
     assert "worker.stopped" in log.read_text()
     assert env["M365CONNECT_ENCRYPTION_KEYS"] not in log.read_text()
+
+
+async def test_serve_runs_the_background_work_and_stops_it_with_the_server(
+    engine: AsyncEngine, database_url: str, children: Children, tmp_path: Path, microsoft: FakeMicrosoft
+) -> None:
+    env = service_env(database_url=database_url, keys=generate_key(), microsoft=microsoft)
+    _url, log = serve(children, env=env, workdir=tmp_path, name="serve")
+
+    async def pruned() -> bool:  # the built-in periodic task ran in the serve process
+        async with engine.connect() as connection:
+            found = await connection.scalar(
+                text("SELECT next_run_ms FROM work_schedules WHERE name = 'work.prune'")
+            )
+        return found is not None
+
+    await eventually(pruned)
+    (child,) = children.started
+    child.send_signal(signal.SIGTERM)
+    assert child.wait(timeout=30) in (0, -signal.SIGTERM), log.read_text()
+    assert "Traceback" not in log.read_text()
