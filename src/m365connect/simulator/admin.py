@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from pydantic import ValidationError
 from starlette.requests import Request
@@ -14,6 +15,18 @@ from m365connect.simulator.state import SimulatorState
 
 def _bad_request(message: str) -> JSONResponse:
     return JSONResponse({"error": {"code": "BadRequest", "message": message}}, status_code=400)
+
+
+async def _json_object(request: Request) -> dict[str, Any] | None:
+    try:
+        changes = json.loads(await request.body())
+    except ValueError:
+        return None
+    return changes if isinstance(changes, dict) else None
+
+
+def _problems(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
 
 
 class _Admin:
@@ -41,19 +54,38 @@ class _Admin:
 
     async def put_faults(self, request: Request) -> Response:
         """PUT /_simulator/faults: partial update of the knobs (a seed restarts the random sequence)."""
-        try:
-            changes = json.loads(await request.body())
-        except ValueError:
-            changes = None
-        if not isinstance(changes, dict):
+        changes = await _json_object(request)
+        if changes is None:
             return _bad_request("The body must be a JSON object of fault knobs.")
         try:
             self.state.faults.update(changes)
         except ValidationError as exc:
-            return _bad_request(
-                "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-            )
+            return _bad_request(_problems(exc))
         return JSONResponse(self.state.faults.model_dump())
+
+    async def get_budgets(self, _request: Request) -> Response:
+        """GET /_simulator/budgets: the budget knobs."""
+        return JSONResponse(self.state.meter.budgets.model_dump())
+
+    async def put_budgets(self, request: Request) -> Response:
+        """PUT /_simulator/budgets: partial update of the budget knobs (`{"enabled": true}`)."""
+        changes = await _json_object(request)
+        if changes is None:
+            return _bad_request("The body must be a JSON object of budget knobs.")
+        try:
+            self.state.meter.budgets.update(changes)
+        except ValidationError as exc:
+            return _bad_request(_problems(exc))
+        return JSONResponse(self.state.meter.budgets.model_dump())
+
+    async def get_budget_stats(self, _request: Request) -> Response:
+        """GET /_simulator/budgets/stats: 429s per budget, units per tenant, peak Outlook concurrency."""
+        return JSONResponse(self.state.meter.snapshot())
+
+    async def reset_budgets(self, _request: Request) -> Response:
+        """POST /_simulator/budgets/reset: empty every meter (full budgets) and zero its counters."""
+        self.state.meter.reset()
+        return JSONResponse(self.state.meter.snapshot())
 
     async def get_sent_mail(self, _request: Request) -> Response:
         """GET /_simulator/sent-mail: every message accepted by sendMail, oldest first."""
@@ -74,6 +106,10 @@ def admin_routes(state: SimulatorState) -> list[BaseRoute]:
         Route("/_simulator/stats/reset", admin.reset_stats, methods=["POST"]),
         Route("/_simulator/faults", admin.get_faults, methods=["GET"]),
         Route("/_simulator/faults", admin.put_faults, methods=["PUT"]),
+        Route("/_simulator/budgets", admin.get_budgets, methods=["GET"]),
+        Route("/_simulator/budgets", admin.put_budgets, methods=["PUT"]),
+        Route("/_simulator/budgets/stats", admin.get_budget_stats, methods=["GET"]),
+        Route("/_simulator/budgets/reset", admin.reset_budgets, methods=["POST"]),
         Route("/_simulator/sent-mail", admin.get_sent_mail, methods=["GET"]),
         Route("/_simulator/sent-mail", admin.clear_sent_mail, methods=["DELETE"]),
     ]

@@ -93,6 +93,10 @@ class Stats:
         self.by_cloud = {}
         self._dns_base = self.dns_source()
 
+    def count_throttled(self) -> None:
+        """Count one 429 sent (a fault or a budget)."""
+        self.throttled += 1
+
     def count_cloud(self, cloud: str, counter: str) -> None:
         """Count one request of `counter` ("token_requests", "graph_requests") made to `cloud`."""
         counts = self.by_cloud.setdefault(cloud, {"token_requests": 0, "graph_requests": 0})

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import time
 import uuid
 
@@ -14,6 +13,7 @@ from starlette.types import Receive, Scope, Send
 
 from m365connect.simulator.clouds import GLOBAL, GRAPH_APP_ID, audiences, path_prefix
 from m365connect.simulator.graph_batch import run_batch
+from m365connect.simulator.graph_budgets import charge, outlook_slot
 from m365connect.simulator.graph_core import (
     ODATA_JSON,
     Caller,
@@ -22,15 +22,15 @@ from m365connect.simulator.graph_core import (
     GraphResponse,
     injected_error,
     method_not_allowed,
+    resource_segments,
     segment_not_found,
 )
 from m365connect.simulator.graph_mail import mailbox_settings, send_mail
 from m365connect.simulator.graph_users import get_user, list_users
-from m365connect.simulator.state import SimulatorState
+from m365connect.simulator.state import Latency, SimulatorState
 from m365connect.simulator.tokens import TokenError
 
 _CLOCK_SKEW_SECONDS = 300
-_KEY_SEGMENT = re.compile(r"^users\('((?:[^']|'')*)'\)$", re.IGNORECASE)
 _WWW_AUTHENTICATE = (
     'Bearer realm="", authorization_uri="https://login.microsoftonline.com/common/oauth2/authorize", '
     f'client_id="{GRAPH_APP_ID}"'
@@ -85,11 +85,9 @@ def authenticate(state: SimulatorState, authorization: str | None, cloud: str = 
 
 def dispatch(state: SimulatorState, request: GraphRequest) -> GraphResponse:
     """Route one Graph call (plain or from a batch) to its handler; raise GraphError on failure."""
-    segments = request.path.strip("/").split("/")
+    segments = resource_segments(request.path)
     head = segments[0]
-    if key := _KEY_SEGMENT.match(head):
-        segments = ["users", key.group(1).replace("''", "'"), *segments[1:]]
-    elif head.lower() == "me":
+    if head.lower() == "me":
         raise GraphError(400, "BadRequest", "/me request is only valid with delegated authentication flow.")
     elif head.lower() != "users":
         raise segment_not_found(head)
@@ -143,6 +141,20 @@ def _injected_fault(state: SimulatorState, *, batch: bool) -> Response | None:
     return None
 
 
+async def _plain(state: SimulatorState, request: GraphRequest, latency: Latency) -> GraphResponse:
+    """A call outside $batch: its concurrency slot and budget (when enforced), the latency, the handler."""
+    async with outlook_slot(state.meter, request):
+        headers = charge(state.meter, request)
+        await latency()
+        try:
+            response = dispatch(state, request)
+        except GraphError as exc:
+            exc.headers.update(headers)
+            raise
+    response.headers.update(headers)
+    return response
+
+
 async def _answer(
     state: SimulatorState, request: Request, request_id: str, client_request_id: str, cloud: str
 ) -> Response:
@@ -150,10 +162,12 @@ async def _answer(
     batch = path.strip("/").lower() == "$batch"
     if batch:
         state.stats.batch_requests += 1
+    latency = Latency(state)
     try:
         caller = authenticate(state, request.headers.get("authorization"), cloud)
         malformed = _injected_fault(state, batch=batch)
         if malformed is not None:
+            await latency()
             return malformed
         graph_request = GraphRequest(
             method=request.method,
@@ -165,10 +179,13 @@ async def _answer(
             service_root=str(request.base_url).rstrip("/") + path_prefix(cloud) + "/v1.0",
         )
         if batch:
-            response = run_batch(state, lambda sub: dispatch(state, sub), graph_request, request_id)
+            response = await run_batch(
+                state, lambda sub: dispatch(state, sub), graph_request, request_id, latency
+            )
         else:
-            response = dispatch(state, graph_request)
+            response = await _plain(state, graph_request, latency)
     except GraphError as exc:
+        await latency()
         response = exc.to_response(request_id, client_request_id)
     return render(response)
 
@@ -192,7 +209,6 @@ def graph_routes(state: SimulatorState, cloud: str = GLOBAL) -> list[BaseRoute]:
         client_request_id = request.headers.get("client-request-id") or request_id
         state.stats.graph_requests += 1
         state.stats.count_cloud(cloud, "graph_requests")
-        await state.injected_latency()
         response = await _answer(state, request, request_id, client_request_id, cloud)
         response.headers["request-id"] = request_id
         response.headers["client-request-id"] = client_request_id

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from m365connect.simulator.graph_budgets import batch_lanes, charge, concurrency_refused
 from m365connect.simulator.graph_core import (
     ODATA_JSON,
     GraphError,
@@ -16,7 +17,7 @@ from m365connect.simulator.graph_core import (
     injected_error,
     method_not_allowed,
 )
-from m365connect.simulator.state import SimulatorState
+from m365connect.simulator.state import Latency, SimulatorState
 
 MAX_BATCH_ITEMS = 20
 _WRITE_METHODS = frozenset({"POST", "PUT", "PATCH"})
@@ -110,39 +111,65 @@ def _sub_request(envelope: GraphRequest, item: BatchItem) -> GraphRequest:
     )
 
 
-def _run_item(state: SimulatorState, dispatch: Dispatch, sub: GraphRequest, failed: bool) -> GraphResponse:
-    """Answer one item: 424 after a failed dependency, else an injected fault, else the real handler."""
+def _run_item(
+    state: SimulatorState, dispatch: Dispatch, sub: GraphRequest, *, failed: bool, refused: bool
+) -> GraphResponse:
+    """Answer one item: 424 after a failed dependency, else an injected fault, else 429 when its lane found
+    no concurrency slot or its budget is spent, else the real handler (with the budget's headers)."""
     if failed:
         message = "The request was not executed because a request it depends on failed."
         raise GraphError(424, "FailedDependency", message)
     fault = injected_error(state)
     if fault is not None:
         raise fault
-    return dispatch(sub)
+    if refused:
+        raise concurrency_refused(state.meter)
+    headers = charge(state.meter, sub)
+    try:
+        response = dispatch(sub)
+    except GraphError as exc:
+        exc.headers.update(headers)
+        raise
+    response.headers.update(headers)
+    return response
 
 
-def run_batch(
-    state: SimulatorState, dispatch: Dispatch, envelope: GraphRequest, request_id: str
+async def run_batch(
+    state: SimulatorState, dispatch: Dispatch, envelope: GraphRequest, request_id: str, latency: Latency
 ) -> GraphResponse:
-    """Run the items in order (dependsOn points backwards) and answer them in a seeded random order."""
+    """Run the items in order (dependsOn points backwards) and answer them in a seeded random order; the
+    batch's Outlook items hold their concurrency slots while the batch runs (its latency)."""
     if envelope.method != "POST":
         raise method_not_allowed()
     items = parse_batch(envelope.body)
     state.stats.batch_items += len(items)
+    subs = [_sub_request(envelope, item) for item in items]
+    async with batch_lanes(state.meter, subs, [bool(item.depends_on) for item in items]) as refused:
+        await latency()
+        responses = _run_items(state, dispatch, list(zip(items, subs, strict=True)), refused, request_id)
+    state.faults.rng.shuffle(responses)
+    return GraphResponse(200, {"responses": responses}, {"Content-Type": ODATA_JSON})
+
+
+def _run_items(
+    state: SimulatorState,
+    dispatch: Dispatch,
+    items: list[tuple[BatchItem, GraphRequest]],
+    refused: set[int],
+    request_id: str,
+) -> list[dict[str, Any]]:
     statuses: dict[str, int] = {}
     responses: list[dict[str, Any]] = []
-    for item in items:
-        sub = _sub_request(envelope, item)
+    for index, (item, sub) in enumerate(items):
         failed = any(statuses[d] >= 400 for d in item.depends_on)
         try:
-            response = _run_item(state, dispatch, sub, failed)
+            response = _run_item(state, dispatch, sub, failed=failed, refused=index in refused)
         except GraphError as exc:
             client_request_id = sub.headers.get("client-request-id") or request_id
             response = exc.to_response(request_id, client_request_id)
         statuses[item.id.lower()] = response.status
         responses.append(_item_json(item.id, response))
-    state.faults.rng.shuffle(responses)
-    return GraphResponse(200, {"responses": responses}, {"Content-Type": ODATA_JSON})
+    return responses
 
 
 def _item_json(item_id: str, response: GraphResponse) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -14,6 +15,7 @@ ODATA_JSON = (
     "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8"
 )
 ACCESS_DENIED = "Access is denied. Check credentials and try again."
+_KEY_SEGMENT = re.compile(r"^users\('((?:[^']|'')*)'\)$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,14 @@ class GraphError(Exception):
         }
         body = {"error": {"code": self.code, "message": self.message, "innerError": inner}}
         return GraphResponse(self.status, body, {"Content-Type": "application/json", **self.headers})
+
+
+def resource_segments(path: str) -> list[str]:
+    """The path's segments, with the key form `users('{upn}')` read as `users/{upn}`."""
+    segments = path.strip("/").split("/")
+    if key := _KEY_SEGMENT.match(segments[0]):
+        return ["users", key.group(1).replace("''", "'"), *segments[1:]]
+    return segments
 
 
 def property_named(raw: str, names: Iterable[str]) -> str | None:

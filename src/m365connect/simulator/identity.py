@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 from typing import Any
 from urllib.parse import parse_qsl
@@ -19,6 +20,7 @@ from m365connect.simulator.token_grant import (
     AadError,
     aad_error_response,
     issue_token,
+    requesting_client,
     resolve_tenant,
 )
 
@@ -43,6 +45,9 @@ def identity_routes(state: SimulatorState, cloud: str = GLOBAL) -> list[BaseRout
                 )
                 raise AadError(400, "invalid_request", 900561, message)
             form = await _read_form(request)
+            over_budget = _over_budget(state, request, form)
+            if over_budget is not None:
+                return over_budget
             body = issue_token(state, request, request.path_params["tenant"], form, cloud)
         except AadError as exc:
             return aad_error_response(exc, request)
@@ -80,6 +85,24 @@ def _token_fault(state: SimulatorState, request: Request) -> Response | None:
         message = "A transient error has occurred. Please try again."
         return aad_error_response(AadError(503, "temporarily_unavailable", 50033, message), request)
     return None
+
+
+def _over_budget(state: SimulatorState, request: Request, form: dict[str, str]) -> Response | None:
+    """With budgets enforced, an app over its token requests per window in a tenant gets 429 with
+    `Retry-After: 60` (Microsoft's answer to over-calling client_credentials), or longer if the window
+    needs longer to free a request."""
+    meter = state.meter
+    client_id = requesting_client(request, form)
+    if not meter.budgets.enabled or not client_id:
+        return None
+    name = request.path_params["tenant"]
+    tenant = state.directory.tenant(name)
+    wait = meter.token(tenant=tenant.id if tenant is not None else name, client_id=client_id)
+    if not wait:
+        return None
+    retry_after = max(meter.budgets.token_retry_after, math.ceil(wait))
+    headers = {"Retry-After": str(retry_after)}
+    return PlainTextResponse("Too Many Requests", status_code=429, headers=headers)
 
 
 def _echo_client_request_id(request: Request, headers: dict[str, str]) -> dict[str, str]:

@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from m365connect.simulator.budgets import Budgets
 from m365connect.simulator.clouds import CloudName
 from m365connect.simulator.exchange_rbac import Group, RoleAssignment
 from m365connect.simulator.faults import Faults
@@ -216,11 +217,12 @@ class DnsConfig(_Strict):
 
 
 class Scenario(_Strict):
-    """Everything the simulator serves: directory, DNS and initial faults."""
+    """Everything the simulator serves: directory, DNS, initial faults and Graph's budgets (off)."""
 
     tenants: list[Tenant] = []
     dns: DnsConfig = Field(default_factory=DnsConfig)
     faults: Faults = Field(default_factory=Faults)
+    budgets: Budgets = Field(default_factory=Budgets)
 
     @model_validator(mode="after")
     def _globally_unique(self) -> Scenario:

@@ -7,13 +7,15 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from m365connect.simulator.app import create_app
+from m365connect.simulator.budget_meters import BudgetMeter
+from m365connect.simulator.budgets import Budgets
 from m365connect.simulator.certs import issue_certificates
 from m365connect.simulator.directory import Directory
 from m365connect.simulator.dns import DnsServer
@@ -37,11 +39,12 @@ class FakeMicrosoft:
         port: int = 0,
         dns_port: int = 0,
         state_dir: str | Path | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.scenario = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
         self._host, self._port, self._dns_port = host, port, dns_port
         self._state_dir = Path(state_dir) if state_dir is not None else None
-        self._state = SimulatorState.from_scenario(self.scenario)
+        self._state = SimulatorState.from_scenario(self.scenario, clock=clock)
         self._tempdir: tempfile.TemporaryDirectory[str] | None = None
         self._dns: DnsServer | None = None
         self._server: ThreadedServer | None = None
@@ -61,6 +64,16 @@ class FakeMicrosoft:
     def faults(self) -> Faults:
         """The live fault knobs; changes apply to the next request."""
         return self._state.faults
+
+    @property
+    def budgets(self) -> Budgets:
+        """The live budget knobs (`enabled` false by default); changes apply to the next request."""
+        return self._state.meter.budgets
+
+    @property
+    def budget_meter(self) -> BudgetMeter:
+        """The budgets' meters and counters (`snapshot()`, `reset()`)."""
+        return self._state.meter
 
     @property
     def stats(self) -> Stats:

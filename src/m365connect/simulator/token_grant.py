@@ -89,6 +89,11 @@ def _credentials(request: Request, form: dict[str, str]) -> tuple[str, str]:
     return form.get("client_id", ""), form.get("client_secret", "")
 
 
+def requesting_client(request: Request, form: dict[str, str]) -> str:
+    """The client id a token request names (HTTP Basic or form), '' when it names none."""
+    return _credentials(request, form)[0]
+
+
 def _graph_audience(scope: str, cloud: str) -> str:
     """Check the scope the way AAD does for client credentials and return the token audience: another
     cloud's Graph is no resource principal here (AADSTS500011, as a national cloud answers)."""
