@@ -155,19 +155,16 @@ async def batch_lanes(
     target mailbox", or one at a time when they are chained by dependsOn. The items are dealt round-robin
     to that many lanes; each lane needs a slot of its key, and the items of a lane without one are refused.
     """
-    keys = [concurrency_key(meter, item) for item in items]
-    outlook = [i for i, key in enumerate(keys) if key is not None]
-    independent = sum(1 for i in outlook if not depends[i])
+    keyed = [(i, key) for i, item in enumerate(items) if (key := concurrency_key(meter, item)) is not None]
+    independent = sum(1 for i, _ in keyed if not depends[i])
     width = min(meter.budgets.batch_outlook_parallelism, max(1, independent))
     lanes: dict[int, int] = {}
     per_key: Counter[tuple[str, ...]] = Counter()
-    for i in outlook:
-        key = keys[i]
-        assert key is not None
+    for i, key in keyed:
         lanes[i] = per_key[key] % width
         per_key[key] += 1
     granted = {key: meter.acquire(key, min(width, count)) for key, count in per_key.items()}
-    refused = {i for i in outlook if lanes[i] >= granted[keys[i] or ()]}
+    refused = {i for i, key in keyed if lanes[i] >= granted[key]}
     try:
         yield refused
     finally:
