@@ -183,3 +183,20 @@ def test_a_batch_alone_holds_four_slots_while_it_runs(
 
     assert [answer["status"] for answer in response.json()["responses"]] == [200] * 20
     assert budgeted.budget_meter.snapshot()["outlook_peak_concurrency"] == 4
+
+
+def test_a_send_refused_by_the_budget_sends_nothing(
+    budgeted: FakeMicrosoft, budget_client: httpx.Client, budget_bearer: Bearer
+) -> None:
+    budgeted.budgets.update({"enabled": True, "outlook_requests": 1})
+    message = {"message": {"subject": "hi", "toRecipients": [{"emailAddress": {"address": "a@b.example"}}]}}
+    url = f"/v1.0/users/{SMALL.mailbox(3)}/sendMail"
+    budgeted.sent_mail.clear()
+
+    statuses = [
+        budget_client.post(url, json=message, headers=budget_bearer(SMALL)).status_code for _ in range(2)
+    ]
+
+    assert statuses == [202, 429]
+    assert len(budgeted.sent_mail) == 1
+    budgeted.sent_mail.clear()
