@@ -28,6 +28,10 @@ from m365connect.microsoft.token import TokenClient
 from m365connect.observability.metrics import Metrics
 from m365connect.settings import Settings
 from m365connect.work.engine import Work, build_work
+from m365connect.webhooks.addresses import DnsResolver, HostResolver, SystemResolver
+from m365connect.webhooks.sealing import count_sealed_secrets as count_webhook_secrets
+from m365connect.webhooks.service import WebhookServices
+from m365connect.work.ports import Enqueue, Payload
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,7 @@ class AppState:
     credential_services: CredentialServices
     bulk_services: BulkServices
     work: Work  # background jobs: enqueue in a transaction; `run` in serve's lifespan and in `worker`
+    webhooks: WebhookServices
 
 
 def database_timeouts(settings: Settings, *, bound_statements: bool = True) -> DatabaseTimeouts:
@@ -70,7 +75,7 @@ async def load_secret_box(settings: Settings, session: AsyncSession) -> SecretBo
         return SecretBox(parse_keys(settings.encryption_keys))
     path = settings.resolved_key_file
     if not path.exists():
-        sealed = await count_sealed_secrets(session)
+        sealed = await count_sealed_secrets(session) + await count_webhook_secrets(session)
         if sealed:
             raise KeyFileMissing(path, sealed=sealed)
     return SecretBox(load_or_create_key_file(path))
@@ -129,6 +134,40 @@ def build_clouds(settings: Settings, *, http: httpx.AsyncClient, metrics: Metric
     return Clouds(clients)
 
 
+async def _engine_not_wired(
+    session: AsyncSession,  # noqa: ARG001
+    kind: str,
+    payload: Payload,  # noqa: ARG001
+    *,
+    delay: float = 0.0,  # noqa: ARG001
+    dedupe_key: str | None = None,  # noqa: ARG001
+) -> None:
+    # Replaced by the work engine's enqueue when it is wired in (m365connect.work).
+    raise RuntimeError(f"no work engine to enqueue {kind!r}")
+
+
+def build_webhook_services(
+    settings: Settings, *, box: SecretBox, enqueue: Enqueue = _engine_not_wired
+) -> WebhookServices:
+    """DNS as the deliverability checks ask it (M365CONNECT_DNS_NAMESERVERS), else the system's resolver;
+    system trust for receivers' certificates; the SSRF switch and the attempt's bound from the settings."""
+    resolver: HostResolver = SystemResolver()
+    if settings.nameservers:
+        resolver = DnsResolver(
+            build_resolver(
+                settings.nameservers, timeout=settings.dns_timeout, lifetime=settings.dns_timeout * 2
+            )
+        )
+    return WebhookServices(
+        box=box,
+        resolver=resolver,
+        allow_private=settings.webhook_allow_private_networks,
+        ssl_context=ssl.create_default_context(),
+        timeout=settings.webhook_timeout,
+        enqueue=enqueue,
+    )
+
+
 @asynccontextmanager
 async def open_state(settings: Settings, *, metrics: Metrics | None = None) -> AsyncIterator[AppState]:
     """Build the state (with a registry of its own unless `metrics` is given), and close what it opened."""
@@ -184,6 +223,7 @@ async def open_state(settings: Settings, *, metrics: Metrics | None = None) -> A
                 send_probe=settings.send_probe,
             ),
             work=work,
+            webhooks=build_webhook_services(settings, box=box),
         )
     finally:
         await limiter.aclose()
