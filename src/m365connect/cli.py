@@ -21,6 +21,7 @@ from sqlalchemy.exc import DBAPIError
 from m365connect.accounts import service as accounts
 from m365connect.client.commands import connect, credentials_app
 from m365connect.client.events import events_app
+from m365connect.client.webhooks import webhooks_app
 from m365connect.credentials.sealing import reseal_all
 from m365connect.crypto import (
     KeyFileMissing,
@@ -48,6 +49,7 @@ app.add_typer(api_keys_app, name="api-keys")
 app.add_typer(encryption_app, name="encryption")
 app.add_typer(credentials_app, name="credentials")
 app.add_typer(events_app, name="events")
+app.add_typer(webhooks_app, name="webhooks")
 app.command("connect")(connect)
 console = Console()
 logger = logging.getLogger("m365connect.cli")

@@ -75,8 +75,8 @@ def refusal(address: IPAddress, *, allow_private: bool) -> str | None:
         ("link-local", address.is_link_local),
         ("multicast", address.is_multicast),
         ("carrier-grade NAT", address in _CGNAT),
-        ("private", address.is_private),
         ("reserved", address.is_reserved),
+        ("private", address.is_private),
         ("not globally routable", not address.is_global),
     ):
         if matched:
