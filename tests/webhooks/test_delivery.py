@@ -20,10 +20,10 @@ from m365connect.state import AppState
 from m365connect.webhooks.delivery import DeliveryFailed, deliver, deliver_job_kind
 from m365connect.webhooks.models import Webhook
 from m365connect.work.ports import JobRun
+from tests.factories import WEBHOOKS
 from tests.helpers import headers
 from tests.webhooks.support import (
     TEST_TIMEOUT,
-    WEBHOOKS,
     FakeResolver,
     TransactionalEnqueue,
     receiving,

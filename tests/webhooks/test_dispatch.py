@@ -13,8 +13,9 @@ from m365connect.events.types import EventType
 from m365connect.state import AppState
 from m365connect.webhooks.dispatch import dispatch
 from m365connect.webhooks.models import Webhook
+from tests.factories import WEBHOOKS
 from tests.helpers import headers
-from tests.webhooks.support import WEBHOOKS, FakeResolver, TransactionalEnqueue
+from tests.webhooks.support import FakeResolver, TransactionalEnqueue
 
 URL = "https://hooks.example.com/hook"
 

@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import select
 
-from m365connect.crypto import SecretBox, SecretBoxError, generate_key, parse_keys
+from m365connect.crypto import KeyFileMissing, SecretBox, SecretBoxError, generate_key, parse_keys
 from m365connect.events.service import record_event
 from m365connect.events.types import SUBSCRIBABLE, EventType
 from m365connect.settings import Settings
-from m365connect.state import AppState
+from m365connect.state import AppState, load_secret_box
 from m365connect.webhooks import sealing
 from m365connect.webhooks.models import Webhook
 from m365connect.webhooks.service import MAX_WEBHOOKS_PER_ACCOUNT
+from tests.factories import WEBHOOKS
 from tests.helpers import assert_code, assert_generic_error, headers
-from tests.webhooks.support import WEBHOOKS, FakeResolver, api_over, with_webhooks
+from tests.webhooks.support import FakeResolver, api_over, with_webhooks
 
 URL = "https://hooks.example.com/m365connect"
 
@@ -306,3 +309,41 @@ async def test_encryption_rotate_reseals_webhook_secrets(
     assert sealing.open_secret(only_new, row) == created["secret"]
     async with hooks_state.sessions() as session:
         assert (await session.scalars(select(Webhook.id))).all() == [created["id"]]
+
+
+async def test_a_lost_key_file_beside_webhook_secrets_is_refused(
+    hooks_client: httpx.AsyncClient,
+    hooks_state: AppState,
+    resolver: FakeResolver,
+    api_key: str,
+    settings: Settings,
+    tmp_path: Path,
+) -> None:
+    """No client secret is stored, only a webhook's: a new key would still open nothing, so none is made."""
+    resolver.set("hooks.example.com", ["93.184.215.14"])
+    await create(hooks_client, api_key)
+    lost = tmp_path / "lost" / "m365connect.key"
+    keyless = settings.model_copy(update={"encryption_keys": None, "key_file": lost})
+    async with hooks_state.sessions() as session:
+        with pytest.raises(KeyFileMissing):
+            await load_secret_box(keyless, session)
+    assert not lost.exists()
+
+
+async def test_concurrent_creates_stop_at_the_limit(
+    hooks_client: httpx.AsyncClient, resolver: FakeResolver, api_key: str
+) -> None:
+    resolver.set("hooks.example.com", ["93.184.215.14"])
+    for _round in range(2):
+        responses = await asyncio.gather(
+            *(
+                hooks_client.post(WEBHOOKS, json={"url": URL}, headers=headers(api_key))
+                for _ in range(MAX_WEBHOOKS_PER_ACCOUNT + 5)
+            )
+        )
+        statuses = sorted(response.status_code for response in responses)
+        listed = (await hooks_client.get(WEBHOOKS, headers=headers(api_key))).json()["webhooks"]
+        assert len(listed) == MAX_WEBHOOKS_PER_ACCOUNT, statuses
+        assert 500 not in statuses
+        for webhook in listed:
+            await hooks_client.delete(f"{WEBHOOKS}/{webhook['id']}", headers=headers(api_key))

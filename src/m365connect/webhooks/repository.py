@@ -14,9 +14,16 @@ from m365connect.webhooks.models import Webhook, WebhookDelivery
 
 
 async def lock_account(session: AsyncSession, *, account_id: int) -> None:
-    """Serialise the account's subscription changes (the per-account limit) on PostgreSQL; SQLite
-    serialises writers anyway."""
-    await session.execute(select(Account.id).where(Account.id == account_id).with_for_update())
+    """Serialise the account's subscription creations (the per-account limit) until the transaction ends.
+
+    A no-op UPDATE rather than SELECT ... FOR UPDATE: SQLite ignores FOR UPDATE, and two deferred SQLite
+    transactions could both count 19 and both insert (tests/webhooks, 25 concurrent creates); a write as
+    the transaction's first statement takes SQLite's write lock before the count, and on PostgreSQL it
+    locks the account row as FOR UPDATE would.
+    """
+    await session.execute(
+        update(Account).where(Account.id == account_id).values(created_at=Account.created_at)
+    )
 
 
 async def list_for_account(session: AsyncSession, *, account_id: int) -> Sequence[Webhook]:
