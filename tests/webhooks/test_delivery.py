@@ -3,10 +3,12 @@ SSRF rules checked again at delivery over a connection pinned to the vetted addr
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import ssl
 from typing import Any
 
+import httpcore
 import httpx
 import pytest
 import trustme
@@ -19,6 +21,7 @@ from m365connect.settings import Settings
 from m365connect.state import AppState
 from m365connect.webhooks.delivery import DeliveryFailed, deliver, deliver_job_kind
 from m365connect.webhooks.models import Webhook
+from m365connect.webhooks.transport import PinnedBackend
 from m365connect.work.ports import JobRun
 from tests.factories import WEBHOOKS
 from tests.helpers import headers
@@ -292,3 +295,16 @@ def test_the_job_kind_retries_on_the_configured_schedule(settings: Settings, sta
     for wrong in ("5,x", "-1", "nan", "700000"):
         with pytest.raises(ValueError, match="seconds"):
             Settings(**{**settings.model_dump(), "webhook_retry_delays": wrong})
+
+
+async def test_the_pinned_backend_reaches_only_the_vetted_address_and_port() -> None:
+    """Whatever name and port httpcore asks for, the connection goes to the vetted pair or nowhere."""
+    async with receiving() as receiver:
+        pinned = PinnedBackend([ipaddress.ip_address("127.0.0.1")], receiver.port)
+        stream = await pinned.connect_tcp("elsewhere.example.com", receiver.port, timeout=1)
+        await stream.write(b"POST /x HTTP/1.1\r\nHost: elsewhere.example.com\r\nContent-Length: 0\r\n\r\n")
+        assert (await stream.read(64)).startswith(b"HTTP/1.1 200")
+        await stream.aclose()
+        with pytest.raises(httpcore.ConnectError, match="not the vetted port"):
+            await pinned.connect_tcp("elsewhere.example.com", receiver.port + 1, timeout=1)
+    assert [r.headers["host"] for r in receiver.received] == ["elsewhere.example.com"]

@@ -28,14 +28,17 @@ _ERROR_LENGTH = 200
 
 
 class PinnedBackend(httpcore.AsyncNetworkBackend):
-    """Connects to the vetted addresses only (in order, the next when one refuses), whatever the host."""
+    """Connects to the vetted addresses on the vetted port only (in order, the next when one refuses),
+    whatever host httpcore names: a URL that httpcore parsed differently from our check cannot lead it
+    elsewhere."""
 
     def __init__(
-        self, addresses: Sequence[IPAddress], inner: httpcore.AsyncNetworkBackend | None = None
+        self, addresses: Sequence[IPAddress], port: int, inner: httpcore.AsyncNetworkBackend | None = None
     ) -> None:
         if not addresses:
             raise ValueError("no vetted address")
         self._addresses = list(addresses)
+        self._port = port
         self._inner = inner or httpcore.AnyIOBackend()
 
     async def connect_tcp(
@@ -47,6 +50,8 @@ class PinnedBackend(httpcore.AsyncNetworkBackend):
         socket_options: Iterable[typing.Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
         """A connection to the first vetted address that accepts one."""
+        if port != self._port:
+            raise httpcore.ConnectError(f"port {port} is not the vetted port {self._port}")
         failure: Exception | None = None
         for address in self._addresses:
             try:
@@ -122,7 +127,7 @@ async def post(
     limits = {"connect": seconds, "read": seconds, "write": seconds, "pool": seconds}
     pool = httpcore.AsyncConnectionPool(
         ssl_context=ssl_context,
-        network_backend=PinnedBackend(addresses, backend),
+        network_backend=PinnedBackend(addresses, target.port, backend),
         max_connections=1,
         retries=0,
     )
