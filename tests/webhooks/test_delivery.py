@@ -68,6 +68,15 @@ async def enabled(state: AppState, webhook_id: int) -> bool:
         return webhook.enabled
 
 
+def attempts(state: AppState) -> dict[str, float]:
+    """m365connect_webhook_deliveries_total by outcome."""
+    registry = state.metrics.registry
+    return {
+        outcome: registry.get_sample_value("m365connect_webhook_deliveries_total", {"outcome": outcome}) or 0
+        for outcome in ("delivered", "failed", "gone", "refused")
+    }
+
+
 def verified(secret: str, request: Any) -> Any:
     """The body as a Standard Webhooks verifier accepts it (raises if it does not)."""
     return Verifier(secret).verify(request.body, request.headers)
@@ -108,6 +117,11 @@ async def test_a_receiver_that_fails_then_times_out_then_recovers_gets_the_signe
     assert [row["error"] for row in log] == [None, f"no answer within {TEST_TIMEOUT:g} s", "HTTP 500"]
     assert all(row["attempted_at"].endswith("Z") and row["duration_ms"] >= 0 for row in log)
     assert log[1]["duration_ms"] >= TEST_TIMEOUT * 1000 * 0.9
+    assert attempts(hooks_state) == {"delivered": 1, "failed": 2, "gone": 0, "refused": 0}
+    timed = hooks_state.metrics.registry.get_sample_value(
+        "m365connect_webhook_delivery_duration_seconds_count"
+    )
+    assert timed == 3
     signatures = [request.headers["webhook-signature"] for request in receiver.received]
     logged = caplog.text
     assert hook["secret"] not in logged
@@ -152,6 +166,7 @@ async def test_410_disables_the_subscription_and_later_jobs_end_quietly(
     assert [(row["status_code"], row["error"]) for row in log] == [
         (410, "HTTP 410: the receiver is gone, subscription disabled")
     ]
+    assert attempts(hooks_state) == {"delivered": 0, "failed": 0, "gone": 1, "refused": 0}
 
 
 async def test_a_deleted_subscription_or_a_vanished_event_ends_the_job_quietly(
@@ -211,6 +226,7 @@ async def test_non_public_addresses_are_refused_at_delivery(
         await deliver(strict, subscription_id=hook["id"], event_id=event_id, attempt=1)
     (row,) = await log_of(hooks_client, api_key, hook["id"])
     assert row["status_code"] is None
+    assert attempts(strict) == {"delivered": 0, "failed": 0, "gone": 0, "refused": 1}
     assert row["error"].startswith("refused: ")
     assert reason in row["error"]
 

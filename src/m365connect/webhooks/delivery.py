@@ -88,6 +88,7 @@ async def deliver(state: AppState, *, subscription_id: int, event_id: int, attem
         )
         if outcome.status_code == 410:
             await repository.disable(session, webhook_id=subscription_id)
+    state.metrics.webhooks.attempted(outcome.label, duration_ms=outcome.duration_ms if outcome.sent else None)
     fields = {**context, "status_code": outcome.status_code, "duration_ms": outcome.duration_ms}
     if outcome.delivered:
         logger.info("webhook.delivery.delivered", extra=fields)
@@ -106,13 +107,17 @@ async def _attempt(state: AppState, webhook: Webhook, *, event_data: dict[str, o
     except SecretBoxError as exc:
         # The reason names a key id at most, never a key or a secret (crypto.py).
         logger.warning("webhook.secret.unreadable", extra={"webhook_id": webhook.id, "reason": str(exc)})
-        return Outcome(status_code=None, error="the signing secret cannot be decrypted", duration_ms=0)
+        return Outcome(
+            status_code=None, error="the signing secret cannot be decrypted", duration_ms=0, sent=False
+        )
     try:
         target, addresses = await vet(
             webhook.url, resolver=services.resolver, allow_private=services.allow_private
         )
     except UrlRefused as exc:
-        return Outcome(status_code=None, error=f"refused: {exc.reason}", duration_ms=0)
+        return Outcome(
+            status_code=None, error=f"refused: {exc.reason}", duration_ms=0, sent=False, refused=True
+        )
     body = body_of(event_data)
     headers = signed_headers(
         secret=secret, event_id=webhook_event_id(event_data), body=body, at=datetime.now(UTC)

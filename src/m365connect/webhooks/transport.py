@@ -89,6 +89,17 @@ class Outcome:
     status_code: int | None
     error: str | None
     duration_ms: int
+    sent: bool = True  # False: nothing went out (URL refused at delivery, secret unreadable)
+    refused: bool = False  # the URL broke the SSRF rules at delivery
+
+    @property
+    def label(self) -> str:
+        """The metric's outcome: delivered, gone, refused or failed."""
+        if self.delivered:
+            return "delivered"
+        if self.status_code == 410:
+            return "gone"
+        return "refused" if self.refused else "failed"
 
     @property
     def delivered(self) -> bool:
