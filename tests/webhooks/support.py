@@ -157,6 +157,7 @@ class TransactionalEnqueue:
 
     def __init__(self) -> None:
         self.jobs: list[Job] = []
+        self.committed: list[Job] = []  # every job of a committed transaction, duplicates included
         self._pending: dict[int, list[Job]] = {}
 
     async def __call__(
@@ -180,5 +181,6 @@ class TransactionalEnqueue:
     def _settle(self, key: int, *, keep: bool) -> None:
         jobs = self._pending.pop(key, [])
         if keep:
+            self.committed.extend(jobs)
             kept = {job.dedupe_key for job in self.jobs}
             self.jobs.extend(job for job in jobs if job.dedupe_key is None or job.dedupe_key not in kept)

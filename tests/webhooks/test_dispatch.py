@@ -3,6 +3,7 @@ transaction as the jobs, test events never dispatched."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -135,3 +136,28 @@ async def test_disabled_subscriptions_get_nothing(
     await events(hooks_state, await account_of(hooks_state, webhook_id), EventType.MAILBOX_FAILING)
     assert await run(hooks_state, enqueue) == 0
     assert enqueue.jobs == []
+
+
+async def test_two_dispatchers_at_once_queue_each_event_once(
+    hooks_client: httpx.AsyncClient, hooks_state: AppState, enqueue: TransactionalEnqueue, api_key: str
+) -> None:
+    """Two passes run concurrently, round after round, while events keep arriving: across all committed
+    transactions each (subscription, event) is queued exactly once (no reliance on the dedupe key)."""
+    hooks = [await subscribe(hooks_client, api_key) for _ in range(3)]
+    account_id = await account_of(hooks_state, hooks[0])
+    written: list[int] = []
+    errors: list[str] = []
+
+    async def dispatcher() -> None:
+        try:
+            await run(hooks_state, enqueue, limit=7)
+        except Exception as exc:
+            errors.append(type(exc).__name__)
+
+    for _round in range(5):
+        written += await events(hooks_state, account_id, *[EventType.MAILBOX_FAILING] * 6)
+        await asyncio.gather(dispatcher(), dispatcher())
+    while await run(hooks_state, enqueue, limit=100):
+        pass
+    pairs = [(job.payload["subscription_id"], job.payload["event_id"]) for job in enqueue.committed]
+    assert sorted(pairs) == sorted((hook, event) for hook in hooks for event in written), errors

@@ -4,8 +4,11 @@ Each subscription keeps a cursor (`last_dispatched_event_id`). A pass reads the 
 enqueues a `webhook.deliver` job for each whose type the subscription takes, and moves the cursor past
 every event it read, all in the caller's transaction (the Enqueue protocol adds the jobs to it): either
 the jobs and the new cursor are committed together, or neither is, so an event is neither lost nor queued
-twice by a dispatcher that dies. This relies on event ids committing in order per account (the events
-writer takes the account row's lock), so no event can appear behind a cursor that already passed its id.
+twice by a dispatcher that dies. Two passes at once (replicas) are safe: PostgreSQL skips the
+subscriptions another pass has locked, and the cursor moves by compare-and-set before anything is queued,
+so on SQLite (which has no row locks) the pass that loses the race queues nothing. This relies on event
+ids committing in order per account (the events writer takes the account row's lock), so no event can
+appear behind a cursor that already passed its id.
 `webhook.test` events are never dispatched: the test route queues them for its one subscription.
 """
 
@@ -31,6 +34,11 @@ async def dispatch(session: AsyncSession, enqueue: Enqueue, *, limit: int) -> in
         if not events:
             continue
         budget -= len(events)
+        # The cursor first: a pass that did not move it (another one did) queues nothing for it.
+        if not await repository.advance_cursor(
+            session, webhook_id=webhook.id, old=webhook.last_dispatched_event_id, to=events[-1][0]
+        ):
+            continue
         wanted = None if webhook.event_types is None else frozenset(webhook.event_types)
         for event_id, event_type in events:
             if wanted is None or event_type in wanted:
@@ -40,5 +48,4 @@ async def dispatch(session: AsyncSession, enqueue: Enqueue, *, limit: int) -> in
                     {"subscription_id": webhook.id, "event_id": event_id},
                     dedupe_key=dedupe_key(webhook_id=webhook.id, event_id=event_id),
                 )
-        await repository.advance_cursor(session, webhook_id=webhook.id, to=events[-1][0])
     return limit - budget

@@ -134,13 +134,17 @@ async def events_after(
     return [(int(row.id), str(row.type)) for row in rows]
 
 
-async def advance_cursor(session: AsyncSession, *, webhook_id: int, to: int) -> None:
-    """Move a subscription's cursor forward (never back)."""
-    await session.execute(
+async def advance_cursor(session: AsyncSession, *, webhook_id: int, old: int, to: int) -> bool:
+    """Move a subscription's cursor from `old` to `to` (compare-and-set); False when another pass moved
+    it first. On SQLite this UPDATE also takes the write lock, so a concurrent pass waits here and then
+    finds the cursor moved."""
+    result = await session.execute(
         update(Webhook)
-        .where(Webhook.id == webhook_id, Webhook.last_dispatched_event_id < to)
+        .where(Webhook.id == webhook_id, Webhook.last_dispatched_event_id == old)
         .values(last_dispatched_event_id=to)
+        .execution_options(synchronize_session=False)
     )
+    return bool(getattr(result, "rowcount", 0))
 
 
 # ---------------------------------------------------------------------------------- sealed secrets
