@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import base64
 from pathlib import Path
 from typing import Any
@@ -347,3 +348,9 @@ async def test_concurrent_creates_stop_at_the_limit(
         assert 500 not in statuses
         for webhook in listed:
             await hooks_client.delete(f"{WEBHOOKS}/{webhook['id']}", headers=headers(api_key))
+
+
+def test_api_md_lists_every_subscribable_type() -> None:
+    section = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text().split("## Webhooks", 1)[1]
+    listed = section.split("The types:", 1)[1].split("`webhook.test`", 1)[0]
+    assert set(re.findall(r"`([a-z_.]+)`", listed)) == {str(t) for t in SUBSCRIBABLE}
