@@ -12,9 +12,8 @@ from rich.console import Console
 from rich.table import Table
 
 from m365connect.client import report
-from m365connect.client.commands import ApiKey, Url
-from m365connect.client.commands import _reported as reported
 from m365connect.client.http import DEFAULT_URL, ServiceClient
+from m365connect.client.options import ApiKey, Url, reported
 
 webhooks_app = typer.Typer(
     help="Add, list and remove the webhook subscriptions of a running service.", no_args_is_help=True
