@@ -151,7 +151,7 @@ def build_webhook_services(
 ) -> WebhookServices:
     """DNS as the deliverability checks ask it (M365CONNECT_DNS_NAMESERVERS), else the system's resolver;
     system trust for receivers' certificates; the SSRF switch and the attempt's bound from the settings."""
-    resolver: HostResolver = SystemResolver()
+    resolver: HostResolver = SystemResolver(seconds=settings.dns_timeout * 2)
     if settings.nameservers:
         resolver = DnsResolver(
             build_resolver(

@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from m365connect.webhooks.addresses import UrlRefused, parse_url, refusal, vet
+from m365connect.webhooks.addresses import SystemResolver, UrlRefused, parse_url, refusal, vet
 from tests.webhooks.support import FakeResolver
 
 REFUSED = [
@@ -107,3 +107,14 @@ async def test_ip_literals_are_not_looked_up_and_names_that_do_not_resolve_are_r
     with pytest.raises(UrlRefused, match="does not resolve"):
         await vet("https://nowhere.example.com/", resolver=resolver, allow_private=False)
     assert resolver.asked == ["nowhere.example.com"]
+
+
+async def test_the_system_resolver_reads_hosts_and_localhost_is_refused() -> None:
+    """Without M365CONNECT_DNS_NAMESERVERS the operating system resolves (getaddrinfo: /etc/hosts)."""
+    system = SystemResolver(seconds=2)
+    addresses = await system.resolve("localhost")
+    assert addresses
+    assert all(address.is_loopback for address in addresses)
+    with pytest.raises(UrlRefused, match="loopback"):
+        await vet("https://localhost/hook", resolver=system, allow_private=False)
+    assert await system.resolve("nothing.invalid") == []

@@ -131,11 +131,16 @@ class HostResolver(Protocol):
 class SystemResolver:
     """The operating system's resolver (getaddrinfo: /etc/hosts, nsswitch), as any HTTP client uses."""
 
+    def __init__(self, *, seconds: float) -> None:
+        # getaddrinfo has no deadline of its own (resolv.conf's timeouts and attempts add up).
+        self._seconds = seconds
+
     async def resolve(self, host: str) -> list[IPAddress]:
-        """Every A and AAAA address of `host`; [] when it does not resolve."""
+        """Every A and AAAA address of `host`; [] when it does not resolve in time."""
         try:
-            infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
-        except (OSError, UnicodeError):
+            async with asyncio.timeout(self._seconds):
+                infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError, TimeoutError):
             return []
         return _unique(ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos)
 
