@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import ssl
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpcore
@@ -21,6 +22,7 @@ from m365connect.settings import Settings
 from m365connect.state import AppState
 from m365connect.webhooks.delivery import DeliveryFailed, deliver, deliver_job_kind
 from m365connect.webhooks.models import Webhook
+from m365connect.webhooks.service import prune_delivery_log
 from m365connect.webhooks.transport import PinnedBackend
 from m365connect.work.ports import JobRun
 from tests.factories import WEBHOOKS
@@ -324,3 +326,26 @@ async def test_the_pinned_backend_reaches_only_the_vetted_address_and_port() -> 
         with pytest.raises(httpcore.ConnectError, match="not the vetted port"):
             await pinned.connect_tcp("elsewhere.example.com", receiver.port + 1, timeout=1)
     assert [r.headers["host"] for r in receiver.received] == ["elsewhere.example.com"]
+
+
+async def test_the_delivery_log_is_pruned_after_thirty_days(
+    hooks_client: httpx.AsyncClient, hooks_state: AppState, api_key: str
+) -> None:
+    async with receiving() as receiver:
+        receiver.script.extend([500, 500])
+        hook = await subscribe(hooks_client, api_key, receiver.url())
+        event_id = await new_event(hooks_state, hook["id"])
+        for attempt in (1, 2):
+            with pytest.raises(DeliveryFailed):
+                await deliver(hooks_state, subscription_id=hook["id"], event_id=event_id, attempt=attempt)
+        await deliver(hooks_state, subscription_id=hook["id"], event_id=event_id, attempt=3)
+    log = await log_of(hooks_client, api_key, hook["id"])
+    newest = max(datetime.fromisoformat(row["attempted_at"].replace("Z", "+00:00")) for row in log)
+    async with hooks_state.transactions.begin() as session:
+        assert await prune_delivery_log(session, now=newest + timedelta(days=29)) == 0
+    async with hooks_state.transactions.begin() as session:
+        assert await prune_delivery_log(session, now=newest + timedelta(days=31), limit=2) == 2
+    assert len(await log_of(hooks_client, api_key, hook["id"])) == 1
+    async with hooks_state.transactions.begin() as session:
+        assert await prune_delivery_log(session, now=newest + timedelta(days=31)) == 1
+    assert await log_of(hooks_client, api_key, hook["id"]) == []

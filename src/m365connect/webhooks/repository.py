@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -104,6 +105,19 @@ async def deliveries_page(
         select(func.count()).select_from(WebhookDelivery).where(WebhookDelivery.webhook_id == webhook_id)
     )
     return rows.all(), int(total or 0)
+
+
+async def delete_deliveries_before(session: AsyncSession, *, before: datetime, limit: int) -> int:
+    """Delete at most `limit` log rows attempted before `before` (oldest first); how many went."""
+    oldest = (
+        select(WebhookDelivery.id)
+        .where(WebhookDelivery.attempted_at < before)
+        .order_by(WebhookDelivery.id)
+        .limit(limit)
+        .scalar_subquery()
+    )
+    result = await session.execute(delete(WebhookDelivery).where(WebhookDelivery.id.in_(oldest)))
+    return int(getattr(result, "rowcount", 0))
 
 
 # ---------------------------------------------------------------------------------------------- outbox

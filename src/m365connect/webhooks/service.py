@@ -7,6 +7,7 @@ import math
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -36,6 +37,8 @@ logger = logging.getLogger("m365connect.webhooks")
 # costs a dispatch query per outbox pass, so the bound also bounds that work (docs/decisions.md).
 MAX_WEBHOOKS_PER_ACCOUNT = 20
 DELIVERIES_PAGE_SIZE = 50
+# The delivery log is kept as long as the events it names (API.md 6: at least 30 days).
+DELIVERY_LOG_DAYS = 30
 DELIVER_KIND = "webhook.deliver"
 
 
@@ -184,6 +187,12 @@ async def deliveries(session: AsyncSession, *, account_id: int, webhook_id: int,
             page_size=DELIVERIES_PAGE_SIZE,
         ),
     )
+
+
+async def prune_delivery_log(session: AsyncSession, *, now: datetime, limit: int = 10_000) -> int:
+    """Delete up to `limit` delivery log rows older than DELIVERY_LOG_DAYS (a periodic task); how many."""
+    before = now - timedelta(days=DELIVERY_LOG_DAYS)
+    return await repository.delete_deliveries_before(session, before=before, limit=limit)
 
 
 def _delivery_read(row: WebhookDelivery) -> DeliveryRead:
