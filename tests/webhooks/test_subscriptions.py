@@ -354,3 +354,21 @@ def test_api_md_lists_every_subscribable_type() -> None:
     section = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text().split("## Webhooks", 1)[1]
     listed = section.split("The types:", 1)[1].split("`webhook.test`", 1)[0]
     assert set(re.findall(r"`([a-z_.]+)`", listed)) == {str(t) for t in SUBSCRIBABLE}
+
+
+async def test_ids_outside_the_databases_range_are_404(hooks_client: httpx.AsyncClient, api_key: str) -> None:
+    for target in ("0", "-1", str(2**63), "abc"):
+        for method, suffix in (
+            ("GET", ""),
+            ("PATCH", ""),
+            ("DELETE", ""),
+            ("GET", "/deliveries"),
+            ("POST", "/test"),
+        ):
+            response = await hooks_client.request(
+                method, f"{WEBHOOKS}/{target}{suffix}", json={"enabled": True}, headers=headers(api_key)
+            )
+            assert_generic_error(response, status=404, title="Not Found")
+    for page in ("-1", "x", "10000001"):
+        response = await hooks_client.get(f"{WEBHOOKS}/1/deliveries?page={page}", headers=headers(api_key))
+        assert_generic_error(response, status=400, title="Bad Request")
