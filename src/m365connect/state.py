@@ -27,11 +27,12 @@ from m365connect.microsoft.graph import GraphClient
 from m365connect.microsoft.token import TokenClient
 from m365connect.observability.metrics import Metrics
 from m365connect.settings import Settings
-from m365connect.work.engine import Work, build_work
 from m365connect.webhooks.addresses import DnsResolver, HostResolver, SystemResolver
+from m365connect.webhooks.jobs import register_webhook_work
 from m365connect.webhooks.sealing import count_sealed_secrets as count_webhook_secrets
 from m365connect.webhooks.service import WebhookServices
-from m365connect.work.ports import Enqueue, Payload
+from m365connect.work.engine import Work, build_work
+from m365connect.work.ports import Enqueue
 
 
 @dataclass(frozen=True)
@@ -134,21 +135,7 @@ def build_clouds(settings: Settings, *, http: httpx.AsyncClient, metrics: Metric
     return Clouds(clients)
 
 
-async def _engine_not_wired(
-    session: AsyncSession,  # noqa: ARG001
-    kind: str,
-    payload: Payload,  # noqa: ARG001
-    *,
-    delay: float = 0.0,  # noqa: ARG001
-    dedupe_key: str | None = None,  # noqa: ARG001
-) -> None:
-    # Replaced by the work engine's enqueue when it is wired in (m365connect.work).
-    raise RuntimeError(f"no work engine to enqueue {kind!r}")
-
-
-def build_webhook_services(
-    settings: Settings, *, box: SecretBox, enqueue: Enqueue = _engine_not_wired
-) -> WebhookServices:
+def build_webhook_services(settings: Settings, *, box: SecretBox, enqueue: Enqueue) -> WebhookServices:
     """DNS as the deliverability checks ask it (M365CONNECT_DNS_NAMESERVERS), else the system's resolver;
     system trust for receivers' certificates; the SSRF switch and the attempt's bound from the settings."""
     resolver: HostResolver = SystemResolver(seconds=settings.dns_timeout * 2)
@@ -201,7 +188,7 @@ async def open_state(settings: Settings, *, metrics: Metrics | None = None) -> A
             box = await load_secret_box(settings, session)
         unreadable = await _scan_secrets(sessions, box)
         credential_services = CredentialServices(box=box, clouds=clouds, unreadable=unreadable)
-        yield AppState(
+        state = AppState(
             settings=settings,
             engine=engine,
             sessions=sessions,
@@ -223,8 +210,10 @@ async def open_state(settings: Settings, *, metrics: Metrics | None = None) -> A
                 send_probe=settings.send_probe,
             ),
             work=work,
-            webhooks=build_webhook_services(settings, box=box),
+            webhooks=build_webhook_services(settings, box=box, enqueue=work.enqueue),
         )
+        register_webhook_work(state)
+        yield state
     finally:
         await limiter.aclose()
         await http.aclose()

@@ -101,6 +101,11 @@ class Receiver:
             await writer.drain()
         writer.close()
 
+    async def wait_for(self, count: int, *, seconds: float = 20) -> None:
+        """Until `count` requests arrived (woken by each arrival, no polling)."""
+        async with asyncio.timeout(seconds), self._arrived:
+            await self._arrived.wait_for(lambda: len(self.received) >= count)
+
     def release(self) -> None:
         """End every hanging answer."""
         self._release.set()
