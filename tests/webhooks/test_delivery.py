@@ -25,7 +25,7 @@ from m365connect.webhooks.models import Webhook
 from m365connect.webhooks.service import prune_delivery_log
 from m365connect.webhooks.transport import PinnedBackend
 from m365connect.work.ports import JobRun
-from tests.factories import WEBHOOKS
+from tests.factories import EVENTS, WEBHOOKS
 from tests.helpers import headers
 from tests.webhooks.support import (
     TEST_TIMEOUT,
@@ -110,6 +110,8 @@ async def test_a_receiver_that_fails_then_times_out_then_recovers_gets_the_signe
             "data": {"id": 4, "health": {"state": "FAILING"}},
         }
         assert body["occurred_at"].endswith("Z")
+    listed = await hooks_client.get(f"{EVENTS}?after={event_id - 1}&limit=1", headers=headers(api_key))
+    assert listed.json()["events"] == [body]  # the very object GET /events answers
     log = await log_of(hooks_client, api_key, hook["id"])
     assert [(row["event_id"], row["status_code"]) for row in log] == [
         (event_id, 200),

@@ -18,7 +18,7 @@ from standardwebhooks import Webhook as Signer
 
 from m365connect.crypto import SecretBoxError
 from m365connect.db.base import utcnow
-from m365connect.events.wire import event_json
+from m365connect.events.service import to_read as event_read
 from m365connect.webhooks import repository, sealing
 from m365connect.webhooks.addresses import UrlRefused, vet
 from m365connect.webhooks.models import Webhook, WebhookDelivery
@@ -73,7 +73,8 @@ async def deliver(state: AppState, *, subscription_id: int, event_id: int, attem
     if event is None or event.account_id != webhook.account_id:
         logger.warning("webhook.delivery.dropped", extra={**context, "reason": "event no longer stored"})
         return
-    outcome = await _attempt(state, webhook, event_data=event_json(event))
+    # The very serialisation GET /events answers (one function for both).
+    outcome = await _attempt(state, webhook, event_data=event_read(event).model_dump(mode="json"))
     async with state.transactions.begin() as session:
         await repository.add_delivery(
             session,
