@@ -102,6 +102,8 @@ async def test_a_receiver_that_fails_then_times_out_then_recovers_gets_the_signe
         assert request.target == "/hook"
         assert request.headers["webhook-id"] == str(event_id)  # the same on every retry
         assert request.headers["content-type"] == "application/json"
+        assert request.headers["user-agent"] == "m365connect-webhooks/0.1"
+        assert int(request.headers["content-length"]) == len(request.body)
         body = verified(hook["secret"], request)
         assert body == {
             "id": event_id,

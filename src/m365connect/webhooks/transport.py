@@ -23,6 +23,7 @@ import httpcore
 
 from m365connect.webhooks.addresses import IPAddress, Target
 
+USER_AGENT = "m365connect-webhooks/0.1"
 # A receiver's answer body is not needed; reading none of it keeps a hostile one from costing memory.
 _ERROR_LENGTH = 200
 
@@ -144,7 +145,11 @@ async def post(
     )
     try:
         async with pool, asyncio.timeout(seconds):
-            request_headers = [*headers, ("Content-Type", "application/json")]
+            request_headers = [
+                *headers,
+                ("Content-Type", "application/json"),
+                ("User-Agent", USER_AGENT),
+            ]
             async with pool.stream(
                 "POST", url, headers=request_headers, content=body, extensions={"timeout": limits}
             ) as response:
