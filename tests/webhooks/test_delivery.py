@@ -297,6 +297,8 @@ async def test_the_test_route_stores_a_test_event_and_queues_its_delivery_to_tha
         response = await hooks_client.post(f"{WEBHOOKS}/{hook['id']}/test", headers=headers(api_key))
         assert response.status_code == 202, response.text
         event_id = response.json()["event_id"]
+        stream = await hooks_client.get(f"{EVENTS}?after=0", headers=headers(api_key))
+        assert stream.json()["events"] == []  # a test event is never in the account's stream
         (job,) = enqueue.jobs
         assert (job.kind, job.payload, job.dedupe_key) == (
             "webhook.deliver",
