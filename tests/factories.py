@@ -19,6 +19,7 @@ CREDENTIALS = "/rest/v2/mailboxes/microsoft/credentials"
 BULK = "/rest/v2/mailboxes/microsoft/bulk"
 MAILBOXES = "/rest/v2/mailboxes/microsoft"
 EVENTS = "/rest/v2/events"
+WEBHOOKS = "/rest/v2/webhooks"
 
 
 # The working app of the second tenant (the one with a domain per DNS case).

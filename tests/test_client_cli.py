@@ -557,3 +557,35 @@ def test_the_client_imports_nothing_of_the_service_but_the_explanations_and_code
     }
     assert _our_imports(package / "explanations.py") == {"m365connect.codes"}
     assert _our_imports(package / "codes.py") == set()
+
+
+async def test_webhooks_add_list_remove(service: Service, api_key: str) -> None:
+    added = await run(
+        service,
+        "webhooks",
+        "add",
+        "https://93.184.215.14/hook",
+        "--event-type",
+        "mailbox.failing",
+        "--event-type",
+        "mailbox.recovered",
+        "--description",
+        "Ops",
+        api_key=api_key,
+    )
+    assert "webhook 1 added: https://93.184.215.14/hook (mailbox.failing, mailbox.recovered)" in added.stdout
+    secret = added.stdout.strip().splitlines()[-1]
+    assert secret.startswith("whsec_")
+    listed = await run(service, "webhooks", "list", api_key=api_key)
+    row = next(line for line in listed.stdout.splitlines() if line.split()[1:2] == ["1"])
+    assert "https://93.184.215.14/hook" in row
+    assert "mailbox.failing, mailbox.recovered" in row
+    assert secret not in listed.output
+    refused = await run(service, "webhooks", "add", "http://127.0.0.1/hook", api_key=api_key, exit_code=1)
+    assert "INVALID_WEBHOOK_URL" in refused.output
+    removed = await run(service, "webhooks", "remove", "1", api_key=api_key)
+    assert "webhook 1 removed" in removed.stdout
+    empty = await run(service, "webhooks", "list", api_key=api_key)
+    assert "no webhooks yet" in empty.stdout
+    missing = await run(service, "webhooks", "remove", "1", api_key=api_key, exit_code=1)
+    assert "404" in missing.output or "does not exist" in missing.output

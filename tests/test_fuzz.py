@@ -38,7 +38,7 @@ from m365connect.crypto import generate_key
 from m365connect.simulator import FakeMicrosoft
 from tests import scenario_values as sv
 from tests.conftest import BACKENDS
-from tests.factories import BULK, CREDENTIALS, FABRIKAM, MAILBOXES, credential_body
+from tests.factories import BULK, CREDENTIALS, FABRIKAM, MAILBOXES, WEBHOOKS, credential_body
 from tests.helpers import headers
 from tests.hostile import HOSTILE_EXAMPLES, Target, hostile_shapes, saved_anywhere, targets
 from tests.processes import Children
@@ -122,7 +122,10 @@ def test_every_operation_answers_as_documented(served: tuple[str, str]) -> None:
 
 def _templates(credential_id: int) -> dict[str, Any]:
     """A body per operation that succeeds as it is (so only the hostile value can stop it)."""
+    hook = {"url": "https://93.184.215.14/hook", "event_types": ["mailbox.failing"], "description": "Ops"}
     return {
+        f"POST {WEBHOOKS}": hook,  # a public IP literal: no DNS, no private address
+        f"PATCH {WEBHOOKS}/{{webhook_id}}": {**hook, "enabled": True},
         f"POST {CREDENTIALS}": credential_body(**FABRIKAM),  # not the served credential's app: no duplicate
         f"PATCH {CREDENTIALS}/{{credential_id}}": {
             "name": "Renamed",
@@ -148,6 +151,8 @@ def _undo(url: str, key: str, status: int, content: bytes) -> None:
             httpx.delete(f"{url}{MAILBOXES}/{item['id']}", headers=headers(key), timeout=30)
     if isinstance(body, dict) and "credential_id" in body:
         httpx.delete(f"{url}{CREDENTIALS}/{body['credential_id']}", headers=headers(key), timeout=30)
+    if isinstance(body, dict) and "secret" in body and "id" in body:  # a new webhook (limit: 20 per account)
+        httpx.delete(f"{url}{WEBHOOKS}/{body['id']}", headers=headers(key), timeout=30)
 
 
 def _hostile_run(
@@ -197,10 +202,17 @@ def test_hostile_values_are_refused_field_by_field(served: tuple[str, str]) -> N
     created = httpx.post(f"{url}{CREDENTIALS}", json=credential_body(), headers=headers(key), timeout=30)
     assert created.status_code == 201, created.text
     credential_id = created.json()["credential_id"]
+    hook = httpx.post(
+        f"{url}{WEBHOOKS}", json={"url": "https://93.184.215.14/"}, headers=headers(key), timeout=30
+    )
+    assert hook.status_code == 201, hook.text
+    webhook_id = hook.json()["id"]
     templates = _templates(credential_id)
     for label, template in templates.items():  # each template succeeds as it is: only the value can stop it
         method, route = label.split(" ", 1)
-        address = url + route.replace("{credential_id}", str(credential_id))
+        address = url + route.replace("{credential_id}", str(credential_id)).replace(
+            "{webhook_id}", str(webhook_id)
+        )
         answer = httpx.request(method, address, json=template, headers=headers(key), timeout=30)
         assert answer.status_code in (200, 201), (label, answer.text)
         _undo(url, key, answer.status_code, answer.content)
@@ -211,7 +223,7 @@ def test_hostile_values_are_refused_field_by_field(served: tuple[str, str]) -> N
         assert not has_body or operation.label in templates, f"add a template for {operation.label}"
         body = templates.get(operation.label)
         names = {param["name"] for param in operation.definition.raw.get("parameters", [])}
-        ids = {"credential_id": credential_id, "mailbox_id": 1}
+        ids = {"credential_id": credential_id, "mailbox_id": 1, "webhook_id": webhook_id}
         path = {name: value for name, value in ids.items() if name in names}
         base: dict[str, Any] = {"path_parameters": path, "query": {}, "body": body}
         for target in targets(operation.definition.raw, body):  # every failure, not only the first

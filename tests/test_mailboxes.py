@@ -12,7 +12,7 @@ from m365connect.mailboxes.models import Mailbox
 from m365connect.simulator import FakeMicrosoft
 from m365connect.state import AppState
 from tests import scenario_values as sv
-from tests.factories import BULK, CREDENTIALS, EVENTS, MAILBOXES, bulk, create_credential
+from tests.factories import BULK, CREDENTIALS, EVENTS, MAILBOXES, WEBHOOKS, bulk, create_credential
 from tests.helpers import assert_code, assert_generic_error, headers
 
 
@@ -126,12 +126,28 @@ async def test_isolation_matrix(client: httpx.AsyncClient, api_key: str, other_a
             assert_generic_error(
                 response, status=404, title="Not Found", detail="Requested resource does not exist"
             )
+    webhook = await client.post(
+        WEBHOOKS, json={"url": "https://93.184.215.14/hook"}, headers=headers(api_key)
+    )
+    assert webhook.status_code == 201, webhook.text
+    for target in (webhook.json()["id"], 987654):
+        for response in (
+            await client.get(f"{WEBHOOKS}/{target}", headers=b),
+            await client.patch(f"{WEBHOOKS}/{target}", json={"enabled": False}, headers=b),
+            await client.delete(f"{WEBHOOKS}/{target}", headers=b),
+            await client.get(f"{WEBHOOKS}/{target}/deliveries", headers=b),
+            await client.post(f"{WEBHOOKS}/{target}/test", headers=b),
+        ):
+            assert_generic_error(
+                response, status=404, title="Not Found", detail="Requested resource does not exist"
+            )
     assert (await client.get(CREDENTIALS, headers=b)).json() == {"credentials": []}
     a_events = (await client.get(EVENTS, headers=headers(api_key))).json()["events"]
     assert [event["type"] for event in a_events] == ["credential.created", "mailbox.connected"]
     assert (await client.get(EVENTS, headers=b)).json() == {"events": [], "next_after": 0}
     assert (await client.get(EVENTS, params={"after": 0, "limit": 1000}, headers=b)).json()["events"] == []
     assert (await client.get(MAILBOXES, headers=b)).json()["pagination_data"]["total_elements"] == 0
+    assert (await client.get(WEBHOOKS, headers=b)).json() == {"webhooks": []}
     borrowed = {
         "credential_id": credential["credential_id"],
         "accounts": [{"mailbox_email": "pam@contoso.com"}],

@@ -22,6 +22,7 @@ from m365connect.mailboxes.router import router as mailboxes_router
 from m365connect.observability import Metrics, RequestObserverMiddleware, metrics_router
 from m365connect.settings import Settings
 from m365connect.state import AppState, open_state
+from m365connect.webhooks.router import router as webhooks_router
 
 API_DESCRIPTION = (
     "Connect Microsoft 365 mailboxes in bulk through Microsoft Graph app-only credentials. "
@@ -60,7 +61,7 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> FastAPI:
         app.state.m365connect = state
         app.state.queue_figures = state.work.stats
     install_error_handlers(app)
-    api_routers = (credentials_router, mailboxes_router, events_router)
+    api_routers = (credentials_router, mailboxes_router, events_router, webhooks_router)
     app.add_middleware(  # inside EdgeMiddleware: its refusals get the request id and security headers
         ApiKeyGate,
         routes=tuple(route for router in api_routers for route in router.routes),

@@ -21,6 +21,7 @@ from sqlalchemy.exc import DBAPIError
 from m365connect.accounts import service as accounts
 from m365connect.client.commands import connect, credentials_app
 from m365connect.client.events import events_app
+from m365connect.client.webhooks import webhooks_app
 from m365connect.credentials.sealing import reseal_all
 from m365connect.crypto import (
     KeyFileMissing,
@@ -36,6 +37,7 @@ from m365connect.db.errors import DatabaseUnreachable
 from m365connect.db.migrate import upgrade_to_head
 from m365connect.settings import Settings
 from m365connect.state import database_timeouts, load_secret_box
+from m365connect.webhooks.sealing import reseal_all as reseal_webhook_secrets
 from m365connect.wire import iso_z
 
 app = typer.Typer(help="m365connect: connect Microsoft 365 mailboxes in bulk.", no_args_is_help=True)
@@ -47,6 +49,7 @@ app.add_typer(api_keys_app, name="api-keys")
 app.add_typer(encryption_app, name="encryption")
 app.add_typer(credentials_app, name="credentials")
 app.add_typer(events_app, name="events")
+app.add_typer(webhooks_app, name="webhooks")
 app.command("connect")(connect)
 console = Console()
 logger = logging.getLogger("m365connect.cli")
@@ -303,15 +306,28 @@ def encryption_rotate() -> None:
     _prepare_keys(settings)
     box = _key_ring_or_exit(settings)
     report = _run_with_session(settings, lambda session: reseal_all(session, box))
+    hooks = _run_with_session(settings, lambda session: reseal_webhook_secrets(session, box))
     console.print(f"re-encrypted {report.resealed} of {report.total} stored secrets with the active key")
+    console.print(
+        f"re-encrypted {hooks.resealed} of {hooks.total} webhook signing secrets with the active key"
+    )
     for credential_id, reason in report.failures:
         typer.echo(f"credential {credential_id}: not re-encrypted: {reason}", err=True)
+    for webhook_id, reason in hooks.failures:
+        typer.echo(f"webhook {webhook_id}: not re-encrypted: {reason}", err=True)
     if report.failures:
         typer.echo(
             f"{len(report.failures)} stored secrets could not be opened: list every older key after the "
             "new one, or have these credentials' secrets sent again (PATCH) or delete them",
             err=True,
         )
+    if hooks.failures:
+        typer.echo(
+            f"{len(hooks.failures)} webhook secrets could not be opened: list every older key after the new "
+            "one, or delete these webhooks and create them again (their receivers get new secrets)",
+            err=True,
+        )
+    if report.failures or hooks.failures:
         raise typer.Exit(1)
 
 

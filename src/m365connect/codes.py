@@ -31,6 +31,10 @@ class ErrorCode(StrEnum):
     INVALID_CERTIFICATE = "INVALID_CERTIFICATE"  # unparsable, no key, key not the certificate's, weak
     CERTIFICATE_NOT_REGISTERED = "CERTIFICATE_NOT_REGISTERED"  # Microsoft does not know it for the app
     MICROSOFT_GRAPH_CREDENTIAL_IN_USE = "MICROSOFT_GRAPH_CREDENTIAL_IN_USE"
+    # 422 of the webhook routes (API.md 6).
+    INVALID_WEBHOOK_URL = "INVALID_WEBHOOK_URL"  # not https, userinfo, another port, a non-public address
+    UNKNOWN_EVENT_TYPE = "UNKNOWN_EVENT_TYPE"
+    TOO_MANY_WEBHOOKS = "TOO_MANY_WEBHOOKS"  # the account has MAX_WEBHOOKS_PER_ACCOUNT subscriptions
     # Per-item `error` of POST /bulk.
     INVALID_EMAIL = "INVALID_EMAIL"
     DUPLICATE_EMAIL = "DUPLICATE_EMAIL"

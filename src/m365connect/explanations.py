@@ -341,6 +341,31 @@ _ENTRIES = (
         "The account has no valid credential.",
         "Add one (`m365connect credentials add`) or rotate an expired one's secret.",
     ),
+    Explanation(
+        ErrorCode.INVALID_WEBHOOK_URL,
+        Where.CODE_422,
+        "The webhook URL cannot be used: not an absolute https URL on port 443, with a user name or "
+        "password in it, a host that does not resolve, or a host that resolves (any of its addresses) to a "
+        "loopback, private, link-local, CGNAT, multicast, reserved or cloud metadata address.",
+        "Give a public https URL such as https://hooks.example.com/m365connect (port 443, no user:password@, "
+        "a name in public DNS). A receiver on the same host or network needs the operator to set "
+        "M365CONNECT_WEBHOOK_ALLOW_PRIVATE_NETWORKS=true (which also allows plain http).",
+    ),
+    Explanation(
+        ErrorCode.UNKNOWN_EVENT_TYPE,
+        Where.CODE_422,
+        "`event_types` names a type that does not exist (or `webhook.test`, which only the test route "
+        "sends).",
+        "Use the types listed in docs/api.md (credential.created, mailbox.failing, ...), or leave "
+        "`event_types` out (or null) to receive every type.",
+    ),
+    Explanation(
+        ErrorCode.TOO_MANY_WEBHOOKS,
+        Where.CODE_422,
+        "The account already has the maximum number of webhook subscriptions (20).",
+        "Delete a subscription you no longer need (`m365connect webhooks remove ID`), or send several "
+        "event types to one URL (`event_types` takes a list).",
+    ),
     # ------------------------------------------------------------------ deliverability reasons
     Explanation(
         "SPF no_microsoft_include",

@@ -20,6 +20,22 @@ DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./m365connect.db"
 DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
 
 
+def parse_retry_delays(text: str) -> tuple[float, ...]:
+    """Comma-separated seconds (each 0 to 7 days); empty means a delivery is attempted once."""
+    delays: list[float] = []
+    for entry in (part.strip() for part in text.split(",")):
+        if not entry:
+            continue
+        try:
+            seconds = float(entry)
+        except ValueError:
+            raise ValueError(f"{entry!r} is not a number of seconds; e.g. 5,300,1800") from None
+        if not 0 <= seconds <= 7 * 86400:  # also refuses nan and inf
+            raise ValueError(f"{entry!r} is outside 0 to 604800 seconds (7 days)")
+        delays.append(seconds)
+    return tuple(delays)
+
+
 class Settings(BaseSettings):
     """Settings read from `M365CONNECT_*` environment variables (see docs/configuration.md)."""
 
@@ -71,6 +87,11 @@ class Settings(BaseSettings):
     # Slow clients (server.py): the request head, then its body, must arrive within these
     request_header_timeout: float = Field(default=10.0, gt=0)
     request_body_timeout: float = Field(default=30.0, gt=0)
+    # Webhooks (API.md 6): seconds between delivery attempts (Standard Webhooks' schedule), whether
+    # private addresses and plain http are allowed, and the bound on one attempt (10 s in the contract).
+    webhook_retry_delays: str = "5,300,1800,7200,18000,36000,36000"
+    webhook_allow_private_networks: bool = False
+    webhook_timeout: float = Field(default=10.0, gt=0, le=60)
 
     @field_validator("database_url")
     @classmethod
@@ -102,6 +123,12 @@ class Settings(BaseSettings):
             parse_nameserver(entry)  # its ValueError names the entry and what is wrong
         return value
 
+    @field_validator("webhook_retry_delays")
+    @classmethod
+    def _retry_delays_are_seconds(cls, value: str) -> str:
+        parse_retry_delays(value)  # its ValueError names the entry
+        return value
+
     @field_validator("cloud_urls")
     @classmethod
     def _cloud_urls_are_json(cls, value: str | None) -> str | None:
@@ -127,6 +154,11 @@ class Settings(BaseSettings):
         if not value.startswith(("https://", "http://")):
             raise ValueError("must be an http(s) URL")
         return value.rstrip("/")
+
+    @property
+    def webhook_retry_schedule(self) -> tuple[float, ...]:
+        """WEBHOOK_RETRY_DELAYS as seconds: the delay before attempt 2, 3, ... of a delivery."""
+        return parse_retry_delays(self.webhook_retry_delays)
 
     @property
     def nameservers(self) -> list[str] | None:

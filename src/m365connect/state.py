@@ -27,7 +27,12 @@ from m365connect.microsoft.graph import GraphClient
 from m365connect.microsoft.token import TokenClient
 from m365connect.observability.metrics import Metrics
 from m365connect.settings import Settings
+from m365connect.webhooks.addresses import DnsResolver, HostResolver, SystemResolver
+from m365connect.webhooks.jobs import register_webhook_work
+from m365connect.webhooks.sealing import count_sealed_secrets as count_webhook_secrets
+from m365connect.webhooks.service import WebhookServices
 from m365connect.work.engine import Work, build_work
+from m365connect.work.ports import Enqueue
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,7 @@ class AppState:
     credential_services: CredentialServices
     bulk_services: BulkServices
     work: Work  # background jobs: enqueue in a transaction; `run` in serve's lifespan and in `worker`
+    webhooks: WebhookServices
 
 
 def database_timeouts(settings: Settings, *, bound_statements: bool = True) -> DatabaseTimeouts:
@@ -70,7 +76,7 @@ async def load_secret_box(settings: Settings, session: AsyncSession) -> SecretBo
         return SecretBox(parse_keys(settings.encryption_keys))
     path = settings.resolved_key_file
     if not path.exists():
-        sealed = await count_sealed_secrets(session)
+        sealed = await count_sealed_secrets(session) + await count_webhook_secrets(session)
         if sealed:
             raise KeyFileMissing(path, sealed=sealed)
     return SecretBox(load_or_create_key_file(path))
@@ -129,6 +135,26 @@ def build_clouds(settings: Settings, *, http: httpx.AsyncClient, metrics: Metric
     return Clouds(clients)
 
 
+def build_webhook_services(settings: Settings, *, box: SecretBox, enqueue: Enqueue) -> WebhookServices:
+    """DNS as the deliverability checks ask it (M365CONNECT_DNS_NAMESERVERS), else the system's resolver;
+    system trust for receivers' certificates; the SSRF switch and the attempt's bound from the settings."""
+    resolver: HostResolver = SystemResolver(seconds=settings.dns_timeout * 2)
+    if settings.nameservers:
+        resolver = DnsResolver(
+            build_resolver(
+                settings.nameservers, timeout=settings.dns_timeout, lifetime=settings.dns_timeout * 2
+            )
+        )
+    return WebhookServices(
+        box=box,
+        resolver=resolver,
+        allow_private=settings.webhook_allow_private_networks,
+        ssl_context=ssl.create_default_context(),
+        timeout=settings.webhook_timeout,
+        enqueue=enqueue,
+    )
+
+
 @asynccontextmanager
 async def open_state(settings: Settings, *, metrics: Metrics | None = None) -> AsyncIterator[AppState]:
     """Build the state (with a registry of its own unless `metrics` is given), and close what it opened."""
@@ -162,7 +188,7 @@ async def open_state(settings: Settings, *, metrics: Metrics | None = None) -> A
             box = await load_secret_box(settings, session)
         unreadable = await _scan_secrets(sessions, box)
         credential_services = CredentialServices(box=box, clouds=clouds, unreadable=unreadable)
-        yield AppState(
+        state = AppState(
             settings=settings,
             engine=engine,
             sessions=sessions,
@@ -184,7 +210,10 @@ async def open_state(settings: Settings, *, metrics: Metrics | None = None) -> A
                 send_probe=settings.send_probe,
             ),
             work=work,
+            webhooks=build_webhook_services(settings, box=box, enqueue=work.enqueue),
         )
+        register_webhook_work(state)
+        yield state
     finally:
         await limiter.aclose()
         await http.aclose()

@@ -21,6 +21,7 @@ from m365connect.explanations import DEFAULT_CLOUD, Context
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 BASE = "/rest/v2/mailboxes/microsoft"
+WEBHOOKS = "/rest/v2/webhooks"
 RETRY_STATUSES = frozenset({429, 503})
 
 Sleep = Callable[[float], None]
@@ -183,6 +184,28 @@ class ServiceClient:
     def delete_credential(self, credential_id: int) -> None:
         """Delete a credential that no connected mailbox uses."""
         self._request("DELETE", f"{BASE}/credentials/{credential_id}")
+
+    # ------------------------------------------------------------------------------ webhooks
+    def list_webhooks(self) -> list[dict[str, Any]]:
+        """Every webhook subscription of the account, oldest first."""
+        webhooks: list[dict[str, Any]] = self._json("GET", WEBHOOKS)["webhooks"]
+        return webhooks
+
+    def add_webhook(
+        self, *, url: str, event_types: list[str] | None, description: str | None
+    ) -> dict[str, Any]:
+        """Subscribe a URL; the subscription with its secret (shown only in this answer)."""
+        body: dict[str, Any] = {"url": url}
+        if event_types:
+            body["event_types"] = event_types
+        if description is not None:
+            body["description"] = description
+        created: dict[str, Any] = self._json("POST", WEBHOOKS, json=body)
+        return created
+
+    def remove_webhook(self, webhook_id: int) -> None:
+        """Delete a subscription."""
+        self._request("DELETE", f"{WEBHOOKS}/{webhook_id}")
 
     # ------------------------------------------------------------------------------ mailboxes
     def bulk(self, accounts: list[dict[str, str]], *, credential_id: int | None) -> list[ItemResult]:

@@ -7,8 +7,19 @@ from m365connect.credentials.models import GraphCredential
 from m365connect.db.base import Base
 from m365connect.events.models import Event
 from m365connect.mailboxes.models import Mailbox
+from m365connect.webhooks.models import Webhook, WebhookDelivery
 from m365connect.work.models import WorkSchedule
 
 metadata = Base.metadata
 
-__all__ = ["Account", "ApiKey", "Event", "GraphCredential", "Mailbox", "WorkSchedule", "metadata"]
+__all__ = [
+    "Account",
+    "ApiKey",
+    "Event",
+    "GraphCredential",
+    "Mailbox",
+    "Webhook",
+    "WebhookDelivery",
+    "WorkSchedule",
+    "metadata",
+]

@@ -53,6 +53,7 @@ class Metrics:
         self.dns = DnsMetrics(registry)
         self.bulk = BulkMetrics(registry)
         self.work = WorkMetrics(registry)
+        self.webhooks = WebhookMetrics(registry)
 
     def render(self) -> bytes:
         """The registry in Prometheus' text exposition format."""
@@ -164,6 +165,35 @@ class BulkRecord:
         """The request answered `status`; `results` is "connected", "already_connected" or a code per item."""
         self.status = str(status)
         self.results = list(results)
+
+
+class WebhookMetrics:
+    """Webhook delivery attempts by outcome, and how long the receivers took."""
+
+    OUTCOMES = ("delivered", "failed", "gone", "refused")
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.deliveries = Counter(
+            "m365connect_webhook_deliveries",
+            "Webhook delivery attempts by outcome (delivered = 2xx, gone = 410, refused = the URL broke the "
+            "SSRF rules at delivery, failed = anything else)",
+            ["outcome"],
+            registry=registry,
+        )
+        self.duration = Histogram(
+            "m365connect_webhook_delivery_duration_seconds",
+            "Time per webhook delivery attempt that reached the network",
+            buckets=SECONDS_BUCKETS,
+            registry=registry,
+        )
+        for outcome in self.OUTCOMES:  # every series exists from the start (a rate() over zero is zero)
+            self.deliveries.labels(outcome=outcome)
+
+    def attempted(self, outcome: str, *, duration_ms: int | None) -> None:
+        """Count one attempt (`outcome` one of OUTCOMES); time it when it reached the network."""
+        self.deliveries.labels(outcome=outcome).inc()
+        if duration_ms is not None:
+            self.duration.observe(duration_ms / 1000)
 
 
 class BulkMetrics:
