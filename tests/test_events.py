@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from sqlalchemy import func, select, update
 
 from m365connect.accounts.models import Account
+from m365connect.events.jobs import PURGE_TASK
 from m365connect.events.models import Event
 from m365connect.events.service import purge_events, record_event, retention_cutoff
 from m365connect.events.types import EventType
@@ -203,6 +204,33 @@ async def test_purge_deletes_only_what_is_older_than_the_cutoff_in_batches(
     assert [event["id"] for event in await stream(client, api_key)] == [event["id"] for event in events[5:]]
     async with state.sessions() as session:  # nothing left to purge: a no-op
         assert await purge_events(session, older_than=now - timedelta(days=30)) == 0
+
+
+async def test_the_hourly_purge_task_keeps_30_days(
+    client: httpx.AsyncClient, api_key: str, state: AppState
+) -> None:
+    """open_state registers `events.purge` on the engine; its run removes what is past the retention only."""
+    task = state.work.periodic[PURGE_TASK]
+    assert task.seconds == 3600
+    credential = await create_credential(client, api_key=api_key)
+    await client.patch(
+        f"{CREDENTIALS}/{credential['credential_id']}", json={"name": "n"}, headers=headers(api_key)
+    )
+    created, updated = await stream(client, api_key)
+    now = datetime.now(UTC)
+    async with state.transactions.begin() as session:
+        await session.execute(
+            update(Event)
+            .where(Event.id == created["id"])
+            .values(occurred_at=now - timedelta(days=30, hours=1))
+        )
+        await session.execute(
+            update(Event)
+            .where(Event.id == updated["id"])
+            .values(occurred_at=now - timedelta(days=29, hours=23))
+        )
+    await task.handler()
+    assert [event["id"] for event in await stream(client, api_key)] == [updated["id"]]
 
 
 def test_retention_is_at_least_30_days() -> None:

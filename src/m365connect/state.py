@@ -20,6 +20,7 @@ from m365connect.db.engine import DatabaseTimeouts, create_engine, create_sessio
 from m365connect.db.errors import DatabaseUnreachable
 from m365connect.db.transactions import Transactions
 from m365connect.deliverability import DeliverabilityChecker, build_resolver
+from m365connect.events.jobs import register_event_work
 from m365connect.mailboxes.bulk import BulkServices
 from m365connect.microsoft.cloud_clients import CloudClients, Clouds
 from m365connect.microsoft.clouds import DEFAULT_CLOUD, endpoint_table
@@ -213,6 +214,7 @@ async def open_state(settings: Settings, *, metrics: Metrics | None = None) -> A
             webhooks=build_webhook_services(settings, box=box, enqueue=work.enqueue),
         )
         register_webhook_work(state)
+        register_event_work(state)
         yield state
     finally:
         await limiter.aclose()
