@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from m365connect.codes import ITEM_CODES, REQUEST_CODES, ErrorCode
+from m365connect.codes import HEALTH_CODES, ITEM_CODES, REQUEST_CODES, ErrorCode
 from m365connect.explanations import EXPLANATIONS, Context, Where, admin_consent_url, explain, render_markdown
 from m365connect.microsoft.error_codes import AADSTS_TABLE, GRAPH_ERROR_TABLE, OAUTH_ERROR_TABLE, RETRY
 
@@ -54,6 +54,7 @@ def test_every_code_of_the_vocabulary_is_explained_where_it_appears() -> None:
     by_where = {where: {e.code for e in EXPLANATIONS.values() if e.where is where} for where in Where}
     assert by_where[Where.ITEM] == ITEM_CODES
     assert by_where[Where.CODE_422] == REQUEST_CODES
+    assert by_where[Where.HEALTH] == HEALTH_CODES
     assert ITEM_CODES
     assert REQUEST_CODES
     assert not ITEM_CODES & REQUEST_CODES

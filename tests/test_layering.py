@@ -150,7 +150,7 @@ def _repository_reaches_up(module: Module, imported: str) -> bool:
     )
 
 
-DOMAIN_PACKAGES = ("accounts", "credentials", "mailboxes", "events", "webhooks")
+DOMAIN_PACKAGES = ("accounts", "credentials", "mailboxes", "events", "webhooks", "health")
 # Roles that may speak HTTP; every other module of a domain package is service-level (service.py, bulk.py,
 # addresses.py, ...), as are repositories and models.
 HTTP_ROLES = ("router", "schemas")

@@ -18,6 +18,7 @@ from m365connect.api.openapi import install_openapi
 from m365connect.api.ratelimit import MemoryRateLimiter, Policy
 from m365connect.credentials.router import router as credentials_router
 from m365connect.events.router import router as events_router
+from m365connect.health.router import router as health_router
 from m365connect.mailboxes.router import router as mailboxes_router
 from m365connect.observability import Metrics, RequestObserverMiddleware, metrics_router
 from m365connect.settings import Settings
@@ -61,7 +62,7 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> FastAPI:
         app.state.m365connect = state
         app.state.queue_figures = state.work.stats
     install_error_handlers(app)
-    api_routers = (credentials_router, mailboxes_router, events_router, webhooks_router)
+    api_routers = (credentials_router, mailboxes_router, events_router, webhooks_router, health_router)
     app.add_middleware(  # inside EdgeMiddleware: its refusals get the request id and security headers
         ApiKeyGate,
         routes=tuple(route for router in api_routers for route in router.routes),

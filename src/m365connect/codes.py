@@ -48,6 +48,9 @@ class ErrorCode(StrEnum):
     MAILBOX_ACCESS_DENIED = "MAILBOX_ACCESS_DENIED"
     MICROSOFT_THROTTLED = "MICROSOFT_THROTTLED"
     MICROSOFT_UNAVAILABLE = "MICROSOFT_UNAVAILABLE"
+    # A mailbox's `health.error` besides the per-item codes: its credential no longer obtains a token.
+    CREDENTIAL_EXPIRED = "CREDENTIAL_EXPIRED"
+    CREDENTIAL_INVALID = "CREDENTIAL_INVALID"
 
 
 _E = ErrorCode
@@ -68,4 +71,6 @@ ITEM_CODES: frozenset[ErrorCode] = frozenset(
     }
 )
 """The codes a bulk result's `error` can carry; every other code is a 422 `message`."""
-REQUEST_CODES: frozenset[ErrorCode] = frozenset(ErrorCode) - ITEM_CODES
+HEALTH_CODES: frozenset[ErrorCode] = frozenset({_E.CREDENTIAL_EXPIRED, _E.CREDENTIAL_INVALID})
+"""The codes only a mailbox's `health.error` carries (it also carries the definitive ITEM_CODES)."""
+REQUEST_CODES: frozenset[ErrorCode] = frozenset(ErrorCode) - ITEM_CODES - HEALTH_CODES

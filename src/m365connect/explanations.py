@@ -58,6 +58,7 @@ class Where(StrEnum):
     CODE_422 = '422 `{"message": CODE}`'
     STATUS = "HTTP status (generic error body)"
     REASON = "reason of a false deliverability flag (`spf_reason`, `dkim_reason`)"
+    HEALTH = "mailbox `health.error` (background verification)"
 
 
 @dataclass(frozen=True)
@@ -145,6 +146,28 @@ _ACCESS_POLICY = (
     "hours; then connect the mailbox again."
 )
 _ENTRIES = (
+    # ------------------------------------------------------------- a mailbox's health.error only
+    Explanation(
+        ErrorCode.CREDENTIAL_EXPIRED,
+        Where.HEALTH,
+        "The mailbox's credential has expired (its secret or certificate passed its expiry date, or "
+        "Microsoft says it expired), so nothing can be sent from the mailbox. It stays connected.",
+        "Create a new client secret (or certificate) for app {client_id} in Microsoft Entra and rotate the "
+        "credential: `m365connect credentials rotate {credential_id}`. The mailbox returns to OK at its "
+        "next check, or at once with POST /rest/v2/mailboxes/microsoft/{{id}}/verify.",
+    ),
+    Explanation(
+        ErrorCode.CREDENTIAL_INVALID,
+        Where.HEALTH,
+        "Microsoft no longer issues a token for the mailbox's credential (secret deleted or wrong, app "
+        "disabled or deleted in the tenant, certificate removed), so nothing can be sent from the "
+        "mailbox. It stays connected.",
+        "Check app {client_id} in tenant {tenant_id} (Microsoft Entra > Enterprise applications: enabled; "
+        "App registrations > Certificates & secrets), rotate the secret if needed (`m365connect "
+        "credentials rotate {credential_id}`), then POST "
+        "/rest/v2/mailboxes/microsoft/credentials/{credential_id}/verify; the mailbox returns to OK at its "
+        "next check.",
+    ),
     # ------------------------------------------------------------------ per-item errors of POST /bulk
     Explanation(
         ErrorCode.INVALID_EMAIL,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, LargeBinary, String, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, Integer, LargeBinary, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from m365connect.db.base import Base, IdType, UTCDateTime, utcnow
@@ -19,6 +19,7 @@ class GraphCredential(Base):
         UniqueConstraint(
             "account_id", "tenant_key", "client_id", name="uq_graph_credentials_account_tenant_client"
         ),
+        Index("ix_graph_credentials_next_check_at", "next_check_at"),
     )
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
@@ -42,5 +43,14 @@ class GraphCredential(Base):
     verification_status: Mapped[str] = mapped_column(String(16), default="VALID")
     verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     granted_permissions: Mapped[list[Any] | None] = mapped_column(JSON, default=None)
+    # Background verification (API.md 6, migration 0009). `verified_at` is the last token Microsoft
+    # granted; `checked_at` the last time Microsoft was asked, whatever it answered.
+    checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    next_check_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # The status last announced by an event (VALID, INVALID, EXPIRED); NULL: VALID, nothing announced.
+    announced_status: Mapped[str | None] = mapped_column(String(16), default=None)
+    # The smallest expiry reminder (30, 7, 1 days) sent for the current secret or certificate; NULL:
+    # none. A rotation resets it.
+    reminded_days_left: Mapped[int | None] = mapped_column(Integer, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)

@@ -81,6 +81,8 @@ READ_EXAMPLE: dict[str, Any] = {
     "certificate_thumbprint": None,
     "status": "VALID",
     "verified_at": "2026-11-21T20:00:00Z",
+    "checked_at": "2026-11-21T20:00:00Z",
+    "expires_in_days": 372,
     "granted_permissions": ["Mail.Send", "MailboxSettings.Read", "User.Read.All"],
     "missing_permissions": [],
 }
@@ -132,7 +134,9 @@ class CredentialRead(BaseModel):
     credential_type: str = Field(description="client_secret or certificate")
     certificate_thumbprint: str | None = Field(description="Hex SHA-1 of the certificate, uppercase")
     status: str = Field(description="VALID, EXPIRED or INVALID")
-    verified_at: str | None
+    verified_at: str | None = Field(description="Last time Microsoft granted a token for it")
+    checked_at: str | None = Field(description="Last time Microsoft was asked, whatever it answered")
+    expires_in_days: int = Field(description="Whole days until secret_expires_at (floor; negative once past)")
     granted_permissions: list[str]
     missing_permissions: list[str]
 

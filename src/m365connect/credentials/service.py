@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -48,6 +49,7 @@ _DOMAIN = re.compile(r"^(?=.{4,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z
 VALID = "VALID"
 EXPIRED = "EXPIRED"
 INVALID = "INVALID"
+SECONDS_PER_DAY = 86400
 
 
 @dataclass(frozen=True)
@@ -60,14 +62,23 @@ class Services:
 
 
 def credential_status(credential: GraphCredential, *, now: datetime | None = None) -> str:
-    """EXPIRED once the stated expiry passed, INVALID when the last verification failed, else VALID."""
+    """EXPIRED once the stated expiry passed or when Microsoft last said the secret expired, INVALID when
+    the last verification failed otherwise, else VALID."""
     if credential.secret_expires_at <= (now or utcnow()):
         return EXPIRED
-    return INVALID if credential.verification_status == INVALID else VALID
+    if credential.verification_status in (INVALID, EXPIRED):
+        return credential.verification_status
+    return VALID
+
+
+def expires_in_days(credential: GraphCredential, *, now: datetime | None = None) -> int:
+    """Whole days until the secret or certificate expires (floor: negative once past)."""
+    return math.floor((credential.secret_expires_at - (now or utcnow())).total_seconds() / SECONDS_PER_DAY)
 
 
 def to_read(credential: GraphCredential) -> CredentialRead:
     """The wire shape (never the secret)."""
+    now = utcnow()
     granted = sorted(str(role) for role in credential.granted_permissions or [])
     return CredentialRead(
         credential_id=credential.id,
@@ -78,8 +89,10 @@ def to_read(credential: GraphCredential) -> CredentialRead:
         cloud=credential.cloud,
         credential_type=credential.credential_type,
         certificate_thumbprint=credential.certificate_thumbprint,
-        status=credential_status(credential),
+        status=credential_status(credential, now=now),
         verified_at=iso_z(credential.verified_at),
+        checked_at=iso_z(credential.checked_at),
+        expires_in_days=expires_in_days(credential, now=now),
         granted_permissions=granted,
         missing_permissions=[p for p in REQUIRED_PERMISSIONS if p not in granted],
     )
@@ -108,7 +121,7 @@ async def verify(tokens: TokenClient, credential: ClientCredential) -> AccessTok
 
 def _record_verification(credential: GraphCredential, token: AccessToken) -> None:
     credential.verification_status = VALID
-    credential.verified_at = utcnow()
+    credential.verified_at = credential.checked_at = utcnow()
     credential.granted_permissions = sorted(token.roles or ())
 
 
@@ -226,6 +239,7 @@ async def update_credential(
             credential.secret_expires_at = proof.expires_at
             credential.credential_type = proof.credential_type
             credential.certificate_thumbprint = proof.thumbprint
+            credential.reminded_days_left = None  # a new secret gets its own expiry reminders
             _record_verification(credential, token)
         if data.name is not None:
             credential.name = data.name

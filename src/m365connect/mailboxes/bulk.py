@@ -33,7 +33,7 @@ from m365connect.events.service import record_events
 from m365connect.events.types import EventType
 from m365connect.mailboxes import repository
 from m365connect.mailboxes.addresses import PlannedItem, plan
-from m365connect.mailboxes.models import ACTIVE, Mailbox
+from m365connect.mailboxes.models import ACTIVE, HEALTH_OK, Mailbox
 from m365connect.mailboxes.schemas import BulkRequest, BulkResult, CheckedDeliverability, mailbox_type_of
 from m365connect.mailboxes.service import stored_deliverability, to_read
 from m365connect.microsoft.graph_errors import GraphAuthenticationError
@@ -122,14 +122,7 @@ async def _verify(
     # The verdicts depend on the cloud (its SPF include, its DKIM targets): checked for the credential's.
     checks = asyncio.create_task(services.checker.check_domains(domains, cloud=cloud))
     try:
-        verified = await verify_mailboxes(
-            services.credentials.clouds.graph(cloud),
-            services.credentials.clouds.tokens(cloud).provider(client_credential),
-            addresses,
-            probe_mailbox=bool(token.roles and token.roles & MAILBOX_PROBE_ROLES),
-            deadline=time.monotonic() + services.deadline_seconds,
-            probe_send=sends_probed(services, token),
-        )
+        verified = await verify_addresses(services, cloud, client_credential, token, addresses)
     except GraphAuthenticationError:
         checks.cancel()
         raise ValidationCodeError(ErrorCode.INVALID_CREDENTIAL_ID) from None
@@ -137,6 +130,31 @@ async def _verify(
         checks.cancel()
         raise
     return {result.address: result for result in verified}, await checks
+
+
+async def verify_addresses(
+    services: BulkServices,
+    cloud: str,
+    client_credential: ClientCredential,
+    token: AccessToken,
+    addresses: list[str],
+) -> list[MailboxVerification]:
+    """The Graph checks of API.md §3 for these addresses, batched, as a bulk request makes them (the
+    background verification of connected mailboxes uses this too). Raises GraphAuthenticationError."""
+    return await verify_mailboxes(
+        services.credentials.clouds.graph(cloud),
+        services.credentials.clouds.tokens(cloud).provider(client_credential),
+        addresses,
+        probe_mailbox=bool(token.roles and token.roles & MAILBOX_PROBE_ROLES),
+        deadline=time.monotonic() + services.deadline_seconds,
+        probe_send=sends_probed(services, token),
+    )
+
+
+def may_send(token: AccessToken, *, send_probed: bool) -> bool:
+    """Whether a verified mailbox may be used: the token has Mail.Send, or each mailbox's send right was
+    probed (an unreadable token: assume yes). Otherwise every verified mailbox is MISSING_PERMISSIONS."""
+    return token.roles is None or SEND_ROLE in token.roles or send_probed
 
 
 def sends_probed(services: BulkServices, token: AccessToken) -> bool:
@@ -157,7 +175,7 @@ class _Outcome:
     @cached_property
     def to_insert(self) -> dict[str, MailboxVerification]:
         """Addresses Microsoft confirmed and that the app may send from (an unreadable token: assume yes)."""
-        if self.token.roles is not None and SEND_ROLE not in self.token.roles and not self.send_probed:
+        if not may_send(self.token, send_probed=self.send_probed):
             return {}
         return {address: found for address, found in self.verified.items() if found.error is None}
 
@@ -309,3 +327,8 @@ class _Inserted:
     mailbox_type: str | None
     connected_at: datetime
     disconnected_at: datetime | None = None
+    # A new mailbox is OK and not checked since it connected (the connection verified it).
+    health_state: str = HEALTH_OK
+    health_error: str | None = None
+    health_checked_at: datetime | None = None
+    failing_since: datetime | None = None

@@ -18,6 +18,8 @@ from m365connect.db.base import Base, IdType, UTCDateTime, utcnow
 
 ACTIVE = "ACTIVE"
 DISCONNECTED = "DISCONNECTED"
+HEALTH_OK = "OK"
+HEALTH_FAILING = "FAILING"
 
 
 class Mailbox(Base):
@@ -32,6 +34,21 @@ class Mailbox(Base):
             "account_id",
             "email",
             unique=True,
+            sqlite_where=text("status = 'ACTIVE'"),
+            postgresql_where=text("status = 'ACTIVE'"),
+        ),
+        # The health planner's two reads (health/repository.py): the ACTIVE mailboxes due first, and one
+        # credential's next ones (to fill its Graph batches). Partial: DISCONNECTED rows are never planned.
+        Index(
+            "ix_mailboxes_health_due",
+            "next_check_at",
+            sqlite_where=text("status = 'ACTIVE'"),
+            postgresql_where=text("status = 'ACTIVE'"),
+        ),
+        Index(
+            "ix_mailboxes_health_credential_due",
+            "credential_id",
+            "next_check_at",
             sqlite_where=text("status = 'ACTIVE'"),
             postgresql_where=text("status = 'ACTIVE'"),
         ),
@@ -55,3 +72,11 @@ class Mailbox(Base):
     mailbox_type: Mapped[str | None] = mapped_column(String(16), default=None)
     connected_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     disconnected_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # Background verification (API.md 6, migration 0009). A FAILING mailbox stays ACTIVE.
+    health_state: Mapped[str] = mapped_column(String(16), default=HEALTH_OK, server_default=HEALTH_OK)
+    health_error: Mapped[str | None] = mapped_column(String(64), default=None)
+    # NULL until the first background or on-demand check after the connection (which verified it).
+    health_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # When the planner next enqueues its check; NULL: not planned yet (the planner spreads it).
+    next_check_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)

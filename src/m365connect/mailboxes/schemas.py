@@ -102,6 +102,7 @@ MAILBOX_EXAMPLE: dict[str, Any] = {
     "deliverability": _STORED_FLAGS,
     "connected_at": "2026-11-21T20:00:00Z",
     "disconnected_at": None,
+    "health": {"state": "OK", "error": None, "checked_at": "2026-11-22T04:12:09Z", "failing_since": None},
 }
 
 
@@ -151,6 +152,17 @@ class Deliverability(BaseModel):
         description="The domain or its organizational domain publishes one valid DMARC record with a policy "
         "(docs/deliverability.md); null for a mailbox connected before this check existed"
     )
+
+
+class MailboxHealth(BaseModel):
+    """The last background or on-demand verification of a mailbox (API.md 6)."""
+
+    state: Literal["OK", "FAILING"] = Field(description="A FAILING mailbox stays ACTIVE")
+    error: str | None = Field(
+        description="While FAILING: a per-item code of POST /bulk, or CREDENTIAL_EXPIRED / CREDENTIAL_INVALID"
+    )
+    checked_at: str | None = Field(description="Last check; null: not checked since it was connected")
+    failing_since: str | None
 
 
 class CheckedDeliverability(Deliverability):
@@ -203,6 +215,7 @@ class MailboxRead(BaseModel):
     deliverability: Deliverability
     connected_at: str
     disconnected_at: str | None
+    health: MailboxHealth
 
 
 class PaginationData(BaseModel):

@@ -13,9 +13,10 @@ from m365connect.errors import NotFound
 from m365connect.events.service import record_event
 from m365connect.events.types import EventType
 from m365connect.mailboxes import repository
-from m365connect.mailboxes.models import Mailbox
+from m365connect.mailboxes.models import HEALTH_FAILING, Mailbox
 from m365connect.mailboxes.schemas import (
     Deliverability,
+    MailboxHealth,
     MailboxPage,
     MailboxRead,
     PaginationData,
@@ -54,6 +55,14 @@ class MailboxFields(Protocol):
     def connected_at(self) -> datetime: ...
     @property
     def disconnected_at(self) -> datetime | None: ...
+    @property
+    def health_state(self) -> str: ...
+    @property
+    def health_error(self) -> str | None: ...
+    @property
+    def health_checked_at(self) -> datetime | None: ...
+    @property
+    def failing_since(self) -> datetime | None: ...
 
 
 def to_read(mailbox: MailboxFields) -> MailboxRead:
@@ -69,6 +78,12 @@ def to_read(mailbox: MailboxFields) -> MailboxRead:
         deliverability=stored_deliverability(mailbox),
         connected_at=iso_z(mailbox.connected_at) or "",
         disconnected_at=iso_z(mailbox.disconnected_at),
+        health=MailboxHealth(
+            state="FAILING" if mailbox.health_state == HEALTH_FAILING else "OK",
+            error=mailbox.health_error,
+            checked_at=iso_z(mailbox.health_checked_at),
+            failing_since=iso_z(mailbox.failing_since),
+        ),
     )
 
 

@@ -1,0 +1,128 @@
+"""Checking connected mailboxes: the Graph checks of a bulk request, batched per credential (API.md 6).
+
+SPF/DKIM/DMARC are not refreshed: the flags describe the domain when the mailbox connected, and a DNS
+change does not stop a mailbox from sending (docs/decisions.md). Only ACTIVE mailboxes are checked; a
+FAILING one stays ACTIVE.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import datetime
+
+from m365connect.codes import ErrorCode
+from m365connect.credentials import service as credentials
+from m365connect.credentials.models import GraphCredential
+from m365connect.credentials.sealing import open_for_use
+from m365connect.db.base import utcnow
+from m365connect.errors import ServiceUnavailable
+from m365connect.health import announcements, repository
+from m365connect.health.credential_checks import Verdict, store_verdict, verdict_of_refusal
+from m365connect.mailboxes import bulk
+from m365connect.mailboxes.models import Mailbox
+from m365connect.microsoft.graph_errors import GraphAuthenticationError
+from m365connect.microsoft.mailbox_verification import MailboxVerification
+from m365connect.microsoft.token import AccessToken, ClientCredential, TokenRejected, TokenUnavailable
+from m365connect.state import AppState
+
+logger = logging.getLogger("m365connect.health")
+
+# Microsoft did not answer in time: never a verdict on the mailbox.
+TRANSIENT = frozenset({ErrorCode.MICROSOFT_THROTTLED, ErrorCode.MICROSOFT_UNAVAILABLE})
+RETRY_AFTER = 30
+
+
+async def check_mailboxes(state: AppState, credential_id: int, mailbox_ids: Sequence[int]) -> None:
+    """Re-verify these mailboxes of one credential (those no longer ACTIVE with it are skipped).
+
+    A definitive per-item failure makes a mailbox FAILING with that code; a pass makes it OK; a credential
+    that no longer obtains a token makes them FAILING with CREDENTIAL_EXPIRED / CREDENTIAL_INVALID (and the
+    credential INVALID or EXPIRED). The definitive verdicts are stored even when some items got no answer;
+    then ServiceUnavailable is raised so that the caller retries (the stored ones are not reported twice).
+    """
+    async with state.transactions.begin() as session:
+        credential = await repository.get_credential(session, credential_id)
+        mailboxes = await repository.active_mailboxes(
+            session, credential_id=credential_id, mailbox_ids=mailbox_ids
+        )
+    if credential is None or not mailboxes:
+        return
+    now = utcnow()
+    token_or_refusal = await _token(state, credential, now=now)
+    if isinstance(token_or_refusal, Verdict):
+        async with state.transactions.begin() as session:  # its mailboxes fail with it (announcements)
+            await store_verdict(session, credential, token_or_refusal, now=now)
+            error = announcements.CREDENTIAL_FAILURES[token_or_refusal.status]
+            await announcements.set_mailbox_health(
+                session, verdicts=dict.fromkeys((m.id for m in mailboxes), error), now=now
+            )
+        return
+    client_credential, token = token_or_refusal
+    verdicts = await _verify(state, credential, client_credential, token, mailboxes)
+    definitive = {mailbox_id: error for mailbox_id, error in verdicts.items() if error not in TRANSIENT}
+    async with state.transactions.begin() as session:
+        await announcements.set_mailbox_health(session, verdicts=definitive, now=now)
+    if len(definitive) < len(verdicts):
+        raise ServiceUnavailable(retry_after=RETRY_AFTER)
+
+
+async def _token(
+    state: AppState, credential: GraphCredential, *, now: datetime
+) -> tuple[ClientCredential, AccessToken] | Verdict:
+    """A token for the credential (cached, as a bulk request gets one), or Microsoft's refusal.
+
+    A credential last found INVALID or EXPIRED is asked afresh: another process may still cache a token
+    that Microsoft would no longer grant.
+    """
+    if credential.secret_expires_at <= now:
+        return Verdict(status=credentials.EXPIRED, asked=False)
+    services = state.credential_services
+    client_credential = open_for_use(services.box, services.unreadable, credential)
+    tokens = services.clouds.tokens(credential.cloud)
+    try:
+        if credential.verification_status == credentials.VALID:
+            token = await tokens.acquire(client_credential)
+        else:
+            token = await tokens.verify(client_credential)
+    except TokenRejected as refused:
+        tokens.forget(client_credential)
+        return verdict_of_refusal(refused.code)
+    except TokenUnavailable as exc:
+        raise ServiceUnavailable(retry_after=int(exc.retry_after) + 1) from None
+    return client_credential, token
+
+
+async def _verify(
+    state: AppState,
+    credential: GraphCredential,
+    client_credential: ClientCredential,
+    token: AccessToken,
+    mailboxes: Sequence[Mailbox],
+) -> dict[int, ErrorCode | None]:
+    services = state.bulk_services
+    try:
+        verified = await bulk.verify_addresses(
+            services, credential.cloud, client_credential, token, [m.email for m in mailboxes]
+        )
+    except GraphAuthenticationError:
+        # Graph refused a token Microsoft had just issued, twice: not a verdict on the mailboxes. The
+        # credential's own check asks the identity platform.
+        logger.warning("health.mailboxes.token_refused_by_graph", extra={"credential_id": credential.id})
+        raise ServiceUnavailable(retry_after=RETRY_AFTER) from None
+    allowed = bulk.may_send(token, send_probed=bulk.sends_probed(services, token))
+    by_address = {result.address: result for result in verified}
+    return {m.id: mailbox_error(m, by_address[m.email], may_send=allowed) for m in mailboxes}
+
+
+def mailbox_error(mailbox: Mailbox, found: MailboxVerification, *, may_send: bool) -> ErrorCode | None:
+    """The bulk request's verdict on the stored address, for the mailbox that was connected.
+
+    The address now leading to another user (the old one deleted, the address reused) is that mailbox not
+    being found; a token that may not send makes it MISSING_PERMISSIONS, as in a bulk request.
+    """
+    if found.error is not None:
+        return found.error
+    if found.user_id != mailbox.microsoft_user_id:
+        return ErrorCode.MAILBOX_NOT_FOUND
+    return None if may_send else ErrorCode.MISSING_PERMISSIONS
