@@ -35,6 +35,8 @@ async def test_create_returns_the_credential_without_its_secret(
         "certificate_thumbprint",
         "status",
         "verified_at",
+        "checked_at",
+        "expires_in_days",
         "granted_permissions",
         "missing_permissions",
     }
@@ -45,6 +47,8 @@ async def test_create_returns_the_credential_without_its_secret(
     assert body["name"] == "MS Graph app"
     assert body["status"] == "VALID"
     assert ISO_Z.match(body["verified_at"])
+    assert body["checked_at"] == body["verified_at"]  # creation asked Microsoft, which granted a token
+    assert body["expires_in_days"] > 365
     assert body["granted_permissions"] == ["Mail.Send", "MailboxSettings.Read", "User.Read.All"]
     assert body["missing_permissions"] == []
     assert sv.WORKING_SECRET not in response.text

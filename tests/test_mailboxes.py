@@ -34,6 +34,8 @@ async def test_get_and_list(client: httpx.AsyncClient, api_key: str, microsoft: 
         "deliverability": {"spf_correct": True, "dkim_correct": True, "dmarc_correct": True},
         "connected_at": body["connected_at"],
         "disconnected_at": None,
+        # Connecting verified it; no check has run since.
+        "health": {"state": "OK", "error": None, "checked_at": None, "failing_since": None},
     }
     assert body["connected_at"].endswith("Z")
     page = (await client.get(MAILBOXES, headers=headers(api_key))).json()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import ValidationError
@@ -10,7 +11,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from m365connect.simulator.directory import Directory
+from m365connect.simulator.scenario import Scenario
 from m365connect.simulator.state import SimulatorState
+from m365connect.simulator.tenant_changes import UnknownObject, change_app, change_tenant, change_user
 
 
 def _bad_request(message: str) -> JSONResponse:
@@ -87,6 +91,37 @@ class _Admin:
         self.state.meter.reset()
         return JSONResponse(self.state.meter.snapshot())
 
+    async def patch_user(self, request: Request) -> Response:
+        """PATCH /_simulator/tenants/{tenant}/users/{user}: change a user's scenario fields now."""
+        tenant, user = request.path_params["tenant"], request.path_params["user"]
+        return await self._change(request, lambda s, c: change_user(s, tenant, user, c))
+
+    async def patch_app(self, request: Request) -> Response:
+        """PATCH /_simulator/tenants/{tenant}/apps/{client_id}: change an app's scenario fields now."""
+        tenant, client_id = request.path_params["tenant"], request.path_params["client_id"]
+        return await self._change(request, lambda s, c: change_app(s, tenant, client_id, c))
+
+    async def patch_tenant(self, request: Request) -> Response:
+        """PATCH /_simulator/tenants/{tenant}: change groups or exchange_role_assignments now."""
+        tenant = request.path_params["tenant"]
+        return await self._change(request, lambda s, c: change_tenant(s, tenant, c))
+
+    async def _change(
+        self, request: Request, apply: Callable[[Scenario, dict[str, Any]], Scenario]
+    ) -> Response:
+        changes = await _json_object(request)
+        if changes is None:
+            return _bad_request("The body must be a JSON object of scenario fields.")
+        try:
+            changed = apply(self.state.scenario, changes)
+        except UnknownObject as exc:
+            return JSONResponse({"error": {"code": "NotFound", "message": str(exc)}}, status_code=404)
+        except ValidationError as exc:
+            return _bad_request(_problems(exc))
+        self.state.directory = Directory(changed)
+        self.state.scenario = changed
+        return Response(status_code=204)
+
     async def get_sent_mail(self, _request: Request) -> Response:
         """GET /_simulator/sent-mail: every message accepted by sendMail, oldest first."""
         return JSONResponse({"value": list(self.state.sent_mail)})
@@ -110,6 +145,9 @@ def admin_routes(state: SimulatorState) -> list[BaseRoute]:
         Route("/_simulator/budgets", admin.put_budgets, methods=["PUT"]),
         Route("/_simulator/budgets/stats", admin.get_budget_stats, methods=["GET"]),
         Route("/_simulator/budgets/reset", admin.reset_budgets, methods=["POST"]),
+        Route("/_simulator/tenants/{tenant}", admin.patch_tenant, methods=["PATCH"]),
+        Route("/_simulator/tenants/{tenant}/users/{user}", admin.patch_user, methods=["PATCH"]),
+        Route("/_simulator/tenants/{tenant}/apps/{client_id}", admin.patch_app, methods=["PATCH"]),
         Route("/_simulator/sent-mail", admin.get_sent_mail, methods=["GET"]),
         Route("/_simulator/sent-mail", admin.clear_sent_mail, methods=["DELETE"]),
     ]

@@ -37,7 +37,9 @@ def mailbox_of(request: GraphRequest, key: str) -> DirectoryUser:
     user = request.caller.tenant.user(key)
     if user is None:
         raise GraphError(404, "ErrorInvalidUser", f"The requested user '{key}' is invalid.")
-    if user.mailbox == "none":
+    # A user mailbox whose licences were all removed is disconnected by Exchange (a shared mailbox needs
+    # none): Graph answers as for no mailbox (docs/simulator.md, "Changing a tenant at run time").
+    if user.mailbox == "none" or (user.mailbox == "user" and not user.licenses):
         message = "The mailbox is either inactive, soft-deleted, or is hosted on-premise."
         raise GraphError(404, "MailboxNotEnabledForRESTAPI", message)
     if request.caller.app_id in user.blocked_apps:

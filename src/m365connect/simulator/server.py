@@ -13,6 +13,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from m365connect.simulator import tenant_changes
 from m365connect.simulator.app import create_app
 from m365connect.simulator.budget_meters import BudgetMeter
 from m365connect.simulator.budgets import Budgets
@@ -41,10 +42,10 @@ class FakeMicrosoft:
         state_dir: str | Path | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.scenario = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
+        loaded = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
         self._host, self._port, self._dns_port = host, port, dns_port
         self._state_dir = Path(state_dir) if state_dir is not None else None
-        self._state = SimulatorState.from_scenario(self.scenario, clock=clock)
+        self._state = SimulatorState.from_scenario(loaded, clock=clock)
         self._tempdir: tempfile.TemporaryDirectory[str] | None = None
         self._dns: DnsServer | None = None
         self._server: ThreadedServer | None = None
@@ -58,7 +59,25 @@ class FakeMicrosoft:
         """
         self._state.directory = Directory(scenario)
         self._state.scenario = scenario
-        self.scenario = scenario
+
+    @property
+    def scenario(self) -> Scenario:
+        """The scenario served now (changed by `change_directory`, the `change_*` methods and the admin
+        API's PATCH routes)."""
+        return self._state.scenario
+
+    def change_user(self, tenant: str, user: str, **changes: Any) -> None:
+        """An admin changes a user now, e.g. `change_user("contoso.com", "jim@contoso.com",
+        account_enabled=False)`, `assigned_licenses=[]` (licence removed: no Exchange mailbox)."""
+        self.change_directory(tenant_changes.change_user(self.scenario, tenant, user, changes))
+
+    def change_app(self, tenant: str, client_id: str, **changes: Any) -> None:
+        """An admin changes an app now: `enabled=False`, `roles=[]` (consent removed), `secrets=[...]`."""
+        self.change_directory(tenant_changes.change_app(self.scenario, tenant, client_id, changes))
+
+    def change_tenant(self, tenant: str, **changes: Any) -> None:
+        """An admin changes `groups` or `exchange_role_assignments` now (RBAC scopes)."""
+        self.change_directory(tenant_changes.change_tenant(self.scenario, tenant, changes))
 
     @property
     def faults(self) -> Faults:

@@ -31,9 +31,7 @@ _ACTIVE = sa.text("status = 'ACTIVE'")
 
 
 def upgrade() -> None:
-    op.add_column(
-        "mailboxes", sa.Column("health_state", sa.String(16), nullable=False, server_default="OK")
-    )
+    op.add_column("mailboxes", sa.Column("health_state", sa.String(16), nullable=False, server_default="OK"))
     op.add_column("mailboxes", sa.Column("health_error", sa.String(64), nullable=True))
     op.add_column("mailboxes", sa.Column("health_checked_at", UTCDateTime(), nullable=True))
     op.add_column("mailboxes", sa.Column("failing_since", UTCDateTime(), nullable=True))
