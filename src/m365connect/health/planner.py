@@ -85,7 +85,8 @@ async def _plan_mailboxes(
     by_credential: dict[int, dict[int, datetime]] = defaultdict(dict)
     for mailbox_id, credential_id, slot in due:
         by_credential[credential_id][mailbox_id] = slot
-    lookahead = now + timedelta(seconds=interval / LOOKAHEAD_FRACTION)
+    margin = timedelta(seconds=interval / LOOKAHEAD_FRACTION)
+    lookahead = now + margin
     jobs = 0
     planned: list[tuple[int, datetime]] = []
     for credential_id, slots in sorted(by_credential.items()):
@@ -101,7 +102,7 @@ async def _plan_mailboxes(
             )
             jobs += 1
         planned += [
-            (mid, advance(slot, now, kind=MAILBOX_KIND, object_id=mid, interval=interval))
+            (mid, advance(slot, now, kind=MAILBOX_KIND, object_id=mid, interval=interval, margin=margin))
             for mid, slot in slots.items()
         ]
     await repository.set_mailbox_due(session, planned)

@@ -29,8 +29,17 @@ def next_slot(after: datetime, *, kind: str, object_id: int, interval: int) -> d
     return _EPOCH + (offset + cycles * period) * _MS
 
 
-def advance(slot: datetime, now: datetime, *, kind: str, object_id: int, interval: int) -> datetime:
+def advance(
+    slot: datetime,
+    now: datetime,
+    *,
+    kind: str,
+    object_id: int,
+    interval: int,
+    margin: timedelta = timedelta(0),
+) -> datetime:
     """The due time after a check planned for `slot`: the object's next own slot after `slot` (one
-    interval later), or after `now` when that has passed too (the service was down), so that overdue
-    objects return to their phases instead of staying bunched together."""
-    return next_slot(max(slot, now), kind=kind, object_id=object_id, interval=interval)
+    interval later), or, when the check was overdue (the service was down), its next slot after
+    `now + margin`, so that overdue objects return to their own phases instead of staying bunched, and
+    no sooner than `margin` (the planner's lookahead: an object is not pulled in again at once)."""
+    return next_slot(max(slot, now + margin), kind=kind, object_id=object_id, interval=interval)
