@@ -5,6 +5,7 @@ engine calls them, and the on-demand routes through the real ASGI stack."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -395,3 +396,42 @@ async def test_verify_answers_503_when_microsoft_does_not_answer(
         assert answer.json()["title"] == "Service Unavailable"
         assert "Retry-After" in answer.headers
     assert await tape.new() == []
+
+
+@pytest.fixture
+async def second_state(settings: Settings) -> AsyncIterator[AppState]:
+    """Another service's objects on the same database (its own pool and token cache): a second replica."""
+    async with open_state(settings) as built:
+        yield built
+
+
+async def test_overlapping_checks_of_two_replicas_report_each_change_once(
+    connected: tuple[int, dict[str, int]],
+    state: AppState,
+    second_state: AppState,
+    microsoft: FakeMicrosoft,
+    tape: Tape,
+) -> None:
+    credential_id, ids = connected
+    both = sorted(ids.values())
+    original = microsoft.scenario
+    microsoft.faults.latency_ms = 30  # every answer takes a while: the checks overlap
+    for _round in range(3):
+        _disable(microsoft)
+        await asyncio.gather(*(check_mailboxes(s, credential_id, both) for s in (state, second_state) * 2))
+        assert await tape.types() == [("mailbox.failing", ids[JIM])]
+        microsoft.change_directory(original)
+        await asyncio.gather(*(check_mailboxes(s, credential_id, both) for s in (state, second_state) * 2))
+        assert await tape.types() == [("mailbox.recovered", ids[JIM])]
+    for _round in range(2):
+        _delete_secret(microsoft)
+        await asyncio.gather(*(check_credential(s, credential_id) for s in (state, second_state) * 2))
+        assert await tape.types() == [
+            ("credential.failing", credential_id),
+            *(("mailbox.failing", mailbox_id) for mailbox_id in both),
+        ]
+        microsoft.change_directory(original)
+        await asyncio.gather(*(check_credential(s, credential_id) for s in (state, second_state) * 2))
+        assert await tape.types() == [("credential.recovered", credential_id)]
+        await asyncio.gather(*(check_mailboxes(s, credential_id, both) for s in (state, second_state)))
+        assert await tape.types() == [("mailbox.recovered", mailbox_id) for mailbox_id in both]

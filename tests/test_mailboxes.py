@@ -116,7 +116,8 @@ async def test_isolation_matrix(client: httpx.AsyncClient, api_key: str, other_a
     for target in (credential["credential_id"], missing_credential):
         patch = await client.patch(f"{CREDENTIALS}/{target}", json={"name": "x"}, headers=b)
         delete = await client.delete(f"{CREDENTIALS}/{target}", headers=b)
-        for response in (patch, delete):
+        verify = await client.post(f"{CREDENTIALS}/{target}/verify", headers=b)
+        for response in (patch, delete, verify):
             assert_generic_error(
                 response, status=404, title="Not Found", detail="Requested resource does not exist"
             )
@@ -124,6 +125,7 @@ async def test_isolation_matrix(client: httpx.AsyncClient, api_key: str, other_a
         for response in (
             await client.get(f"{MAILBOXES}/{target}", headers=b),
             await client.delete(f"{MAILBOXES}/{target}", headers=b),
+            await client.post(f"{MAILBOXES}/{target}/verify", headers=b),
         ):
             assert_generic_error(
                 response, status=404, title="Not Found", detail="Requested resource does not exist"
