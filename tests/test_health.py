@@ -17,9 +17,12 @@ from m365connect.app import create_app
 from m365connect.errors import ServiceUnavailable
 from m365connect.health.credential_checks import check_credential
 from m365connect.health.mailbox_checks import check_mailboxes
+from m365connect.health.planner import CREDENTIAL_JOB, MAILBOXES_JOB
+from m365connect.health.service import job_kinds
 from m365connect.settings import Settings
 from m365connect.simulator import FakeMicrosoft
 from m365connect.state import AppState, open_state
+from m365connect.work.ports import JobRun
 from tests import scenario_values as sv
 from tests.factories import CREDENTIALS, MAILBOXES, create_credential
 from tests.health_helpers import Tape, connect, credential_row, mailbox_row, set_expiry
@@ -435,3 +438,20 @@ async def test_overlapping_checks_of_two_replicas_report_each_change_once(
         assert await tape.types() == [("credential.recovered", credential_id)]
         await asyncio.gather(*(check_mailboxes(s, credential_id, both) for s in (state, second_state)))
         assert await tape.types() == [("mailbox.recovered", mailbox_id) for mailbox_id in both]
+
+
+async def test_the_job_kinds_run_the_checks_of_their_payloads(
+    connected: tuple[int, dict[str, int]], state: AppState, microsoft: FakeMicrosoft, tape: Tape
+) -> None:
+    credential_id, ids = connected
+    kinds = {kind.name: kind for kind in job_kinds(state)}
+    assert set(kinds) == {CREDENTIAL_JOB, MAILBOXES_JOB}
+    assert all(kind.retry_delays for kind in kinds.values())
+    _disable(microsoft)
+    payload = {"credential_id": credential_id, "mailbox_ids": sorted(ids.values())}
+    await kinds[MAILBOXES_JOB].handler(JobRun(job_id=1, kind=MAILBOXES_JOB, attempt=1), payload)
+    assert await tape.types() == [("mailbox.failing", ids[JIM])]
+    _disable_app(microsoft)
+    run = JobRun(job_id=2, kind=CREDENTIAL_JOB, attempt=1)
+    await kinds[CREDENTIAL_JOB].handler(run, {"credential_id": credential_id})
+    assert await tape.types() == [("credential.failing", credential_id), ("mailbox.failing", ids[PAM])]
