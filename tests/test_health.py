@@ -15,7 +15,7 @@ import pytest
 
 from m365connect.app import create_app
 from m365connect.errors import ServiceUnavailable
-from m365connect.health.credential_checks import check_credential
+from m365connect.health.credential_checks import ask_microsoft, check_credential, store_verdict
 from m365connect.health.mailbox_checks import check_mailboxes
 from m365connect.health.planner import CREDENTIAL_JOB, MAILBOXES_JOB
 from m365connect.health.service import job_kinds
@@ -455,3 +455,33 @@ async def test_the_job_kinds_run_the_checks_of_their_payloads(
     run = JobRun(job_id=2, kind=CREDENTIAL_JOB, attempt=1)
     await kinds[CREDENTIAL_JOB].handler(run, {"credential_id": credential_id})
     assert await tape.types() == [("credential.failing", credential_id), ("mailbox.failing", ids[PAM])]
+
+
+async def test_a_verdict_on_a_secret_rotated_meanwhile_is_dropped(
+    connected: tuple[int, dict[str, int]],
+    client: httpx.AsyncClient,
+    api_key: str,
+    state: AppState,
+    microsoft: FakeMicrosoft,
+    tape: Tape,
+) -> None:
+    credential_id, _ids = connected
+    checked = await credential_row(state, credential_id)
+    _delete_secret(microsoft)  # the old secret is refused...
+    now = datetime.now(UTC)
+    verdict = await ask_microsoft(state, checked, now=now)
+    assert verdict.status == "INVALID"
+    microsoft.change_app(  # ...and the account rotates to a new one while the verdict is on its way
+        "contoso.com", sv.WORKING_APP, secrets=[{"value": sv.WORKING_SECRET_2, "expires_at": sv.FUTURE}]
+    )
+    rotated = await client.patch(
+        f"{CREDENTIALS}/{credential_id}",
+        json={"client_secret": sv.WORKING_SECRET_2, "secret_expires_at": sv.FUTURE},
+        headers=headers(api_key),
+    )
+    assert rotated.status_code == 200, rotated.text
+    await tape.new()
+    async with state.transactions.begin() as session:
+        await store_verdict(session, checked, verdict, now=now)
+    assert await tape.new() == []
+    assert (await credential_row(state, credential_id)).verification_status == "VALID"
