@@ -224,3 +224,35 @@ async def test_after_downtime_the_backlog_drains_in_bounded_calls_and_spreads_ag
     times = [t for t in (await due_times(state)).values() if t is not None]
     lookahead = timedelta(seconds=MAILBOX_INTERVAL / 24)  # not sooner than the planner's lookahead
     assert_spread(times, restart + lookahead, MAILBOX_INTERVAL)  # back on their own phases, not bunched
+
+
+async def test_a_credential_is_due_at_its_reminder_thresholds_and_its_expiry(
+    state: AppState, settings: Settings
+) -> None:
+    """With hourly checks, a reminder or the expiry would otherwise come up to an hour late."""
+    hourly = settings.model_copy(update={"health_credential_interval": 3600})
+    expires = T0 + timedelta(days=7, seconds=90)  # the 7-day threshold is 90 s after T0
+    async with state.transactions.begin() as session:
+        account = Account(name="acme")
+        session.add(account)
+        await session.flush()
+        credential = GraphCredential(
+            account_id=account.id,
+            name="c",
+            tenant_id="t.example",
+            tenant_key="t.example",
+            client_id="00000000-0000-4000-8000-000000000000",
+            secret_ciphertext=b"sealed",
+            secret_expires_at=expires,
+        )
+        session.add(credential)
+    enqueue = FakeEnqueue()
+    for milestone in (expires - timedelta(days=7), expires - timedelta(days=1), expires):
+        await plan(state, enqueue, hourly, milestone - timedelta(minutes=1))  # due or overdue: planned
+        async with state.sessions() as session:
+            due = await session.scalar(select(GraphCredential.next_check_at))
+        assert due is not None
+        assert due <= milestone  # not its next hourly slot, which is later
+        before = len(enqueue.jobs)
+        await plan(state, enqueue, hourly, milestone)
+        assert [kind for _w, kind, _p, _k in enqueue.jobs[before:]] == [CREDENTIAL_JOB]

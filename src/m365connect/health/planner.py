@@ -17,7 +17,8 @@ from datetime import datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from m365connect.health import repository
-from m365connect.health.schedule import advance, next_slot
+from m365connect.health.announcements import REMINDER_DAYS
+from m365connect.health.schedule import advance, next_milestone, next_slot
 from m365connect.settings import Settings
 from m365connect.work.ports import Enqueue
 
@@ -54,10 +55,18 @@ async def _plan_credentials(
     new = await repository.unplanned_credentials(session, limit=limit)
     await repository.set_credential_due(
         session,
-        [(cid, next_slot(now, kind=CREDENTIAL_KIND, object_id=cid, interval=interval)) for cid in new],
+        [
+            (
+                cid,
+                _credential_due(
+                    next_slot(now, kind=CREDENTIAL_KIND, object_id=cid, interval=interval), expires, now
+                ),
+            )
+            for cid, expires in new
+        ],
     )
     due = await repository.due_credentials(session, now=now, limit=limit)
-    for credential_id, _slot in due:
+    for credential_id, _slot, _expires in due:
         await enqueue(
             session,
             CREDENTIAL_JOB,
@@ -67,11 +76,23 @@ async def _plan_credentials(
     await repository.set_credential_due(
         session,
         [
-            (cid, advance(slot, now, kind=CREDENTIAL_KIND, object_id=cid, interval=interval))
-            for cid, slot in due
+            (
+                cid,
+                _credential_due(
+                    advance(slot, now, kind=CREDENTIAL_KIND, object_id=cid, interval=interval), expires, now
+                ),
+            )
+            for cid, slot, expires in due
         ],
     )
     return len(due)
+
+
+def _credential_due(on_phase: datetime, expires_at: datetime, now: datetime) -> datetime:
+    """The credential's next phase slot, or sooner a reminder threshold or its expiry: a reminder or the
+    `credential.expired` event then comes when it is due, not up to an interval later."""
+    milestone = next_milestone(expires_at, now, reminder_days=REMINDER_DAYS)
+    return min(on_phase, milestone) if milestone is not None else on_phase
 
 
 async def _plan_mailboxes(

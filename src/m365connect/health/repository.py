@@ -168,26 +168,28 @@ async def credential_now(session: AsyncSession, credential_id: int) -> GraphCred
 # ---------------------------------------------------------------------------------------------- planning
 
 
-async def unplanned_credentials(session: AsyncSession, *, limit: int) -> list[int]:
-    """Credentials without a due time yet (new, or stored before background verification existed)."""
-    rows = await session.scalars(
-        select(GraphCredential.id)
+async def unplanned_credentials(session: AsyncSession, *, limit: int) -> list[tuple[int, datetime]]:
+    """(id, secret expiry) of credentials without a due time yet (new, or stored before 0009)."""
+    rows = await session.execute(
+        select(GraphCredential.id, GraphCredential.secret_expires_at)
         .where(GraphCredential.next_check_at.is_(None))
         .order_by(GraphCredential.id)
         .limit(limit)
     )
-    return list(rows)
+    return [(credential_id, expires) for credential_id, expires in rows]
 
 
-async def due_credentials(session: AsyncSession, *, now: datetime, limit: int) -> list[tuple[int, datetime]]:
-    """(id, due time) of credentials due at `now`, the longest waiting first."""
+async def due_credentials(
+    session: AsyncSession, *, now: datetime, limit: int
+) -> list[tuple[int, datetime, datetime]]:
+    """(id, due time, secret expiry) of credentials due at `now`, the longest waiting first."""
     rows = await session.execute(
-        select(GraphCredential.id, GraphCredential.next_check_at)
+        select(GraphCredential.id, GraphCredential.next_check_at, GraphCredential.secret_expires_at)
         .where(GraphCredential.next_check_at <= now)
         .order_by(GraphCredential.next_check_at)
         .limit(limit)
     )
-    return [(credential_id, due) for credential_id, due in rows if due is not None]
+    return [(credential_id, due, expires) for credential_id, due, expires in rows if due is not None]
 
 
 async def unplanned_mailboxes(session: AsyncSession, *, limit: int) -> list[int]:

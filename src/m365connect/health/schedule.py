@@ -43,3 +43,11 @@ def advance(
     `now + margin`, so that overdue objects return to their own phases instead of staying bunched, and
     no sooner than `margin` (the planner's lookahead: an object is not pulled in again at once)."""
     return next_slot(max(slot, now + margin), kind=kind, object_id=object_id, interval=interval)
+
+
+def next_milestone(expires_at: datetime, now: datetime, *, reminder_days: tuple[int, ...]) -> datetime | None:
+    """The next moment after `now` at which a credential's check has news: a reminder threshold (that many
+    days before `expires_at`) or the expiry itself; None when all have passed."""
+    moments = [expires_at - timedelta(days=days) for days in reminder_days] + [expires_at]
+    upcoming = [moment for moment in moments if moment > now]
+    return min(upcoming) if upcoming else None
