@@ -21,6 +21,7 @@ from m365connect.db.errors import DatabaseUnreachable
 from m365connect.db.transactions import Transactions
 from m365connect.deliverability import DeliverabilityChecker, build_resolver
 from m365connect.events.jobs import register_event_work
+from m365connect.health.announcements import announce_credential
 from m365connect.mailboxes.bulk import BulkServices
 from m365connect.microsoft.cloud_clients import CloudClients, Clouds
 from m365connect.microsoft.clouds import DEFAULT_CLOUD, endpoint_table
@@ -188,7 +189,9 @@ async def open_state(settings: Settings, *, metrics: Metrics | None = None) -> A
         async with sessions() as session:
             box = await load_secret_box(settings, session)
         unreadable = await _scan_secrets(sessions, box)
-        credential_services = CredentialServices(box=box, clouds=clouds, unreadable=unreadable)
+        credential_services = CredentialServices(
+            box=box, clouds=clouds, unreadable=unreadable, announce=announce_credential
+        )
         state = AppState(
             settings=settings,
             engine=engine,

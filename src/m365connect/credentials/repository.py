@@ -60,13 +60,14 @@ async def add(session: AsyncSession, *, credential: GraphCredential) -> GraphCre
 
 
 async def set_verification(session: AsyncSession, *, credential: GraphCredential) -> None:
-    """Store the verification verdict of a credential loaded in another transaction (status, time, roles)."""
+    """Store the verification verdict of a credential loaded in another transaction (status, times, roles)."""
     await session.execute(
         update(GraphCredential)
         .where(GraphCredential.id == credential.id)
         .values(
             verification_status=credential.verification_status,
             verified_at=credential.verified_at,
+            checked_at=credential.checked_at,
             granted_permissions=credential.granted_permissions,
         )
     )

@@ -9,6 +9,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -52,6 +53,13 @@ INVALID = "INVALID"
 SECONDS_PER_DAY = 86400
 
 
+class Announcer(Protocol):
+    """Reports a credential's status change (events) in the caller's transaction: health/announcements.py,
+    passed in by the composition root so that this package does not import the health package."""
+
+    async def __call__(self, session: AsyncSession, *, credential_id: int, now: datetime) -> None: ...
+
+
 @dataclass(frozen=True)
 class Services:
     """What the credential operations need besides the session."""
@@ -59,6 +67,12 @@ class Services:
     box: SecretBox
     clouds: Clouds
     unreadable: UnreadableSecrets
+    announce: Announcer | None = None  # None: status changes are reported by the next health check
+
+
+async def _announce(services: Services, session: AsyncSession, credential: GraphCredential) -> None:
+    if services.announce is not None:
+        await services.announce(session, credential_id=credential.id, now=utcnow())
 
 
 def credential_status(credential: GraphCredential, *, now: datetime | None = None) -> str:
@@ -245,6 +259,8 @@ async def update_credential(
             credential.name = data.name
         credential.updated_at = utcnow()
         await session.flush()
+        if rotation is not None:
+            await _announce(services, session, credential)  # a failing credential recovers by rotation
         await _record(session, credential, EventType.CREDENTIAL_UPDATED)
     return credential
 
@@ -315,10 +331,14 @@ async def token_for_bulk(
     client_credential = open_for_use(services.box, services.unreadable, credential)
     try:
         token = await services.clouds.tokens(credential.cloud).acquire(client_credential)
-    except TokenRejected:
-        credential.verification_status = INVALID
+    except TokenRejected as refused:
+        credential.verification_status = (
+            EXPIRED if refused.code is ErrorCode.CLIENT_SECRET_EXPIRED else INVALID
+        )
+        credential.checked_at = utcnow()
         async with transactions.begin() as session:
             await repository.set_verification(session, credential=credential)
+            await _announce(services, session, credential)
         raise ValidationCodeError(ErrorCode.INVALID_CREDENTIAL_ID) from None
     except TokenUnavailable as exc:
         raise ServiceUnavailable(retry_after=int(exc.retry_after) + 1) from None
@@ -326,4 +346,5 @@ async def token_for_bulk(
         _record_verification(credential, token)
         async with transactions.begin() as session:
             await repository.set_verification(session, credential=credential)
+            await _announce(services, session, credential)
     return client_credential, token
