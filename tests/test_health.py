@@ -24,7 +24,7 @@ from m365connect.simulator import FakeMicrosoft
 from m365connect.state import AppState, open_state
 from m365connect.work.ports import JobRun
 from tests import scenario_values as sv
-from tests.factories import CREDENTIALS, MAILBOXES, create_credential
+from tests.factories import CREDENTIALS, MAILBOXES, bulk, create_credential
 from tests.health_helpers import Tape, connect, credential_row, mailbox_row, set_expiry
 from tests.helpers import headers
 
@@ -340,9 +340,12 @@ async def test_a_secret_first_seen_inside_a_threshold_gets_only_the_smallest_and
         headers=headers(api_key),
     )
     assert rotated.status_code == 200, rotated.text
-    await tape.new()  # whatever the rotation itself reports (credential.updated)
+    # The new secret's reminders start again, in the rotation's own transaction (besides whatever else the
+    # rotation reports, such as credential.updated).
+    after_rotation = await tape.new()
+    assert [data["days_left"] for kind, data in after_rotation if kind == "credential.expiring"] == [30]
     await check_credential(state, credential_id)
-    assert [data["days_left"] for _kind, data in await tape.new()] == [30]
+    assert await tape.new() == []
 
 
 async def test_verify_routes_answer_fresh_objects_and_isolate_accounts(
@@ -485,3 +488,36 @@ async def test_a_verdict_on_a_secret_rotated_meanwhile_is_dropped(
         await store_verdict(session, checked, verdict, now=now)
     assert await tape.new() == []
     assert (await credential_row(state, credential_id)).verification_status == "VALID"
+
+
+async def test_a_refusal_seen_by_a_bulk_request_is_announced_in_its_transaction_and_a_rotation_recovers(
+    connected: tuple[int, dict[str, int]],
+    client: httpx.AsyncClient,
+    api_key: str,
+    state: AppState,
+    microsoft: FakeMicrosoft,
+    tape: Tape,
+) -> None:
+    credential_id, ids = connected
+    _delete_secret(microsoft)
+    state.tokens.clear()  # no cached token: the bulk request asks Microsoft
+    refused = await bulk(client, api_key=api_key, emails=["oscar@contoso.com"], credential_id=credential_id)
+    assert refused.status_code == 422
+    assert await tape.types() == [
+        ("credential.failing", credential_id),
+        *(("mailbox.failing", mailbox_id) for mailbox_id in sorted(ids.values())),
+    ]
+    await check_credential(state, credential_id)  # the check finds the same state: nothing more
+    assert await tape.new() == []
+    microsoft.change_app(
+        "contoso.com", sv.WORKING_APP, secrets=[{"value": sv.WORKING_SECRET_2, "expires_at": sv.FUTURE}]
+    )
+    rotated = await client.patch(
+        f"{CREDENTIALS}/{credential_id}",
+        json={"client_secret": sv.WORKING_SECRET_2, "secret_expires_at": sv.FUTURE},
+        headers=headers(api_key),
+    )
+    assert rotated.status_code == 200, rotated.text
+    recovered = [(kind, data) for kind, data in await tape.new() if kind.startswith("credential.")]
+    assert [kind for kind, _data in recovered if kind != "credential.updated"] == ["credential.recovered"]
+    assert next(data for kind, data in recovered if kind == "credential.recovered")["status"] == "VALID"
