@@ -1,11 +1,15 @@
 """State changes and the events that report them, written in the transaction of the change (API.md 6).
 
 One event per change and no repeats while a state persists: each change is claimed by a conditional
-UPDATE (repository.py), and only the transaction that made it records the event.
+UPDATE (repository.py), and only the transaction that made it records the event. Every change of a
+transaction is made first and its events are recorded last (events.service: recording locks the account
+until the commit, so nothing may wait on another transaction after it): the functions below make changes
+and return `Pending` events; `record` writes them, with the objects as they are after all the changes.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -33,38 +37,45 @@ CREDENTIAL_FAILURES = {
 }
 
 
-def credential_data(credential: GraphCredential, **extra: Any) -> dict[str, Any]:
-    """An event's `data`: the credential object as it is now (never a secret)."""
-    return {**credentials.to_read(credential).model_dump(mode="json"), **extra}
+@dataclass
+class Pending:
+    """Events of changes made in this transaction, to record last: (credential id, type, extra data) and
+    (mailbox id, type)."""
+
+    credentials: list[tuple[int, EventType, dict[str, Any]]] = field(default_factory=list)
+    mailboxes: list[tuple[int, EventType]] = field(default_factory=list)
+
+    def __iadd__(self, other: Pending) -> Pending:
+        self.credentials += other.credentials
+        self.mailboxes += other.mailboxes
+        return self
 
 
 async def announce_credential(session: AsyncSession, *, credential_id: int, now: datetime) -> None:
     """Report the credential's status if it changed since the last report, and the expiry reminder it has
-    come within; a credential that stops working takes its mailboxes' health with it."""
+    come within (credentials.service.Announcer: call it after the credential's own changes)."""
+    await record(session, await credential_changes(session, credential_id=credential_id, now=now))
+
+
+async def credential_changes(session: AsyncSession, *, credential_id: int, now: datetime) -> Pending:
+    """Claim the credential's status change and reminder; a credential that stops working takes its
+    mailboxes' health with it. The events to record."""
+    pending = Pending()
     credential = await repository.credential_now(session, credential_id)
     if credential is None:
-        return
+        return pending
     status = credentials.credential_status(credential, now=now)
     if await repository.claim_status(session, credential_id=credential_id, status=status):
-        await record_event(
-            session,
-            account_id=credential.account_id,
-            type=_STATUS_EVENTS[status],
-            data=credential_data(credential),
-        )
-        await _cascade(session, credential, status=status, now=now)
+        pending.credentials.append((credential_id, _STATUS_EVENTS[status], {}))
+        pending += await _cascade(session, credential, status=status, now=now)
     if status == credentials.EXPIRED:
-        return
+        return pending
     days_left = smallest_threshold(credential, now=now)
     if days_left is not None and await repository.claim_reminder(
         session, credential_id=credential_id, days_left=days_left
     ):
-        await record_event(
-            session,
-            account_id=credential.account_id,
-            type=EventType.CREDENTIAL_EXPIRING,
-            data=credential_data(credential, days_left=days_left),
-        )
+        pending.credentials.append((credential_id, EventType.CREDENTIAL_EXPIRING, {"days_left": days_left}))
+    return pending
 
 
 def smallest_threshold(credential: GraphCredential, *, now: datetime) -> int | None:
@@ -74,39 +85,44 @@ def smallest_threshold(credential: GraphCredential, *, now: datetime) -> int | N
     return min(inside) if inside else None
 
 
-async def _cascade(session: AsyncSession, credential: GraphCredential, *, status: str, now: datetime) -> None:
+async def _cascade(
+    session: AsyncSession, credential: GraphCredential, *, status: str, now: datetime
+) -> Pending:
     error = CREDENTIAL_FAILURES.get(status)
     if error is None:  # it works again: its mailboxes that failed for want of a token are checked soon
         await repository.recheck_credential_failures(
             session, credential_id=credential.id, errors=list(CREDENTIAL_FAILURES.values()), now=now
         )
-        return
+        return Pending()
     changed = await repository.fail_all_of_credential(
         session, credential_id=credential.id, error=error, now=now
     )
-    await _report_mailboxes(session, changed, EventType.MAILBOX_FAILING)
+    return Pending(mailboxes=[(mailbox_id, EventType.MAILBOX_FAILING) for mailbox_id in changed])
 
 
-async def set_mailbox_health(
+async def mailbox_changes(
     session: AsyncSession, *, verdicts: dict[int, ErrorCode | None], now: datetime
-) -> None:
-    """Store each mailbox's verdict (None: it passed) and report those whose state changed."""
-    failing, recovered = [], []
+) -> Pending:
+    """Store each mailbox's verdict (None: it passed); the events of those whose state changed."""
+    pending = Pending()
     for mailbox_id, error in sorted(verdicts.items()):
         if error is None:
             if await repository.mark_ok(session, mailbox_id=mailbox_id, now=now):
-                recovered.append(mailbox_id)
+                pending.mailboxes.append((mailbox_id, EventType.MAILBOX_RECOVERED))
         elif await repository.mark_failing(session, mailbox_id=mailbox_id, error=error, now=now):
-            failing.append(mailbox_id)
-    await _report_mailboxes(session, failing, EventType.MAILBOX_FAILING)
-    await _report_mailboxes(session, recovered, EventType.MAILBOX_RECOVERED)
+            pending.mailboxes.append((mailbox_id, EventType.MAILBOX_FAILING))
+    return pending
 
 
-async def _report_mailboxes(session: AsyncSession, mailbox_ids: list[int], type: EventType) -> None:
-    for mailbox in await repository.mailboxes_by_id(session, mailbox_ids):
-        await record_event(
-            session,
-            account_id=mailbox.account_id,
-            type=type,
-            data=mailboxes.to_read(mailbox).model_dump(mode="json"),
-        )
+async def record(session: AsyncSession, pending: Pending) -> None:
+    """Record the pending events, last in the transaction, with each object as it is now."""
+    for credential_id, type, extra in pending.credentials:
+        credential = await repository.credential_now(session, credential_id)
+        if credential is not None:
+            data = {**credentials.to_read(credential).model_dump(mode="json"), **extra}
+            await record_event(session, account_id=credential.account_id, type=type, data=data)
+    by_id = {m.id: m for m in await repository.mailboxes_by_id(session, [m for m, _t in pending.mailboxes])}
+    for mailbox_id, type in pending.mailboxes:
+        mailbox = by_id[mailbox_id]
+        data = mailboxes.to_read(mailbox).model_dump(mode="json")
+        await record_event(session, account_id=mailbox.account_id, type=type, data=data)

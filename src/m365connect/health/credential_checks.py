@@ -91,3 +91,28 @@ async def store_verdict(
             credential.verification_status = verdict.status
     await session.flush()
     await announcements.announce_credential(session, credential_id=credential.id, now=now)
+
+
+async def store_refusal(
+    session: AsyncSession,
+    checked: GraphCredential,
+    verdict: Verdict,
+    *,
+    mailbox_ids: list[int],
+    now: datetime,
+) -> None:
+    """A refusal met while checking mailboxes: the credential's verdict and these mailboxes' health
+    (FAILING for want of a token), all changes first and their events last."""
+    credential = await repository.credential_now(session, checked.id)
+    if credential is None or credential.secret_ciphertext != checked.secret_ciphertext:
+        return
+    if verdict.asked:
+        credential.checked_at = now
+        credential.verification_status = verdict.status
+    await session.flush()
+    pending = await announcements.credential_changes(session, credential_id=credential.id, now=now)
+    error = announcements.CREDENTIAL_FAILURES[verdict.status]
+    pending += await announcements.mailbox_changes(
+        session, verdicts=dict.fromkeys(mailbox_ids, error), now=now
+    )
+    await announcements.record(session, pending)

@@ -18,7 +18,7 @@ from m365connect.credentials.sealing import open_for_use
 from m365connect.db.base import utcnow
 from m365connect.errors import ServiceUnavailable
 from m365connect.health import announcements, repository
-from m365connect.health.credential_checks import Verdict, store_verdict, verdict_of_refusal
+from m365connect.health.credential_checks import Verdict, store_refusal, verdict_of_refusal
 from m365connect.mailboxes import bulk
 from m365connect.mailboxes.models import Mailbox
 from m365connect.microsoft.graph_errors import GraphAuthenticationError
@@ -51,18 +51,17 @@ async def check_mailboxes(state: AppState, credential_id: int, mailbox_ids: Sequ
     now = utcnow()
     token_or_refusal = await _token(state, credential, now=now)
     if isinstance(token_or_refusal, Verdict):
-        async with state.transactions.begin() as session:  # its mailboxes fail with it (announcements)
-            await store_verdict(session, credential, token_or_refusal, now=now)
-            error = announcements.CREDENTIAL_FAILURES[token_or_refusal.status]
-            await announcements.set_mailbox_health(
-                session, verdicts=dict.fromkeys((m.id for m in mailboxes), error), now=now
+        async with state.transactions.begin() as session:  # its mailboxes fail with it
+            await store_refusal(
+                session, credential, token_or_refusal, mailbox_ids=[m.id for m in mailboxes], now=now
             )
         return
     client_credential, token = token_or_refusal
     verdicts = await _verify(state, credential, client_credential, token, mailboxes)
     definitive = {mailbox_id: error for mailbox_id, error in verdicts.items() if error not in TRANSIENT}
     async with state.transactions.begin() as session:
-        await announcements.set_mailbox_health(session, verdicts=definitive, now=now)
+        pending = await announcements.mailbox_changes(session, verdicts=definitive, now=now)
+        await announcements.record(session, pending)
     if len(definitive) < len(verdicts):
         raise ServiceUnavailable(retry_after=RETRY_AFTER)
 
