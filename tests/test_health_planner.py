@@ -16,7 +16,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from m365connect.accounts.models import Account
 from m365connect.credentials.models import GraphCredential
-from m365connect.health.planner import CREDENTIAL_JOB, MAILBOXES_JOB, MAILBOXES_PER_JOB, plan_checks
+from m365connect.health.planner import (
+    CREDENTIAL_JOB,
+    MAILBOXES_JOB,
+    MAILBOXES_PER_JOB,
+    PLAN_LIMIT,
+    plan_checks,
+)
+from m365connect.health.service import planning_task
 from m365connect.mailboxes.models import Mailbox
 from m365connect.settings import Settings
 from m365connect.state import AppState
@@ -256,3 +263,14 @@ async def test_a_credential_is_due_at_its_reminder_thresholds_and_its_expiry(
         before = len(enqueue.jobs)
         await plan(state, enqueue, hourly, milestone)
         assert [kind for _w, kind, _p, _k in enqueue.jobs[before:]] == [CREDENTIAL_JOB]
+
+
+async def test_the_planning_task_plans_in_a_transaction_of_its_own(
+    state: AppState, seeded: dict[int, int]
+) -> None:
+    enqueue = FakeEnqueue()
+    task = planning_task(state, enqueue)
+    await task()  # new objects get their due times (committed: visible to another session)
+    times = await due_times(state)
+    assert sum(t is not None for t in times.values()) == min(len(seeded), PLAN_LIMIT)
+    assert enqueue.jobs == []

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from m365connect.credentials import service as credentials
 from m365connect.credentials.models import GraphCredential
+from m365connect.db.base import utcnow
 from m365connect.health.credential_checks import check_credential
 from m365connect.health.mailbox_checks import check_mailboxes
-from m365connect.health.planner import CREDENTIAL_JOB, MAILBOXES_JOB
+from m365connect.health.planner import CREDENTIAL_JOB, MAILBOXES_JOB, plan_checks
 from m365connect.mailboxes import service as mailboxes
 from m365connect.mailboxes.models import ACTIVE, Mailbox
 from m365connect.state import AppState
-from m365connect.work.ports import JobHandler, JobKind, JobRun, Payload
+from m365connect.work.ports import Enqueue, JobHandler, JobKind, JobRun, Payload, PeriodicHandler
 
+# How often the planner runs (a periodic task, once per period across all processes).
+PLAN_EVERY_SECONDS = 5.0
 # Retries of a check that met a transient failure (seconds before attempt 2, 3, ...); the next planned
 # check comes anyway, so a check that never gets an answer is dropped after these.
 RETRY_DELAYS = (30.0, 120.0, 600.0)
@@ -51,3 +54,14 @@ def job_kinds(state: AppState) -> list[JobKind]:
     return [
         JobKind(name=name, handler=handler, retry_delays=RETRY_DELAYS) for name, handler in handlers.items()
     ]
+
+
+def planning_task(state: AppState, enqueue: Enqueue) -> PeriodicHandler:
+    """The periodic task that plans due checks (every PLAN_EVERY_SECONDS): one transaction per run, so the
+    jobs and the moved due times are saved together."""
+
+    async def plan() -> None:
+        async with state.transactions.begin() as session:
+            await plan_checks(session, enqueue, now=utcnow(), settings=state.settings)
+
+    return plan
