@@ -22,6 +22,7 @@ from m365connect.db.transactions import Transactions
 from m365connect.deliverability import DeliverabilityChecker, build_resolver
 from m365connect.events.jobs import register_event_work
 from m365connect.health.announcements import announce_credential
+from m365connect.health.jobs import register_health_work
 from m365connect.mailboxes.bulk import BulkServices
 from m365connect.microsoft.cloud_clients import CloudClients, Clouds
 from m365connect.microsoft.clouds import DEFAULT_CLOUD, endpoint_table
@@ -218,6 +219,7 @@ async def open_state(settings: Settings, *, metrics: Metrics | None = None) -> A
         )
         register_webhook_work(state)
         register_event_work(state)
+        register_health_work(state)
         yield state
     finally:
         await limiter.aclose()

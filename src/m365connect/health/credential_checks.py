@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -16,7 +17,9 @@ from m365connect.db.base import utcnow
 from m365connect.errors import ValidationCodeError
 from m365connect.health import announcements, repository
 from m365connect.microsoft.token import AccessToken
-from m365connect.state import AppState
+
+if TYPE_CHECKING:
+    from m365connect.state import AppState
 
 logger = logging.getLogger("m365connect.health")
 

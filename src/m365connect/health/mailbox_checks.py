@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from m365connect.codes import ErrorCode
 from m365connect.credentials import service as credentials
@@ -24,7 +25,9 @@ from m365connect.mailboxes.models import Mailbox
 from m365connect.microsoft.graph_errors import GraphAuthenticationError
 from m365connect.microsoft.mailbox_verification import MailboxVerification
 from m365connect.microsoft.token import AccessToken, ClientCredential, TokenRejected, TokenUnavailable
-from m365connect.state import AppState
+
+if TYPE_CHECKING:
+    from m365connect.state import AppState
 
 logger = logging.getLogger("m365connect.health")
 

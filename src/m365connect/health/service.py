@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from m365connect.credentials import service as credentials
 from m365connect.credentials.models import GraphCredential
 from m365connect.db.base import utcnow
@@ -10,8 +12,10 @@ from m365connect.health.mailbox_checks import check_mailboxes
 from m365connect.health.planner import CREDENTIAL_JOB, MAILBOXES_JOB, plan_checks
 from m365connect.mailboxes import service as mailboxes
 from m365connect.mailboxes.models import ACTIVE, Mailbox
-from m365connect.state import AppState
 from m365connect.work.ports import Enqueue, JobHandler, JobKind, JobRun, Payload, PeriodicHandler
+
+if TYPE_CHECKING:
+    from m365connect.state import AppState
 
 # How often the planner runs (a periodic task, once per period across all processes).
 PLAN_EVERY_SECONDS = 5.0
