@@ -16,6 +16,7 @@ from m365connect.api.edge import EdgeMiddleware
 from m365connect.api.error_handlers import install_error_handlers
 from m365connect.api.openapi import install_openapi
 from m365connect.api.ratelimit import MemoryRateLimiter, Policy
+from m365connect.console.router import install_console
 from m365connect.credentials.router import router as credentials_router
 from m365connect.events.router import router as events_router
 from m365connect.health.router import router as health_router
@@ -63,13 +64,17 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> FastAPI:
         app.state.queue_figures = state.work.stats
     install_error_handlers(app)
     api_routers = (credentials_router, mailboxes_router, events_router, webhooks_router, health_router)
+    authenticator = KeyAuthenticator(refused=RefusedKeys(ttl_seconds=settings.auth_refusal_cache_seconds))
+    # One budget of failed authentications per client address, spent by refused API keys and by failed
+    # console sign-ins alike: the console is no second door for guessing keys.
+    failures = MemoryRateLimiter(
+        Policy(per_minute=settings.auth_failures_per_minute, burst=settings.auth_failures_burst)
+    )
     app.add_middleware(  # inside EdgeMiddleware: its refusals get the request id and security headers
         ApiKeyGate,
         routes=tuple(route for router in api_routers for route in router.routes),
-        authenticator=KeyAuthenticator(refused=RefusedKeys(ttl_seconds=settings.auth_refusal_cache_seconds)),
-        failures=MemoryRateLimiter(
-            Policy(per_minute=settings.auth_failures_per_minute, burst=settings.auth_failures_burst)
-        ),
+        authenticator=authenticator,
+        failures=failures,
     )
     app.add_middleware(EdgeMiddleware, max_body_bytes=settings.max_body_bytes)
     framework_paths = (app.openapi_url, app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url)
@@ -83,5 +88,7 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> FastAPI:
         app.include_router(metrics_router)
     for router in api_routers:
         app.include_router(router)
+    if settings.console_enabled:
+        install_console(app, authenticator=authenticator, failures=failures)
     install_openapi(app)
     return app

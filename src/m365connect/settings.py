@@ -95,6 +95,11 @@ class Settings(BaseSettings):
     webhook_retry_delays: str = "5,300,1800,7200,18000,36000,36000"
     webhook_allow_private_networks: bool = False
     webhook_timeout: float = Field(default=10.0, gt=0, le=60)
+    # The operator console (/console): whether it is served, and how long a sign-in lasts without
+    # activity and at most (docs/console.md).
+    console_enabled: bool = True
+    console_session_idle_minutes: int = Field(default=30, ge=1, le=7 * 24 * 60)
+    console_session_max_hours: int = Field(default=12, ge=1, le=30 * 24)
 
     @field_validator("database_url")
     @classmethod

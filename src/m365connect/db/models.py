@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from m365connect.accounts.models import Account, ApiKey
+from m365connect.console.models import ConsoleSession
 from m365connect.credentials.models import GraphCredential
 from m365connect.db.base import Base
 from m365connect.events.models import Event
@@ -15,6 +16,7 @@ metadata = Base.metadata
 __all__ = [
     "Account",
     "ApiKey",
+    "ConsoleSession",
     "Event",
     "GraphCredential",
     "Mailbox",

@@ -65,12 +65,32 @@ async def insert_active(session: AsyncSession, *, rows: Sequence[dict[str, Any]]
 
 
 async def page_for_account(
-    session: AsyncSession, *, account_id: int, offset: int, limit: int, status: str | None
+    session: AsyncSession,
+    *,
+    account_id: int,
+    offset: int,
+    limit: int,
+    status: str | None,
+    address: str | None = None,
+    mailbox_type: str | None = None,
+    credential_id: int | None = None,
+    domain: str | None = None,
 ) -> tuple[Sequence[Mailbox], int]:
-    """One page of the account's mailboxes (oldest first) and the total count."""
+    """One page of the account's mailboxes (oldest first) and the total count; `address` is a part of the
+    address (any case), `domain` the whole part after the @, `mailbox_type` user, shared or unknown."""
     conditions = [Mailbox.account_id == account_id]
     if status is not None:
         conditions.append(Mailbox.status == status)
+    if address:
+        conditions.append(func.lower(Mailbox.email).contains(address.lower(), autoescape=True))
+    if domain:
+        conditions.append(func.lower(Mailbox.email).endswith(f"@{domain.lower()}", autoescape=True))
+    if credential_id is not None:
+        conditions.append(Mailbox.credential_id == credential_id)
+    if mailbox_type == "unknown":
+        conditions.append(Mailbox.mailbox_type.is_(None))
+    elif mailbox_type is not None:
+        conditions.append(Mailbox.mailbox_type == mailbox_type)
     total = await session.scalar(select(func.count()).select_from(Mailbox).where(*conditions))
     rows = await session.scalars(
         select(Mailbox).where(*conditions).order_by(Mailbox.id).offset(offset).limit(limit)

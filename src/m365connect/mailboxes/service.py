@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
@@ -96,10 +97,36 @@ def stored_deliverability(mailbox: MailboxFields) -> Deliverability:
     )
 
 
+@dataclass(frozen=True)
+class MailboxFilter:
+    """Which mailboxes a page lists (the console's filters; the API filters by status only)."""
+
+    status: str | None = None
+    address: str | None = None  # a part of the address, any case
+    mailbox_type: str | None = None  # user, shared or unknown
+    credential_id: int | None = None
+    domain: str | None = None  # the whole part after the @
+
+
 async def list_page(session: AsyncSession, *, account_id: int, page: int, status: str | None) -> MailboxPage:
     """Page `page` (0-based) of the account's mailboxes, oldest first."""
+    return await search_page(session, account_id=account_id, page=page, filters=MailboxFilter(status=status))
+
+
+async def search_page(
+    session: AsyncSession, *, account_id: int, page: int, filters: MailboxFilter
+) -> MailboxPage:
+    """Page `page` (0-based) of the account's mailboxes that pass `filters`, oldest first."""
     rows, total = await repository.page_for_account(
-        session, account_id=account_id, offset=page * PAGE_SIZE, limit=PAGE_SIZE, status=status
+        session,
+        account_id=account_id,
+        offset=page * PAGE_SIZE,
+        limit=PAGE_SIZE,
+        status=filters.status,
+        address=filters.address,
+        mailbox_type=filters.mailbox_type,
+        credential_id=filters.credential_id,
+        domain=filters.domain,
     )
     return MailboxPage(
         content=[to_read(row) for row in rows],

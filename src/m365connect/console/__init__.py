@@ -1,0 +1,1 @@
+"""The operator console at /console (API.md 8): server-rendered pages over the same services as the API."""

@@ -1,0 +1,143 @@
+"""The mailboxes page: paged, searchable, filterable; disconnect after a confirmation. Reads and the
+disconnection go through mailboxes.service, as the API's routes do."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import APIRouter, Request, status
+from fastapi.responses import Response
+
+from m365connect.api.deps import StateDep
+from m365connect.console.service import Signed
+from m365connect.console.web import PREFIX, CsrfChecked, SignedIn, page, redirect
+from m365connect.credentials import service as credentials
+from m365connect.errors import NotFound
+from m365connect.mailboxes import service
+from m365connect.mailboxes.models import ACTIVE, DISCONNECTED
+from m365connect.mailboxes.schemas import MailboxRead
+from m365connect.mailboxes.service import MailboxFilter
+from m365connect.state import AppState
+from m365connect.wire import MAX_ID
+
+router = APIRouter(prefix=f"{PREFIX}/mailboxes")
+STATUSES = (ACTIVE, DISCONNECTED)
+TYPES = ("user", "shared", "unknown")
+_MAX_TEXT = 320
+_MAX_PAGE = 10_000_000
+
+
+@dataclass(frozen=True)
+class Query:
+    """The page's filters as typed, and what was wrong with them."""
+
+    values: dict[str, str]
+    filters: MailboxFilter
+    page: int
+    errors: dict[str, str]
+
+
+def _id_of(raw: str) -> int | None:
+    return int(raw) if raw.isascii() and raw.isdigit() and 1 <= int(raw) <= MAX_ID else None
+
+
+def parse_query(params: dict[str, str]) -> Query:
+    """The filters from the query string; a value out of its choices is reported, never a 500."""
+    values = {
+        name: params.get(name, "").strip()[:_MAX_TEXT]
+        for name in ("address", "status", "type", "credential", "domain", "page")
+    }
+    errors: dict[str, str] = {}
+    if values["status"] and values["status"] not in STATUSES:
+        errors["status"] = "Choose ACTIVE or DISCONNECTED."
+    if values["type"] and values["type"] not in TYPES:
+        errors["type"] = "Choose user, shared or unknown."
+    credential_id = _id_of(values["credential"]) if values["credential"] else None
+    if values["credential"] and credential_id is None:
+        errors["credential"] = "Choose one of your credentials."
+    page_number = 1
+    if values["page"]:
+        if values["page"].isascii() and values["page"].isdigit() and 1 <= int(values["page"]) <= _MAX_PAGE:
+            page_number = int(values["page"])
+        else:
+            errors["page"] = f"A page is a number from 1 to {_MAX_PAGE}."
+    filters = MailboxFilter(
+        status=values["status"] if "status" not in errors and values["status"] else None,
+        address=values["address"] or None,
+        mailbox_type=values["type"] if "type" not in errors and values["type"] else None,
+        credential_id=credential_id,
+        domain=values["domain"].lstrip("@") or None,
+    )
+    return Query(values=values, filters=filters, page=page_number, errors=errors)
+
+
+async def _credential_names(state: AppState, account_id: int) -> dict[int, str]:
+    async with state.sessions() as session:
+        rows = await credentials.list_credentials(session, account_id=account_id)
+        return {row.id: row.name for row in rows}
+
+
+@router.get("", include_in_schema=False)
+async def show_mailboxes(request: Request, state: StateDep, signed: SignedIn) -> Response:
+    query = parse_query(dict(request.query_params))
+    async with state.sessions() as session:
+        found = await service.search_page(
+            session, account_id=signed.account_id, page=query.page - 1, filters=query.filters
+        )
+    names = await _credential_names(state, signed.account_id)
+    done = "The mailbox was disconnected." if request.query_params.get("done") == "disconnected" else None
+    return page(
+        request,
+        "mailboxes.html",
+        signed=signed,
+        status_code=status.HTTP_400_BAD_REQUEST if query.errors else 200,
+        title="Mailboxes",
+        query=query,
+        result=found,
+        credentials=names,
+        statuses=STATUSES,
+        types=TYPES,
+        done=done,
+    )
+
+
+async def _mailbox_or_none(state: AppState, account_id: int, raw_id: str) -> MailboxRead | None:
+    mailbox_id = _id_of(raw_id)
+    if mailbox_id is None:
+        return None
+    async with state.sessions() as session:
+        try:
+            return service.to_read(
+                await service.get_mailbox(session, account_id=account_id, mailbox_id=mailbox_id)
+            )
+        except NotFound:
+            return None
+
+
+def _not_found(request: Request, signed: Signed) -> Response:
+    return page(
+        request,
+        "message.html",
+        signed=signed,
+        status_code=status.HTTP_404_NOT_FOUND,
+        title="Not found",
+        message="There is no such mailbox in your account.",
+    )
+
+
+@router.get("/{raw_id}/disconnect", include_in_schema=False)
+async def confirm_disconnect(raw_id: str, request: Request, state: StateDep, signed: SignedIn) -> Response:
+    mailbox = await _mailbox_or_none(state, signed.account_id, raw_id)
+    if mailbox is None:
+        return _not_found(request, signed)
+    return page(request, "disconnect.html", signed=signed, title="Disconnect a mailbox", mailbox=mailbox)
+
+
+@router.post("/{raw_id}/disconnect", include_in_schema=False)
+async def disconnect_mailbox(raw_id: str, request: Request, state: StateDep, signed: CsrfChecked) -> Response:
+    mailbox = await _mailbox_or_none(state, signed.account_id, raw_id)
+    if mailbox is None:
+        return _not_found(request, signed)
+    async with state.transactions.begin() as session:
+        await service.disconnect(session, account_id=signed.account_id, mailbox_id=mailbox.id)
+    return redirect(f"{PREFIX}/mailboxes", done="disconnected")

@@ -1,0 +1,39 @@
+"""The console's routes, mounted at /console by create_app: sign-in, credentials, mailboxes, static files."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request, status
+from fastapi.responses import Response
+from fastapi.staticfiles import StaticFiles
+
+from m365connect.accounts.authenticator import KeyAuthenticator
+from m365connect.api.ratelimit import MemoryRateLimiter
+from m365connect.console import credentials_pages, mailboxes_pages
+from m365connect.console.auth_pages import auth_router
+from m365connect.console.web import PACKAGE_DIR, PREFIX, CsrfRefused, SignInRequired, page, redirect
+
+
+async def _on_sign_in_required(_request: Request, _exc: Exception) -> Response:
+    return redirect(f"{PREFIX}/sign-in")
+
+
+async def _on_csrf_refused(request: Request, _exc: Exception) -> Response:
+    return page(
+        request,
+        "message.html",
+        signed=None,
+        status_code=status.HTTP_403_FORBIDDEN,
+        title="Form refused",
+        message="This form was not sent from a page of this console (its security token is missing or "
+        "out of date). Nothing was changed. Go back, reload the page and try again.",
+    )
+
+
+def install_console(app: FastAPI, *, authenticator: KeyAuthenticator, failures: MemoryRateLimiter) -> None:
+    """Add the console's pages, its static files and its two refusals (sign in first; a form refused)."""
+    app.include_router(auth_router(authenticator=authenticator, failures=failures))
+    app.include_router(credentials_pages.router)
+    app.include_router(mailboxes_pages.router)
+    app.mount(f"{PREFIX}/static", StaticFiles(directory=PACKAGE_DIR / "static"), name="console-static")
+    app.add_exception_handler(SignInRequired, _on_sign_in_required)
+    app.add_exception_handler(CsrfRefused, _on_csrf_refused)

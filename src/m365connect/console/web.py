@@ -1,0 +1,114 @@
+"""The console's HTTP plumbing: templates, the session cookie, the signed-in dependency and CSRF.
+
+A page that needs a session depends on `SignedIn`: without a live session the browser is sent to the
+sign-in page. Every form posts a `csrf_token`; `CsrfChecked` compares it in constant time with the
+session's and refuses a missing or wrong one with the 403 page (docs/console.md).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from importlib.resources import files
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import Depends, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from m365connect.api.deps import StateDep
+from m365connect.console import service
+from m365connect.console.service import SessionPolicy, Signed
+from m365connect.settings import Settings
+
+SESSION_COOKIE = "m365connect_console"
+SIGN_IN_COOKIE = "m365connect_console_sign_in"  # the sign-in form's CSRF secret (no session yet)
+PREFIX = "/console"
+PACKAGE_DIR = Path(str(files("m365connect.console")))
+templates = Jinja2Templates(directory=PACKAGE_DIR / "templates")  # autoescapes .html
+
+
+class SignInRequired(Exception):
+    """No live session: the browser goes to the sign-in page."""
+
+
+class CsrfRefused(Exception):
+    """A form without the session's CSRF token."""
+
+
+def policy_of(settings: Settings) -> SessionPolicy:
+    """The session lifetimes from the settings."""
+    return SessionPolicy(
+        idle=timedelta(minutes=settings.console_session_idle_minutes),
+        absolute=timedelta(hours=settings.console_session_max_hours),
+    )
+
+
+def is_https(request: Request) -> bool:
+    """Whether the browser reached us over TLS (with --proxy-headers, as the trusted proxy says)."""
+    return request.url.scheme == "https"
+
+
+def set_cookie(response: Response, request: Request, *, name: str, value: str, max_age: int) -> None:
+    """A cookie the page's scripts cannot read, never sent by another site, Secure over https."""
+    response.set_cookie(
+        name,
+        value,
+        max_age=max_age,
+        path=PREFIX,
+        httponly=True,
+        samesite="strict",
+        secure=is_https(request),
+    )
+
+
+def clear_cookie(response: Response, request: Request, *, name: str) -> None:
+    """Remove a console cookie."""
+    response.delete_cookie(name, path=PREFIX, httponly=True, samesite="strict", secure=is_https(request))
+
+
+async def _signed_in(request: Request, state: StateDep) -> Signed:
+    async with state.sessions() as session:
+        signed = await service.resume(
+            session, token=request.cookies.get(SESSION_COOKIE), policy=policy_of(state.settings)
+        )
+        await session.commit()
+    if signed is None:
+        raise SignInRequired()
+    return signed
+
+
+SignedIn = Annotated[Signed, Depends(_signed_in)]
+
+
+async def _csrf_checked(request: Request, signed: SignedIn) -> Signed:
+    form = await request.form()
+    presented = form.get("csrf_token")
+    token = request.cookies.get(SESSION_COOKIE)
+    if not isinstance(presented, str) or not service.csrf_matches(token, presented):
+        raise CsrfRefused()
+    return signed
+
+
+CsrfChecked = Annotated[Signed, Depends(_csrf_checked)]
+
+
+def page(
+    request: Request, name: str, *, signed: Signed | None, status_code: int = 200, **context: Any
+) -> HTMLResponse:
+    """Render a template with what every page needs (the CSRF token, the current path)."""
+    values = {
+        "csrf_token": signed.csrf_token if signed is not None else context.pop("csrf_token", ""),
+        "signed_in": signed is not None,
+        "path": request.url.path,
+        **context,
+    }
+    return templates.TemplateResponse(request, name, values, status_code=status_code)
+
+
+def redirect(path: str, **query: str) -> RedirectResponse:
+    """303 See Other to a console page (after a form: the browser then GETs it)."""
+    if query:
+        path += "?" + "&".join(f"{key}={quote(value)}" for key, value in query.items())
+    return RedirectResponse(path, status_code=303)

@@ -1,0 +1,266 @@
+"""The console in a real browser (headless Debian chromium), against a real `m365connect serve` process on
+each database and the bundled Microsoft simulator: sign-in, a credential added with its countdown, a
+mailbox connected through the API found with the filters and disconnected, sign-out; axe-core finds no
+serious or critical violation on any page, at a laptop's width and at half of it.
+
+Screenshots go to $M365CONNECT_CONSOLE_SCREENSHOTS when set (docs/console/ is made that way), else to the
+test's temporary directory.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from selenium import webdriver
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support.expected_conditions import staleness_of
+from selenium.webdriver.support.select import Select
+from selenium.webdriver.support.wait import WebDriverWait
+
+from m365connect.simulator import FakeMicrosoft
+from tests import scenario_values as sv
+from tests.console.browser import (
+    HALF_SCREEN,
+    LAPTOP,
+    axe_source,
+    blocking_violations,
+    overflows_horizontally,
+    start_chromium,
+)
+from tests.factories import BULK, MAILBOXES
+from tests.processes import Children
+from tests.served import new_api_key, serve, service_env
+
+
+@pytest.fixture(scope="module")
+def driver() -> Iterator[webdriver.Chrome]:
+    """One browser for the module (each test starts with no cookies)."""
+    browser = start_chromium()
+    try:
+        yield browser
+    finally:
+        browser.quit()
+
+
+@pytest.fixture
+def chrome(driver: webdriver.Chrome) -> Iterator[webdriver.Chrome]:
+    driver.delete_all_cookies()
+    driver.set_window_size(*LAPTOP)
+    yield driver
+    driver.delete_all_cookies()
+
+
+@pytest.fixture
+def children() -> Iterator[Children]:
+    started = Children()
+    yield started
+    started.stop_all()
+
+
+@pytest.fixture
+def shots(tmp_path: Path) -> Path:
+    wanted = os.environ.get("M365CONNECT_CONSOLE_SCREENSHOTS")
+    path = Path(wanted) if wanted else tmp_path / "screenshots"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+class Console:
+    """The browser on one served console, with the checks every page gets."""
+
+    def __init__(self, driver: webdriver.Chrome, base_url: str, shots: Path) -> None:
+        self.driver = driver
+        self.base_url = base_url
+        self.shots = shots
+        self.axe = axe_source()
+
+    def open(self, path: str) -> None:
+        self.driver.get(self.base_url + path)
+
+    def find(self, css: str) -> WebElement:
+        return self.driver.find_element(By.CSS_SELECTOR, css)
+
+    def all(self, css: str) -> list[WebElement]:
+        return self.driver.find_elements(By.CSS_SELECTOR, css)
+
+    def text(self) -> str:
+        return self.find("main").text
+
+    def path(self) -> str:
+        return self.driver.current_url.removeprefix(self.base_url)
+
+    def check_page(self, name: str | None = None) -> None:
+        """No serious or critical axe violation at a laptop's width nor at half of it, where the page
+        needs no horizontal scrolling; a screenshot when named."""
+        for size in (LAPTOP, HALF_SCREEN):
+            self.driver.set_window_size(*size)
+            assert blocking_violations(self.driver, self.axe) == [], (self.path(), size)
+            assert not overflows_horizontally(self.driver), (self.path(), size)
+            if name is not None:
+                suffix = "" if size == LAPTOP else "-half"
+                self.driver.save_screenshot(str(self.shots / f"{name}{suffix}.png"))
+        self.driver.set_window_size(*LAPTOP)
+
+    def submit(self, form_css: str) -> None:
+        """Click the form's submit button and wait for the next page."""
+        self.after(lambda: self.find(f"{form_css} button[type=submit]").click())
+
+    def after(self, action: Callable[[], object]) -> None:
+        """Do `action` and wait until the page it leads to replaced this one."""
+        page = self.find("html")
+        action()
+        WebDriverWait(self.driver, 10).until(staleness_of(page))
+
+    def type(self, css: str, text: str) -> None:
+        field = self.find(css)
+        field.clear()
+        field.send_keys(text)
+
+    def set_value(self, css: str, value: str) -> None:
+        """For a date input, whose typing format follows the browser's locale."""
+        self.driver.execute_script("arguments[0].value = arguments[1];", self.find(css), value)
+
+
+def test_an_operator_signs_in_adds_a_credential_finds_and_disconnects_a_mailbox(
+    chrome: webdriver.Chrome,
+    children: Children,
+    database_url: str,
+    microsoft: FakeMicrosoft,
+    tmp_path: Path,
+    shots: Path,
+) -> None:
+    import asyncio
+
+    api_key = asyncio.run(new_api_key(database_url, account="acme"))
+    env = service_env(database_url=database_url, keys=_keys(), microsoft=microsoft)
+    url, _log = serve(children, env=env, workdir=tmp_path, name="console")
+    console = Console(chrome, url, shots)
+
+    # Signed out, every page leads to the sign-in form.
+    console.open("/console/mailboxes")
+    assert console.path() == "/console/sign-in"
+    console.check_page("sign-in")
+    # Keyboard: the first Tab reaches the skip link, which leads to the content.
+    console.find("body").send_keys(Keys.TAB)
+    assert chrome.switch_to.active_element.get_attribute("class") == "skip"
+
+    # A wrong key is refused, the field is empty again.
+    console.type("#api_key", api_key[:-1] + ("0" if api_key[-1] != "0" else "1"))
+    console.submit("main form")
+    assert "was not accepted" in console.text()
+    assert console.find("#api_key").get_attribute("value") == ""
+    console.check_page()
+
+    console.type("#api_key", api_key)
+    console.after(lambda: console.find("#api_key").send_keys(Keys.ENTER))  # submitted with the keyboard
+    assert console.path() == "/console/credentials"
+    cookies = {cookie["name"]: cookie for cookie in chrome.get_cookies()}
+    session = cookies["m365connect_console"]
+    assert session["httpOnly"] is True
+    assert session["sameSite"] == "Strict"
+    assert session["secure"] is False  # plain http here; tests/console/test_sessions.py covers https
+    assert api_key not in chrome.page_source
+    assert api_key not in chrome.current_url
+    console.check_page("credentials-empty")
+
+    # A wrong secret: the error sits next to the secret field, the other values stay, the secret does not.
+    soon = (datetime.now(UTC) + timedelta(days=20)).date().isoformat()
+    console.type("#add-tenant_id", sv.CONTOSO_TENANT)
+    console.type("#add-client_id", sv.WORKING_APP)
+    console.type("#add-name", "Contoso sender")
+    console.type("#add-client_secret", "not-the-secret")
+    console.set_value("#add-secret_expires_at", soon)
+    console.submit("form[action='/console/credentials']")
+    error = console.find("#add-client_secret-error").text
+    assert error.startswith("INVALID_CLIENT_SECRET:")
+    assert "secret" in error.lower()
+    assert console.find("#add-tenant_id").get_attribute("value") == sv.CONTOSO_TENANT
+    assert console.find("#add-client_secret").get_attribute("value") == ""
+    assert console.find("#add-client_secret").get_attribute("aria-invalid") == "true"
+    console.check_page("credentials-error")
+
+    console.type("#add-client_secret", sv.WORKING_SECRET)
+    console.set_value("#add-secret_expires_at", soon)
+    console.submit("form[action='/console/credentials']")
+    assert console.path() == "/console/credentials?done=created"
+    card = console.find(".cards .card")
+    assert "Contoso sender" in card.text
+    assert "VALID" in card.text
+    countdown = card.find_element(By.CSS_SELECTOR, ".countdown")
+    assert countdown.text in ("Expires in 19 days", "Expires in 20 days")
+    assert "expiring" in (countdown.get_attribute("class") or "")
+    assert countdown.value_of_css_property("color") == "rgba(176, 0, 32, 1)"  # red under 30 days
+    consent = card.find_element(By.PARTIAL_LINK_TEXT, "Admin consent")
+    assert consent.get_attribute("href") == (
+        f"{microsoft.base_url}/{sv.CONTOSO_TENANT}/adminconsent?client_id={sv.WORKING_APP}"
+    )
+    console.check_page("credentials")
+    credential_id = int((card.get_attribute("id") or "").removeprefix("credential-"))
+
+    # Two mailboxes connected through the API appear in the console and the filters find each.
+    with httpx.Client(base_url=url, headers={"x-api-key": api_key}) as api:
+        connected = api.post(
+            BULK,
+            json={
+                "credential_id": credential_id,
+                "accounts": [{"mailbox_email": "jim@contoso.com"}, {"mailbox_email": "sales@contoso.com"}],
+            },
+        )
+        assert connected.status_code == 201, connected.text
+        jim = next(item["id"] for item in connected.json() if item["email"] == "jim@contoso.com")
+        console.open("/console/mailboxes")
+        assert _rows(console) == ["jim@contoso.com", "sales@contoso.com"]
+        console.check_page("mailboxes")
+        console.type("#address", "JIM")
+        console.submit("form[role=search]")
+        assert _rows(console) == ["jim@contoso.com"]
+        Select(console.find("#type")).select_by_value("shared")
+        console.type("#address", "")
+        console.submit("form[role=search]")
+        assert _rows(console) == ["sales@contoso.com"]
+        console.open(f"/console/mailboxes?domain=contoso.com&credential={credential_id}&status=ACTIVE")
+        assert _rows(console) == ["jim@contoso.com", "sales@contoso.com"]
+        console.open("/console/mailboxes?domain=fabrikam.com")
+        assert _rows(console) == []
+        console.open("/console/mailboxes?status=nonsense&page=-1")
+        assert "Choose ACTIVE or DISCONNECTED." in console.text()
+        console.check_page()
+
+        # Disconnect after a confirmation page.
+        console.open("/console/mailboxes?address=jim")
+        console.after(lambda: console.find(f"#mailbox-{jim} a").click())
+        assert console.path() == f"/console/mailboxes/{jim}/disconnect"
+        console.check_page("disconnect")
+        console.submit("main form")
+        assert "The mailbox was disconnected." in console.text()
+        assert api.get(f"{MAILBOXES}/{jim}").json()["status"] == "DISCONNECTED"
+        console.open("/console/mailboxes?status=ACTIVE")
+        assert _rows(console) == ["sales@contoso.com"]
+
+    # The credential's own page.
+    console.open(f"/console/credentials/{credential_id}")
+    console.check_page("credential")
+
+    # Sign out: the session is gone, pages lead to the sign-in form again.
+    console.submit("form.sign-out")
+    assert console.path() == "/console/sign-in?done=signed-out"
+    assert "You are signed out." in console.text()
+    console.open("/console/credentials")
+    assert console.path() == "/console/sign-in"
+
+
+def _rows(console: Console) -> list[str]:
+    return [row.find_element(By.CSS_SELECTOR, "th").text.split("\n")[0] for row in console.all("tbody tr")]
+
+
+def _keys() -> str:
+    from m365connect.crypto import generate_key
+
+    return generate_key()
