@@ -150,10 +150,15 @@ def _repository_reaches_up(module: Module, imported: str) -> bool:
     )
 
 
-DOMAIN_PACKAGES = ("accounts", "credentials", "mailboxes", "events", "webhooks", "health")
+DOMAIN_PACKAGES = ("accounts", "credentials", "mailboxes", "events", "webhooks", "health", "console")
 # Roles that may speak HTTP; every other module of a domain package is service-level (service.py, bulk.py,
-# addresses.py, ...), as are repositories and models.
-HTTP_ROLES = ("router", "schemas")
+# addresses.py, ...), as are repositories and models. The console has several routers (`*_router.py`)
+# and its HTTP plumbing (`web.py`: templates, cookies, the signed-in dependency).
+HTTP_ROLES = ("router", "schemas", "web")
+
+
+def _speaks_http(role: str | None) -> bool:
+    return role is not None and (role in HTTP_ROLES or role.endswith("_router"))
 
 
 def _domain_role(module: Module) -> str | None:
@@ -166,7 +171,7 @@ def _domain_role(module: Module) -> str | None:
 
 def _service_level_speaks_http(module: Module, imported: str) -> bool:
     role = _domain_role(module)
-    if role is None or role in HTTP_ROLES:
+    if role is None or _speaks_http(role):
         return False
     return (
         (imported.rpartition(".")[2] == "router" and in_package(imported, PACKAGE))
@@ -186,7 +191,7 @@ def _api_imported_outside_http(module: Module, imported: str) -> bool:
         return False
     role = _domain_role(module)
     composition_roots = (f"{PACKAGE}.app", f"{PACKAGE}.state", f"{PACKAGE}.cli")
-    return role not in HTTP_ROLES and module.name not in composition_roots
+    return not _speaks_http(role) and module.name not in composition_roots
 
 
 # Statement builders: outside repositories, migrations and db/ they mean SQL written in the wrong place.

@@ -8,8 +8,8 @@ from fastapi.staticfiles import StaticFiles
 
 from m365connect.accounts.authenticator import KeyAuthenticator
 from m365connect.api.ratelimit import MemoryRateLimiter
-from m365connect.console import credentials_pages, mailboxes_pages
-from m365connect.console.auth_pages import auth_router
+from m365connect.console import credentials_router, mailboxes_router
+from m365connect.console.auth_router import auth_router
 from m365connect.console.web import PACKAGE_DIR, PREFIX, CsrfRefused, SignInRequired, page, redirect
 
 
@@ -32,8 +32,8 @@ async def _on_csrf_refused(request: Request, _exc: Exception) -> Response:
 def install_console(app: FastAPI, *, authenticator: KeyAuthenticator, failures: MemoryRateLimiter) -> None:
     """Add the console's pages, its static files and its two refusals (sign in first; a form refused)."""
     app.include_router(auth_router(authenticator=authenticator, failures=failures))
-    app.include_router(credentials_pages.router)
-    app.include_router(mailboxes_pages.router)
+    app.include_router(credentials_router.router)
+    app.include_router(mailboxes_router.router)
     app.mount(f"{PREFIX}/static", StaticFiles(directory=PACKAGE_DIR / "static"), name="console-static")
     app.add_exception_handler(SignInRequired, _on_sign_in_required)
     app.add_exception_handler(CsrfRefused, _on_csrf_refused)
