@@ -55,7 +55,10 @@ class EdgeMiddleware:
         request_state["request_id"] = request_id
         max_header_bytes, max_json_depth = _limits(scope)
         started = False
-        overflow = _Overflow(self.max_body_bytes, JsonDepthScan(max_json_depth))
+        # A form body (the console's) is not JSON: its bytes (an uploaded PFX file) are not scanned for
+        # nesting, and no JSON parser reads it (the API's routes refuse a form body before parsing).
+        depth = None if _is_form(scope) else JsonDepthScan(max_json_depth)
+        overflow = _Overflow(self.max_body_bytes, depth)
 
         async def tagged_send(message: Message) -> None:
             nonlocal started
@@ -99,7 +102,7 @@ class EdgeMiddleware:
 class _Overflow:
     """Counts request body bytes and scans their nesting; past a limit, the request fails."""
 
-    def __init__(self, limit: int, depth: JsonDepthScan) -> None:
+    def __init__(self, limit: int, depth: JsonDepthScan | None) -> None:
         self.limit = limit
         self.depth = depth
         self.received = 0
@@ -116,7 +119,7 @@ class _Overflow:
                 if self.received > self.limit:
                     self.exceeded = True
                     raise _BodyTooLarge
-                if not self.depth.feed(chunk):
+                if self.depth is not None and not self.depth.feed(chunk):
                     raise JsonTooDeep(self.depth.limit)
             return message
 
@@ -190,6 +193,16 @@ def _declared_length(scope: Scope) -> int:
             except ValueError:
                 return 0
     return 0
+
+
+_FORM_TYPES = (b"multipart/form-data", b"application/x-www-form-urlencoded")
+
+
+def _is_form(scope: Scope) -> bool:
+    for name, value in scope.get("headers", []):
+        if name == b"content-type":
+            return value.split(b";")[0].strip().lower() in _FORM_TYPES
+    return False
 
 
 def _incoming_request_id(scope: Scope) -> str | None:

@@ -40,6 +40,7 @@ async def _fields(form: FormData) -> dict[str, str | None]:
     if isinstance(upload, UploadFile):
         content = await upload.read()
         fields["certificate"] = forms.certificate_text(content) if content else None
+    await form.close()  # the upload's temporary file
     return fields
 
 

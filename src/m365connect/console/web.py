@@ -87,6 +87,7 @@ async def _csrf_checked(request: Request, signed: SignedIn) -> Signed:
     presented = form.get("csrf_token")
     token = request.cookies.get(SESSION_COOKIE)
     if not isinstance(presented, str) or not service.csrf_matches(token, presented):
+        await form.close()  # uploaded files are spooled to temporary files: release them now
         raise CsrfRefused()
     return signed
 
