@@ -16,6 +16,7 @@ from m365connect.app import create_app
 from m365connect.codes import ErrorCode
 from m365connect.explanations import EXPLANATIONS
 from m365connect.settings import Settings
+from m365connect.simulator import FakeMicrosoft
 from m365connect.state import AppState
 from tests import scenario_values as sv
 from tests.certificates import REGISTERED, load
@@ -221,3 +222,26 @@ async def test_the_stylesheet_is_served_by_the_service(browser: httpx.AsyncClien
     assert answer.status_code == 200
     assert answer.headers["content-type"].startswith("text/css")
     assert ":focus-visible" in answer.text
+
+
+async def test_microsoft_unreachable_is_said_on_the_form_and_nothing_is_saved(
+    browser: httpx.AsyncClient, client: httpx.AsyncClient, api_key: str, microsoft: FakeMicrosoft
+) -> None:
+    token = await signed_in_csrf(browser)
+    microsoft.faults.token_unavailable_rate = 1.0
+    answer = await browser.post(PAGE, data={**add_form(name="Kept name"), "csrf_token": token})
+    assert answer.status_code == 503
+    assert "Microsoft could not be reached. Nothing was saved" in answer.text
+    assert input_value(answer.text, "add-name") == "Kept name"
+    assert sv.WORKING_SECRET not in answer.text
+    microsoft.faults.token_unavailable_rate = 0.0
+    assert await api_credentials(client, api_key) == []
+
+
+async def test_the_console_can_be_left_out(settings: Settings, state: AppState) -> None:
+    app = create_app(settings.model_copy(update={"console_enabled": False}), state=state)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://m365connect.test"
+    ) as http:
+        for path in ("/console/sign-in", "/console/credentials", "/console/static/console.css"):
+            assert (await http.get(path)).status_code == 404

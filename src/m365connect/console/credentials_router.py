@@ -19,7 +19,7 @@ from m365connect.console.web import PREFIX, CsrfChecked, SignedIn, page, redirec
 from m365connect.credentials import service
 from m365connect.credentials.schemas import CredentialRead
 from m365connect.db.base import utcnow
-from m365connect.errors import AppError, NotFound
+from m365connect.errors import AppError, NotFound, ServiceUnavailable
 from m365connect.microsoft.clouds import CLOUD_NAMES
 from m365connect.state import AppState
 from m365connect.wire import MAX_ID
@@ -89,6 +89,13 @@ async def _list_page(
     )
 
 
+def _status_of(refusal: AppError | None) -> int:
+    """503 when Microsoft could not be reached (retrying later may work), else 422 (fix the form)."""
+    if isinstance(refusal, ServiceUnavailable):
+        return status.HTTP_503_SERVICE_UNAVAILABLE
+    return status.HTTP_422_UNPROCESSABLE_CONTENT
+
+
 def _not_found(request: Request, signed: Signed) -> Response:
     return page(
         request,
@@ -109,6 +116,7 @@ async def show_credentials(request: Request, state: StateDep, signed: SignedIn) 
 async def add_credential(request: Request, state: StateDep, signed: CsrfChecked) -> Response:
     fields = await _fields(await request.form())
     kept = FormState(values=forms.kept_values(fields))
+    refusal: AppError | None = None
     try:
         body = forms.create_body(fields)
         await service.create_credential(
@@ -118,10 +126,9 @@ async def add_credential(request: Request, state: StateDep, signed: CsrfChecked)
         kept.errors = forms.validation_errors(exc)
     except AppError as exc:
         kept.errors = forms.service_errors(exc)
+        refusal = exc
     if kept.failed:
-        return await _list_page(
-            request, state, signed, add=kept, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT
-        )
+        return await _list_page(request, state, signed, add=kept, status_code=_status_of(refusal))
     return redirect(f"{PREFIX}/credentials", done="created")
 
 
@@ -168,6 +175,7 @@ async def change_credential(
     fields = await _fields(await request.form())
     result = FormState(values=forms.kept_values(fields))
     context = consent_context(item, login_url=state.settings.login_url)
+    refusal: AppError | None = None
     try:
         if action == "delete" and fields.get("confirm") != "yes":
             result.errors = {forms.FORM: "Nothing was deleted: tick the box to confirm first."}
@@ -189,6 +197,7 @@ async def change_credential(
         result.errors = forms.validation_errors(exc)
     except AppError as exc:
         result.errors = forms.service_errors(exc, context)
+        refusal = exc
     if result.failed:
         return await _edit_page(
             request,
@@ -196,7 +205,7 @@ async def change_credential(
             signed,
             item,
             forms_state={action: result},
-            status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
+            status_code=_status_of(refusal),
         )
     done = {"rename": "renamed", "rotate": "rotated", "delete": "deleted"}[action]
     return redirect(f"{PREFIX}/credentials", done=done)
