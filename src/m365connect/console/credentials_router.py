@@ -18,8 +18,8 @@ from m365connect.console.views import consent_context, credential_view
 from m365connect.console.web import PREFIX, CsrfChecked, SignedIn, page, redirect
 from m365connect.credentials import service
 from m365connect.credentials.schemas import CredentialRead
-from m365connect.db.base import utcnow
 from m365connect.errors import AppError, NotFound, ServiceUnavailable
+from m365connect.health import service as health
 from m365connect.microsoft.clouds import CLOUD_NAMES
 from m365connect.state import AppState
 from m365connect.wire import MAX_ID
@@ -30,6 +30,7 @@ DONE = {
     "renamed": "The credential was renamed.",
     "rotated": "The new secret was verified with Microsoft and is now in use.",
     "deleted": "The credential was deleted.",
+    "verified": "The credential was verified with Microsoft just now: see its status below.",
 }
 
 
@@ -70,11 +71,9 @@ def _id_of(raw: str) -> int | None:
 async def _list_page(
     request: Request, state: AppState, signed: Signed, *, add: FormState | None = None, status_code: int = 200
 ) -> Response:
-    now = utcnow()
     login_url = state.settings.login_url
     items = [
-        credential_view(item, now=now, login_url=login_url)
-        for item in await _credentials(state, signed.account_id)
+        credential_view(item, login_url=login_url) for item in await _credentials(state, signed.account_id)
     ]
     return page(
         request,
@@ -149,10 +148,11 @@ async def _edit_page(
         signed=signed,
         status_code=status_code,
         title=f"Credential {item.name}",
-        view=credential_view(item, now=utcnow(), login_url=login_url),
+        view=credential_view(item, login_url=login_url),
         rename=states.get("rename") or FormState(values={"name": item.name}),
         rotate=states.get("rotate") or FormState(values={"kind": "secret"}),
         delete=states.get("delete") or FormState(),
+        verify=states.get("verify") or FormState(),
         context=consent_context(item, login_url=login_url),
     )
 
@@ -170,8 +170,10 @@ async def change_credential(
     raw_id: str, action: str, request: Request, state: StateDep, signed: CsrfChecked
 ) -> Response:
     item = await _one(state, signed.account_id, raw_id)
-    if item is None or action not in ("rename", "rotate", "delete"):
+    if item is None or action not in ("rename", "rotate", "delete", "verify"):
         return _not_found(request, signed)
+    if action == "verify":
+        return await _verify(request, state, signed, item)
     fields = await _fields(await request.form())
     result = FormState(values=forms.kept_values(fields))
     context = consent_context(item, login_url=state.settings.login_url)
@@ -209,3 +211,16 @@ async def change_credential(
         )
     done = {"rename": "renamed", "rotate": "rotated", "delete": "deleted"}[action]
     return redirect(f"{PREFIX}/credentials", done=done)
+
+
+async def _verify(request: Request, state: AppState, signed: Signed, item: CredentialRead) -> Response:
+    """Verify now (health.service, as POST .../verify does); a refusal is shown on the credential's page."""
+    try:
+        await health.verify_credential(state, account_id=signed.account_id, credential_id=item.credential_id)
+    except AppError as exc:
+        context = consent_context(item, login_url=state.settings.login_url)
+        result = FormState(errors=forms.service_errors(exc, context))
+        return await _edit_page(
+            request, state, signed, item, forms_state={"verify": result}, status_code=_status_of(exc)
+        )
+    return redirect(f"{PREFIX}/credentials", done="verified")

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from datetime import datetime
 
 from m365connect.credentials.schemas import CredentialRead
 from m365connect.explanations import Context, admin_consent_url
-from m365connect.wire import parse_iso_datetime
 
 WARN_DAYS = 30  # the countdown turns red below this many days (API.md 6's first reminder)
 
@@ -39,17 +36,12 @@ class CredentialView:
         return f"Expired {ago} day{'s' if ago != 1 else ''} ago"
 
 
-def days_until(moment: datetime, *, now: datetime) -> int:
-    """Whole days left until `moment` (rounded down; negative once past)."""
-    return math.floor((moment - now).total_seconds() / 86400)
-
-
-def credential_view(item: CredentialRead, *, now: datetime, login_url: str) -> CredentialView:
-    """The countdown and the admin-consent link of the credential's cloud."""
-    expires = parse_iso_datetime(item.secret_expires_at)
+def credential_view(item: CredentialRead, *, login_url: str) -> CredentialView:
+    """The countdown (the service's own `expires_in_days`) and the admin-consent link of the credential's
+    cloud."""
     return CredentialView(
         item=item,
-        days_left=days_until(expires, now=now),
+        days_left=item.expires_in_days,
         consent_url=admin_consent_url(
             tenant_id=item.tenant_id, client_id=item.client_id, login_url=login_url, cloud=item.cloud
         ),

@@ -75,9 +75,11 @@ async def page_for_account(
     mailbox_type: str | None = None,
     credential_id: int | None = None,
     domain: str | None = None,
+    health: str | None = None,
 ) -> tuple[Sequence[Mailbox], int]:
     """One page of the account's mailboxes (oldest first) and the total count; `address` is a part of the
-    address (any case), `domain` the whole part after the @, `mailbox_type` user, shared or unknown."""
+    address (any case), `domain` the whole part after the @, `mailbox_type` user, shared or unknown,
+    `health` OK or FAILING."""
     conditions = [Mailbox.account_id == account_id]
     if status is not None:
         conditions.append(Mailbox.status == status)
@@ -87,6 +89,8 @@ async def page_for_account(
         conditions.append(func.lower(Mailbox.email).endswith(f"@{domain.lower()}", autoescape=True))
     if credential_id is not None:
         conditions.append(Mailbox.credential_id == credential_id)
+    if health is not None:
+        conditions.append(Mailbox.health_state == health)
     if mailbox_type == "unknown":
         conditions.append(Mailbox.mailbox_type.is_(None))
     elif mailbox_type is not None:

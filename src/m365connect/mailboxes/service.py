@@ -106,6 +106,7 @@ class MailboxFilter:
     mailbox_type: str | None = None  # user, shared or unknown
     credential_id: int | None = None
     domain: str | None = None  # the whole part after the @
+    health: str | None = None  # OK or FAILING
 
 
 async def list_page(session: AsyncSession, *, account_id: int, page: int, status: str | None) -> MailboxPage:
@@ -127,6 +128,7 @@ async def search_page(
         mailbox_type=filters.mailbox_type,
         credential_id=filters.credential_id,
         domain=filters.domain,
+        health=filters.health,
     )
     return MailboxPage(
         content=[to_read(row) for row in rows],
