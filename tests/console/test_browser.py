@@ -269,7 +269,10 @@ def test_an_operator_signs_in_adds_a_credential_finds_and_disconnects_a_mailbox(
 
 
 def _rows(console: Console) -> list[str]:
-    return [row.find_element(By.CSS_SELECTOR, "th").text.split("\n")[0] for row in console.all("tbody tr:not(.failure)")]
+    return [
+        row.find_element(By.CSS_SELECTOR, "th").text.split("\n")[0]
+        for row in console.all("tbody tr:not(.failure)")
+    ]
 
 
 def _keys() -> str:

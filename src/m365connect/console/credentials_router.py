@@ -15,14 +15,13 @@ from m365connect.console import forms
 from m365connect.console.forms import FormState
 from m365connect.console.service import Signed
 from m365connect.console.views import consent_context, credential_view
-from m365connect.console.web import PREFIX, CsrfChecked, SignedIn, page, redirect
+from m365connect.console.web import PREFIX, CsrfChecked, SignedIn, page, parse_id, redirect
 from m365connect.credentials import service
 from m365connect.credentials.schemas import CredentialRead
 from m365connect.errors import AppError, NotFound, ServiceUnavailable
 from m365connect.health import service as health
 from m365connect.microsoft.clouds import CLOUD_NAMES
 from m365connect.state import AppState
-from m365connect.wire import MAX_ID
 
 router = APIRouter(prefix=f"{PREFIX}/credentials")
 DONE = {
@@ -52,7 +51,7 @@ async def _credentials(state: AppState, account_id: int) -> list[CredentialRead]
 
 
 async def _one(state: AppState, account_id: int, raw_id: str) -> CredentialRead | None:
-    credential_id = _id_of(raw_id)
+    credential_id = parse_id(raw_id)
     if credential_id is None:
         return None
     async with state.sessions() as session:
@@ -62,10 +61,6 @@ async def _one(state: AppState, account_id: int, raw_id: str) -> CredentialRead 
             )
         except NotFound:
             return None
-
-
-def _id_of(raw: str) -> int | None:
-    return int(raw) if raw.isascii() and raw.isdigit() and 1 <= int(raw) <= MAX_ID else None
 
 
 async def _list_page(

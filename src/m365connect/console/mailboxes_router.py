@@ -1,5 +1,6 @@
-"""The mailboxes page: paged, searchable, filterable; disconnect after a confirmation. Reads and the
-disconnection go through mailboxes.service, as the API's routes do."""
+"""The mailboxes page: paged, searchable, filterable, each failing mailbox explained; verify now, and
+disconnect after a confirmation. Everything goes through mailboxes.service and health.service, as the
+API's routes do."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from fastapi.responses import Response
 from m365connect.api.deps import StateDep
 from m365connect.console.forms import explained
 from m365connect.console.service import Signed
-from m365connect.console.web import PREFIX, CsrfChecked, SignedIn, page, redirect
+from m365connect.console.web import PREFIX, CsrfChecked, SignedIn, page, parse_id, redirect
 from m365connect.credentials import service as credentials
 from m365connect.credentials.schemas import CredentialRead
 from m365connect.errors import AppError, NotFound
@@ -22,7 +23,6 @@ from m365connect.mailboxes.models import ACTIVE, DISCONNECTED
 from m365connect.mailboxes.schemas import MailboxRead
 from m365connect.mailboxes.service import MailboxFilter
 from m365connect.state import AppState
-from m365connect.wire import MAX_ID
 
 router = APIRouter(prefix=f"{PREFIX}/mailboxes")
 DONE = {
@@ -47,10 +47,6 @@ class Query:
     errors: dict[str, str]
 
 
-def _id_of(raw: str) -> int | None:
-    return int(raw) if raw.isascii() and raw.isdigit() and 1 <= int(raw) <= MAX_ID else None
-
-
 def parse_query(params: dict[str, str]) -> Query:
     """The filters from the query string; a value out of its choices is reported, never a 500."""
     values = {
@@ -64,7 +60,7 @@ def parse_query(params: dict[str, str]) -> Query:
         errors["health"] = "Choose OK or FAILING."
     if values["type"] and values["type"] not in TYPES:
         errors["type"] = "Choose user, shared or unknown."
-    credential_id = _id_of(values["credential"]) if values["credential"] else None
+    credential_id = parse_id(values["credential"]) if values["credential"] else None
     if values["credential"] and credential_id is None:
         errors["credential"] = "Choose one of your credentials."
     page_number = 1
@@ -137,7 +133,7 @@ async def show_mailboxes(request: Request, state: StateDep, signed: SignedIn) ->
 
 
 async def _mailbox_or_none(state: AppState, account_id: int, raw_id: str) -> MailboxRead | None:
-    mailbox_id = _id_of(raw_id)
+    mailbox_id = parse_id(raw_id)
     if mailbox_id is None:
         return None
     async with state.sessions() as session:

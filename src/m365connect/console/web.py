@@ -21,6 +21,7 @@ from m365connect.api.deps import StateDep
 from m365connect.console import service
 from m365connect.console.service import SessionPolicy, Signed
 from m365connect.settings import Settings
+from m365connect.wire import MAX_ID
 
 SESSION_COOKIE = "m365connect_console"
 SIGN_IN_COOKIE = "m365connect_console_sign_in"  # the sign-in form's CSRF secret (no session yet)
@@ -113,3 +114,8 @@ def redirect(path: str, **query: str) -> RedirectResponse:
     if query:
         path += "?" + "&".join(f"{key}={quote(value)}" for key, value in query.items())
     return RedirectResponse(path, status_code=303)
+
+
+def parse_id(raw: str) -> int | None:
+    """An id from a path: ASCII digits within 1 to 2^63 - 1, else None (the page answers 404)."""
+    return int(raw) if raw.isascii() and raw.isdigit() and 1 <= int(raw) <= MAX_ID else None
