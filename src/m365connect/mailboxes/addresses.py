@@ -79,3 +79,14 @@ def plan(accounts: Sequence[BulkAccount]) -> list[PlannedItem]:
             seen.add(parsed[0])
             items.append(PlannedItem(email, name, parsed[0], parsed[1], None))
     return items
+
+
+def with_duplicates(items: Sequence[PlannedItem], duplicates: Sequence[bool]) -> list[PlannedItem]:
+    """`items` with those flagged answering DUPLICATE_EMAIL: a bulk job plans its whole input once and
+    then each chunk alone, so an address seen in an earlier chunk is flagged (API.md 3's rule)."""
+    return [
+        PlannedItem(item.email, item.display_name, None, None, ErrorCode.DUPLICATE_EMAIL)
+        if duplicate and item.error is None
+        else item
+        for item, duplicate in zip(items, duplicates, strict=True)
+    ]

@@ -2,11 +2,15 @@
 
 Three phases, so that no database transaction stays open while Microsoft and DNS answer (a unit of work
 of two transactions, m365connect.db.transactions):
-1. read (transaction 1): resolve the credential, find addresses already connected;
-2. verify (no transaction): a token, Graph lookups (batched) and SPF/DKIM/DMARC per domain, concurrently;
-3. write (transaction 2): insert every verified mailbox. The partial unique index settles concurrent
-   requests; the credential foreign key settles a racing credential deletion (then the whole request
-   answers 422 INVALID_CREDENTIAL_ID and nothing is saved).
+1. read (transactions of their own): resolve the credential (`authorise`, then a token), find addresses
+   already connected;
+2. verify (no transaction): Graph lookups (batched) and SPF/DKIM/DMARC per domain, concurrently;
+3. write (the caller's transaction, `write`): insert every verified mailbox. The partial unique index
+   settles concurrent requests; the credential foreign key settles a racing credential deletion (then
+   the whole request answers 422 INVALID_CREDENTIAL_ID and nothing is saved).
+
+A bulk job (m365connect.jobs) runs the same phases on each chunk of its items, its write in the chunk's
+own transaction: one copy of every rule.
 """
 
 from __future__ import annotations
@@ -66,48 +70,90 @@ def check_request(request: BulkRequest, *, max_accounts: int) -> None:
         raise ValidationCodeError(ErrorCode.TOO_MANY_ACCOUNTS)
 
 
+@dataclass(frozen=True)
+class Authorised:
+    """A credential resolved for a bulk connection and the token it obtained."""
+
+    credential: GraphCredential
+    client_credential: ClientCredential
+    token: AccessToken
+
+
+async def authorise(
+    transactions: Transactions, services: BulkServices, *, account_id: int, credential_id: int | None
+) -> Authorised:
+    """The credential (or its documented 422) and a token for it (no transaction open meanwhile)."""
+    async with transactions.begin() as session:
+        credential = await credentials.resolve_for_bulk(
+            session, account_id=account_id, credential_id=credential_id
+        )
+    client_credential, token = await credentials.token_for_bulk(
+        transactions, services.credentials, credential=credential
+    )
+    return Authorised(credential=credential, client_credential=client_credential, token=token)
+
+
 async def connect_bulk(
     transactions: Transactions, services: BulkServices, *, account_id: int, request: BulkRequest
 ) -> list[BulkResult]:
     """Connect every submitted mailbox that Microsoft confirms; one result per item, in request order."""
     check_request(request, max_accounts=services.max_accounts)
     items = plan(request.accounts)
+    authorised = await authorise(
+        transactions, services, account_id=account_id, credential_id=request.credential_id
+    )
+    verified = await verify(transactions, services, account_id=account_id, items=items, authorised=authorised)
+    async with transactions.begin() as session:
+        return await write(session, account_id=account_id, items=items, verified=verified)
+
+
+async def verify(
+    transactions: Transactions,
+    services: BulkServices,
+    *,
+    account_id: int,
+    items: Sequence[PlannedItem],
+    authorised: Authorised,
+) -> Verified:
+    """The read and verify phases: addresses already connected, then Microsoft and DNS (no transaction
+    open while they answer). A bulk job's chunk calls this too: one set of rules for both."""
     addresses = [item.address for item in items if item.address is not None]
     async with transactions.begin() as session:
-        credential = await credentials.resolve_for_bulk(
-            session, account_id=account_id, credential_id=request.credential_id
-        )
         existing = await repository.active_by_email(session, account_id=account_id, emails=addresses)
-
-    client_credential, token = await credentials.token_for_bulk(
-        transactions, services.credentials, credential=credential
-    )
     to_verify = [address for address in addresses if address not in existing]
     pending = set(to_verify)
     domains = sorted({item.domain for item in items if item.domain and item.address in pending})
-    by_address, dns = await _verify(services, credential.cloud, client_credential, token, to_verify, domains)
-
-    outcome = _Outcome(
-        credential=credential,
+    token = authorised.token
+    by_address, dns = await _verify(
+        services, authorised.credential.cloud, authorised.client_credential, token, to_verify, domains
+    )
+    return Verified(
+        credential=authorised.credential,
         token=token,
         existing=existing,
         verified=by_address,
         dns=dns,
         send_probed=sends_probed(services, token),
     )
-    rows = _rows(account_id=account_id, items=items, outcome=outcome)
-    async with transactions.begin() as session:
-        inserted = await _insert(session, rows=rows)
-        if len(inserted) < len(outcome.to_insert):
-            outcome.existing.update(
-                await repository.active_by_email(
-                    session,
-                    account_id=account_id,
-                    emails=[a for a in outcome.to_insert if a not in inserted],
-                )
+
+
+async def write(
+    session: AsyncSession, *, account_id: int, items: Sequence[PlannedItem], verified: Verified
+) -> list[BulkResult]:
+    """The write phase, in the caller's transaction: insert the verified mailboxes and their
+    `mailbox.connected` events; one result per item, in order."""
+    rows = _rows(account_id=account_id, items=items, outcome=verified)
+    inserted = await _insert(session, rows=rows)
+    if len(inserted) < len(verified.to_insert):
+        verified.existing.update(
+            await repository.active_by_email(
+                session,
+                account_id=account_id,
+                emails=[a for a in verified.to_insert if a not in inserted],
             )
-        await record_events(session, account_id=account_id, events=_connected_events(rows, inserted))
-    return [outcome.result(item, inserted) for item in items]
+        )
+    await record_events(session, account_id=account_id, events=_connected_events(rows, inserted))
+    return [verified.result(item, inserted) for item in items]
 
 
 async def _verify(
@@ -164,7 +210,9 @@ def sends_probed(services: BulkServices, token: AccessToken) -> bool:
 
 
 @dataclass
-class _Outcome:
+class Verified:
+    """What the read and verify phases found, from which the write phase inserts and answers."""
+
     credential: GraphCredential
     token: AccessToken
     existing: dict[str, Mailbox]
@@ -182,13 +230,13 @@ class _Outcome:
     def result(self, item: PlannedItem, inserted: dict[str, int]) -> BulkResult:
         """The wire result of one submitted item."""
         if item.error is not None or item.address is None:
-            return _failure(item, item.error or ErrorCode.INVALID_EMAIL, name=item.display_name)
+            return failure(item, item.error or ErrorCode.INVALID_EMAIL, name=item.display_name)
         if item.address in inserted:
             return self._connected(item, inserted[item.address])
         existing = self.existing.get(item.address)
         if existing is not None:
             if existing.credential_id != self.credential.id:
-                return _failure(
+                return failure(
                     item, ErrorCode.MAILBOX_ALREADY_CONNECTED, name=item.display_name or existing.name
                 )
             return BulkResult(
@@ -206,16 +254,14 @@ class _Outcome:
         name = item.display_name or verification.display_name
         if verification.error is not None:
             primary = verification.primary_email if verification.error is ErrorCode.WRONG_ALIAS else None
-            return _failure(
+            return failure(
                 item,
                 verification.error,
                 name=name,
                 primary_email=primary,
                 mailbox_type=verification.mailbox_type,
             )
-        return _failure(
-            item, ErrorCode.MISSING_PERMISSIONS, name=name, mailbox_type=verification.mailbox_type
-        )
+        return failure(item, ErrorCode.MISSING_PERMISSIONS, name=name, mailbox_type=verification.mailbox_type)
 
     def _connected(self, item: PlannedItem, mailbox_id: int) -> BulkResult:
         verification = self.verified[item.address or ""]
@@ -244,7 +290,7 @@ class _Outcome:
         )
 
 
-def _failure(
+def failure(
     item: PlannedItem,
     error: ErrorCode,
     *,
@@ -264,7 +310,7 @@ def _failure(
     )
 
 
-def _rows(*, account_id: int, items: Sequence[PlannedItem], outcome: _Outcome) -> list[dict[str, Any]]:
+def _rows(*, account_id: int, items: Sequence[PlannedItem], outcome: Verified) -> list[dict[str, Any]]:
     now = utcnow()
     rows = []
     for item in items:
