@@ -150,7 +150,16 @@ def _repository_reaches_up(module: Module, imported: str) -> bool:
     )
 
 
-DOMAIN_PACKAGES = ("accounts", "credentials", "mailboxes", "events", "webhooks", "health", "console")
+DOMAIN_PACKAGES = (
+    "accounts",
+    "credentials",
+    "mailboxes",
+    "events",
+    "webhooks",
+    "health",
+    "console",
+    "jobs",
+)
 # Roles that may speak HTTP; every other module of a domain package is service-level (service.py, bulk.py,
 # addresses.py, ...), as are repositories and models. The console has several routers (`*_router.py`)
 # and its HTTP plumbing (`web.py`: templates, cookies, the signed-in dependency).

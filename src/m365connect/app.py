@@ -20,6 +20,7 @@ from m365connect.console.router import install_console
 from m365connect.credentials.router import router as credentials_router
 from m365connect.events.router import router as events_router
 from m365connect.health.router import router as health_router
+from m365connect.jobs.router import router as jobs_router
 from m365connect.mailboxes.router import router as mailboxes_router
 from m365connect.observability import Metrics, RequestObserverMiddleware, metrics_router
 from m365connect.settings import Settings
@@ -63,7 +64,14 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> FastAPI:
         app.state.m365connect = state
         app.state.queue_figures = state.work.stats
     install_error_handlers(app)
-    api_routers = (credentials_router, mailboxes_router, events_router, webhooks_router, health_router)
+    api_routers = (
+        credentials_router,
+        jobs_router,
+        mailboxes_router,
+        events_router,
+        webhooks_router,
+        health_router,
+    )
     authenticator = KeyAuthenticator(refused=RefusedKeys(ttl_seconds=settings.auth_refusal_cache_seconds))
     # One budget of failed authentications per client address, spent by refused API keys and by failed
     # console sign-ins alike: the console is no second door for guessing keys.

@@ -35,6 +35,9 @@ class ErrorCode(StrEnum):
     INVALID_WEBHOOK_URL = "INVALID_WEBHOOK_URL"  # not https, userinfo, another port, a non-public address
     UNKNOWN_EVENT_TYPE = "UNKNOWN_EVENT_TYPE"
     TOO_MANY_WEBHOOKS = "TOO_MANY_WEBHOOKS"  # the account has MAX_WEBHOOKS_PER_ACCOUNT subscriptions
+    # 422 of the bulk job routes (API.md 7).
+    IDEMPOTENCY_KEY_REUSED = "IDEMPOTENCY_KEY_REUSED"  # the Idempotency-Key came with another body
+    JOB_ALREADY_FINISHED = "JOB_ALREADY_FINISHED"  # DELETE of a DONE or CANCELLED job
     # Per-item `error` of POST /bulk.
     INVALID_EMAIL = "INVALID_EMAIL"
     DUPLICATE_EMAIL = "DUPLICATE_EMAIL"

@@ -100,6 +100,13 @@ class Settings(BaseSettings):
     console_enabled: bool = True
     console_session_idle_minutes: int = Field(default=30, ge=1, le=7 * 24 * 60)
     console_session_max_hours: int = Field(default=12, ge=1, le=30 * 24)
+    # Bulk jobs (API.md 7): items per job at most; items per chunk (one engine job, one transaction);
+    # chunks of one job in flight at once (across all processes); seconds before each later wave of a
+    # chunk's items that Microsoft throttled or could not answer (after the last, they fail with the code).
+    max_accounts_per_job: int = Field(default=100_000, ge=1)
+    bulk_job_chunk_size: int = Field(default=200, ge=1, le=1000)
+    bulk_job_concurrency: int = Field(default=4, ge=1, le=64)
+    bulk_job_wave_delays: str = "10,60,300"
 
     @field_validator("database_url")
     @classmethod
@@ -131,7 +138,7 @@ class Settings(BaseSettings):
             parse_nameserver(entry)  # its ValueError names the entry and what is wrong
         return value
 
-    @field_validator("webhook_retry_delays")
+    @field_validator("webhook_retry_delays", "bulk_job_wave_delays")
     @classmethod
     def _retry_delays_are_seconds(cls, value: str) -> str:
         parse_retry_delays(value)  # its ValueError names the entry

@@ -23,13 +23,15 @@ from m365connect.deliverability import DeliverabilityChecker, build_resolver
 from m365connect.events.jobs import register_event_work
 from m365connect.health.announcements import announce_credential
 from m365connect.health.jobs import register_health_work
+from m365connect.jobs.run import chunk_job_kind
+from m365connect.jobs.service import JobServices
 from m365connect.mailboxes.bulk import BulkServices
 from m365connect.microsoft.cloud_clients import CloudClients, Clouds
 from m365connect.microsoft.clouds import DEFAULT_CLOUD, endpoint_table
 from m365connect.microsoft.graph import GraphClient
 from m365connect.microsoft.token import TokenClient
 from m365connect.observability.metrics import Metrics
-from m365connect.settings import Settings
+from m365connect.settings import Settings, parse_retry_delays
 from m365connect.webhooks.addresses import DnsResolver, HostResolver, SystemResolver
 from m365connect.webhooks.jobs import register_webhook_work
 from m365connect.webhooks.sealing import count_sealed_secrets as count_webhook_secrets
@@ -58,6 +60,7 @@ class AppState:
     bulk_services: BulkServices
     work: Work  # background jobs: enqueue in a transaction; `run` in serve's lifespan and in `worker`
     webhooks: WebhookServices
+    jobs: JobServices  # bulk jobs (API.md 7): the bulk path, the engine, the job settings
 
 
 def database_timeouts(settings: Settings, *, bound_statements: bool = True) -> DatabaseTimeouts:
@@ -193,6 +196,13 @@ async def open_state(settings: Settings, *, metrics: Metrics | None = None) -> A
         credential_services = CredentialServices(
             box=box, clouds=clouds, unreadable=unreadable, announce=announce_credential
         )
+        bulk_services = BulkServices(
+            credentials=credential_services,
+            checker=checker,
+            max_accounts=settings.max_accounts_per_request,
+            deadline_seconds=settings.bulk_deadline_seconds,
+            send_probe=settings.send_probe,
+        )
         state = AppState(
             settings=settings,
             engine=engine,
@@ -207,19 +217,22 @@ async def open_state(settings: Settings, *, metrics: Metrics | None = None) -> A
             limiter=limiter,
             metrics=metrics,
             credential_services=credential_services,
-            bulk_services=BulkServices(
-                credentials=credential_services,
-                checker=checker,
-                max_accounts=settings.max_accounts_per_request,
-                deadline_seconds=settings.bulk_deadline_seconds,
-                send_probe=settings.send_probe,
-            ),
+            bulk_services=bulk_services,
             work=work,
             webhooks=build_webhook_services(settings, box=box, enqueue=work.enqueue),
+            jobs=JobServices(
+                bulk=bulk_services,
+                enqueue=work.enqueue,
+                max_accounts=settings.max_accounts_per_job,
+                chunk_size=settings.bulk_job_chunk_size,
+                concurrency=settings.bulk_job_concurrency,
+                wave_delays=parse_retry_delays(settings.bulk_job_wave_delays),
+            ),
         )
         register_webhook_work(state)
         register_event_work(state)
         register_health_work(state)
+        work.register(chunk_job_kind(state.transactions, state.jobs))
         yield state
     finally:
         await limiter.aclose()

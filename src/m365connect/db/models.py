@@ -7,6 +7,7 @@ from m365connect.console.models import ConsoleSession
 from m365connect.credentials.models import GraphCredential
 from m365connect.db.base import Base
 from m365connect.events.models import Event
+from m365connect.jobs.models import BulkJob, BulkJobItem
 from m365connect.mailboxes.models import Mailbox
 from m365connect.webhooks.models import Webhook, WebhookDelivery
 from m365connect.work.models import WorkSchedule
@@ -16,6 +17,8 @@ metadata = Base.metadata
 __all__ = [
     "Account",
     "ApiKey",
+    "BulkJob",
+    "BulkJobItem",
     "ConsoleSession",
     "Event",
     "GraphCredential",

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Body, Path, Query, Response, status
+from fastapi import APIRouter, Body, Header, Path, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 
 from m365connect.api.deps import CurrentAccount, SessionDep, StateDep, TransactionsDep
 from m365connect.api.error_handlers import EmptyBadRequestRoute
+from m365connect.api.prefer import RESPOND_ASYNC, prefers_respond_async
 from m365connect.api.responses import (
     COMMON,
     MICROSOFT_UNAVAILABLE,
@@ -19,6 +20,8 @@ from m365connect.api.responses import (
     example,
 )
 from m365connect.codes import ErrorCode
+from m365connect.jobs import service as jobs
+from m365connect.jobs.schemas import BulkJobRead
 from m365connect.mailboxes import bulk, service
 from m365connect.mailboxes.schemas import (
     BULK_CREATED_EXAMPLE,
@@ -34,6 +37,7 @@ from m365connect.wire import MAX_ID
 
 router = APIRouter(prefix="/rest/v2/mailboxes/microsoft", tags=["Microsoft mailboxes"])
 
+JOBS_PATH = "/rest/v2/mailboxes/microsoft/bulk/jobs"
 MailboxId = Annotated[int, Path(ge=1, le=MAX_ID, description="The mailbox's id")]
 _BULK_RESPONSES: Responses = {
     **COMMON,
@@ -57,7 +61,13 @@ _BULK_RESPONSES: Responses = {
         ErrorCode.CREDENTIAL_UNREADABLE,
         ErrorCode.CREDENTIAL_ID_REQUIRED,
         ErrorCode.NO_VALID_CREDENTIAL,
+        ErrorCode.IDEMPOTENCY_KEY_REUSED,
     ),
+    202: {
+        "model": BulkJobRead,
+        "description": "With `Prefer: respond-async`: a job was started (or replayed by its "
+        "Idempotency-Key); `Location` names it",
+    },
     **MICROSOFT_UNAVAILABLE,
 }
 _LIST_RESPONSES: Responses = {
@@ -71,12 +81,34 @@ _LIST_RESPONSES: Responses = {
 
 async def add_mailboxes_in_bulk(
     body: Annotated[BulkRequest, Body(openapi_examples=BULK_EXAMPLES)],
+    request: Request,
     transactions: TransactionsDep,
     state: StateDep,
     account_id: CurrentAccount,
     metrics: MetricsDep,
+    prefer: Annotated[
+        str | None,
+        Header(description="`respond-async` (RFC 7240) starts a job (up to MAX_ACCOUNTS_PER_JOB items)"),
+    ] = None,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            min_length=1,
+            max_length=255,
+            description="With respond-async: the same key and body within 24 h answer the same job",
+        ),
+    ] = None,
 ) -> JSONResponse:
     """Connect Microsoft mailboxes with Microsoft Graph app-only authentication."""
+    if prefer is not None and prefers_respond_async(request.headers.getlist("prefer")):
+        job = await jobs.start_job(
+            transactions, state.jobs, account_id=account_id, request=body, idempotency_key=idempotency_key
+        )
+        return JSONResponse(
+            jobs.to_read(job).model_dump(mode="json"),
+            status_code=status.HTTP_202_ACCEPTED,
+            headers={"Location": f"{JOBS_PATH}/{job.id}", "Preference-Applied": RESPOND_ASYNC},
+        )
     with metrics.bulk.request(len(body.accounts)) as record:
         results = await bulk.connect_bulk(
             transactions, state.bulk_services, account_id=account_id, request=body

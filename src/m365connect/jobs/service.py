@@ -1,0 +1,209 @@
+"""Bulk jobs (API.md 7): start one (the request-level 422s first, then the input stored with the job and
+its first chunks in one transaction), read, list, cancel, and page through results."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from m365connect.codes import ErrorCode
+from m365connect.db.base import utcnow
+from m365connect.db.transactions import Transactions
+from m365connect.errors import NotFound, ValidationCodeError
+from m365connect.events.service import record_event
+from m365connect.events.types import EventType
+from m365connect.jobs import repository
+from m365connect.jobs.models import CANCELLED, FINISHED, BulkJob
+from m365connect.jobs.schemas import BulkJobPage, BulkJobRead, BulkJobResultPage
+from m365connect.mailboxes import bulk
+from m365connect.mailboxes.addresses import plan
+from m365connect.mailboxes.bulk import BulkServices
+from m365connect.mailboxes.schemas import BulkRequest, PaginationData
+from m365connect.wire import iso_z
+from m365connect.work.ports import Enqueue
+
+CHUNK_KIND = "bulk_job.chunk"
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
+JOBS_PAGE_SIZE = 50
+RESULTS_PAGE_SIZE = 500
+
+
+@dataclass(frozen=True)
+class JobServices:
+    """What bulk jobs need besides the session: the bulk path, the engine, and the job settings."""
+
+    bulk: BulkServices
+    enqueue: Enqueue
+    max_accounts: int  # M365CONNECT_MAX_ACCOUNTS_PER_JOB
+    chunk_size: int  # M365CONNECT_BULK_JOB_CHUNK_SIZE
+    concurrency: int  # M365CONNECT_BULK_JOB_CONCURRENCY: chunks of one job in flight
+    wave_delays: tuple[float, ...]  # M365CONNECT_BULK_JOB_WAVE_DELAYS
+
+
+def chunk_payload(job_id: int, chunk: int) -> tuple[dict[str, int], str]:
+    """The engine job of one chunk: its payload and its dedupe key."""
+    return {"job_id": job_id, "chunk": chunk}, f"bulk_job:{job_id}:{chunk}"
+
+
+def body_hash(request: BulkRequest) -> str:
+    """The body as parsed (so key order and spacing do not count), hashed."""
+    canonical = json.dumps(request.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+async def start_job(
+    transactions: Transactions,
+    services: JobServices,
+    *,
+    account_id: int,
+    request: BulkRequest,
+    idempotency_key: str | None,
+) -> BulkJob:
+    """The request-level 422s (or the replayed job), then a new QUEUED job with its input stored."""
+    bulk.check_request(request, max_accounts=services.max_accounts)
+    digest = body_hash(request)
+    if idempotency_key is not None:
+        async with transactions.begin() as session:
+            replayed = await _replay(session, account_id=account_id, key=idempotency_key, digest=digest)
+        if replayed is not None:
+            return replayed
+    authorised = await bulk.authorise(
+        transactions, services.bulk, account_id=account_id, credential_id=request.credential_id
+    )
+    async with transactions.begin() as session:
+        job = BulkJob(
+            account_id=account_id,
+            credential_id=authorised.credential.id,
+            total=len(request.accounts),
+            chunk_size=services.chunk_size,
+            idempotency_key=idempotency_key,
+            body_hash=digest,
+        )
+        try:
+            async with session.begin_nested():
+                await repository.insert_job(session, job=job)
+        except IntegrityError:
+            # Another request with this key committed its job meanwhile: that one is the answer.
+            assert idempotency_key is not None  # only the key is unique
+            replayed = await _replay(session, account_id=account_id, key=idempotency_key, digest=digest)
+            if replayed is None:
+                raise
+            return replayed
+        await _store_input(session, services, job=job, request=request)
+    return job
+
+
+async def _replay(session: AsyncSession, *, account_id: int, key: str, digest: str) -> BulkJob | None:
+    """The job this key made within 24 h (422 for another body); an older one's key is freed."""
+    existing = await repository.by_key(session, account_id=account_id, key=key)
+    if existing is None:
+        return None
+    if existing.created_at < utcnow() - IDEMPOTENCY_WINDOW:
+        await repository.release_key(session, job_id=existing.id)
+        return None
+    if existing.body_hash != digest:
+        raise ValidationCodeError(ErrorCode.IDEMPOTENCY_KEY_REUSED)
+    return existing
+
+
+async def _store_input(
+    session: AsyncSession, services: JobServices, *, job: BulkJob, request: BulkRequest
+) -> None:
+    """The items (flagging addresses seen earlier in the job) and the first chunks' engine jobs."""
+    planned = plan(request.accounts)
+    rows = [
+        {
+            "job_id": job.id,
+            "position": position,
+            "mailbox_email": account.mailbox_email,
+            "display_name": account.display_name,
+            "duplicate": item.error is ErrorCode.DUPLICATE_EMAIL,
+        }
+        for position, (account, item) in enumerate(zip(request.accounts, planned, strict=True))
+    ]
+    await repository.insert_items(session, rows=rows)
+    for chunk in range(min(services.concurrency, math.ceil(job.total / job.chunk_size))):
+        payload, key = chunk_payload(job.id, chunk)
+        await services.enqueue(session, CHUNK_KIND, payload, dedupe_key=key)
+
+
+def to_read(job: BulkJob) -> BulkJobRead:
+    """The wire shape of a job."""
+    return BulkJobRead(
+        job_id=job.id,
+        status=job.status,
+        credential_id=job.credential_id,
+        total=job.total,
+        processed=job.processed,
+        connected=job.connected,
+        failed=job.failed,
+        created_at=iso_z(job.created_at) or "",
+        started_at=iso_z(job.started_at),
+        finished_at=iso_z(job.finished_at),
+    )
+
+
+async def get_job(session: AsyncSession, *, account_id: int, job_id: int) -> BulkJob:
+    """One of the account's jobs, or 404."""
+    job = await repository.get_for_account(session, account_id=account_id, job_id=job_id)
+    if job is None:
+        raise NotFound()
+    return job
+
+
+async def list_page(session: AsyncSession, *, account_id: int, page: int) -> BulkJobPage:
+    """Page `page` (0-based) of the account's jobs, newest first."""
+    rows, total = await repository.page_for_account(
+        session, account_id=account_id, offset=page * JOBS_PAGE_SIZE, limit=JOBS_PAGE_SIZE
+    )
+    return BulkJobPage(
+        content=[to_read(row) for row in rows], pagination_data=_pagination(total, page, JOBS_PAGE_SIZE)
+    )
+
+
+async def cancel(session: AsyncSession, *, account_id: int, job_id: int) -> BulkJob:
+    """QUEUED or RUNNING -> CANCELLED (chunks stop at their next write); 422 for a finished job."""
+    await get_job(session, account_id=account_id, job_id=job_id)
+    job = await repository.lock(session, job_id=job_id)
+    if job is None:
+        raise NotFound()
+    if job.status in FINISHED:
+        raise ValidationCodeError(ErrorCode.JOB_ALREADY_FINISHED)
+    job.status, job.finished_at = CANCELLED, utcnow()
+    await session.flush()
+    await finished(session, job=job)
+    return job
+
+
+async def finished(session: AsyncSession, *, job: BulkJob) -> None:
+    """`bulk_job.finished` with the job object, in the transaction that finished it."""
+    data = to_read(job).model_dump(mode="json")
+    await record_event(session, account_id=job.account_id, type=EventType.BULK_JOB_FINISHED, data=data)
+
+
+async def results_page(
+    session: AsyncSession, *, account_id: int, job_id: int, page: int
+) -> BulkJobResultPage:
+    """Positions page*500 .. page*500+499 of the job: those processed, in request order."""
+    job = await get_job(session, account_id=account_id, job_id=job_id)
+    start = page * RESULTS_PAGE_SIZE
+    items = await repository.items_between(session, job_id=job.id, start=start, end=start + RESULTS_PAGE_SIZE)
+    return BulkJobResultPage(
+        content=[item.result for item in items if item.result is not None],
+        pagination_data=_pagination(job.total, page, RESULTS_PAGE_SIZE),
+    )
+
+
+def _pagination(total: int, page: int, size: int) -> PaginationData:
+    return PaginationData(
+        total_elements=total,
+        total_pages=math.ceil(total / size),
+        current_page_number=page + 1,
+        page_size=size,
+    )
