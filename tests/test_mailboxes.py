@@ -107,6 +107,10 @@ async def test_disconnect_is_idempotent_and_unknown_ids_are_404(
         )
 
 
+JOBS = f"{BULK}/jobs"
+ASYNC = {"Prefer": "respond-async"}
+
+
 async def test_isolation_matrix(client: httpx.AsyncClient, api_key: str, other_api_key: str) -> None:
     """Account B can neither read, change nor learn of account A's objects, on every route."""
     credential = await create_credential(client, api_key=api_key)
@@ -145,6 +149,29 @@ async def test_isolation_matrix(client: httpx.AsyncClient, api_key: str, other_a
             assert_generic_error(
                 response, status=404, title="Not Found", detail="Requested resource does not exist"
             )
+    job = await client.post(
+        BULK, json={"accounts": [{"mailbox_email": "pam@contoso.com"}]}, headers={**headers(api_key), **ASYNC}
+    )
+    assert job.status_code == 202, job.text
+    for target in (job.json()["job_id"], 987654):
+        for response in (
+            await client.get(f"{JOBS}/{target}", headers=b),
+            await client.delete(f"{JOBS}/{target}", headers=b),
+            await client.get(f"{JOBS}/{target}/results", headers=b),
+        ):
+            assert_generic_error(
+                response, status=404, title="Not Found", detail="Requested resource does not exist"
+            )
+    assert (await client.get(JOBS, headers=b)).json()["pagination_data"]["total_elements"] == 0
+    job_with_borrowed_credential = await client.post(
+        BULK,
+        json={
+            "credential_id": credential["credential_id"],
+            "accounts": [{"mailbox_email": "pam@contoso.com"}],
+        },
+        headers={**b, **ASYNC},
+    )
+    assert_code(job_with_borrowed_credential, "INVALID_CREDENTIAL_ID")
     assert (await client.get(CREDENTIALS, headers=b)).json() == {"credentials": []}
     a_events = (await client.get(EVENTS, headers=headers(api_key))).json()["events"]
     assert [event["type"] for event in a_events] == ["credential.created", "mailbox.connected"]
