@@ -84,7 +84,11 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> FastAPI:
         authenticator=authenticator,
         failures=failures,
     )
-    app.add_middleware(EdgeMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        EdgeMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        max_job_body_bytes=settings.max_job_body_bytes,
+    )
     framework_paths = (app.openapi_url, app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url)
     app.add_middleware(  # added last: the outermost
         RequestObserverMiddleware,

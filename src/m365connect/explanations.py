@@ -389,6 +389,19 @@ _ENTRIES = (
         "Delete a subscription you no longer need (`m365connect webhooks remove ID`), or send several "
         "event types to one URL (`event_types` takes a list).",
     ),
+    Explanation(
+        ErrorCode.IDEMPOTENCY_KEY_REUSED,
+        Where.CODE_422,
+        "This Idempotency-Key started a job within the last 24 hours with another request body.",
+        "Send the same body to read that job again, or use a new key for a different import.",
+    ),
+    Explanation(
+        ErrorCode.JOB_ALREADY_FINISHED,
+        Where.CODE_422,
+        "The bulk job is DONE or CANCELLED already, so there is nothing to cancel.",
+        "Read its results (GET /rest/v2/mailboxes/microsoft/bulk/jobs/ID/results); start a new job for "
+        "the items left.",
+    ),
     # ------------------------------------------------------------------ deliverability reasons
     Explanation(
         "SPF no_microsoft_include",

@@ -104,6 +104,9 @@ class Settings(BaseSettings):
     # chunks of one job in flight at once (across all processes); seconds before each later wave of a
     # chunk's items that Microsoft throttled or could not answer (after the last, they fail with the code).
     max_accounts_per_job: int = Field(default=100_000, ge=1)
+    # The body limit of POST /bulk with Prefer: respond-async only (100,000 items with display names are
+    # about 9 MB of JSON); every other request keeps max_body_bytes.
+    max_job_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     bulk_job_chunk_size: int = Field(default=200, ge=1, le=1000)
     bulk_job_concurrency: int = Field(default=4, ge=1, le=64)
     bulk_job_wave_delays: str = "10,60,300"

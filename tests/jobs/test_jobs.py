@@ -295,3 +295,16 @@ async def test_a_throttling_storm_leaves_items_for_a_later_wave(
     assert tenant.stats.throttled > 0
     assert done["connected"] == 120, Counter(item["error"] for item in results)
     assert all(item["success"] for item in results)
+
+
+async def test_a_job_has_a_body_limit_of_its_own(job_settings: Settings, key: str) -> None:
+    limited = job_settings.model_copy(update={"max_body_bytes": 4096, "max_job_body_bytes": 32768})
+    emails = addresses(200)  # about 8 KB of JSON: over the general limit, within the job's
+    async with open_state(limited) as state:
+        transport = httpx.ASGITransport(app=create_app(limited, state=state), raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://m365connect.test") as client:
+            assert (await client.post(CREDENTIALS, json=CREDENTIAL, headers=headers(key))).status_code == 201
+            synchronous = await client.post(BULK, json=body(emails), headers=headers(key))
+            assert synchronous.status_code == 413
+            assert (await start(client, key, emails)).status_code == 202
+            assert (await start(client, key, addresses(USERS) * 2)).status_code == 413

@@ -10,6 +10,7 @@ import uuid
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from m365connect.api.error_handlers import JsonTooDeep, render
+from m365connect.api.prefer import prefers_respond_async
 from m365connect.errors import HeadersTooLarge, InternalError, PayloadTooLarge
 from m365connect.settings import Settings
 from m365connect.state import AppState
@@ -17,6 +18,7 @@ from m365connect.state import AppState
 logger = logging.getLogger("m365connect.api")
 
 _MAX_CLIENT_REQUEST_ID = 128
+JOB_START_PATH = "/rest/v2/mailboxes/microsoft/bulk"
 SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
@@ -41,9 +43,21 @@ class EdgeMiddleware:
     follow M365CONNECT_MAX_HEADER_BYTES / M365CONNECT_MAX_JSON_DEPTH without extra wiring.
     """
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, max_job_body_bytes: int | None = None) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        # POST /bulk with `Prefer: respond-async` takes up to M365CONNECT_MAX_ACCOUNTS_PER_JOB items: 100,000
+        # items are 5 to 9 MB of JSON, so that one request has a limit of its own (the others keep theirs).
+        self.max_job_body_bytes = max(max_job_body_bytes or max_body_bytes, max_body_bytes)
+
+    def _body_limit(self, scope: Scope) -> int:
+        if scope.get("method") == "POST" and scope.get("path") == JOB_START_PATH:
+            prefer = [
+                value.decode("latin-1") for name, value in scope.get("headers", []) if name == b"prefer"
+            ]
+            if prefers_respond_async(prefer):
+                return self.max_job_body_bytes
+        return self.max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Handle one request."""
@@ -58,7 +72,8 @@ class EdgeMiddleware:
         # A form body (the console's) is not JSON: its bytes (an uploaded PFX file) are not scanned for
         # nesting, and no JSON parser reads it (the API's routes refuse a form body before parsing).
         depth = None if _is_form(scope) else JsonDepthScan(max_json_depth)
-        overflow = _Overflow(self.max_body_bytes, depth)
+        max_body_bytes = self._body_limit(scope)
+        overflow = _Overflow(max_body_bytes, depth)
 
         async def tagged_send(message: Message) -> None:
             nonlocal started
@@ -84,7 +99,7 @@ class EdgeMiddleware:
         if header_bytes(scope) > max_header_bytes:
             await render(HeadersTooLarge())(scope, receive, tagged_send)
             return
-        if _declared_length(scope) > self.max_body_bytes:
+        if _declared_length(scope) > max_body_bytes:
             await render(PayloadTooLarge())(scope, receive, tagged_send)
             return
         try:
