@@ -231,6 +231,9 @@ async def test_idempotency_key_replays_the_job_and_refuses_another_body(
     assert_code(
         await start(http, key, addresses(6), **{"Idempotency-Key": "import-1"}), "IDEMPOTENCY_KEY_REUSED"
     )
+    too_long = await start(http, key, addresses(5), **{"Idempotency-Key": "k" * 256})
+    assert too_long.status_code == 400
+    assert too_long.content == b""
     other = await start(http, key, addresses(5), **{"Idempotency-Key": "import-2"})
     assert other.json()["job_id"] != first.json()["job_id"]
     listed = (await http.get(JOBS, headers=headers(key))).json()
