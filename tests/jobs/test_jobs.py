@@ -311,3 +311,19 @@ async def test_a_job_has_a_body_limit_of_its_own(job_settings: Settings, key: st
             assert synchronous.status_code == 413
             assert (await start(client, key, emails)).status_code == 202
             assert (await start(client, key, addresses(USERS) * 2)).status_code == 413
+
+
+async def test_a_credential_gone_mid_job_fails_the_remaining_items_and_the_job_finishes(
+    http: httpx.AsyncClient, job_state: AppState, key: str, credential_id: int, database_url: str
+) -> None:
+    job = (await start(http, key, addresses(120))).json()
+    deleted = await http.delete(f"{CREDENTIALS}/{credential_id}", headers=headers(key))
+    assert deleted.status_code == 204, deleted.text
+    async with working(job_state):
+        done = await wait_for_status(http, key, job["job_id"])
+    assert (done["processed"], done["connected"], done["failed"]) == (120, 0, 120)
+    results = await all_results(http, key, job["job_id"])
+    assert {item["error"] for item in results} == {"INVALID_CREDENTIAL_ID"}
+    assert [item["index"] for item in results] == list(range(120))
+    assert await active_mailboxes(job_state) == []
+    assert len(await events_of(database_url, "bulk_job.finished")) == 1
