@@ -223,7 +223,7 @@ def test_hostile_values_are_refused_field_by_field(served: tuple[str, str]) -> N
         assert not has_body or operation.label in templates, f"add a template for {operation.label}"
         body = templates.get(operation.label)
         names = {param["name"] for param in operation.definition.raw.get("parameters", [])}
-        ids = {"credential_id": credential_id, "mailbox_id": 1, "webhook_id": webhook_id}
+        ids = {"credential_id": credential_id, "mailbox_id": 1, "webhook_id": webhook_id, "job_id": 1}
         path = {name: value for name, value in ids.items() if name in names}
         base: dict[str, Any] = {"path_parameters": path, "query": {}, "body": body}
         for target in targets(operation.definition.raw, body):  # every failure, not only the first
