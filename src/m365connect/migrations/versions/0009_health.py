@@ -11,7 +11,7 @@ status last reported by an event; NULL is VALID, so an existing INVALID or EXPIR
 once by its first check) and reminded_days_left (the smallest expiry reminder sent for the current secret).
 
 Revision ID: 0009
-Revises: 0010
+Revises: 0008
 Create Date: 2026-12-02
 """
 
@@ -23,7 +23,7 @@ from alembic import op
 from m365connect.db.base import UTCDateTime
 
 revision = "0009"
-down_revision = "0010"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 

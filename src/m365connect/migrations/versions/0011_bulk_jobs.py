@@ -1,7 +1,7 @@
 """bulk_jobs and bulk_job_items: large imports as jobs (API.md 7).
 
 Revision ID: 0011
-Revises: 0012
+Revises: 0010
 Create Date: 2026-12-02
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 from m365connect.db.base import IdType, UTCDateTime
 
 revision = "0011"
-down_revision = "0012"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 

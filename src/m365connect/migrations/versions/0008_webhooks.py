@@ -1,6 +1,6 @@
 """webhooks and webhook_deliveries: subscriptions with sealed secrets and their delivery log (API.md 6).
 
-Revision ID: 0010
+Revision ID: 0008
 Revises: 0007
 Create Date: 2026-12-02
 """
@@ -12,7 +12,7 @@ from alembic import op
 
 from m365connect.db.base import IdType, UTCDateTime
 
-revision = "0010"
+revision = "0008"
 down_revision = "0007"
 branch_labels = None
 depends_on = None

@@ -1,6 +1,6 @@
 """console_sessions: the operator console's sign-in sessions (API.md 8).
 
-Revision ID: 0012
+Revision ID: 0010
 Revises: 0009
 Create Date: 2026-12-02
 """
@@ -12,7 +12,7 @@ from alembic import op
 
 from m365connect.db.base import IdType, UTCDateTime
 
-revision = "0012"
+revision = "0010"
 down_revision = "0009"
 branch_labels = None
 depends_on = None
