@@ -94,3 +94,42 @@ async def insert_sealed_credentials(
             return [row.id for row in rows]
     finally:
         await engine.dispose()
+
+
+def one_tenant_scenario(
+    *, tenant: str, app: str, secret: str, domain: str, emails: list[str]
+) -> dict[str, Any]:
+    """A simulator scenario of one tenant: these mailboxes, one app with the recommended permissions, SPF
+    for the domain (the large tenants of the crash and job tests)."""
+    return {
+        "tenants": [
+            {
+                "id": tenant,
+                "domains": [domain],
+                "apps": [
+                    {
+                        "client_id": app,
+                        "name": "test app",
+                        "roles": ["User.Read.All", "Mail.Send", "MailboxSettings.Read"],
+                        "secrets": [{"value": secret, "expires_at": "2099-12-31T23:59:59Z"}],
+                    }
+                ],
+                "users": [
+                    {
+                        "user_principal_name": email,
+                        "display_name": email,
+                        "proxy_addresses": [f"SMTP:{email}"],
+                    }
+                    for email in emails
+                ],
+            }
+        ],
+        "dns": {
+            "zones": {
+                domain: (
+                    f"@ 3600 IN SOA ns1.{domain}. hostmaster.{domain}. 1 3600 600 86400 300\n"
+                    '@ 3600 IN TXT "v=spf1 include:spf.protection.outlook.com -all"\n'
+                )
+            }
+        },
+    }

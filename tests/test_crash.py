@@ -22,7 +22,7 @@ import pytest
 from m365connect.crypto import generate_key
 from m365connect.mailboxes.models import Mailbox
 from m365connect.simulator import FakeMicrosoft
-from tests.factories import BULK, CREDENTIALS
+from tests.factories import BULK, CREDENTIALS, one_tenant_scenario
 from tests.helpers import headers
 from tests.processes import Children
 from tests.served import active, mailbox_rows, new_api_key, serve, service_env
@@ -46,38 +46,7 @@ def addresses() -> list[str]:
 
 def scenario() -> dict[str, Any]:
     """One tenant of USERS mailboxes, one app with the recommended permissions, SPF for the domain."""
-    return {
-        "tenants": [
-            {
-                "id": TENANT,
-                "domains": [DOMAIN],
-                "apps": [
-                    {
-                        "client_id": APP,
-                        "name": "crash test",
-                        "roles": ["User.Read.All", "Mail.Send", "MailboxSettings.Read"],
-                        "secrets": [{"value": SECRET, "expires_at": "2099-12-31T23:59:59Z"}],
-                    }
-                ],
-                "users": [
-                    {
-                        "user_principal_name": email,
-                        "display_name": email,
-                        "proxy_addresses": [f"SMTP:{email}"],
-                    }
-                    for email in addresses()
-                ],
-            }
-        ],
-        "dns": {
-            "zones": {
-                DOMAIN: (
-                    f"@ 3600 IN SOA ns1.{DOMAIN}. hostmaster.{DOMAIN}. 1 3600 600 86400 300\n"
-                    '@ 3600 IN TXT "v=spf1 include:spf.protection.outlook.com -all"\n'
-                )
-            }
-        },
-    }
+    return one_tenant_scenario(tenant=TENANT, app=APP, secret=SECRET, domain=DOMAIN, emails=addresses())
 
 
 @pytest.fixture(scope="module")

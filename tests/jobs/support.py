@@ -14,7 +14,7 @@ from sqlalchemy import select
 from m365connect.db.engine import create_engine, create_session_factory
 from m365connect.events.models import Event
 from m365connect.state import AppState
-from tests.factories import BULK
+from tests.factories import BULK, one_tenant_scenario
 from tests.helpers import headers
 
 TENANT = "5a0c7e2d-1b43-4f6a-9c8e-3d7b2f1a6e90"
@@ -33,38 +33,7 @@ def addresses(count: int = USERS, start: int = 0) -> list[str]:
 
 def scenario() -> dict[str, Any]:
     """One tenant of USERS mailboxes, one app with the recommended permissions, SPF for the domain."""
-    return {
-        "tenants": [
-            {
-                "id": TENANT,
-                "domains": [DOMAIN],
-                "apps": [
-                    {
-                        "client_id": APP,
-                        "name": "jobs test",
-                        "roles": ["User.Read.All", "Mail.Send", "MailboxSettings.Read"],
-                        "secrets": [{"value": SECRET, "expires_at": "2099-12-31T23:59:59Z"}],
-                    }
-                ],
-                "users": [
-                    {
-                        "user_principal_name": email,
-                        "display_name": email,
-                        "proxy_addresses": [f"SMTP:{email}"],
-                    }
-                    for email in addresses()
-                ],
-            }
-        ],
-        "dns": {
-            "zones": {
-                DOMAIN: (
-                    f"@ 3600 IN SOA ns1.{DOMAIN}. hostmaster.{DOMAIN}. 1 3600 600 86400 300\n"
-                    '@ 3600 IN TXT "v=spf1 include:spf.protection.outlook.com -all"\n'
-                )
-            }
-        },
-    }
+    return one_tenant_scenario(tenant=TENANT, app=APP, secret=SECRET, domain=DOMAIN, emails=addresses())
 
 
 CREDENTIAL = {
