@@ -22,7 +22,6 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from m365connect.accounts.service import create_api_key
 from m365connect.app import create_app
 from m365connect.crypto import generate_key
 from m365connect.db.engine import create_engine
@@ -30,6 +29,7 @@ from m365connect.db.migrate import upgrade_to_head
 from m365connect.settings import Settings
 from m365connect.simulator import FakeMicrosoft, load_scenario
 from m365connect.state import AppState, open_state
+from tests.factories import key_for
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_SCENARIO = ROOT / "examples" / "scenario.yaml"
@@ -168,20 +168,13 @@ async def client(settings: Settings, state: AppState) -> AsyncIterator[httpx.Asy
         yield http
 
 
-async def _new_key(state: AppState, account: str) -> str:
-    async with state.sessions() as session:
-        created = await create_api_key(session, account_name=account)
-        await session.commit()
-    return created.plaintext
-
-
 @pytest.fixture
 async def api_key(state: AppState) -> str:
     """An API key of account `acme`."""
-    return await _new_key(state, "acme")
+    return await key_for(state, "acme")
 
 
 @pytest.fixture
 async def other_api_key(state: AppState) -> str:
     """An API key of another account, `globex`."""
-    return await _new_key(state, "globex")
+    return await key_for(state, "globex")

@@ -9,9 +9,11 @@ from typing import Any
 import httpx
 
 from m365connect.accounts.models import Account
+from m365connect.accounts.service import create_api_key
 from m365connect.credentials.models import GraphCredential
 from m365connect.crypto import SecretBox, credential_secret_aad
 from m365connect.db.engine import create_engine, create_session_factory
+from m365connect.state import AppState
 from tests import scenario_values as sv
 from tests.helpers import headers
 
@@ -133,3 +135,11 @@ def one_tenant_scenario(
             }
         },
     }
+
+
+async def key_for(state: AppState, account: str) -> str:
+    """A new API key of `account` (created when missing), committed; its plaintext."""
+    async with state.sessions() as session:
+        created = await create_api_key(session, account_name=account)
+        await session.commit()
+    return created.plaintext

@@ -9,14 +9,13 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 
-from m365connect.accounts.service import create_api_key
 from m365connect.app import create_app
 from m365connect.crypto import generate_key
 from m365connect.settings import Settings
 from m365connect.simulator import FakeMicrosoft
 from m365connect.state import AppState, open_state
 from tests.conftest import truncate
-from tests.factories import CREDENTIALS
+from tests.factories import CREDENTIALS, key_for
 from tests.helpers import headers
 from tests.jobs.support import CREDENTIAL, scenario
 from tests.work.helpers import PG_WORK_TABLES
@@ -84,23 +83,16 @@ async def http(job_settings: Settings, job_state: AppState) -> AsyncIterator[htt
         yield client
 
 
-async def _key(state: AppState, account: str) -> str:
-    async with state.sessions() as session:
-        created = await create_api_key(session, account_name=account)
-        await session.commit()
-    return created.plaintext
-
-
 @pytest.fixture
 async def key(job_state: AppState) -> str:
     """An API key of account `acme`."""
-    return await _key(job_state, "acme")
+    return await key_for(job_state, "acme")
 
 
 @pytest.fixture
 async def other_key(job_state: AppState) -> str:
     """An API key of account `globex`."""
-    return await _key(job_state, "globex")
+    return await key_for(job_state, "globex")
 
 
 @pytest.fixture
