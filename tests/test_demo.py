@@ -114,6 +114,40 @@ def _assert_todays_tenant(output: str) -> None:
     assert "Messages sent, per the simulator's mail log: 0 " in today
 
 
+def _assert_failing_then_recovered(output: str) -> int:
+    """The third part: a local receiver subscribed, the user disabled, verify now finds it FAILING, the
+    receiver gets mailbox.failing with a verified signature; enabled again, mailbox.recovered. The
+    mailbox's id."""
+    assert "A mailbox fails and recovers; a webhook hears both" in output
+    part = output.split("A mailbox fails and recovers", 1)[1].split("Try it", 1)[0]
+    words = " ".join(part.split())
+    assert "Demo setting: M365CONNECT_WEBHOOK_ALLOW_PRIVATE_NETWORKS=true" in words
+    assert re.search(
+        r"Webhook 1 subscribed: http://127\.0\.0\.1:\d+/hook \(mailbox\.failing, mailbox\.recovered\)", words
+    ), part
+    assert "whsec_" not in output  # the secret verifies deliveries, it is never printed
+    disabled = words.index("The tenant's admin disables the user (sign-in blocked): jim@contoso.com")
+    enabled = words.index("The tenant's admin enables the user again: jim@contoso.com")
+    assert disabled < enabled
+    verified = re.search(r"POST /rest/v2/mailboxes/microsoft/(\d+)/verify", words)
+    assert verified, part
+    mailbox_id = int(verified.group(1))
+    failing, recovered = words[disabled:enabled], words[enabled:]
+    assert "health FAILING, MAILBOX_DISABLED, status ACTIVE" in failing
+    assert re.search(
+        rf"The receiver got mailbox\.failing for mailbox {mailbox_id} jim@contoso\.com \(health FAILING, "
+        r"MAILBOX_DISABLED\); webhook-id \S+, signature verified \(Standard Webhooks\)",
+        failing,
+    ), part
+    assert "health OK, status ACTIVE" in recovered
+    assert re.search(
+        rf"The receiver got mailbox\.recovered for mailbox {mailbox_id} jim@contoso\.com \(health OK\); "
+        r"webhook-id \S+, signature verified \(Standard Webhooks\)",
+        recovered,
+    ), part
+    return mailbox_id
+
+
 def _start_serving_demo(
     tmp_path: Path, spawn: list[subprocess.Popen[str]]
 ) -> tuple[subprocess.Popen[str], Path]:
@@ -147,10 +181,15 @@ def test_demo_serves_until_ctrl_c_and_its_printed_commands_work(
     key = re.search(r"^export KEY=(\S+)$", printed, flags=re.MULTILINE)
     database = re.search(r"\(database (\S+)\)", printed)
     connect = re.search(r"^M365CONNECT_API_KEY=\$KEY (.+ connect .+)$", printed, flags=re.MULTILINE)
+    tail = re.search(r"^M365CONNECT_API_KEY=\$KEY (.+ events tail .+)$", printed, flags=re.MULTILINE)
+    listing = re.search(r"^M365CONNECT_API_KEY=\$KEY (.+ webhooks list .+)$", printed, flags=re.MULTILINE)
+    mailbox_id = _assert_failing_then_recovered(printed)
     assert url, printed
     assert key, printed
     assert database, printed
     assert connect, printed
+    assert tail, printed
+    assert listing, printed
 
     with httpx.Client(base_url=url.group(1), headers={"x-api-key": key.group(1)}, timeout=10) as http:
         credentials = http.get("/rest/v2/mailboxes/microsoft/credentials").json()["credentials"]
@@ -170,11 +209,42 @@ def test_demo_serves_until_ctrl_c_and_its_printed_commands_work(
     )
     assert tried.returncode == 0, tried.stdout + tried.stderr
     assert "4 connected, 0 failed" in tried.stdout
+    _try_events_tail_and_webhooks_list(
+        tail.group(1), listing.group(1), key=key.group(1), mailbox_id=mailbox_id, cwd=tmp_path, spawn=spawn
+    )
 
     child.send_signal(signal.SIGINT)
     assert child.wait(timeout=20) == 0, log.read_text()
     assert log.read_text().rstrip().endswith("stopped")
     assert not Path(database.group(1)).parent.exists()  # the temporary database is gone
+
+
+def _try_events_tail_and_webhooks_list(
+    tail: str, listing: str, *, key: str, mailbox_id: int, cwd: Path, spawn: list[subprocess.Popen[str]]
+) -> None:
+    """The printed `webhooks list` shows the demo's receiver; the printed `events tail` follows the stream
+    from its start and shows the mailbox failing, then recovered (stopped once it did)."""
+    env = {**_clean_env(), "M365CONNECT_API_KEY": key}
+    listed = subprocess.run(
+        shlex.split(listing), env=env, cwd=cwd, capture_output=True, text=True, timeout=TIMEOUT, check=False
+    )
+    assert listed.returncode == 0, listed.stdout + listed.stderr
+    assert re.search(r"http://127\.0\.0\.1:\d+/hook", listed.stdout), listed.stdout
+    following = subprocess.Popen(
+        shlex.split(tail), env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    spawn.append(following)
+    assert following.stdout is not None
+    seen: list[str] = []
+    for line in following.stdout:  # follows forever: read until the recovery, then stop it
+        seen.append(line)
+        if "mailbox.recovered" in line:
+            break
+    following.send_signal(signal.SIGINT)
+    following.wait(timeout=20)
+    following.stdout.close()
+    types = [line.split()[2] for line in seen if f"mailbox {mailbox_id} jim@contoso.com" in line]
+    assert types[-2:] == ["mailbox.failing", "mailbox.recovered"], "".join(seen)
 
 
 def test_demo_stopped_by_sigterm_removes_everything(
@@ -201,6 +271,7 @@ def test_demo_no_wait_prints_and_exits(tmp_path: Path) -> None:
     )
     assert finished.returncode == 0, finished.stdout + finished.stderr
     _assert_results(finished.stdout)
+    _assert_failing_then_recovered(finished.stdout)
     assert "curl -s -X POST http://127.0.0.1:" in finished.stdout
     assert "Press Ctrl-C" not in finished.stdout
     assert finished.stdout.rstrip().endswith("stopped")

@@ -375,7 +375,8 @@ def demo(
     ] = True,
 ) -> None:
     """Run the bundled Microsoft simulator and the service, connect the example mailboxes, show the
-    results; no set-up, no internet."""
+    results, then a mailbox failing and recovering as signed webhooks to a local receiver; no set-up, no
+    internet."""
     from m365connect.app import create_app
     from m365connect.demo import run_demo
 

@@ -218,6 +218,11 @@ class ServiceClient:
             raise ApiError(200, f"expected {len(accounts)} results, got {len(items)}")
         return [ItemResult.from_wire(item) for item in items]
 
+    def verify_mailbox(self, mailbox_id: int) -> dict[str, Any]:
+        """Re-verify a connected mailbox now; the mailbox with its fresh `health`."""
+        mailbox: dict[str, Any] = self._json("POST", f"{BASE}/{mailbox_id}/verify")
+        return mailbox
+
     # ------------------------------------------------------------------------------ events
     def list_events(self, *, after: int, limit: int) -> dict[str, Any]:
         """One page of the account's events after the cursor: {"events": [...], "next_after": id}."""

@@ -1,6 +1,7 @@
 """The demo: simulator + service on a temporary SQLite database; a credential and a bulk request per
 tenant of the example (one of them GCC High), then today's tenant (demo/today.py) on a second account,
-then curl commands to try against the still-running service until Ctrl-C."""
+then a mailbox that fails and recovers, heard by a local webhook receiver (demo/health.py), then the
+commands to try against the still-running service until Ctrl-C."""
 
 from __future__ import annotations
 
@@ -18,8 +19,10 @@ from typing import Any
 from rich.console import Console
 from rich.rule import Rule
 
-from m365connect.client import ServiceClient, report
+from m365connect.client import ItemResult, ServiceClient, report
 from m365connect.crypto import generate_key
+from m365connect.demo.health import show_failing_and_recovered
+from m365connect.demo.receiver import Receiver
 from m365connect.demo.scenario import (
     TenantPlan,
     load_packaged_scenario,
@@ -52,11 +55,18 @@ def _settings(workdir: Path, fake: FakeMicrosoft) -> Settings:
         ca_bundle=fake.ca_path,
         dns_nameservers=f"127.0.0.1:{fake.dns_port}",
         dns_timeout=1.0,
+        # Demo settings (said in the output): the webhook receiver is local plain http, and the engine
+        # looks for due work often, so an event reaches it within a second or so.
+        webhook_allow_private_networks=True,
+        work_poll_seconds=0.2,
     )
 
 
-def _connect_tenant(console: Console, client: ServiceClient, tenant: TenantPlan, login_url: str) -> int:
-    """Add the tenant's credential, connect its mailboxes, print the results; the credential id."""
+def _connect_tenant(
+    console: Console, client: ServiceClient, tenant: TenantPlan, login_url: str
+) -> tuple[int, list[ItemResult]]:
+    """Add the tenant's credential, connect its mailboxes, print the results; the credential id and the
+    results."""
     credential = client.add_credential(
         tenant_id=tenant.tenant_id,
         client_id=tenant.client_id,
@@ -82,7 +92,14 @@ def _connect_tenant(console: Console, client: ServiceClient, tenant: TenantPlan,
     how = report.fixes(results, context)
     if how is not None:
         console.print(how, soft_wrap=True, highlight=False)
-    return credential_id
+    return credential_id, results
+
+
+def _a_user_mailbox(results: list[ItemResult]) -> tuple[int, str]:
+    """The first connected user mailbox (a user can be disabled; a shared mailbox's sign-in already is)."""
+    return next(
+        (r.id, r.email) for r in results if r.success and r.id is not None and r.mailbox_type == "user"
+    )
 
 
 def command_name() -> str:
@@ -110,6 +127,8 @@ def _next_steps(console: Console, *, url: str, key: str, credential_id: int, csv
         f"M365CONNECT_API_KEY=$KEY {command} connect {shlex.quote(str(csv_path))} --url {url} "
         f"--credential-id {credential_id}",
         f"M365CONNECT_API_KEY=$KEY {command} credentials list --url {url}",
+        f"M365CONNECT_API_KEY=$KEY {command} events tail --url {url}",
+        f"M365CONNECT_API_KEY=$KEY {command} webhooks list --url {url}",
     ]
     console.print()
     console.print(Rule("Try it"))
@@ -152,10 +171,21 @@ def run_demo(*, create_app: AppFactory, port: int, wait: bool, console: Console)
             f"m365connect is serving at {service.url} (database {workdir / 'demo.db'})", soft_wrap=True
         )
         with ServiceClient(url=service.url, api_key=key) as client:
-            ids = [_connect_tenant(console, client, tenant, fake.base_url) for tenant in plans]
+            connected = [_connect_tenant(console, client, tenant, fake.base_url) for tenant in plans]
+        ids = [credential_id for credential_id, _ in connected]
         if today is not None:
             with ServiceClient(url=service.url, api_key=today_key) as client:
                 show_todays_tenant(console, client, today, fake)
+        receiver = stack.enter_context(Receiver())
+        with ServiceClient(url=service.url, api_key=key) as client:
+            show_failing_and_recovered(
+                console,
+                client,
+                fake=fake,
+                receiver=receiver,
+                tenant_id=plans[0].tenant_id,
+                mailbox=_a_user_mailbox(connected[0][1]),
+            )
         csv_path = workdir / "mailboxes.csv"
         csv_path.write_text(
             "mailbox_email\r\n" + "".join(f"{address}\r\n" for address in plans[0].addresses[:4]),

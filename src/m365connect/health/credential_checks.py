@@ -14,7 +14,7 @@ from m365connect.credentials import service as credentials
 from m365connect.credentials.models import GraphCredential
 from m365connect.credentials.sealing import open_for_use
 from m365connect.db.base import utcnow
-from m365connect.errors import ValidationCodeError
+from m365connect.errors import ServiceUnavailable, ValidationCodeError
 from m365connect.health import announcements, repository
 from m365connect.microsoft.token import AccessToken
 
@@ -53,7 +53,12 @@ async def check_credential(state: AppState, credential_id: int) -> None:
     if credential is None:
         return
     now = utcnow()
-    verdict = await ask_microsoft(state, credential, now=now)
+    try:
+        verdict = await ask_microsoft(state, credential, now=now)
+    except ServiceUnavailable:
+        state.metrics.health.checked("credential", "transient")
+        raise
+    state.metrics.health.checked("credential", "ok" if verdict.token is not None else "failing")
     async with state.transactions.begin() as session:
         await store_verdict(session, credential, verdict, now=now)
 

@@ -52,21 +52,44 @@ async def check_mailboxes(state: AppState, credential_id: int, mailbox_ids: Sequ
     if credential is None or not mailboxes:
         return
     now = utcnow()
-    token_or_refusal = await _token(state, credential, now=now)
-    if isinstance(token_or_refusal, Verdict):
+    verdicts = await _ask(state, credential, mailboxes, now=now)
+    if isinstance(verdicts, Verdict):
+        state.metrics.health.checked("mailbox", "failing", len(mailboxes))
         async with state.transactions.begin() as session:  # its mailboxes fail with it
-            await store_refusal(
-                session, credential, token_or_refusal, mailbox_ids=[m.id for m in mailboxes], now=now
-            )
+            await store_refusal(session, credential, verdicts, mailbox_ids=[m.id for m in mailboxes], now=now)
         return
-    client_credential, token = token_or_refusal
-    verdicts = await _verify(state, credential, client_credential, token, mailboxes)
     definitive = {mailbox_id: error for mailbox_id, error in verdicts.items() if error not in TRANSIENT}
+    _count(state, verdicts)
     async with state.transactions.begin() as session:
         pending = await announcements.mailbox_changes(session, verdicts=definitive, now=now)
         await announcements.record(session, pending)
     if len(definitive) < len(verdicts):
         raise ServiceUnavailable(retry_after=RETRY_AFTER)
+
+
+async def _ask(
+    state: AppState, credential: GraphCredential, mailboxes: Sequence[Mailbox], *, now: datetime
+) -> Verdict | dict[int, ErrorCode | None]:
+    """Microsoft's refusal of the credential, or its verdict per mailbox (None: it passes). No answer at
+    all (ServiceUnavailable) counts every mailbox's check as transient."""
+    try:
+        token_or_refusal = await _token(state, credential, now=now)
+        if isinstance(token_or_refusal, Verdict):
+            return token_or_refusal
+        client_credential, token = token_or_refusal
+        return await _verify(state, credential, client_credential, token, mailboxes)
+    except ServiceUnavailable:
+        state.metrics.health.checked("mailbox", "transient", len(mailboxes))
+        raise
+
+
+def _count(state: AppState, verdicts: dict[int, ErrorCode | None]) -> None:
+    """One check per mailbox in the metrics: ok, failing (a definitive failure) or transient."""
+    errors = list(verdicts.values())
+    state.metrics.health.checked("mailbox", "ok", errors.count(None))
+    state.metrics.health.checked("mailbox", "transient", sum(error in TRANSIENT for error in errors))
+    failing = sum(error is not None and error not in TRANSIENT for error in errors)
+    state.metrics.health.checked("mailbox", "failing", failing)
 
 
 async def _token(

@@ -8,16 +8,19 @@ report the change, on SQLite or PostgreSQL.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import Table, bindparam, func, select, update
+from sqlalchemy import CompoundSelect, Table, bindparam, case, func, literal, or_, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from m365connect.credentials.models import GraphCredential
 from m365connect.mailboxes.models import ACTIVE, HEALTH_FAILING, HEALTH_OK, Mailbox
 
 _UNANNOUNCED = "VALID"  # announced_status NULL: nothing announced, which is the VALID state
+# credentials.service's statuses (a repository imports no service)
+_VALID, _EXPIRED, _INVALID = "VALID", "EXPIRED", "INVALID"
 
 
 async def get_credential(session: AsyncSession, credential_id: int) -> GraphCredential | None:
@@ -247,3 +250,45 @@ async def _set_due(session: AsyncSession, table: Table, due: Sequence[tuple[int,
     # The Core table: an ORM bulk UPDATE by primary key would want the column named `id` in each dict.
     statement = update(table).where(table.c.id == bindparam("row_id")).values(next_check_at=bindparam("due"))
     await session.execute(statement, [{"row_id": row_id, "due": when} for row_id, when in due])
+
+
+@dataclass(frozen=True)
+class StateCount:
+    """How many objects of a kind ("mailbox", "credential") are in a state."""
+
+    kind: str
+    state: str
+    count: int
+
+
+def state_counts_statement(*, now: datetime) -> CompoundSelect[str, str, int]:
+    """ACTIVE mailboxes by health state and credentials by status, as one statement (kind, state, count).
+
+    A credential's status is the API's (credentials.service.credential_status): EXPIRED once its stated
+    expiry passed, else what Microsoft last said. The mailboxes' count reads the partial index
+    ix_mailboxes_health_state only (an index-only scan on PostgreSQL, a covering index on SQLite);
+    credentials are few (one per app registration)."""
+    mailboxes = (
+        select(literal("mailbox"), Mailbox.health_state, func.count())
+        .where(Mailbox.status == ACTIVE)
+        .group_by(Mailbox.health_state)
+    )
+    status = case(
+        (GraphCredential.secret_expires_at <= now, literal(_EXPIRED)),
+        (
+            or_(
+                GraphCredential.verification_status == _INVALID,
+                GraphCredential.verification_status == _EXPIRED,
+            ),
+            GraphCredential.verification_status,
+        ),
+        else_=literal(_VALID),
+    )
+    by_status = select(literal("credential"), status, func.count()).group_by(status)
+    return union_all(mailboxes, by_status)
+
+
+async def state_counts(session: AsyncSession, *, now: datetime) -> list[StateCount]:
+    """ACTIVE mailboxes by health state and credentials by status, in one statement (for /metrics)."""
+    rows = await session.execute(state_counts_statement(now=now))
+    return [StateCount(str(kind), str(state), int(count)) for kind, state, count in rows.all()]

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from m365connect.credentials import service as credentials
 from m365connect.credentials.models import GraphCredential
 from m365connect.db.base import utcnow
+from m365connect.health import repository
 from m365connect.health.credential_checks import check_credential
 from m365connect.health.mailbox_checks import check_mailboxes
 from m365connect.health.planner import CREDENTIAL_JOB, MAILBOXES_JOB, plan_checks
@@ -42,6 +43,12 @@ async def verify_mailbox(state: AppState, *, account_id: int, mailbox_id: int) -
         await check_mailboxes(state, mailbox.credential_id, [mailbox.id])
     async with state.transactions.begin() as session:
         return await mailboxes.get_mailbox(session, account_id=account_id, mailbox_id=mailbox_id)
+
+
+async def state_counts(state: AppState) -> list[repository.StateCount]:
+    """Mailboxes by health and credentials by status, across accounts (read on each /metrics scrape)."""
+    async with state.sessions() as session:
+        return await repository.state_counts(session, now=utcnow())
 
 
 def job_kinds(state: AppState) -> list[JobKind]:

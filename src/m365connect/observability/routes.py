@@ -43,6 +43,7 @@ MetricsDep = Annotated[Metrics, Depends(_metrics)]
 async def read_metrics(metrics: MetricsDep, request: Request) -> Response:
     """Prometheus metrics of this process, text format 0.0.4 (docs/operations.md lists them); no API key."""
     await _read_queue(metrics, request)
+    await _read_health_states(metrics, request)
     return Response(metrics.render(), media_type=TEXT_FORMAT)
 
 
@@ -57,3 +58,17 @@ async def _read_queue(metrics: Metrics, request: Request) -> None:
         logger.warning("metrics.queue_unreadable", extra={"error": type(exc).__name__})
         return
     metrics.work.observe_queue(figures)
+
+
+async def _read_health_states(metrics: Metrics, request: Request) -> None:
+    """Refresh the health state gauges (one grouped query); an unreachable database leaves the last
+    reading (no 500)."""
+    read = getattr(request.app.state, "health_figures", None)
+    if read is None:
+        return
+    try:
+        counts = await read()
+    except Exception as exc:
+        logger.warning("metrics.health_unreadable", extra={"error": type(exc).__name__})
+        return
+    metrics.health.observe_states(counts)
