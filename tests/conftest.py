@@ -30,6 +30,7 @@ from m365connect.settings import Settings
 from m365connect.simulator import FakeMicrosoft, load_scenario
 from m365connect.state import AppState, open_state
 from tests.factories import key_for
+from tests.processes import Children
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_SCENARIO = ROOT / "examples" / "scenario.yaml"
@@ -150,6 +151,14 @@ def settings(database_url: str, microsoft: FakeMicrosoft) -> Settings:
         dns_nameservers=f"127.0.0.1:{microsoft.dns_port}",
         dns_timeout=0.5,
     )
+
+
+@pytest.fixture
+def children() -> Iterator[Children]:
+    """Processes started by one test, stopped (terminated, then killed) whatever happens."""
+    started = Children()
+    yield started
+    started.stop_all()
 
 
 @pytest.fixture

@@ -89,3 +89,29 @@ def wait_until_healthy(
             except httpx.TransportError:
                 pass
             time.sleep(0.05)
+
+
+def _default_sigint() -> None:
+    # A child of a shell's background job inherits SIGINT ignored; a terminal's Ctrl-C is what we test.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def start_until_started(
+    children: Children, args: list[str], *, env: dict[str, str], log: Path
+) -> subprocess.Popen[bytes]:
+    """Start a process (SIGINT at its default, in the repository) and wait until its work loop has started
+    (`worker.started` in its log, which needs M365CONNECT_LOG_LEVEL=INFO)."""
+    with log.open("wb") as output:
+        child = subprocess.Popen(
+            args, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT, preexec_fn=_default_sigint
+        )
+    children.started.append(child)
+    deadline = time.monotonic() + 30
+    while "worker.started" not in log.read_text():
+        assert child.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.05)
+    return child

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from sqlalchemy import event
 
 from m365connect.api.deps import CurrentAccount
@@ -179,14 +178,6 @@ async def test_the_failure_budgets_of_many_addresses_stay_bounded_in_memory() ->
         now[0] += 1.0
     spent = f"2001:db8::4:{999}"
     assert failures.peek(spent).remaining == 4  # the newest addresses are still remembered
-
-
-@pytest.fixture
-def children() -> Iterator[Children]:
-    """Service processes of one test, stopped afterwards."""
-    started = Children()
-    yield started
-    started.stop_all()
 
 
 def _answer_until_closed(sock: socket.socket) -> bytes:

@@ -13,12 +13,10 @@ import asyncio
 import json
 import os
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from sqlalchemy import select, update
 
 from m365connect.credentials.models import GraphCredential
@@ -34,14 +32,6 @@ from tests.served import new_api_key, serve, service_env
 NOT_OPENING = "stored secrets do not open with the configured keys (see the log)"
 MOVED = "does not open with its key: moved from another row, or altered"
 ROTATE = {"client_secret": sv.WORKING_SECRET, "secret_expires_at": sv.FUTURE}
-
-
-@pytest.fixture
-def children() -> Iterator[Children]:
-    """Processes of one test, stopped whatever happens."""
-    started = Children()
-    yield started
-    started.stop_all()
 
 
 def key_file_env(database_url: str, microsoft: FakeMicrosoft) -> dict[str, str]:

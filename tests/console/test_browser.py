@@ -58,13 +58,6 @@ def chrome(driver: webdriver.Chrome) -> Iterator[webdriver.Chrome]:
 
 
 @pytest.fixture
-def children() -> Iterator[Children]:
-    started = Children()
-    yield started
-    started.stop_all()
-
-
-@pytest.fixture
 def shots(tmp_path: Path) -> Path:
     wanted = os.environ.get("M365CONNECT_CONSOLE_SCREENSHOTS")
     path = Path(wanted) if wanted else tmp_path / "screenshots"

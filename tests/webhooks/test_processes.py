@@ -16,7 +16,7 @@ import signal
 import subprocess
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -35,20 +35,12 @@ from m365connect.webhooks.service import DELIVER_KIND
 from tests.conftest import truncate
 from tests.factories import WEBHOOKS
 from tests.helpers import headers
-from tests.processes import EXECUTABLE, Children, clean_env
+from tests.processes import EXECUTABLE, Children, clean_env, start_until_started
 from tests.webhooks.support import Receiver, api_over, receiving
 from tests.work.helpers import eventually
-from tests.work.test_processes import start
 
 LEASE_SECONDS = 2
 QUEUE_TABLES = ("pgqueuer", "pgqueuer_log", "pgqueuer_statistics", "work_schedules")
-
-
-@pytest.fixture
-def children() -> Iterator[Children]:
-    started = Children()
-    yield started
-    started.stop_all()
 
 
 @pytest.fixture
@@ -78,7 +70,7 @@ def _worker_env(settings: Settings) -> dict[str, str]:
 
 
 def _worker(children: Children, settings: Settings, log: Path) -> subprocess.Popen[bytes]:
-    return start(children, [str(EXECUTABLE), "worker"], env=_worker_env(settings), log=log)
+    return start_until_started(children, [str(EXECUTABLE), "worker"], env=_worker_env(settings), log=log)
 
 
 def _delivered(log: Path) -> list[int]:

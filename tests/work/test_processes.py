@@ -7,7 +7,6 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,11 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from m365connect.crypto import generate_key
 from m365connect.db.engine import create_session_factory
 from m365connect.simulator import FakeMicrosoft
-from tests.processes import EXECUTABLE, Children, clean_env
+from tests.processes import EXECUTABLE, Children, clean_env, start_until_started
 from tests.served import serve, service_env
 from tests.work.helpers import eventually, new_work, runs
 
-ROOT = Path(__file__).resolve().parents[2]
 LEASE_SECONDS = 2
 
 
@@ -39,35 +37,8 @@ def worker_env(database_url: str, **extra: str) -> dict[str, str]:
     )
 
 
-def _default_sigint() -> None:
-    # A child of a shell's background job inherits SIGINT ignored; a terminal's Ctrl-C is what we test.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-@pytest.fixture
-def children() -> Iterator[Children]:
-    started = Children()
-    yield started
-    started.stop_all()
-
-
-def start(children: Children, args: list[str], *, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    """Start a process (with SIGINT at its default) and wait until its work loop has started."""
-    with log.open("wb") as output:
-        child = subprocess.Popen(
-            args, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT, preexec_fn=_default_sigint
-        )
-    children.started.append(child)
-    deadline = time.monotonic() + 30
-    while "worker.started" not in log.read_text():
-        assert child.poll() is None, log.read_text()
-        assert time.monotonic() < deadline, log.read_text()
-        time.sleep(0.05)
-    return child
-
-
 def start_test_worker(children: Children, database_url: str, log: Path) -> subprocess.Popen[bytes]:
-    return start(
+    return start_until_started(
         children, [sys.executable, "-m", "tests.work.worker_main"], env=worker_env(database_url), log=log
     )
 
@@ -173,7 +144,7 @@ async def test_the_worker_command_runs_the_periodic_work_and_stops_on_a_signal(
 ) -> None:
     log = tmp_path / "worker.log"
     env = worker_env(database_url)
-    worker = start(children, [str(EXECUTABLE), "worker"], env=env, log=log)
+    worker = start_until_started(children, [str(EXECUTABLE), "worker"], env=env, log=log)
 
     async def pruned() -> bool:  # the built-in periodic task ran once and scheduled its next run
         async with engine.connect() as connection:
