@@ -181,7 +181,10 @@ async def test_excel_csv_is_connected_in_batches_with_one_result_per_row_in_orde
 ) -> None:
     source = tmp_path / "mailboxes.csv"
     source.write_bytes(EXCEL.encode("utf-8"))
+    # --no-job: requests of --batch-size (without it the file would go as one bulk job:
+    # tests/jobs/test_client_jobs.py).
     args = ["connect", str(source), "--credential-id", str(credential_id), "--batch-size", str(SERVER_LIMIT)]
+    args.append("--no-job")
     result = await run(service, *args, api_key=api_key)
 
     # 7 rows, one a duplicate answered locally: 6 submitted in requests of at most the server's limit.

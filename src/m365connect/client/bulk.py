@@ -65,7 +65,8 @@ def _duplicate(row: InputRow) -> ItemResult:
     )
 
 
-def _account(row: InputRow) -> dict[str, str]:
+def account_of(row: InputRow) -> dict[str, str]:
+    """One row as a bulk request item."""
     account = {"mailbox_email": row.mailbox_email}
     if row.display_name is not None:
         account["display_name"] = row.display_name
@@ -100,7 +101,7 @@ def connect_rows(
         again: list[int] = []
         for start in range(0, len(pending), batch_size):
             chunk = pending[start : start + batch_size]
-            answers = client.bulk([_account(rows[i]) for i in chunk], credential_id=credential_id)
+            answers = client.bulk([account_of(rows[i]) for i in chunk], credential_id=credential_id)
             for index, answer in zip(chunk, answers, strict=True):
                 if answer.error in RETRYABLE_ITEM_CODES and attempt < retry.max_attempts:
                     again.append(index)

@@ -7,9 +7,10 @@ one message on stderr and exit code 1 (service errors) or 2 (unusable input).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
@@ -22,11 +23,14 @@ from m365connect.client.credential_commands import credentials_app
 from m365connect.client.csv_io import InputFile, read_input, write_results
 from m365connect.client.errors import ClientError, InputError
 from m365connect.client.http import DEFAULT_URL, ItemResult, ServiceClient
+from m365connect.client.jobs import JobRun, job_file
 from m365connect.client.options import ApiKey, LoginUrl, Url, reported
 from m365connect.codes import ErrorCode
 from m365connect.explanations import DEFAULT_LOGIN_URL, Context, explain
 
 __all__ = ["connect", "credentials_app"]
+
+T = TypeVar("T")
 
 
 def connect(
@@ -49,8 +53,30 @@ def connect(
         float, typer.Option("--retry-delay", min=0.0, help="Seconds before the first retry (then doubled)")
     ] = 2.0,
     login_url: LoginUrl = DEFAULT_LOGIN_URL,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Follow the job a previous run of this command started (remembered in RESULTS.job) "
+            "instead of starting one; without it a re-run sends the same Idempotency-Key, which the "
+            "service answers with the same job within 24 hours, so a job is never started twice",
+        ),
+    ] = False,
+    job: Annotated[
+        bool,
+        typer.Option(
+            "--job/--no-job",
+            help="A file of more than --batch-size rows goes as one bulk job (default), or as requests of "
+            "--batch-size with --no-job",
+        ),
+    ] = True,
+    poll_interval: Annotated[float, typer.Option("--poll-interval", min=0.05, hidden=True)] = 1.0,
 ) -> None:
-    """Connect every mailbox of a CSV file through a running service; write one result per row."""
+    """Connect every mailbox of a CSV file through a running service; write one result per row.
+
+    A file larger than one request (--batch-size) goes as one bulk job that the service runs on its own:
+    the command follows it with a progress bar; Ctrl-C stops following (the job goes on) and --resume
+    picks it up again."""
     out, err = Console(), Console(stderr=True)
     with reported(err):
         source = read_input(csv_file)
@@ -58,6 +84,10 @@ def connect(
         if target.resolve() == csv_file.resolve():
             raise InputError("--output must not be the input file")
         counts = Counts(total=len(source.rows))
+        if resume or (job and len(source.rows) > batch_size):
+            run = _Job(csv_file, output, source, target, credential_id, poll_interval)
+            _connect_as_job(out, err, run, url, api_key, resume=resume, login_url=login_url)
+            return
         with ServiceClient(url=url, api_key=api_key, on_wait=_waiting(err)) as client:
             results = _with_progress(
                 out,
@@ -86,6 +116,79 @@ def connect(
     )
 
 
+@dataclass(frozen=True)
+class _Job:
+    csv_file: Path
+    output: Path | None
+    source: InputFile
+    target: Path
+    credential_id: int | None
+    poll_interval: float
+
+
+def _connect_as_job(
+    out: Console, err: Console, run: _Job, url: str, api_key: str, *, resume: bool, login_url: str
+) -> None:
+    counts = Counts(total=len(run.source.rows))
+    with ServiceClient(url=url, api_key=api_key, on_wait=_waiting(err)) as client:
+        job_run = JobRun(
+            client=client,
+            rows=run.source.rows,
+            credential_id=run.credential_id,
+            results_path=run.target,
+            poll_interval=run.poll_interval,
+        )
+        started: list[int] = []
+        try:
+            job_id = job_run.start_or_resume(resume=resume, on_started=started.append)
+            out.print(
+                f"job {job_id}: {counts.total} mailboxes, run by the service "
+                f"(remembered in {job_file(run.target)})",
+                highlight=False,
+                soft_wrap=True,
+            )
+            outcome = _with_progress(
+                out, counts, lambda on_progress: job_run.follow(job_id, counts, on_progress)
+            )
+        except KeyboardInterrupt:
+            if not started and not resume:
+                raise  # no job was started (or its answer was not read)
+            again = f"m365connect connect {run.csv_file}" + (f" -o {run.output}" if run.output else "")
+            which = f"job {started[0]}" if started else "the job"
+            err.print(
+                f"interrupted: {which} goes on in the service (not cancelled); "
+                f"follow it again with: {again} --resume",
+                highlight=False,
+                soft_wrap=True,
+            )
+            raise typer.Exit(130) from None
+        answered = [item for item in outcome.results if item is not None]
+        base = _credential_context(client, run.credential_id, answered, login_url)
+    missing = len(outcome.results) - len(answered)
+    _write(run.target, run.source, outcome.results, base, job_id=job_id)
+    job_file(run.target).unlink(missing_ok=True)
+    report.print_table(out, report.summary_table(answered))
+    how = report.fixes(answered, base)
+    if how is not None:
+        out.print(how, soft_wrap=True, highlight=False)
+    if outcome.status == "CANCELLED":
+        err.print(
+            f"job {job_id} was CANCELLED: {missing} rows were not processed (their row has no result); "
+            "submit them again in a new file",
+            highlight=False,
+            soft_wrap=True,
+        )
+    connected = sum(1 for item in answered if item.success)
+    out.print(
+        f"{connected} connected, {len(answered) - connected} failed (job {job_id}, {outcome.status}); "
+        f"results in {run.target}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if outcome.status == "CANCELLED":
+        raise typer.Exit(1)
+
+
 def _waiting(err: Console) -> Callable[[int, float], None]:
     def on_wait(status: int, seconds: float) -> None:
         err.print(f"service answered {status}: retrying in {seconds:g} s", highlight=False)
@@ -93,9 +196,7 @@ def _waiting(err: Console) -> Callable[[int, float], None]:
     return on_wait
 
 
-def _with_progress(
-    console: Console, counts: Counts, work: Callable[[Callable[[Counts], None]], list[ItemResult]]
-) -> list[ItemResult]:
+def _with_progress(console: Console, counts: Counts, work: Callable[[Callable[[Counts], None]], T]) -> T:
     columns = (
         TextColumn("connecting"),
         BarColumn(),
@@ -144,9 +245,21 @@ def _credential_context(
     )
 
 
-def _write(target: Path, source: InputFile, results: list[ItemResult], base: Context) -> None:
+def _write(
+    target: Path,
+    source: InputFile,
+    results: Sequence[ItemResult | None],
+    base: Context,
+    *,
+    job_id: int | None = None,
+) -> None:
     rows = []
     for row, item in zip(source.rows, results, strict=True):
+        if item is None:  # a cancelled job never got to it
+            unprocessed = f"Not processed: job {job_id} was cancelled before this row; submit it again."
+            rows.append([row.mailbox_email, row.display_name or "", "false", "", "", unprocessed])
+            rows[-1].extend([""] * 8)
+            continue
         rows.append(
             [
                 row.mailbox_email,

@@ -223,6 +223,29 @@ class ServiceClient:
         mailbox: dict[str, Any] = self._json("POST", f"{BASE}/{mailbox_id}/verify")
         return mailbox
 
+    # ------------------------------------------------------------------------------ bulk jobs
+    def start_job(
+        self, accounts: list[dict[str, str]], *, credential_id: int | None, idempotency_key: str
+    ) -> dict[str, Any]:
+        """Start a bulk job (`Prefer: respond-async`); the job object of the 202. The same key with the
+        same body answers the same job (within 24 h on the service)."""
+        body: dict[str, Any] = {"accounts": accounts}
+        if credential_id is not None:
+            body["credential_id"] = credential_id
+        job_headers = {"Prefer": "respond-async", "Idempotency-Key": idempotency_key}
+        job: dict[str, Any] = self._request("POST", f"{BASE}/bulk", json=body, headers=job_headers).json()
+        return job
+
+    def get_job(self, job_id: int) -> dict[str, Any]:
+        """The job object now."""
+        job: dict[str, Any] = self._json("GET", f"{BASE}/bulk/jobs/{job_id}")
+        return job
+
+    def job_results(self, job_id: int, page: int) -> dict[str, Any]:
+        """One page of a job's results: {"content": [item + "index"], "pagination_data"}."""
+        results: dict[str, Any] = self._json("GET", f"{BASE}/bulk/jobs/{job_id}/results?page={page}")
+        return results
+
     # ------------------------------------------------------------------------------ events
     def list_events(self, *, after: int, limit: int) -> dict[str, Any]:
         """One page of the account's events after the cursor: {"events": [...], "next_after": id}."""
@@ -234,12 +257,18 @@ class ServiceClient:
         return self._request(method, path, json=json, context=context).json()
 
     def _request(
-        self, method: str, path: str, *, json: Any = None, context: Context | None = None
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        context: Context | None = None,
+        headers: dict[str, str] | None = None,
     ) -> httpx.Response:
         delay = 1.0
         for attempt in range(1, self._max_attempts + 1):
             try:
-                response = self._http.request(method, path, json=json)
+                response = self._http.request(method, path, json=json, headers=headers)
             except httpx.TransportError as exc:
                 raise ServiceUnreachable(self.url, str(exc) or type(exc).__name__) from None
             if response.status_code not in RETRY_STATUSES or attempt == self._max_attempts:
