@@ -37,12 +37,6 @@ LIMIT = 40
 DELIVERABILITY = ("spf_correct", "dkim_correct", "dmarc_correct", "spf_reason", "dkim_reason", "dmarc_reason")
 
 
-@pytest.fixture(name="backend")
-def sqlite_backend() -> str:
-    """The client only speaks HTTP (the jobs themselves are tested on both databases in test_jobs.py)."""
-    return "sqlite"
-
-
 @dataclass(frozen=True)
 class Served:
     url: str
