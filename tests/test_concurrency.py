@@ -13,6 +13,7 @@ from m365connect.simulator import FakeMicrosoft
 from m365connect.state import AppState
 from tests.factories import CREDENTIALS, bulk, create_credential
 from tests.helpers import active_mailboxes, assert_code, headers, ids_per_address
+from tests.work.helpers import eventually
 
 CONTOSO = ["jim@contoso.com", "pam@contoso.com", "oscar@contoso.com", "nate@contoso.com"]
 
@@ -46,8 +47,18 @@ async def test_delete_landing_while_a_bulk_waits_for_microsoft(
 ) -> None:
     credential = await create_credential(client, api_key=api_key)
     microsoft.faults.latency_ms = 150  # the bulk spends a while in Graph, holding no transaction
-    running = asyncio.create_task(bulk(client, api_key=api_key, emails=CONTOSO))
-    await asyncio.sleep(0.1)
+    batches = microsoft.stats.batch_requests
+    running = asyncio.create_task(
+        bulk(client, api_key=api_key, emails=CONTOSO, credential_id=credential["credential_id"])
+    )
+
+    # Delete once the bulk is in Graph (its credential read and token done), not after a guessed sleep:
+    # on a loaded machine the delete landed first and the bulk, naming no credential, rightly answered
+    # NO_VALID_CREDENTIAL.
+    async def in_graph() -> bool:
+        return microsoft.stats.batch_requests > batches
+
+    await eventually(in_graph)
     deleted = await client.delete(f"{CREDENTIALS}/{credential['credential_id']}", headers=headers(api_key))
     assert deleted.status_code == 204
     assert_code(await running, "INVALID_CREDENTIAL_ID")
