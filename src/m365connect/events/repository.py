@@ -32,15 +32,40 @@ async def insert_many(session: AsyncSession, *, rows: Sequence[dict[str, Any]]) 
 
 
 async def page_after(
-    session: AsyncSession, *, account_id: int, after: int, limit: int, hidden: Sequence[str]
+    session: AsyncSession,
+    *,
+    account_id: int,
+    after: int,
+    limit: int,
+    hidden: Sequence[str],
+    types: Sequence[str] | None = None,
 ) -> Sequence[Event]:
-    """The account's events with an id above `after`, oldest first, at most `limit`."""
-    rows = await session.scalars(
-        select(Event)
-        .where(Event.account_id == account_id, Event.id > after, Event.type.not_in(hidden))
-        .order_by(Event.id)
-        .limit(limit)
-    )
+    """The account's events with an id above `after`, oldest first, at most `limit` (only `types` when
+    given)."""
+    query = select(Event).where(Event.account_id == account_id, Event.id > after, Event.type.not_in(hidden))
+    if types is not None:
+        query = query.where(Event.type.in_(types))
+    rows = await session.scalars(query.order_by(Event.id).limit(limit))
+    return rows.all()
+
+
+async def page_before(
+    session: AsyncSession,
+    *,
+    account_id: int,
+    before: int | None,
+    limit: int,
+    hidden: Sequence[str],
+    types: Sequence[str] | None = None,
+) -> Sequence[Event]:
+    """The account's events with an id below `before` (the newest when None), newest first, at most
+    `limit` (only `types` when given)."""
+    query = select(Event).where(Event.account_id == account_id, Event.type.not_in(hidden))
+    if before is not None:
+        query = query.where(Event.id < before)
+    if types is not None:
+        query = query.where(Event.type.in_(types))
+    rows = await session.scalars(query.order_by(Event.id.desc()).limit(limit))
     return rows.all()
 
 

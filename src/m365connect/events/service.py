@@ -72,12 +72,31 @@ def to_read(event: Event) -> EventRead:
     )
 
 
-async def page_after(session: AsyncSession, *, account_id: int, after: int, limit: int) -> EventPage:
-    """The account's events after the cursor, oldest first; `next_after` is the last id (or `after`)."""
+async def page_after(
+    session: AsyncSession, *, account_id: int, after: int, limit: int, types: Sequence[str] | None = None
+) -> EventPage:
+    """The account's events after the cursor, oldest first; `next_after` is the last id (or `after`).
+    With `types`, only events of those types."""
     rows = await repository.page_after(
-        session, account_id=account_id, after=after, limit=limit, hidden=HIDDEN_TYPES
+        session, account_id=account_id, after=after, limit=limit, hidden=HIDDEN_TYPES, types=types
     )
     return EventPage(events=[to_read(row) for row in rows], next_after=rows[-1].id if rows else after)
+
+
+async def page_before(
+    session: AsyncSession,
+    *,
+    account_id: int,
+    before: int | None,
+    limit: int,
+    types: Sequence[str] | None = None,
+) -> list[EventRead]:
+    """The account's events before the cursor (from the newest when None), newest first (the console
+    reads backwards from the newest). With `types`, only events of those types."""
+    rows = await repository.page_before(
+        session, account_id=account_id, before=before, limit=limit, hidden=HIDDEN_TYPES, types=types
+    )
+    return [to_read(row) for row in rows]
 
 
 async def purge_events(session: AsyncSession, *, older_than: datetime, batch: int = PURGE_BATCH) -> int:
