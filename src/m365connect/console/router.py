@@ -8,7 +8,7 @@ from fastapi.staticfiles import StaticFiles
 
 from m365connect.accounts.authenticator import KeyAuthenticator
 from m365connect.api.ratelimit import MemoryRateLimiter
-from m365connect.console import credentials_router, events_router, mailboxes_router
+from m365connect.console import credentials_router, events_router, mailboxes_router, webhooks_router
 from m365connect.console.auth_router import auth_router
 from m365connect.console.web import PACKAGE_DIR, PREFIX, CsrfRefused, SignInRequired, page, redirect
 
@@ -35,6 +35,7 @@ def install_console(app: FastAPI, *, authenticator: KeyAuthenticator, failures: 
     app.include_router(credentials_router.router)
     app.include_router(mailboxes_router.router)
     app.include_router(events_router.router)
+    app.include_router(webhooks_router.router)
     app.mount(f"{PREFIX}/static", StaticFiles(directory=PACKAGE_DIR / "static"), name="console-static")
     app.add_exception_handler(SignInRequired, _on_sign_in_required)
     app.add_exception_handler(CsrfRefused, _on_csrf_refused)

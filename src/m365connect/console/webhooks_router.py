@@ -1,0 +1,197 @@
+"""The webhooks page: the account's subscriptions; add one (its `whsec_` secret shown once, on the answer
+page itself, never in a URL or a log); enable, disable, delete after a confirmation, send a test event;
+each subscription's delivery log, paged. Everything goes through webhooks.service, as the API's routes do:
+its refusals (INVALID_WEBHOOK_URL, UNKNOWN_EVENT_TYPE, TOO_MANY_WEBHOOKS) are shown next to their field."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from fastapi import APIRouter, Request, status
+from fastapi.responses import Response
+from pydantic import ValidationError
+
+from m365connect.api.deps import StateDep
+from m365connect.codes import ErrorCode
+from m365connect.console.forms import FORM, FormState, explained, validation_errors
+from m365connect.console.service import Signed
+from m365connect.console.web import PREFIX, CsrfChecked, SignedIn, page, parse_id, redirect
+from m365connect.errors import AppError, BadRequest, NotFound, ValidationCodeError
+from m365connect.events.types import SUBSCRIBABLE
+from m365connect.state import AppState
+from m365connect.webhooks import service
+from m365connect.webhooks.schemas import WebhookCreate, WebhookRead, WebhookUpdate
+
+router = APIRouter(prefix=f"{PREFIX}/webhooks")
+EVENT_TYPES = tuple(sorted(SUBSCRIBABLE))
+CODE_FIELDS: Mapping[str, str] = {
+    ErrorCode.INVALID_WEBHOOK_URL: "url",
+    ErrorCode.UNKNOWN_EVENT_TYPE: "event_types",
+    ErrorCode.TOO_MANY_WEBHOOKS: FORM,
+}
+DONE = {
+    "enabled": "The subscription was enabled: it receives the events that happen from now on.",
+    "disabled": "The subscription was disabled: nothing is sent to it until it is enabled again.",
+    "deleted": "The subscription was deleted.",
+}
+_MAX_PAGE = 10_000_000
+
+
+def create_body(values: Mapping[str, str], event_types: list[str]) -> WebhookCreate:
+    """The creation request from the add form: no box ticked means every type (raises ValidationError)."""
+    data: dict[str, object] = {"url": values.get("url", "")}
+    if event_types:
+        data["event_types"] = event_types
+    if description := values.get("description", ""):
+        data["description"] = description
+    return WebhookCreate.model_validate(data)
+
+
+def refusal_errors(exc: AppError) -> dict[str, str]:
+    """A refusal of the service next to the field it is about, with docs/errors.md's meaning and fix."""
+    if isinstance(exc, ValidationCodeError):
+        return {CODE_FIELDS.get(exc.code, FORM): f"{exc.code}: {explained(exc.code)}"}
+    if isinstance(exc, BadRequest):
+        return {FORM: exc.detail}
+    raise exc
+
+
+async def _list_page(
+    request: Request, state: AppState, signed: Signed, *, add: FormState | None = None, status_code: int = 200
+) -> Response:
+    async with state.sessions() as session:
+        rows = await service.list_webhooks(session, account_id=signed.account_id)
+        webhooks = [service.to_read(row) for row in rows]
+    return page(
+        request,
+        "webhooks.html",
+        signed=signed,
+        status_code=status_code,
+        title="Webhooks",
+        webhooks=webhooks,
+        add=add or FormState(),
+        event_types=EVENT_TYPES,
+        maximum=service.MAX_WEBHOOKS_PER_ACCOUNT,
+        done=DONE.get(request.query_params.get("done", "")),
+    )
+
+
+@router.get("", include_in_schema=False)
+async def show_webhooks(request: Request, state: StateDep, signed: SignedIn) -> Response:
+    return await _list_page(request, state, signed)
+
+
+@router.post("", include_in_schema=False)
+async def add_webhook(request: Request, state: StateDep, signed: CsrfChecked) -> Response:
+    form = await request.form()
+    values = {name: value for name in ("url", "description") if isinstance(value := form.get(name, ""), str)}
+    chosen = [value for value in form.getlist("event_types") if isinstance(value, str)]
+    kept = FormState(values=values)
+    kept.values["event_types"] = ",".join(chosen)
+    status_code = status.HTTP_400_BAD_REQUEST
+    try:
+        body = create_body(values, chosen)
+        async with state.transactions.begin() as session:
+            created = await service.create_webhook(
+                session, state.webhooks, account_id=signed.account_id, data=body
+            )
+    except ValidationError as exc:
+        kept.errors = validation_errors(exc)
+    except AppError as exc:
+        kept.errors = refusal_errors(exc)
+        status_code = exc.status
+    if kept.failed:
+        return await _list_page(request, state, signed, add=kept, status_code=status_code)
+    # The secret is shown on this answer only: not a redirect (it would have to travel in a URL), never
+    # logged; every console page is already sent with Cache-Control: no-store.
+    return page(request, "webhook_created.html", signed=signed, title="Webhook added", webhook=created)
+
+
+async def _one(state: AppState, account_id: int, raw_id: str) -> WebhookRead | None:
+    webhook_id = parse_id(raw_id)
+    if webhook_id is None:
+        return None
+    async with state.sessions() as session:
+        try:
+            return service.to_read(
+                await service.get_webhook(session, account_id=account_id, webhook_id=webhook_id)
+            )
+        except NotFound:
+            return None
+
+
+def _not_found(request: Request, signed: Signed) -> Response:
+    return page(
+        request,
+        "message.html",
+        signed=signed,
+        status_code=status.HTTP_404_NOT_FOUND,
+        title="Not found",
+        message="There is no such webhook subscription in your account.",
+    )
+
+
+@router.get("/{raw_id}", include_in_schema=False)
+async def show_webhook(raw_id: str, request: Request, state: StateDep, signed: SignedIn) -> Response:
+    webhook = await _one(state, signed.account_id, raw_id)
+    if webhook is None:
+        return _not_found(request, signed)
+    raw_page = request.query_params.get("page", "1")
+    valid = raw_page.isascii() and raw_page.isdigit() and 1 <= int(raw_page) <= _MAX_PAGE
+    number = int(raw_page) if valid else 1
+    async with state.sessions() as session:
+        log = await service.deliveries(
+            session, account_id=signed.account_id, webhook_id=webhook.id, page=number - 1
+        )
+    queued = request.query_params.get("queued", "")
+    return page(
+        request,
+        "webhook.html",
+        signed=signed,
+        status_code=200 if valid else status.HTTP_400_BAD_REQUEST,
+        title=f"Webhook {webhook.url}",
+        webhook=webhook,
+        log=log,
+        page_error=None if valid else f"A page is a number from 1 to {_MAX_PAGE}: the first page is shown.",
+        queued=queued if queued.isascii() and queued.isdigit() else None,
+    )
+
+
+@router.get("/{raw_id}/delete", include_in_schema=False)
+async def confirm_delete(raw_id: str, request: Request, state: StateDep, signed: SignedIn) -> Response:
+    webhook = await _one(state, signed.account_id, raw_id)
+    if webhook is None:
+        return _not_found(request, signed)
+    return page(request, "webhook_delete.html", signed=signed, title="Delete a webhook", webhook=webhook)
+
+
+@router.post("/{raw_id}/{action}", include_in_schema=False)
+async def change_webhook(
+    raw_id: str, action: str, request: Request, state: StateDep, signed: CsrfChecked
+) -> Response:
+    webhook = await _one(state, signed.account_id, raw_id)
+    if webhook is None or action not in ("enable", "disable", "delete", "test"):
+        return _not_found(request, signed)
+    try:
+        async with state.transactions.begin() as session:
+            if action == "delete":
+                await service.delete_webhook(session, account_id=signed.account_id, webhook_id=webhook.id)
+            elif action == "test":
+                event_id = await service.send_test(
+                    session, state.webhooks, account_id=signed.account_id, webhook_id=webhook.id
+                )
+            else:
+                await service.update_webhook(
+                    session,
+                    state.webhooks,
+                    account_id=signed.account_id,
+                    webhook_id=webhook.id,
+                    data=WebhookUpdate(enabled=action == "enable"),
+                )
+    except NotFound:  # deleted meanwhile
+        return _not_found(request, signed)
+    if action == "delete":
+        return redirect(f"{PREFIX}/webhooks", done="deleted")
+    if action == "test":
+        return redirect(f"{PREFIX}/webhooks/{webhook.id}", queued=str(event_id))
+    return redirect(f"{PREFIX}/webhooks", done=f"{action}d")
