@@ -10,9 +10,12 @@ test's temporary directory.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import httpx
 import pytest
@@ -23,6 +26,7 @@ from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.expected_conditions import staleness_of
 from selenium.webdriver.support.select import Select
 from selenium.webdriver.support.wait import WebDriverWait
+from standardwebhooks import Webhook as Verifier
 
 from m365connect.simulator import FakeMicrosoft
 from tests import scenario_values as sv
@@ -34,7 +38,7 @@ from tests.console.browser import (
     overflows_horizontally,
     start_chromium,
 )
-from tests.factories import BULK, MAILBOXES
+from tests.factories import BULK, CREDENTIALS, MAILBOXES, credential_body
 from tests.processes import Children
 from tests.served import new_api_key, serve, service_env
 
@@ -259,6 +263,135 @@ def test_an_operator_signs_in_adds_a_credential_finds_and_disconnects_a_mailbox(
     assert "You are signed out." in console.text()
     console.open("/console/credentials")
     assert console.path() == "/console/sign-in"
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    """A local webhook receiver: records each POST (headers and body) and answers 200."""
+
+    received: ClassVar[list[tuple[dict[str, str], bytes]]] = []
+    arrived: ClassVar[threading.Event] = threading.Event()
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("content-length", "0")))
+        type(self).received.append(({k.lower(): v for k, v in self.headers.items()}, body))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+        type(self).arrived.set()
+
+    def log_message(self, *_args: object) -> None:
+        return
+
+
+@pytest.fixture
+def receiver() -> Iterator[ThreadingHTTPServer]:
+    _Receiver.received = []
+    _Receiver.arrived = threading.Event()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_an_operator_reads_the_events_adds_a_webhook_and_sees_its_test_delivery(
+    chrome: webdriver.Chrome,
+    children: Children,
+    database_url: str,
+    microsoft: FakeMicrosoft,
+    tmp_path: Path,
+    shots: Path,
+    receiver: ThreadingHTTPServer,
+) -> None:
+    import asyncio
+
+    api_key = asyncio.run(new_api_key(database_url, account="acme"))
+    env = service_env(
+        database_url=database_url,
+        keys=_keys(),
+        microsoft=microsoft,
+        M365CONNECT_WEBHOOK_ALLOW_PRIVATE_NETWORKS="true",  # the receiver is on 127.0.0.1
+        M365CONNECT_WORK_POLL_SECONDS="0.1",
+    )
+    url, log = serve(children, env=env, workdir=tmp_path, name="console-webhooks")
+    console = Console(chrome, url, shots)
+    with httpx.Client(base_url=url, headers={"x-api-key": api_key}) as api:
+        credential = api.post(CREDENTIALS, json=credential_body(name="Contoso sender"))
+        assert credential.status_code == 201, credential.text
+        connected = api.post(
+            BULK,
+            json={
+                "credential_id": credential.json()["credential_id"],
+                "accounts": [{"mailbox_email": "jim@contoso.com"}, {"mailbox_email": "pam@contoso.com"}],
+            },
+        )
+        assert connected.status_code == 201, connected.text
+
+    console.open("/console/sign-in")
+    console.type("#api_key", api_key)
+    console.submit("main form")
+    assert console.path() == "/console/credentials"
+
+    # The events, newest first, each linked to its object; the type filter.
+    console.after(lambda: chrome.find_element(By.LINK_TEXT, "Events").click())
+    assert console.path() == "/console/events"
+    types = [row.find_elements(By.CSS_SELECTOR, "td")[0].text for row in console.all("tbody tr")]
+    assert types == ["mailbox.connected", "mailbox.connected", "credential.created"]
+    console.check_page("events")
+    Select(console.find("#type")).select_by_value("credential.created")
+    console.submit("form[role=search]")
+    console.after(lambda: chrome.find_element(By.LINK_TEXT, "Credential Contoso sender").click())
+    assert console.path().startswith("/console/credentials/")
+
+    # A webhook to the local receiver: the secret once, then never again.
+    console.after(lambda: chrome.find_element(By.LINK_TEXT, "Webhooks").click())
+    assert console.path() == "/console/webhooks"
+    console.check_page("webhooks-empty")
+    hook_url = f"http://127.0.0.1:{receiver.server_address[1]}/hook"
+    console.type("#add-url", hook_url)
+    console.find("input[value='mailbox.failing']").click()
+    console.type("#add-description", "Ops alerts")
+    console.submit("form[action='/console/webhooks']")
+    secret = console.find("#secret").get_attribute("value") or ""
+    assert secret.startswith("whsec_")
+    assert "Copy the signing secret now" in console.text()
+    assert secret not in chrome.current_url
+    console.check_page()  # no screenshot: it would hold the secret
+    console.open("/console/webhooks")
+    assert "whsec_" not in chrome.page_source
+    assert "Ops alerts" in console.text()
+    console.check_page("webhooks")
+
+    # Send a test event: queued, delivered to the receiver signed, then in the delivery log.
+    console.after(lambda: chrome.find_element(By.PARTIAL_LINK_TEXT, "Deliveries and test").click())
+    assert "No delivery attempted yet." in console.text()
+    console.submit("form[action$='/test']")
+    assert "was queued" in console.text()
+    event_id = console.path().split("queued=")[1]
+    assert _Receiver.arrived.wait(20), log.read_text()[-2000:]
+    received_headers, body = _Receiver.received[0]
+    assert received_headers["webhook-id"] == event_id
+    assert Verifier(secret).verify(body, received_headers)["type"] == "webhook.test"
+
+    def logged(driver: webdriver.Chrome) -> bool:
+        driver.refresh()
+        return bool(driver.find_elements(By.CSS_SELECTOR, "tr.delivery"))
+
+    WebDriverWait(chrome, 20, poll_frequency=0.2).until(logged)
+    [row] = console.all("tr.delivery")
+    cells = [row.find_element(By.CSS_SELECTOR, "th").text] + [
+        cell.text for cell in row.find_elements(By.CSS_SELECTOR, "td")
+    ]
+    assert cells[0] == event_id
+    assert cells[2] == "200"
+    assert cells[3] == "—"
+    assert cells[4].endswith(" ms")
+    console.check_page("webhook")
+    assert secret not in log.read_text()
 
 
 def _rows(console: Console) -> list[str]:
