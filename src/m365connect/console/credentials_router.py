@@ -15,7 +15,7 @@ from m365connect.console import forms
 from m365connect.console.forms import FormState
 from m365connect.console.service import Signed
 from m365connect.console.views import consent_context, credential_view
-from m365connect.console.web import PREFIX, CsrfChecked, SignedIn, page, parse_id, redirect
+from m365connect.console.web import PREFIX, CsrfChecked, SignedIn, not_found, page, parse_id, redirect
 from m365connect.credentials import service
 from m365connect.credentials.schemas import CredentialRead
 from m365connect.errors import AppError, NotFound, ServiceUnavailable
@@ -90,17 +90,6 @@ def _status_of(refusal: AppError | None) -> int:
     return status.HTTP_422_UNPROCESSABLE_CONTENT
 
 
-def _not_found(request: Request, signed: Signed) -> Response:
-    return page(
-        request,
-        "message.html",
-        signed=signed,
-        status_code=status.HTTP_404_NOT_FOUND,
-        title="Not found",
-        message="There is no such credential in your account.",
-    )
-
-
 @router.get("", include_in_schema=False)
 async def show_credentials(request: Request, state: StateDep, signed: SignedIn) -> Response:
     return await _list_page(request, state, signed)
@@ -156,7 +145,7 @@ async def _edit_page(
 async def show_credential(raw_id: str, request: Request, state: StateDep, signed: SignedIn) -> Response:
     item = await _one(state, signed.account_id, raw_id)
     if item is None:
-        return _not_found(request, signed)
+        return not_found(request, signed, what="credential")
     return await _edit_page(request, state, signed, item)
 
 
@@ -166,7 +155,7 @@ async def change_credential(
 ) -> Response:
     item = await _one(state, signed.account_id, raw_id)
     if item is None or action not in ("rename", "rotate", "delete", "verify"):
-        return _not_found(request, signed)
+        return not_found(request, signed, what="credential")
     if action == "verify":
         return await _verify(request, state, signed, item)
     fields = await _fields(await request.form())

@@ -11,8 +11,7 @@ from fastapi.responses import Response
 
 from m365connect.api.deps import StateDep
 from m365connect.console.forms import explained
-from m365connect.console.service import Signed
-from m365connect.console.web import PREFIX, CsrfChecked, SignedIn, page, parse_id, redirect
+from m365connect.console.web import PREFIX, CsrfChecked, SignedIn, not_found, page, parse_id, redirect
 from m365connect.credentials import service as credentials
 from m365connect.credentials.schemas import CredentialRead
 from m365connect.errors import AppError, NotFound
@@ -145,22 +144,11 @@ async def _mailbox_or_none(state: AppState, account_id: int, raw_id: str) -> Mai
             return None
 
 
-def _not_found(request: Request, signed: Signed) -> Response:
-    return page(
-        request,
-        "message.html",
-        signed=signed,
-        status_code=status.HTTP_404_NOT_FOUND,
-        title="Not found",
-        message="There is no such mailbox in your account.",
-    )
-
-
 @router.get("/{raw_id}/disconnect", include_in_schema=False)
 async def confirm_disconnect(raw_id: str, request: Request, state: StateDep, signed: SignedIn) -> Response:
     mailbox = await _mailbox_or_none(state, signed.account_id, raw_id)
     if mailbox is None:
-        return _not_found(request, signed)
+        return not_found(request, signed, what="mailbox")
     return page(request, "disconnect.html", signed=signed, title="Disconnect a mailbox", mailbox=mailbox)
 
 
@@ -168,7 +156,7 @@ async def confirm_disconnect(raw_id: str, request: Request, state: StateDep, sig
 async def disconnect_mailbox(raw_id: str, request: Request, state: StateDep, signed: CsrfChecked) -> Response:
     mailbox = await _mailbox_or_none(state, signed.account_id, raw_id)
     if mailbox is None:
-        return _not_found(request, signed)
+        return not_found(request, signed, what="mailbox")
     async with state.transactions.begin() as session:
         await service.disconnect(session, account_id=signed.account_id, mailbox_id=mailbox.id)
     return redirect(f"{PREFIX}/mailboxes", done="disconnected")
@@ -178,7 +166,7 @@ async def disconnect_mailbox(raw_id: str, request: Request, state: StateDep, sig
 async def verify_mailbox(raw_id: str, request: Request, state: StateDep, signed: CsrfChecked) -> Response:
     mailbox = await _mailbox_or_none(state, signed.account_id, raw_id)
     if mailbox is None:
-        return _not_found(request, signed)
+        return not_found(request, signed, what="mailbox")
     try:
         checked = service.to_read(
             await health.verify_mailbox(state, account_id=signed.account_id, mailbox_id=mailbox.id)

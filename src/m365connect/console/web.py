@@ -109,6 +109,18 @@ def page(
     return templates.TemplateResponse(request, name, values, status_code=status_code)
 
 
+def not_found(request: Request, signed: Signed, *, what: str) -> HTMLResponse:
+    """The 404 page of an id that is not in the signed-in account (or no id at all): "no such <what>"."""
+    return page(
+        request,
+        "message.html",
+        signed=signed,
+        status_code=404,
+        title="Not found",
+        message=f"There is no such {what} in your account.",
+    )
+
+
 def redirect(path: str, **query: str) -> RedirectResponse:
     """303 See Other to a console page (after a form: the browser then GETs it)."""
     if query:

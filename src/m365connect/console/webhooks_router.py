@@ -15,7 +15,7 @@ from m365connect.api.deps import StateDep
 from m365connect.codes import ErrorCode
 from m365connect.console.forms import FORM, FormState, explained, validation_errors
 from m365connect.console.service import Signed
-from m365connect.console.web import PREFIX, CsrfChecked, SignedIn, page, parse_id, redirect
+from m365connect.console.web import PREFIX, CsrfChecked, SignedIn, not_found, page, parse_id, redirect
 from m365connect.errors import AppError, BadRequest, NotFound, ValidationCodeError
 from m365connect.events.types import SUBSCRIBABLE
 from m365connect.state import AppState
@@ -120,22 +120,11 @@ async def _one(state: AppState, account_id: int, raw_id: str) -> WebhookRead | N
             return None
 
 
-def _not_found(request: Request, signed: Signed) -> Response:
-    return page(
-        request,
-        "message.html",
-        signed=signed,
-        status_code=status.HTTP_404_NOT_FOUND,
-        title="Not found",
-        message="There is no such webhook subscription in your account.",
-    )
-
-
 @router.get("/{raw_id}", include_in_schema=False)
 async def show_webhook(raw_id: str, request: Request, state: StateDep, signed: SignedIn) -> Response:
     webhook = await _one(state, signed.account_id, raw_id)
     if webhook is None:
-        return _not_found(request, signed)
+        return not_found(request, signed, what="webhook subscription")
     raw_page = request.query_params.get("page", "1")
     valid = raw_page.isascii() and raw_page.isdigit() and 1 <= int(raw_page) <= _MAX_PAGE
     number = int(raw_page) if valid else 1
@@ -161,7 +150,7 @@ async def show_webhook(raw_id: str, request: Request, state: StateDep, signed: S
 async def confirm_delete(raw_id: str, request: Request, state: StateDep, signed: SignedIn) -> Response:
     webhook = await _one(state, signed.account_id, raw_id)
     if webhook is None:
-        return _not_found(request, signed)
+        return not_found(request, signed, what="webhook subscription")
     return page(request, "webhook_delete.html", signed=signed, title="Delete a webhook", webhook=webhook)
 
 
@@ -171,7 +160,7 @@ async def change_webhook(
 ) -> Response:
     webhook = await _one(state, signed.account_id, raw_id)
     if webhook is None or action not in ("enable", "disable", "delete", "test"):
-        return _not_found(request, signed)
+        return not_found(request, signed, what="webhook subscription")
     try:
         async with state.transactions.begin() as session:
             if action == "delete":
@@ -189,7 +178,7 @@ async def change_webhook(
                     data=WebhookUpdate(enabled=action == "enable"),
                 )
     except NotFound:  # deleted meanwhile
-        return _not_found(request, signed)
+        return not_found(request, signed, what="webhook subscription")
     if action == "delete":
         return redirect(f"{PREFIX}/webhooks", done="deleted")
     if action == "test":
