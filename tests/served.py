@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
+import uvicorn
 from sqlalchemy import select
+from starlette.types import ASGIApp
 
 from m365connect.accounts.service import create_api_key
 from m365connect.db.engine import create_engine, create_session_factory
@@ -63,3 +69,25 @@ async def mailbox_rows(database_url: str) -> list[Mailbox]:
 def active(rows: list[Mailbox]) -> list[Mailbox]:
     """The ACTIVE rows."""
     return [row for row in rows if row.status == ACTIVE]
+
+
+@asynccontextmanager
+async def serving_in_process(app: ASGIApp) -> AsyncIterator[str]:
+    """Serve an ASGI app with uvicorn in this event loop on a free port of 127.0.0.1 (lifespan on), for a
+    client that must talk real HTTP to it; its base URL. Stopped when the block ends."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(
+        app, log_config=None, log_level="warning", access_log=False, ws="none", lifespan="on"
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[listener]))
+    while not server.started:
+        assert not task.done(), "the service did not start"
+        await asyncio.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        await task
+        listener.close()

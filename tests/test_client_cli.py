@@ -21,7 +21,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from click.testing import Result
 from rich.console import Console
 from typer.testing import CliRunner
@@ -38,6 +37,7 @@ from m365connect.state import AppState, open_state
 from tests import scenario_values as sv
 from tests.factories import MAILBOXES, create_credential
 from tests.helpers import headers
+from tests.served import serving_in_process
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -119,22 +119,8 @@ async def service_fixture(settings: Settings, state: AppState) -> AsyncIterator[
     )
     async with open_state(quick) as quick_state:
         front = Front(create_app(quick, state=quick_state))
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        listener.bind(("127.0.0.1", 0))
-        config = uvicorn.Config(
-            front, log_config=None, log_level="warning", access_log=False, ws="none", lifespan="on"
-        )
-        server = uvicorn.Server(config)
-        task = asyncio.create_task(server.serve(sockets=[listener]))
-        while not server.started:
-            assert not task.done(), "the service did not start"
-            await asyncio.sleep(0.01)
-        try:
-            yield Service(url=f"http://127.0.0.1:{listener.getsockname()[1]}", front=front)
-        finally:
-            server.should_exit = True
-            await task
-            listener.close()
+        async with serving_in_process(front) as url:
+            yield Service(url=url, front=front)
 
 
 @pytest.fixture

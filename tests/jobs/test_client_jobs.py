@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import csv
 import signal
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from click.testing import Result
 from typer.testing import CliRunner
 
@@ -32,6 +30,7 @@ from m365connect.state import AppState, open_state
 from tests.helpers import headers
 from tests.jobs.support import DOMAIN, JOBS, addresses, working
 from tests.processes import EXECUTABLE, clean_env
+from tests.served import serving_in_process
 
 LIMIT = 40
 DELIVERABILITY = ("spf_correct", "dkim_correct", "dmarc_correct", "spf_reason", "dkim_reason", "dmarc_reason")
@@ -47,28 +46,8 @@ class Served:
 async def served(job_settings: Settings) -> AsyncIterator[Served]:
     """The service on a free port of 127.0.0.1, MAX_ACCOUNTS_PER_REQUEST 40, no work engine running."""
     limited = job_settings.model_copy(update={"max_accounts_per_request": LIMIT})
-    async with open_state(limited) as state:
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        listener.bind(("127.0.0.1", 0))
-        config = uvicorn.Config(
-            create_app(limited, state=state),
-            log_config=None,
-            log_level="warning",
-            access_log=False,
-            ws="none",
-            lifespan="on",
-        )
-        server = uvicorn.Server(config)
-        task = asyncio.create_task(server.serve(sockets=[listener]))
-        while not server.started:
-            assert not task.done(), "the service did not start"
-            await asyncio.sleep(0.01)
-        try:
-            yield Served(url=f"http://127.0.0.1:{listener.getsockname()[1]}", state=state)
-        finally:
-            server.should_exit = True
-            await task
-            listener.close()
+    async with open_state(limited) as state, serving_in_process(create_app(limited, state=state)) as url:
+        yield Served(url=url, state=state)
 
 
 def _env(served: Served, key: str) -> dict[str, str]:
