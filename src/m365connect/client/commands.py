@@ -20,13 +20,13 @@ from m365connect.client import report
 from m365connect.client.bulk import Progress as Counts
 from m365connect.client.bulk import RetryPolicy, connect_rows
 from m365connect.client.credential_commands import credentials_app
-from m365connect.client.csv_io import InputFile, read_input, write_results
+from m365connect.client.csv_io import InputFile, read_input, result_row, write_results
 from m365connect.client.errors import ClientError, InputError
 from m365connect.client.http import DEFAULT_URL, ItemResult, ServiceClient
 from m365connect.client.jobs import JobRun, job_file
 from m365connect.client.options import ApiKey, LoginUrl, Url, reported
 from m365connect.codes import ErrorCode
-from m365connect.explanations import DEFAULT_LOGIN_URL, Context, explain
+from m365connect.explanations import DEFAULT_LOGIN_URL, Context
 
 __all__ = ["connect", "credentials_app"]
 
@@ -253,33 +253,7 @@ def _write(
     *,
     job_id: int | None = None,
 ) -> None:
-    rows = []
-    for row, item in zip(source.rows, results, strict=True):
-        if item is None:  # a cancelled job never got to it
-            unprocessed = f"Not processed: job {job_id} was cancelled before this row; submit it again."
-            rows.append([row.mailbox_email, row.display_name or "", "false", "", "", unprocessed])
-            rows[-1].extend([""] * 8)
-            continue
-        rows.append(
-            [
-                row.mailbox_email,
-                row.display_name or "",
-                "true" if item.success else "false",
-                "" if item.id is None else str(item.id),
-                item.error or "",
-                "" if item.error is None else explain(item.error, report.item_context(item, base)),
-                item.primary_email or "",
-                _flag(item.spf_correct),
-                _flag(item.dkim_correct),
-                _flag(item.dmarc_correct),
-                item.spf_reason or "",
-                item.dkim_reason or "",
-                item.dmarc_reason or "",
-                item.mailbox_type or "",
-            ]
-        )
+    rows = [
+        result_row(row, item, base, job_id=job_id) for row, item in zip(source.rows, results, strict=True)
+    ]
     write_results(target, rows, delimiter=source.delimiter, bom=source.bom)
-
-
-def _flag(value: bool | None) -> str:
-    return "" if value is None else str(value).lower()

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from m365connect.client.errors import InputError
+from m365connect.client.http import ItemResult
+from m365connect.explanations import Context, explain
 
 EMAIL_COLUMN = "mailbox_email"
 NAME_COLUMN = "display_name"
@@ -61,10 +63,7 @@ def _normalise(header: str) -> str:
     return header.strip().lower().replace(" ", "_").replace("-", "_")
 
 
-def _decode(path: Path) -> str:
-    if not path.is_file():
-        raise InputError(f"no such file: {path}")
-    data = path.read_bytes()
+def _decode(data: bytes) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
@@ -116,7 +115,15 @@ def _no_email_column(text: str) -> InputError:
 
 def read_input(path: Path) -> InputFile:
     """The mailboxes of a CSV file."""
-    text = _decode(path)
+    if not path.is_file():
+        raise InputError(f"no such file: {path}")
+    return parse_input(path.read_bytes(), name=str(path))
+
+
+def parse_input(data: bytes, *, name: str) -> InputFile:
+    """The mailboxes of a CSV file's bytes (`name` is how the error messages call the file); the console's
+    import page reads uploads with it."""
+    text = _decode(data)
     bom = text.startswith(BOM)
     text = text.removeprefix(BOM)
     delimiter, email_at, name_at, has_header = _layout(text)
@@ -133,13 +140,54 @@ def read_input(path: Path) -> InputFile:
         name = cells[name_at].strip() if name_at is not None and name_at < len(cells) else ""
         rows.append(InputRow(mailbox_email=email, display_name=name or None))
     if not rows:
-        raise InputError(f"no mailbox in {path}")
+        raise InputError(f"no mailbox in {name}")
     return InputFile(rows=rows, delimiter=delimiter, bom=bom)
 
 
 def write_results(path: Path, rows: Sequence[Sequence[str]], *, delimiter: str, bom: bool) -> None:
     """Write the results table (RESULT_COLUMNS, then one row per input row)."""
     with path.open("w", encoding="utf-8-sig" if bom else "utf-8", newline="") as output:
-        writer = csv.writer(output, delimiter=delimiter, lineterminator="\r\n")
-        writer.writerow(RESULT_COLUMNS)
-        writer.writerows(rows)
+        output.write(results_text([RESULT_COLUMNS, *rows], delimiter=delimiter))
+
+
+def results_text(rows: Iterable[Sequence[str]], *, delimiter: str) -> str:
+    """Rows of the results table as CSV text (CRLF line ends, as Excel writes them); the header is the
+    row RESULT_COLUMNS. The console's results download streams its pages through this."""
+    output = io.StringIO(newline="")
+    csv.writer(output, delimiter=delimiter, lineterminator="\r\n").writerows(rows)
+    return output.getvalue()
+
+
+def result_row(
+    row: InputRow, item: ItemResult | None, base: Context, *, job_id: int | None = None
+) -> list[str]:
+    """One row of the results table: the input row, then its result (`None`: a cancelled job never got
+    to it) with each failure explained for this mailbox."""
+    if item is None:
+        unprocessed = f"Not processed: job {job_id} was cancelled before this row; submit it again."
+        return [row.mailbox_email, row.display_name or "", "false", "", "", unprocessed, *[""] * 8]
+    return [
+        row.mailbox_email,
+        row.display_name or "",
+        "true" if item.success else "false",
+        "" if item.id is None else str(item.id),
+        item.error or "",
+        "" if item.error is None else explain(item.error, item_context(item, base)),
+        item.primary_email or "",
+        _flag(item.spf_correct),
+        _flag(item.dkim_correct),
+        _flag(item.dmarc_correct),
+        item.spf_reason or "",
+        item.dkim_reason or "",
+        item.dmarc_reason or "",
+        item.mailbox_type or "",
+    ]
+
+
+def item_context(item: ItemResult, base: Context) -> Context:
+    """The explanation context of one result."""
+    return replace(base, mailbox_email=item.email, primary_email=item.primary_email)
+
+
+def _flag(value: bool | None) -> str:
+    return "" if value is None else str(value).lower()

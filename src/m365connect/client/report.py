@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Any
 
 from rich.console import Console, Group
@@ -11,6 +10,7 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
+from m365connect.client.csv_io import item_context
 from m365connect.client.http import ItemResult
 from m365connect.codes import ErrorCode
 from m365connect.explanations import DEFAULT_CLOUD, EXPLANATIONS, Context, explain
@@ -22,11 +22,6 @@ def _flag(value: bool | None) -> Text:
     if value is None:
         return Text("")
     return Text("yes", style="green") if value else Text("no", style="red")
-
-
-def item_context(item: ItemResult, base: Context) -> Context:
-    """The explanation context of one result."""
-    return replace(base, mailbox_email=item.email, primary_email=item.primary_email)
 
 
 def meaning(item: ItemResult) -> str:
