@@ -74,11 +74,11 @@ async def listed(api: httpx.AsyncClient, api_key: str) -> list[dict[str, object]
     return webhooks
 
 
-async def test_adding_shows_the_secret_once_on_the_answer_and_never_again(
+async def test_adding_shows_the_secret_once_after_the_redirect_and_a_reload_adds_nothing(
     browser: httpx.AsyncClient, api: httpx.AsyncClient, api_key: str
 ) -> None:
     token = await signed_in_csrf(browser)
-    added = await browser.post(
+    posted = await browser.post(
         LIST,
         data={
             "csrf_token": token,
@@ -87,14 +87,24 @@ async def test_adding_shows_the_secret_once_on_the_answer_and_never_again(
             "description": "Ops alerts",
         },
     )
+    [webhook] = await listed(api, api_key)
+    # POST-redirect-GET: the answer to the POST is a redirect whose URL holds no secret.
+    assert (posted.status_code, posted.headers["location"]) == (303, f"{LIST}/{webhook['id']}/added")
+    assert "whsec_" not in posted.text
+    added = await browser.get(posted.headers["location"])
     assert added.status_code == 200
     assert "no-store" in added.headers["cache-control"]
     secrets = _SECRET.findall(added.text)
     assert len(set(secrets)) == 1
     assert "Copy the signing secret now: it is shown only this once." in added.text
-    [webhook] = await listed(api, api_key)
     assert webhook["event_types"] == ["mailbox.failing", "mailbox.recovered"]
     assert webhook["description"] == "Ops alerts"
+    # Reloading the answer reloads the GET: no second subscription, and the secret is not shown again.
+    reloaded = await browser.get(posted.headers["location"])
+    assert reloaded.status_code == 200
+    assert "was shown once already" in reloaded.text
+    assert "whsec_" not in reloaded.text
+    assert len(await listed(api, api_key)) == 1
     for later in (LIST, f"{LIST}/{webhook['id']}", f"{LIST}/{webhook['id']}/delete", "/console/events"):
         shown = await browser.get(later)
         assert shown.status_code == 200
@@ -102,11 +112,74 @@ async def test_adding_shows_the_secret_once_on_the_answer_and_never_again(
         assert secrets[0] not in shown.text
 
     every = await browser.post(LIST, data={"csrf_token": token, "url": URL})
-    assert every.status_code == 200
+    assert every.status_code == 303
     assert [item["event_types"] for item in await listed(api, api_key)] == [
         ["mailbox.failing", "mailbox.recovered"],
         None,
     ]
+    # Only the newest subscription added in this session can be revealed, once.
+    second = await browser.get(every.headers["location"])
+    assert len(set(_SECRET.findall(second.text))) == 1
+    assert _SECRET.findall(second.text)[0] != secrets[0]
+    assert "whsec_" not in (await browser.get(posted.headers["location"])).text
+
+
+async def test_editing_a_subscription_goes_through_the_apis_update(
+    browser: httpx.AsyncClient, api: httpx.AsyncClient, api_key: str
+) -> None:
+    token = await signed_in_csrf(browser)
+    assert (await browser.post(LIST, data={"csrf_token": token, "url": URL})).status_code == 303
+    [webhook] = await listed(api, api_key)
+    page = f"{LIST}/{webhook['id']}"
+    shown = await browser.get(page)
+    assert f'id="edit-url" name="url" autocomplete="off" value="{URL}"' in shown.text
+
+    edited = await browser.post(
+        f"{page}/edit",
+        data={
+            "csrf_token": token,
+            "url": "https://hooks.example.com/other",
+            "event_types": ["mailbox.failing"],
+            "description": "Ops",
+        },
+    )
+    assert (edited.status_code, edited.headers["location"]) == (303, f"{page}?done=edited")
+    [changed] = await listed(api, api_key)
+    assert (changed["url"], changed["event_types"], changed["description"], changed["enabled"]) == (
+        "https://hooks.example.com/other",
+        ["mailbox.failing"],
+        "Ops",
+        True,
+    )
+    assert "The subscription was changed." in (await browser.get(edited.headers["location"])).text
+
+    # The service's refusals next to their field, what was typed kept, nothing changed.
+    refused = await browser.post(f"{page}/edit", data={"csrf_token": token, "url": "https://127.0.0.1/x"})
+    assert refused.status_code == 422
+    assert 'id="edit-url-error"' in refused.text
+    assert f"INVALID_WEBHOOK_URL: {EXPLANATIONS[ErrorCode.INVALID_WEBHOOK_URL].meaning}" in html.unescape(
+        refused.text
+    )
+    assert 'value="https://127.0.0.1/x"' in refused.text
+    unknown = await browser.post(
+        f"{page}/edit", data={"csrf_token": token, "url": URL, "event_types": "mailbox.exploded"}
+    )
+    assert unknown.status_code == 422
+    assert 'id="edit-event_types-error"' in unknown.text
+    blank = await browser.post(f"{page}/edit", data={"csrf_token": token, "url": ""})
+    assert blank.status_code == 400
+    assert 'id="edit-url-error"' in blank.text
+    assert await listed(api, api_key) == [changed]
+
+    # None ticked and no description: every type, no description (null, as the API's PATCH takes them).
+    cleared = await browser.post(f"{page}/edit", data={"csrf_token": token, "url": URL})
+    assert cleared.status_code == 303
+    [after] = await listed(api, api_key)
+    assert (after["url"], after["event_types"], after["description"]) == (URL, None, None)
+    assert (
+        await browser.post(f"{page}/edit", data={"url": "https://hooks.example.com/x"})
+    ).status_code == 403
+    assert await listed(api, api_key) == [after]
 
 
 async def test_the_services_refusals_are_shown_next_to_their_field_explained(
@@ -149,7 +222,7 @@ async def test_enable_disable_test_and_delete_go_through_the_service(
     browser: httpx.AsyncClient, api: httpx.AsyncClient, api_key: str, enqueue: TransactionalEnqueue
 ) -> None:
     token = await signed_in_csrf(browser)
-    assert (await browser.post(LIST, data={"csrf_token": token, "url": URL})).status_code == 200
+    assert (await browser.post(LIST, data={"csrf_token": token, "url": URL})).status_code == 303
     [webhook] = await listed(api, api_key)
     wid = webhook["id"]
 
@@ -183,9 +256,9 @@ async def test_every_form_needs_the_csrf_token(
     refused = await browser.post(LIST, data={"url": URL})
     assert refused.status_code == 403
     assert await listed(api, api_key) == []
-    assert (await browser.post(LIST, data={"csrf_token": token, "url": URL})).status_code == 200
+    assert (await browser.post(LIST, data={"csrf_token": token, "url": URL})).status_code == 303
     [webhook] = await listed(api, api_key)
-    for action in ("disable", "test", "delete"):
+    for action in ("disable", "test", "delete", "edit"):
         for wrong in ({}, {"csrf_token": "x" * len(token)}):
             answer = await browser.post(f"{LIST}/{webhook['id']}/{action}", data=wrong)
             assert answer.status_code == 403, action
@@ -205,7 +278,8 @@ async def test_one_account_never_reaches_another_accounts_subscriptions(
     assert "Globex" not in (await browser.get(LIST)).text
     assert (await browser.get(f"{LIST}/{wid}")).status_code == 404
     assert (await browser.get(f"{LIST}/{wid}/delete")).status_code == 404
-    for action in ("disable", "test", "delete"):
+    assert (await browser.get(f"{LIST}/{wid}/added")).status_code == 404
+    for action in ("disable", "test", "delete", "edit"):
         assert (await browser.post(f"{LIST}/{wid}/{action}", data={"csrf_token": token})).status_code == 404
     [still] = await listed(api, other_api_key)
     assert still["enabled"] is True

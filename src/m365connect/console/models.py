@@ -23,3 +23,6 @@ class ConsoleSession(Base):
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     # The absolute end (created_at + M365CONNECT_CONSOLE_SESSION_MAX_HOURS), whatever the activity.
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    # The subscription added in this session whose secret the next GET of its "added" page shows, once
+    # (POST-redirect-GET without the secret in a URL); cleared by that GET.
+    reveal_webhook_id: Mapped[int | None] = mapped_column(IdType, default=None)

@@ -50,3 +50,20 @@ async def remove_expired(session: AsyncSession, *, now: datetime, idle_since: da
             or_(ConsoleSession.expires_at <= now, ConsoleSession.last_seen_at < idle_since)
         )
     )
+
+
+async def set_reveal(session: AsyncSession, *, session_id: int, webhook_id: int) -> None:
+    """Remember that this session may see this new subscription's secret once."""
+    await session.execute(
+        update(ConsoleSession).where(ConsoleSession.id == session_id).values(reveal_webhook_id=webhook_id)
+    )
+
+
+async def take_reveal(session: AsyncSession, *, session_id: int, webhook_id: int) -> bool:
+    """Clear the session's reveal of this subscription; whether it was there (only one request wins)."""
+    result = await session.execute(
+        update(ConsoleSession)
+        .where(ConsoleSession.id == session_id, ConsoleSession.reveal_webhook_id == webhook_id)
+        .values(reveal_webhook_id=None)
+    )
+    return bool(getattr(result, "rowcount", 0))

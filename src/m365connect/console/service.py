@@ -118,3 +118,13 @@ async def close(session: AsyncSession, *, token: str | None) -> None:
     """Sign out: the session ends at once (its cookie is then worth nothing)."""
     if token and len(token) <= _MAX_TOKEN_LENGTH:
         await repository.remove(session, digest=_digest(token))
+
+
+async def allow_reveal(session: AsyncSession, *, signed: Signed, webhook_id: int) -> None:
+    """This session may see the secret of the subscription it just added, once (take_reveal)."""
+    await repository.set_reveal(session, session_id=signed.session_id, webhook_id=webhook_id)
+
+
+async def take_reveal(session: AsyncSession, *, signed: Signed, webhook_id: int) -> bool:
+    """Whether this session may see that secret now; True at most once per allow_reveal."""
+    return await repository.take_reveal(session, session_id=signed.session_id, webhook_id=webhook_id)

@@ -129,6 +129,15 @@ async def create_webhook(
     return WebhookCreated(**to_read(webhook).model_dump(), secret=secret)
 
 
+async def reveal_secret(
+    session: AsyncSession, services: WebhookServices, *, account_id: int, webhook_id: int
+) -> str:
+    """A subscription's signing secret, for the console's one-time answer to adding it (the caller makes
+    sure it is shown once: see console.service.take_reveal); 404 for another account's."""
+    webhook = await get_webhook(session, account_id=account_id, webhook_id=webhook_id)
+    return sealing.open_secret(services.box, webhook)
+
+
 def _check_update(data: WebhookUpdate) -> None:
     if not data.model_fields_set:
         raise BadRequest("Send at least one of 'url', 'event_types', 'description', 'enabled'")
