@@ -7,8 +7,14 @@ from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 
 from m365connect.accounts.authenticator import KeyAuthenticator
+from m365connect.api.error_handlers import DATABASE_UNREACHABLE, database_unavailable, render
 from m365connect.api.ratelimit import MemoryRateLimiter
-from m365connect.console import credentials_router, events_router, mailboxes_router, webhooks_router
+from m365connect.console import (
+    credentials_router,
+    events_router,
+    mailboxes_router,
+    webhooks_router,
+)
 from m365connect.console.auth_router import auth_router
 from m365connect.console.web import PACKAGE_DIR, PREFIX, CsrfRefused, SignInRequired, page, redirect
 
@@ -29,8 +35,34 @@ async def _on_csrf_refused(request: Request, _exc: Exception) -> Response:
     )
 
 
+async def _on_database_unavailable(request: Request, exc: Exception) -> Response:
+    """A console page while the database is unreachable: an HTML 503 page (the API keeps its JSON 503).
+    Which failures are an outage stays the API's rule (`database_unavailable`)."""
+    error = database_unavailable(exc)
+    if error is None:
+        raise exc
+    if not _is_console(request.url.path):
+        return render(error)
+    response = page(
+        request,
+        "message.html",
+        signed=None,
+        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+        title="Database unavailable",
+        message="The service cannot reach its database right now, so this page cannot be shown and nothing "
+        "was changed. Try again in a few seconds; if it lasts, tell whoever runs the service.",
+    )
+    response.headers["Retry-After"] = str(error.retry_after)
+    return response
+
+
+def _is_console(path: str) -> bool:
+    return path == PREFIX or path.startswith(f"{PREFIX}/")
+
+
 def install_console(app: FastAPI, *, authenticator: KeyAuthenticator, failures: MemoryRateLimiter) -> None:
-    """Add the console's pages, its static files and its two refusals (sign in first; a form refused)."""
+    """Add the console's pages, its static files, its two refusals (sign in first; a form refused) and
+    its page for a database outage."""
     app.include_router(auth_router(authenticator=authenticator, failures=failures))
     app.include_router(credentials_router.router)
     app.include_router(mailboxes_router.router)
@@ -39,3 +71,5 @@ def install_console(app: FastAPI, *, authenticator: KeyAuthenticator, failures: 
     app.mount(f"{PREFIX}/static", StaticFiles(directory=PACKAGE_DIR / "static"), name="console-static")
     app.add_exception_handler(SignInRequired, _on_sign_in_required)
     app.add_exception_handler(CsrfRefused, _on_csrf_refused)
+    for unreachable in DATABASE_UNREACHABLE:  # replaces the API's handler, which it calls for API paths
+        app.add_exception_handler(unreachable, _on_database_unavailable)
