@@ -12,6 +12,7 @@ from m365connect.api.ratelimit import MemoryRateLimiter
 from m365connect.console import (
     credentials_router,
     events_router,
+    imports_router,
     mailboxes_router,
     webhooks_router,
 )
@@ -66,6 +67,7 @@ def install_console(app: FastAPI, *, authenticator: KeyAuthenticator, failures: 
     app.include_router(auth_router(authenticator=authenticator, failures=failures))
     app.include_router(credentials_router.router)
     app.include_router(mailboxes_router.router)
+    app.include_router(imports_router.router)
     app.include_router(events_router.router)
     app.include_router(webhooks_router.router)
     app.mount(f"{PREFIX}/static", StaticFiles(directory=PACKAGE_DIR / "static"), name="console-static")

@@ -84,13 +84,19 @@ SignedIn = Annotated[Signed, Depends(_signed_in)]
 
 
 async def _csrf_checked(request: Request, signed: SignedIn) -> Signed:
+    await check_csrf(request)
+    return signed
+
+
+async def check_csrf(request: Request) -> None:
+    """Refuse (CsrfRefused) a form without the session's CSRF token; for a route that must look at the
+    request before its body is read (the import page bounds the upload first), else use CsrfChecked."""
     form = await request.form()
     presented = form.get("csrf_token")
     token = request.cookies.get(SESSION_COOKIE)
     if not isinstance(presented, str) or not service.csrf_matches(token, presented):
         await form.close()  # uploaded files are spooled to temporary files: release them now
         raise CsrfRefused()
-    return signed
 
 
 CsrfChecked = Annotated[Signed, Depends(_csrf_checked)]

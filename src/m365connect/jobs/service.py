@@ -8,6 +8,7 @@ import json
 import math
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -24,7 +25,7 @@ from m365connect.jobs.schemas import BulkJobPage, BulkJobRead, BulkJobResultPage
 from m365connect.mailboxes import bulk
 from m365connect.mailboxes.addresses import plan
 from m365connect.mailboxes.bulk import BulkServices
-from m365connect.mailboxes.schemas import BulkRequest, PaginationData
+from m365connect.mailboxes.schemas import BulkAccount, BulkRequest, PaginationData
 from m365connect.wire import iso_z
 from m365connect.work.ports import Enqueue
 
@@ -198,6 +199,50 @@ async def results_page(
         content=[item.result for item in items if item.result is not None],
         pagination_data=_pagination(job.total, page, RESULTS_PAGE_SIZE),
     )
+
+
+@dataclass(frozen=True)
+class JobRow:
+    """One submitted item of a job as submitted, with its result (None until processed, or never if the
+    job was cancelled first)."""
+
+    position: int
+    mailbox_email: str
+    display_name: str | None
+    result: dict[str, Any] | None
+
+
+async def rows_page(session: AsyncSession, *, account_id: int, job_id: int, page: int) -> list[JobRow]:
+    """Positions page*500 .. page*500+499 of the job, processed or not, in request order (the console's
+    results page and its results CSV, one row per submitted row)."""
+    job = await get_job(session, account_id=account_id, job_id=job_id)
+    start = page * RESULTS_PAGE_SIZE
+    items = await repository.items_between(session, job_id=job.id, start=start, end=start + RESULTS_PAGE_SIZE)
+    return [JobRow(item.position, item.mailbox_email, item.display_name, item.result) for item in items]
+
+
+async def failed_accounts(
+    session: AsyncSession, *, account_id: int, job_id: int, use_primary: bool
+) -> list[BulkAccount]:
+    """The job's failed items as a new request's accounts, in request order, each with the display name
+    it was submitted with; with `use_primary`, a WRONG_ALIAS item is the primary address Microsoft
+    reported for it (the console's "retry the failed ones"). Items not processed (a cancelled job) are
+    not failed and are left out."""
+    job = await get_job(session, account_id=account_id, job_id=job_id)
+    accounts: list[BulkAccount] = []
+    for start in range(0, job.total, RESULTS_PAGE_SIZE):
+        for item in await repository.items_between(
+            session, job_id=job.id, start=start, end=start + RESULTS_PAGE_SIZE
+        ):
+            result = item.result
+            if result is None or result.get("success"):
+                continue
+            email = item.mailbox_email
+            primary = result.get("primary_email")
+            if use_primary and result.get("error") == ErrorCode.WRONG_ALIAS and isinstance(primary, str):
+                email = primary
+            accounts.append(BulkAccount(mailbox_email=email, display_name=item.display_name))
+    return accounts
 
 
 def _pagination(total: int, page: int, size: int) -> PaginationData:
