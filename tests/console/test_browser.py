@@ -407,6 +407,96 @@ def test_an_operator_reads_the_events_adds_a_webhook_and_sees_its_test_delivery(
     assert secret not in log.read_text()
 
 
+def test_an_operator_imports_a_csv_sees_the_wrong_alias_explained_and_retries_the_failed_row(
+    chrome: webdriver.Chrome,
+    children: Children,
+    database_url: str,
+    microsoft: FakeMicrosoft,
+    tmp_path: Path,
+    shots: Path,
+) -> None:
+    import asyncio
+
+    api_key = asyncio.run(new_api_key(database_url, account="acme"))
+    env = service_env(
+        database_url=database_url, keys=_keys(), microsoft=microsoft, M365CONNECT_WORK_POLL_SECONDS="0.1"
+    )
+    url, _log = serve(children, env=env, workdir=tmp_path, name="console-import")
+    console = Console(chrome, url, shots)
+    with httpx.Client(base_url=url, headers={"x-api-key": api_key}) as api:
+        credential = api.post(CREDENTIALS, json=credential_body(name="Contoso sender"))
+        assert credential.status_code == 201, credential.text
+    file = tmp_path / "mailboxes.csv"
+    file.write_text(
+        "mailbox_email;display_name\njim@contoso.com;Jim H\noscar.martinez@contoso.com;Oscar M\n"
+        "pam@contoso.com;Pam B\nsales@contoso.com;Sales\n"
+    )
+
+    console.open("/console/sign-in")
+    console.type("#api_key", api_key)
+    console.submit("main form")
+    console.after(lambda: chrome.find_element(By.LINK_TEXT, "Import").click())
+    assert console.path() == "/console/import"
+    assert "No import yet." in console.text()
+    console.check_page()
+    # The only credential is chosen already; the file goes through the browser's file field.
+    assert Select(console.find("#credential_id")).first_selected_option.text.startswith("Contoso sender")
+    console.find("#file").send_keys(str(file))
+    console.submit("#upload-form")
+    first = console.path()
+    assert first.startswith("/console/imports/")
+    progress = console.find("#import-progress")
+    assert (progress.get_attribute("max"), progress.get_attribute("aria-labelledby")) == (
+        "4",
+        "progress-label",
+    )
+
+    # The page follows the job by itself (progress.js) and shows the results once it has finished.
+    _until_finished(console)
+    assert console.find("#import-progress").get_attribute("value") == "4"
+    [failed] = console.all("tr.failed")
+    assert "oscar.martinez@contoso.com" in failed.text
+    assert "WRONG_ALIAS" in failed.text
+    assert "This address is a secondary address (alias) of a mailbox." in failed.text
+    assert "Submit the mailbox's primary address instead: oscar@contoso.com." in failed.text
+    assert console.find("#count-connected").text == "3"
+    console.check_page("import-job")
+
+    # Retry the failed ones with the primary address Microsoft reported: a new import, every row connected.
+    assert console.find("#retry-form input[name=use_primary]").is_selected()
+    console.submit("#retry-form")
+    assert console.path() != first
+    _until_finished(console)
+    assert console.all("tr.failed") == []
+    [row] = console.all("tbody tr")
+    assert "oscar@contoso.com" in row.text
+    assert "Oscar M" in row.text
+    assert "connected" in row.text
+    console.after(lambda: chrome.find_element(By.LINK_TEXT, "All imports").click())
+    assert len(console.all("tbody tr")) == 2
+    console.check_page("import")
+    with httpx.Client(base_url=url, headers={"x-api-key": api_key}) as api:
+        mailboxes = api.get(MAILBOXES, params={"page": 0}).json()["content"]
+    assert sorted(m["email"] for m in mailboxes) == [
+        "jim@contoso.com",
+        "oscar@contoso.com",
+        "pam@contoso.com",
+        "sales@contoso.com",
+    ]
+
+
+def _until_finished(console: Console) -> None:
+    """Wait (bounded) until the job page says the import has finished: the page's script reloads it."""
+
+    def finished(_driver: webdriver.Chrome) -> bool:
+        try:
+            return "This import has finished" in console.text()
+        except WebDriverException:  # the page is being replaced
+            return False
+
+    WebDriverWait(console.driver, 30, poll_frequency=0.1).until(finished)
+
+
 def _rows(console: Console) -> list[str]:
     return [
         row.find_element(By.CSS_SELECTOR, "th").text.split("\n")[0]
