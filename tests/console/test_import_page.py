@@ -27,7 +27,7 @@ from m365connect.settings import Settings
 from m365connect.state import AppState, open_state
 from tests.conftest import truncate
 from tests.console.pages import csrf_of, sign_in
-from tests.factories import create_credential
+from tests.factories import CREDENTIALS, create_credential
 from tests.helpers import headers
 from tests.jobs.support import JOBS, all_results, working
 from tests.work.helpers import PG_WORK_TABLES
@@ -308,3 +308,22 @@ async def test_another_accounts_import_is_not_found(
     assert (await browser.get("/console/imports/nope")).status_code == 404
     assert f"/console/imports/{theirs}" not in (await browser.get(IMPORT)).text
     assert await job_count(api, api_key) == 0
+
+
+async def test_a_retry_after_the_credential_was_deleted_is_refused_on_the_page(
+    browser: httpx.AsyncClient, api: httpx.AsyncClient, api_key: str, import_state: AppState
+) -> None:
+    cid = (await create_credential(api, api_key=api_key))["credential_id"]
+    token, _key = await import_form(browser)
+    job_id = job_of(await upload(browser, f"{ALIAS}\n".encode(), credential_id=cid, token=token))
+    async with working(import_state):
+        assert (await until_finished(api, api_key, job_id))["failed"] == 1
+    deleted = await api.delete(f"{CREDENTIALS}/{cid}", headers=headers(api_key))
+    assert deleted.status_code == 204
+    retried = await browser.post(
+        f"/console/imports/{job_id}/retry", data={"csrf_token": token, "use_primary": "yes"}
+    )
+    assert retried.status_code == 422
+    assert 'class="error form-error" role="alert">INVALID_CREDENTIAL_ID: ' in retried.text
+    assert f"{cid} (deleted)" in retried.text
+    assert await job_count(api, api_key) == 1
