@@ -23,6 +23,7 @@ from m365connect.events.router import router as events_router
 from m365connect.health.router import router as health_router
 from m365connect.health.service import state_counts as health_states
 from m365connect.jobs.router import router as jobs_router
+from m365connect.jobs.service import unfinished_jobs
 from m365connect.mailboxes.router import router as mailboxes_router
 from m365connect.observability import Metrics, RequestObserverMiddleware, metrics_router
 from m365connect.settings import Settings
@@ -49,6 +50,7 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> FastAPI:
             app.state.m365connect = built
             app.state.queue_figures = built.work.stats
             app.state.health_figures = partial(health_states, built)
+            app.state.job_figures = partial(unfinished_jobs, built)
             # Everything built at start-up lives as long as the process: keep it out of the collector's
             # full passes (measured in bench/: full collections during a bulk of 1000, 98-125 ms -> 32-42 ms).
             gc.freeze()
@@ -67,6 +69,7 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> FastAPI:
         app.state.m365connect = state
         app.state.queue_figures = state.work.stats
         app.state.health_figures = partial(health_states, state)
+        app.state.job_figures = partial(unfinished_jobs, state)
     install_error_handlers(app)
     api_routers = (
         credentials_router,

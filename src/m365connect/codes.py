@@ -51,6 +51,8 @@ class ErrorCode(StrEnum):
     MAILBOX_ACCESS_DENIED = "MAILBOX_ACCESS_DENIED"
     MICROSOFT_THROTTLED = "MICROSOFT_THROTTLED"
     MICROSOFT_UNAVAILABLE = "MICROSOFT_UNAVAILABLE"
+    # A bulk job's item whose chunk the service could not run (jobs/sweep.py): never connected, resubmit it
+    JOB_ITEM_NOT_PROCESSED = "JOB_ITEM_NOT_PROCESSED"
     # A mailbox's `health.error` besides the per-item codes: its credential no longer obtains a token.
     CREDENTIAL_EXPIRED = "CREDENTIAL_EXPIRED"
     CREDENTIAL_INVALID = "CREDENTIAL_INVALID"
@@ -71,6 +73,7 @@ ITEM_CODES: frozenset[ErrorCode] = frozenset(
         _E.MAILBOX_ACCESS_DENIED,
         _E.MICROSOFT_THROTTLED,
         _E.MICROSOFT_UNAVAILABLE,
+        _E.JOB_ITEM_NOT_PROCESSED,
     }
 )
 """The codes a bulk result's `error` can carry; every other code is a 422 `message`."""

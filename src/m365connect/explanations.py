@@ -253,6 +253,17 @@ _ENTRIES = (
         "Retry later; `m365connect connect` retries these rows by itself. Re-adding is safe.",
         retryable=True,
     ),
+    Explanation(
+        ErrorCode.JOB_ITEM_NOT_PROCESSED,
+        Where.ITEM,
+        "Bulk jobs only: the service itself could not run this item's chunk (its runs failed through the "
+        "whole retry schedule, M365CONNECT_BULK_JOB_SWEEP_LIMIT times; for example the database was "
+        "unreachable for hours). The mailbox was not connected; the job finished so that every item has a "
+        "result.",
+        "Resubmit the item (a new job or a synchronous request); the service's log has `bulk_job.swept` "
+        "and `work.job.gave_up` with the cause.",
+        retryable=True,
+    ),
     # ------------------------------------------------------------------ 422 codes
     Explanation(
         ErrorCode.INVALID_TENANT_ID,

@@ -110,6 +110,12 @@ class Settings(BaseSettings):
     bulk_job_chunk_size: int = Field(default=200, ge=1, le=1000)
     bulk_job_concurrency: int = Field(default=4, ge=1, le=64)
     bulk_job_wave_delays: str = "10,60,300"
+    # The sweeper of stuck jobs (jobs/sweep.py): how often it looks; how long a QUEUED or RUNNING job may
+    # write no result before its next chunks' engine jobs are looked for; how often a chunk given up by
+    # the engine is queued again (without a result in between) before its items fail JOB_ITEM_NOT_PROCESSED.
+    bulk_job_sweep_seconds: float = Field(default=60.0, gt=0)
+    bulk_job_sweep_grace_seconds: float = Field(default=600.0, ge=0)
+    bulk_job_sweep_limit: int = Field(default=3, ge=0, le=100)
 
     @field_validator("database_url")
     @classmethod

@@ -23,8 +23,8 @@ from m365connect.deliverability import DeliverabilityChecker, build_resolver
 from m365connect.events.jobs import register_event_work
 from m365connect.health.announcements import announce_credential
 from m365connect.health.jobs import register_health_work
-from m365connect.jobs.run import chunk_job_kind
 from m365connect.jobs.service import JobServices
+from m365connect.jobs.work import register_job_work
 from m365connect.mailboxes.bulk import BulkServices
 from m365connect.microsoft.cloud_clients import CloudClients, Clouds
 from m365connect.microsoft.clouds import DEFAULT_CLOUD, endpoint_table
@@ -227,12 +227,16 @@ async def open_state(settings: Settings, *, metrics: Metrics | None = None) -> A
                 chunk_size=settings.bulk_job_chunk_size,
                 concurrency=settings.bulk_job_concurrency,
                 wave_delays=parse_retry_delays(settings.bulk_job_wave_delays),
+                live=work.live_keys,
+                sweep_grace=settings.bulk_job_sweep_grace_seconds,
+                sweep_limit=settings.bulk_job_sweep_limit,
+                observer=metrics.jobs,
             ),
         )
         register_webhook_work(state)
         register_event_work(state)
         register_health_work(state)
-        work.register(chunk_job_kind(state.transactions, state.jobs))
+        register_job_work(state)
         yield state
     finally:
         await limiter.aclose()

@@ -22,6 +22,8 @@ class BulkJob(Base):
         # Two requests with one key create one job: the loser of the race reads the winner's row.
         UniqueConstraint("account_id", "idempotency_key", name="uq_bulk_jobs_account_id_idempotency_key"),
         Index("ix_bulk_jobs_account_id_id", "account_id", "id"),
+        # The sweeper and the pending-items gauge read unfinished jobs only.
+        Index("ix_bulk_jobs_status", "status"),
     )
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
@@ -39,6 +41,10 @@ class BulkJob(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # When a chunk last wrote results (null: none yet), and how often the sweeper queued a chunk again
+    # since (jobs/sweep.py): a job that writes nothing while its next chunk has no engine job is stuck.
+    progressed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    sweeps: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class BulkJobItem(Base):

@@ -133,3 +133,49 @@ async def mark_running(session: AsyncSession, *, job_id: int, now: datetime) -> 
         .where(BulkJob.id == job_id, BulkJob.status == QUEUED)
         .values(status=RUNNING, started_at=now)
     )
+
+
+async def stale_job_ids(session: AsyncSession, *, before: datetime) -> list[int]:
+    """QUEUED or RUNNING jobs that wrote no result since `before` (created before it, if none yet)."""
+    rows = await session.scalars(
+        select(BulkJob.id)
+        .where(
+            BulkJob.status.in_((QUEUED, RUNNING)),
+            func.coalesce(BulkJob.progressed_at, BulkJob.created_at) < before,
+        )
+        .order_by(BulkJob.id)
+    )
+    return list(rows)
+
+
+async def pending_chunks(session: AsyncSession, *, job_id: int, chunk_size: int) -> set[int]:
+    """The chunks of the job that hold an item whose result is not written yet."""
+    rows = await session.scalars(
+        select(BulkJobItem.position // chunk_size)
+        .where(BulkJobItem.job_id == job_id, BulkJobItem.result.is_(None))
+        .distinct()
+    )
+    return {int(chunk) for chunk in rows}
+
+
+async def first_pending(session: AsyncSession, *, job_id: int, limit: int) -> list[BulkJobItem]:
+    """Up to `limit` of the job's items without a result, in order."""
+    rows = await session.scalars(
+        select(BulkJobItem)
+        .where(BulkJobItem.job_id == job_id, BulkJobItem.result.is_(None))
+        .order_by(BulkJobItem.position)
+        .limit(limit)
+    )
+    return list(rows)
+
+
+async def unfinished_figures(session: AsyncSession) -> tuple[int, int]:
+    """How many jobs are QUEUED or RUNNING, and how many of their items have no result yet."""
+    row = (
+        await session.execute(
+            select(func.count(), func.coalesce(func.sum(BulkJob.total - BulkJob.processed), 0)).where(
+                BulkJob.status.in_((QUEUED, RUNNING))
+            )
+        )
+    ).one()
+    return int(row[0]), int(row[1])

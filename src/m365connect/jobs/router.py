@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
-from m365connect.api.deps import CurrentAccount, SessionDep
+from m365connect.api.deps import CurrentAccount, SessionDep, StateDep
 from m365connect.api.responses import COMMON, NOT_FOUND, Responses, bad_request, codes
 from m365connect.codes import ErrorCode
 from m365connect.jobs import service
@@ -46,9 +46,14 @@ async def get_bulk_job(job_id: JobId, session: SessionDep, account_id: CurrentAc
         422: codes("The job is DONE or CANCELLED already", ErrorCode.JOB_ALREADY_FINISHED),
     },
 )
-async def cancel_bulk_job(job_id: JobId, session: SessionDep, account_id: CurrentAccount) -> BulkJobRead:
+async def cancel_bulk_job(
+    job_id: JobId, session: SessionDep, account_id: CurrentAccount, state: StateDep
+) -> BulkJobRead:
     """Cancel a QUEUED or RUNNING job: no item is connected after this answer; what is connected stays."""
-    return service.to_read(await service.cancel(session, account_id=account_id, job_id=job_id))
+    cancelled = await service.cancel(
+        session, account_id=account_id, job_id=job_id, observer=state.jobs.observer
+    )
+    return service.to_read(cancelled)
 
 
 @router.get("/{job_id}/results", responses={**_PAGED, **NOT_FOUND})

@@ -18,6 +18,7 @@ INVALID_CREDENTIAL_ID (or CREDENTIAL_UNREADABLE), and the job goes on: every ite
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -47,9 +48,13 @@ def chunk_job_kind(transactions: Transactions, services: JobServices) -> JobKind
     """The job kind that runs one chunk (idempotent, as the engine's at-least-once delivery requires)."""
 
     async def handle(run: JobRun, payload: Payload) -> None:
-        await run_chunk(
-            transactions, services, run=run, job_id=int(payload["job_id"]), chunk=int(payload["chunk"])
-        )
+        started = time.perf_counter()
+        try:
+            await run_chunk(
+                transactions, services, run=run, job_id=int(payload["job_id"]), chunk=int(payload["chunk"])
+            )
+        finally:
+            services.observer.chunk_ran(time.perf_counter() - started)
 
     return JobKind(name=CHUNK_KIND, handler=handle, retry_delays=RUN_RETRY_DELAYS)
 
@@ -93,7 +98,7 @@ async def run_chunk(
     )
     if verified is None and refusal is None:
         raise Retry(services.wave_delays[run.attempt - 1], "token endpoint unavailable")
-    left = await _write_chunk(
+    left, labels = await _write_chunk(
         transactions,
         services,
         job_id=job_id,
@@ -104,7 +109,9 @@ async def run_chunk(
         refusal=refusal,
         last_wave=last_wave,
     )
+    services.observer.written(labels)
     if left:
+        services.observer.waved()
         logger.info(
             "bulk_job.chunk.wave",
             extra={"job_id": job_id, "chunk": chunk, "left": left, "attempt": run.attempt},
@@ -148,19 +155,20 @@ async def _write_chunk(
     verified: Verified | None,
     refusal: ErrorCode | None,
     last_wave: bool,
-) -> int:
-    """The write phase with the job locked; how many items are left for a later wave."""
+) -> tuple[int, list[str]]:
+    """The write phase with the job locked: how many items are left for a later wave, and the metric
+    label of each result written (told to the observer once this transaction committed)."""
     positions = [item.position for item in pending]
     async with transactions.begin() as session:
         job = await repository.lock(session, job_id=job_id)
         if job is None or job.status in FINISHED:
-            return 0  # cancelled meanwhile: nothing more is connected
+            return 0, []  # cancelled meanwhile: nothing more is connected
         start = chunk * job.chunk_size
         still = await repository.pending_positions(
             session, job_id=job_id, start=start, end=min(start + job.chunk_size, job.total)
         )
         if not set(positions) <= still:
-            return 0  # another run of this chunk wrote these items first
+            return 0, []  # another run of this chunk wrote these items first
         if verified is None:
             code = refusal or ErrorCode.MICROSOFT_UNAVAILABLE
             wire = [bulk.failure(item, code, name=item.display_name).wire() for item in planned]
@@ -174,14 +182,23 @@ async def _write_chunk(
         }
         await repository.write_results(session, job_id=job_id, results=written)
         _count(job, written.values())
+        if written:
+            job.progressed_at, job.sweeps = utcnow(), 0
         left = len(still) - len(written)
         if left == 0:
             await _next_chunk(session, services, job=job, chunk=chunk)
         if job.processed == job.total:
             job.status, job.finished_at = DONE, utcnow()
             await session.flush()
-            await finished(session, job=job)
-        return left
+            await finished(session, job=job, observer=services.observer)
+        return left, [result_label(result) for result in written.values()]
+
+
+def result_label(result: dict[str, Any]) -> str:
+    """An item's metric label: `connected`, `already_connected` or its error code."""
+    if result["success"]:
+        return "already_connected" if result.get("already_connected") else "connected"
+    return str(result["error"] or "unknown")
 
 
 def _count(job: BulkJob, results: Iterable[dict[str, Any]]) -> None:

@@ -6,10 +6,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
+from sqlalchemy import event
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -27,12 +29,48 @@ from m365connect.mailboxes.addresses import plan
 from m365connect.mailboxes.bulk import BulkServices
 from m365connect.mailboxes.schemas import BulkAccount, BulkRequest, PaginationData
 from m365connect.wire import iso_z
-from m365connect.work.ports import Enqueue
+from m365connect.work.ports import Enqueue, LiveKeys
+
+if TYPE_CHECKING:
+    from m365connect.state import AppState
 
 CHUNK_KIND = "bulk_job.chunk"
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 JOBS_PAGE_SIZE = 50
 RESULTS_PAGE_SIZE = 500
+
+
+class JobObserver(Protocol):
+    """Told what bulk jobs do, each fact once its transaction committed (observability/job_metrics.py)."""
+
+    def started(self) -> None: ...
+    def finished(self, status: str) -> None: ...
+    def written(self, results: Iterable[str]) -> None: ...
+    def waved(self) -> None: ...
+    def chunk_ran(self, seconds: float) -> None: ...
+    def swept(self, action: str) -> None: ...
+
+
+class Unobserved:
+    """A JobObserver that keeps nothing."""
+
+    def started(self) -> None:
+        pass
+
+    def finished(self, status: str) -> None:
+        pass
+
+    def written(self, results: Iterable[str]) -> None:
+        pass
+
+    def waved(self) -> None:
+        pass
+
+    def chunk_ran(self, seconds: float) -> None:
+        pass
+
+    def swept(self, action: str) -> None:
+        pass
 
 
 @dataclass(frozen=True)
@@ -45,6 +83,10 @@ class JobServices:
     chunk_size: int  # M365CONNECT_BULK_JOB_CHUNK_SIZE
     concurrency: int  # M365CONNECT_BULK_JOB_CONCURRENCY: chunks of one job in flight
     wave_delays: tuple[float, ...]  # M365CONNECT_BULK_JOB_WAVE_DELAYS
+    live: LiveKeys  # which chunks still have an engine job (the sweeper's question)
+    sweep_grace: float = 600.0  # M365CONNECT_BULK_JOB_SWEEP_GRACE_SECONDS
+    sweep_limit: int = 3  # M365CONNECT_BULK_JOB_SWEEP_LIMIT
+    observer: JobObserver = field(default_factory=Unobserved)
 
 
 def chunk_payload(job_id: int, chunk: int) -> tuple[dict[str, int], str]:
@@ -97,6 +139,7 @@ async def start_job(
                 raise
             return replayed
         await _store_input(session, services, job=job, request=request)
+    services.observer.started()
     return job
 
 
@@ -168,7 +211,9 @@ async def list_page(session: AsyncSession, *, account_id: int, page: int) -> Bul
     )
 
 
-async def cancel(session: AsyncSession, *, account_id: int, job_id: int) -> BulkJob:
+async def cancel(
+    session: AsyncSession, *, account_id: int, job_id: int, observer: JobObserver | None = None
+) -> BulkJob:
     """QUEUED or RUNNING -> CANCELLED (chunks stop at their next write); 422 for a finished job."""
     await get_job(session, account_id=account_id, job_id=job_id)
     job = await repository.lock(session, job_id=job_id)
@@ -178,14 +223,18 @@ async def cancel(session: AsyncSession, *, account_id: int, job_id: int) -> Bulk
         raise ValidationCodeError(ErrorCode.JOB_ALREADY_FINISHED)
     job.status, job.finished_at = CANCELLED, utcnow()
     await session.flush()
-    await finished(session, job=job)
+    await finished(session, job=job, observer=observer)
     return job
 
 
-async def finished(session: AsyncSession, *, job: BulkJob) -> None:
-    """`bulk_job.finished` with the job object, in the transaction that finished it."""
+async def finished(session: AsyncSession, *, job: BulkJob, observer: JobObserver | None = None) -> None:
+    """`bulk_job.finished` with the job object, in the transaction that finished it (the observer is told
+    when that transaction commits)."""
     data = to_read(job).model_dump(mode="json")
     await record_event(session, account_id=job.account_id, type=EventType.BULK_JOB_FINISHED, data=data)
+    if observer is not None:
+        status = job.status
+        event.listen(session.sync_session, "after_commit", lambda _: observer.finished(status), once=True)
 
 
 async def results_page(
@@ -243,6 +292,12 @@ async def failed_accounts(
                 email = primary
             accounts.append(BulkAccount(mailbox_email=email, display_name=item.display_name))
     return accounts
+
+
+async def unfinished_jobs(state: AppState) -> tuple[int, int]:
+    """QUEUED or RUNNING jobs and their items without a result, across accounts (for /metrics)."""
+    async with state.sessions() as session:
+        return await repository.unfinished_figures(session)
 
 
 def _pagination(total: int, page: int, size: int) -> PaginationData:

@@ -18,6 +18,7 @@ from m365connect.errors import AppError
 from m365connect.microsoft.graph_types import outcome_of
 from m365connect.microsoft.observers import TokenOutcome, WaitReason
 from m365connect.observability.health_metrics import HealthMetrics
+from m365connect.observability.job_metrics import JobMetrics
 from m365connect.observability.work_metrics import WorkMetrics
 
 SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
@@ -56,6 +57,7 @@ class Metrics:
         self.work = WorkMetrics(registry)
         self.webhooks = WebhookMetrics(registry)
         self.health = HealthMetrics(registry)
+        self.jobs = JobMetrics(registry)
 
     def render(self) -> bytes:
         """The registry in Prometheus' text exposition format."""

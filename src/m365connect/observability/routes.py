@@ -44,6 +44,7 @@ async def read_metrics(metrics: MetricsDep, request: Request) -> Response:
     """Prometheus metrics of this process, text format 0.0.4 (docs/operations.md lists them); no API key."""
     await _read_queue(metrics, request)
     await _read_health_states(metrics, request)
+    await _read_jobs(metrics, request)
     return Response(metrics.render(), media_type=TEXT_FORMAT)
 
 
@@ -72,3 +73,17 @@ async def _read_health_states(metrics: Metrics, request: Request) -> None:
         logger.warning("metrics.health_unreadable", extra={"error": type(exc).__name__})
         return
     metrics.health.observe_states(counts)
+
+
+async def _read_jobs(metrics: Metrics, request: Request) -> None:
+    """Refresh the unfinished bulk jobs' gauges (one query on the status index); an unreachable database
+    leaves the last reading (no 500)."""
+    read = getattr(request.app.state, "job_figures", None)
+    if read is None:
+        return
+    try:
+        jobs, pending = await read()
+    except Exception as exc:
+        logger.warning("metrics.jobs_unreadable", extra={"error": type(exc).__name__})
+        return
+    metrics.jobs.observe_unfinished(jobs, pending)

@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import math
+from collections.abc import Sequence
 from typing import Protocol
 
 from sqlalchemy.engine import make_url
@@ -97,6 +98,15 @@ class Work:
         except (TypeError, ValueError) as exc:
             raise ValueError(f"a job payload must be JSON: {exc}") from None
         await self.queue.enqueue(session, kind, payload, delay=delay, dedupe_key=dedupe_key)
+
+    async def live_keys(self, session: AsyncSession, keys: Sequence[str]) -> set[str]:
+        """Which of these dedupe keys a job still holds, waiting (retries included) or running (a lease
+        whose process died included, until another process takes it over): see ports.LiveKeys."""
+        if not keys:
+            return set()
+        if self.backend == "postgresql":
+            return await repository.pgqueuer_live_keys(session, keys=keys)
+        return await repository.sqlite_live_keys(session, keys=keys)
 
     def register(self, kind: JobKind) -> None:
         """Run jobs of this kind in this process's `run` (register before it starts)."""

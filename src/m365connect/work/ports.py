@@ -34,6 +34,13 @@ class Enqueue(Protocol):
     ) -> None: ...
 
 
+class LiveKeys(Protocol):
+    """Which of these dedupe keys a job still holds (waiting, retrying or running), read in the caller's
+    session: a key not among them has no job, so enqueueing it again starts one."""
+
+    async def __call__(self, session: AsyncSession, keys: Sequence[str]) -> set[str]: ...
+
+
 class Retry(Exception):
     """Raised by a job to be run again after `delay` seconds, outside its kind's retry schedule."""
 

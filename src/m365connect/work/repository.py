@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import and_, bindparam, delete, func, or_, select, text, update
@@ -108,6 +109,16 @@ async def sqlite_heartbeat(connection: AsyncConnection, *, owner: str, ids: list
     )
 
 
+async def sqlite_live_keys(session: AsyncSession, *, keys: Sequence[str]) -> set[str]:
+    """The keys of jobs waiting or running (a given-up job is `failed` and no longer holds its key)."""
+    rows = await session.scalars(
+        select(jobs.c.dedupe_key).where(
+            jobs.c.dedupe_key.in_(list(keys)), jobs.c.status.in_((QUEUED, RUNNING))
+        )
+    )
+    return {str(key) for key in rows}
+
+
 def _held(job_id: int, owner: str) -> ColumnElement[bool]:
     """The job, as long as this owner still holds it."""
     return and_(jobs.c.id == job_id, jobs.c.owner == owner, jobs.c.status == RUNNING)
@@ -185,6 +196,16 @@ _PGQUEUER_STATS = text(
 _PGQUEUER_FAILED = text(
     "SELECT entrypoint, count(*) FROM pgqueuer_log WHERE status = 'exception' GROUP BY entrypoint"
 )
+
+
+_PGQUEUER_LIVE = text(
+    "SELECT dedupe_key FROM pgqueuer WHERE dedupe_key = ANY(:keys) AND status IN ('queued', 'picked')"
+)
+
+
+async def pgqueuer_live_keys(session: AsyncSession, *, keys: Sequence[str]) -> set[str]:
+    """The keys of pgqueuer's waiting or picked jobs (a job done or given up leaves the table)."""
+    return {str(key) for key in await session.scalars(_PGQUEUER_LIVE, {"keys": list(keys)})}
 
 
 async def pgqueuer_stats(session: AsyncSession) -> list[KindStats]:
