@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, cast
 
@@ -22,11 +23,13 @@ async def insert_job(session: AsyncSession, *, job: BulkJob) -> BulkJob:
     return job
 
 
-async def insert_items(session: AsyncSession, *, rows: Sequence[dict[str, Any]]) -> None:
-    """The job's input, in batches of INSERT_BATCH rows (one statement, many parameter sets)."""
+async def insert_items(session: AsyncSession, *, rows: Iterable[dict[str, Any]]) -> None:
+    """The job's input, in batches of INSERT_BATCH rows (one statement, many parameter sets), taken from
+    `rows` one batch at a time."""
     table = cast(Table, BulkJobItem.__table__)
-    for start in range(0, len(rows), INSERT_BATCH):
-        await session.execute(table.insert(), list(rows[start : start + INSERT_BATCH]))
+    iterator = iter(rows)
+    while batch := list(itertools.islice(iterator, INSERT_BATCH)):
+        await session.execute(table.insert(), batch)
 
 
 async def by_key(session: AsyncSession, *, account_id: int, key: str) -> BulkJob | None:

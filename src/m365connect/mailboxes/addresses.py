@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import email_validator
@@ -65,20 +65,23 @@ def _special_use(domain: str) -> bool:
 
 def plan(accounts: Sequence[BulkAccount]) -> list[PlannedItem]:
     """Syntax-check and de-duplicate (case-insensitively; the first occurrence is processed)."""
+    return list(planned(accounts))
+
+
+def planned(accounts: Iterable[BulkAccount]) -> Iterator[PlannedItem]:
+    """`plan`, one item at a time (a bulk job's 202 plans 100,000 items without holding them all)."""
     seen: set[str] = set()
-    items: list[PlannedItem] = []
     for account in accounts:
         email = account.mailbox_email.strip()
         name = account.display_name.strip() if account.display_name and account.display_name.strip() else None
         parsed = normalise(email)
         if parsed is None:
-            items.append(PlannedItem(email, name, None, None, ErrorCode.INVALID_EMAIL))
+            yield PlannedItem(email, name, None, None, ErrorCode.INVALID_EMAIL)
         elif parsed[0] in seen:
-            items.append(PlannedItem(email, name, None, None, ErrorCode.DUPLICATE_EMAIL))
+            yield PlannedItem(email, name, None, None, ErrorCode.DUPLICATE_EMAIL)
         else:
             seen.add(parsed[0])
-            items.append(PlannedItem(email, name, parsed[0], parsed[1], None))
-    return items
+            yield PlannedItem(email, name, parsed[0], parsed[1], None)
 
 
 def with_duplicates(items: Sequence[PlannedItem], duplicates: Sequence[bool]) -> list[PlannedItem]:
