@@ -24,7 +24,8 @@ def test_the_streamed_body_hash_is_the_whole_canonical_bodys() -> None:
         {
             "credential_id": 12,
             "accounts": [
-                {"mailbox_email": f"user{i}@example.com", "display_name": f'Ünïcode "{i}"'} for i in range(50)
+                {"mailbox_email": f"user{i}@example.com", "display_name": f'Ünïcode "{i}"'}
+                for i in range(2500)  # three batches of the hash
             ],
         },
     ]
