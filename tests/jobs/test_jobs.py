@@ -5,6 +5,7 @@ before the 202, isolation between accounts, and waves through a throttling storm
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 
 import httpx
@@ -209,6 +210,37 @@ async def test_cancel_stops_the_job_and_keeps_what_is_connected(
     assert len(results) == after["processed"]
     again = await http.delete(f"{JOBS}/{job['job_id']}", headers=headers(key))
     assert_code(again, "JOB_ALREADY_FINISHED")
+
+
+async def test_cancel_while_a_chunk_is_in_graph_connects_nothing_of_it(
+    http: httpx.AsyncClient,
+    job_state: AppState,
+    key: str,
+    credential_id: int,
+    tenant: FakeMicrosoft,
+    database_url: str,
+) -> None:
+    # The first chunks are in Graph (requests seen, 300 ms each) and have written nothing when the job is
+    # cancelled: they run to their write, find the job CANCELLED and discard their work.
+    job = (await start(http, key, addresses(100))).json()
+    tenant.faults.latency_ms = 300
+    tenant.stats.reset()
+    async with working(job_state):
+        deadline = time.monotonic() + 30
+        while tenant.stats.graph_requests + tenant.stats.batch_requests == 0:
+            assert time.monotonic() < deadline, "no chunk reached Graph"
+            await asyncio.sleep(0.01)
+        cancelled = await http.delete(f"{JOBS}/{job['job_id']}", headers=headers(key))
+        assert cancelled.status_code == 200, cancelled.text
+        assert (cancelled.json()["status"], cancelled.json()["processed"]) == ("CANCELLED", 0)
+    # The engine has stopped: its running chunks finished first.
+    after = (await http.get(f"{JOBS}/{job['job_id']}", headers=headers(key))).json()
+    assert after == cancelled.json()
+    assert await active_mailboxes(job_state) == []
+    assert await events_of(database_url, "mailbox.connected") == []
+    assert await all_results(http, key, job["job_id"]) == []
+    (finished,) = await events_of(database_url, "bulk_job.finished")
+    assert finished.data["status"] == "CANCELLED"
 
 
 async def test_a_done_job_cannot_be_cancelled(
