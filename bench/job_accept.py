@@ -1,13 +1,17 @@
 """Benchmark of a bulk job's 202: POST /bulk with `Prefer: respond-async` of 1,000 and 100,000 items.
 
     .venv/bin/python bench/job_accept.py [--sizes 1000,100000] [--runs 3] [--database-url URL]
+                                         [--source before=/tmp/old/src ...]
 
-Both sizes go, interleaved, to ONE `m365connect serve` (so their ratios are side by side in one run):
-after a warm-up job, each run posts one job of each size, in alternating order. Per request: the time to
-the 202 (the body sent, parsed, checked, hashed and stored with its items, the first chunks queued), the
-service's resident memory just before it (sampled every 5 ms by another thread), the highest sample while
-it ran, and so what the request added. Each job is cancelled at once so that its chunks (whose addresses
-the simulator does not know) do almost nothing while the next request is measured.
+Each measurement is one job posted to a fresh `m365connect serve` (after a 10-item warm-up job), so that
+memory freed by an earlier request does not hide what this one takes; sizes (and sources) alternate
+within each run, so their ratios are side by side in one run. Per request: the time to the 202 (the body
+sent, parsed, checked, hashed and stored with its items, the first chunks queued), the service's resident
+memory just before it (sampled every 5 ms by another thread), the highest sample while it ran, and so
+what the request added. The job is cancelled at once.
+
+`--source NAME=DIR` adds a variant whose service runs the package found in DIR (PYTHONPATH; e.g. a
+`git archive` of an older commit's `src`), measured in the same runs as the installed one ("current").
 
 Prints its figures and writes them to bench/results/. Figures: docs/performance.md.
 """
@@ -109,6 +113,21 @@ def summary(runs: list[dict[str, float]]) -> dict[str, float]:
     }
 
 
+def measure(
+    sim_info: dict[str, Any], database_url: str | None, n: int, run: int, extra_env: dict[str, str]
+) -> dict[str, float]:
+    """One job of n items to a fresh service."""
+    with (
+        running_service(
+            sim_info, database_url=database_url, max_accounts=1000, extra_env=extra_env
+        ) as service,
+        service.client(timeout=600) as client,
+        RssSampler(service.child.pid) as sampler,
+    ):
+        one_job(client, sampler, job_body(10, service.credential_id, -1))  # warm-up
+        return one_job(client, sampler, job_body(n, service.credential_id, run))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -116,48 +135,47 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000,100000")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--database-url", help="postgresql+asyncpg://user@host:port/db (admin database)")
-    parser.add_argument("--label", default="", help="a word for the results file name (before, after)")
+    parser.add_argument("--source", action="append", default=[], help="NAME=DIR: another package source")
     parser.add_argument("--output", type=Path)
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
+    variants: dict[str, dict[str, str]] = {"current": {}}
+    for option in args.source:
+        name, _, directory = option.partition("=")
+        variants[name] = {"PYTHONPATH": str(Path(directory).resolve())}
     started = datetime.now(UTC)
-    per_size: dict[int, list[dict[str, float]]] = {n: [] for n in sizes}
+    per: dict[str, dict[int, list[dict[str, float]]]] = {v: {n: [] for n in sizes} for v in variants}
     with tempfile.TemporaryDirectory(prefix="m365bench-") as tmp, simulator(10, 1, Path(tmp)) as sim:
-        with running_service(sim.info, database_url=args.database_url, max_accounts=1000) as service:
-            with service.client(timeout=600) as client, RssSampler(service.child.pid) as sampler:
-                one_job(client, sampler, job_body(1000, service.credential_id, -1))  # warm-up
-                for run in range(args.runs):
-                    order = sizes if run % 2 == 0 else list(reversed(sizes))
-                    for n in order:
-                        body = job_body(n, service.credential_id, run)
-                        figures = one_job(client, sampler, body)
-                        sys.stderr.write(f"run {run} N={n}: {json.dumps(figures)}\n")
-                        per_size[n].append(figures)
-                service_peak = service.child.peak_rss_mb()
+        for run in range(args.runs):
+            order = [(v, n) for v in variants for n in sizes]
+            for variant, n in order if run % 2 == 0 else list(reversed(order)):
+                figures = measure(sim.info, args.database_url, n, run, variants[variant])
+                sys.stderr.write(f"run {run} {variant} N={n}: {json.dumps(figures)}\n")
+                per[variant][n].append(figures)
     report: dict[str, Any] = {
         "started_at": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "config": {
             "database": "postgresql" if args.database_url else "sqlite",
             "cpus": os.cpu_count(),
             "runs": args.runs,
-            "label": args.label,
+            "variants": {name: env.get("PYTHONPATH", "installed") for name, env in variants.items()},
         },
-        "sizes": {str(n): summary(runs) for n, runs in per_size.items()},
-        "service_peak_rss_mb": service_peak,
-        "runs": {str(n): runs for n, runs in per_size.items()},
+        "sizes": {v: {str(n): summary(runs) for n, runs in sized.items()} for v, sized in per.items()},
+        "runs": {v: {str(n): runs for n, runs in sized.items()} for v, sized in per.items()},
     }
     if len(sizes) == 2:
-        small, large = (report["sizes"][str(n)] for n in sorted(sizes))
-        report["ratio_large_over_small"] = {
-            "items": max(sizes) / min(sizes),
-            "seconds": large["seconds_median"] / small["seconds_median"],
-            "added_mb": large["added_mb_median"] / max(small["added_mb_median"], 0.01),
-        }
-    print(json.dumps({k: v for k, v in report.items() if k != "runs"}, indent=2))
+        report["ratio_large_over_small"] = {}
+        for variant, sized in report["sizes"].items():
+            small, large = (sized[str(n)] for n in sorted(sizes))
+            report["ratio_large_over_small"][variant] = {
+                "items": max(sizes) / min(sizes),
+                "seconds": large["seconds_median"] / small["seconds_median"],
+                "added_mb": large["added_mb_median"] / max(small["added_mb_median"], 0.01),
+            }
+    sys.stdout.write(json.dumps({k: v for k, v in report.items() if k != "runs"}, indent=2) + "\n")
     RESULTS.mkdir(exist_ok=True)
-    label = f"-{args.label}" if args.label else ""
     output = args.output or RESULTS / (
-        f"job-accept-{report['config']['database']}{label}-{started.strftime('%Y%m%d-%H%M%S')}.json"
+        f"job-accept-{report['config']['database']}-{started.strftime('%Y%m%d-%H%M%S')}.json"
     )
     output.write_text(json.dumps(report, indent=2) + "\n")
     sys.stderr.write(f"written: {output}\n")

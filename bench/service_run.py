@@ -86,13 +86,20 @@ def service_env(sim: dict[str, Any], database_url: str, max_accounts: int, key: 
 
 
 @contextmanager
-def running_service(sim: dict[str, Any], *, database_url: str | None, max_accounts: int) -> Iterator[Service]:
-    """Fresh database, API key, `m365connect serve`, one credential; everything removed on exit."""
+def running_service(
+    sim: dict[str, Any],
+    *,
+    database_url: str | None,
+    max_accounts: int,
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[Service]:
+    """Fresh database, API key, `m365connect serve`, one credential; everything removed on exit.
+    `extra_env` is added to the environment of the service and its CLI commands (e.g. PYTHONPATH)."""
     workdir = Path(tempfile.mkdtemp(prefix="m365bench-"))
     try:
         with fresh_database(database_url, workdir) as url:
             key = processes.run_cli(["encryption", "generate-key"], dict(os.environ)).strip().splitlines()[-1]
-            env = service_env(sim, url, max_accounts, key)
+            env = {**service_env(sim, url, max_accounts, key), **(extra_env or {})}
             api_key = processes.run_cli(["api-keys", "create", "--account", "bench"], env).splitlines()[-1]
             port = processes.free_port()
             child = processes.start_service(env, port, workdir / "service.log")
