@@ -6,8 +6,8 @@ it up); `sweeps` counts the times it queued a chunk again without a result writt
 chunk that fails for good ends with a result per item instead of being queued forever. The status index
 serves the sweeper and the pending-items gauge of /metrics (both read only unfinished jobs).
 
-Revision ID: 0013
-Revises: 0012
+Revision ID: 0014
+Revises: 0013
 Create Date: 2026-12-02
 """
 
@@ -18,8 +18,8 @@ from alembic import op
 
 from m365connect.db.base import UTCDateTime
 
-revision = "0013"
-down_revision = "0012"
+revision = "0014"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
