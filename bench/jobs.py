@@ -1,0 +1,493 @@
+"""A large import as bulk jobs (issue 12, item 5): time to finish against the budget floor, 429s per 1000
+Graph requests, peak RSS, and another account's small request while the jobs run, side by side.
+
+    .venv/bin/python bench/jobs.py [--mailboxes 100000] [--tenants 50] [--apps per-tenant|multi-tenant]
+                                   [--latency-ms 50] [--workers 0] [--small-runs 5] [--postgres]
+
+The simulator (its own process, budgets on for the jobs) holds `--tenants` tenants of N/tenants users and
+one more tenant for ANOTHER account (its own API key, credential and app). One real `m365connect serve`
+process (plus `--workers` `m365connect worker` processes) on a fresh database. Per job credential one job
+(`Prefer: respond-async`). Figures and method: docs/performance.md, "Large imports as jobs".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import scenario
+from bulk import BULK_PATH, RESULTS
+from bulk import floor_seconds as unbudgeted_floor
+from health import SECRET, ScenarioSimulator, address, client_id, median, tenant_id
+from service_run import CREDENTIALS_PATH, fresh_database, service_env
+
+import processes
+
+POSTGRES = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+JOBS_PATH = f"{BULK_PATH}/jobs"
+BATCH_SIZE = 20  # items per $batch (the Graph client's envelopes)
+SMALL = 10  # items of the other account's synchronous request
+
+
+def knob_defaults() -> dict[str, Any]:
+    """The simulator's budget knobs as it starts (docs/simulator.md, "Budgets")."""
+    from m365connect.simulator.budgets import Budgets
+
+    return Budgets().model_dump()
+
+
+def directory_units(knobs: dict[str, Any], users: int) -> int:
+    """Units per window of one app in a tenant of `users` users (S under 50, M to 500, L above)."""
+    from m365connect.simulator.budgets import tenant_size
+
+    size = {"S": "small", "M": "medium", "L": "large"}[tenant_size(users)]
+    return int(knobs[f"directory_units_{size}"])
+
+
+def budget_floor(
+    knobs: dict[str, Any], tenants: list[tuple[str, int, int]], latency_s: float, *, per_batch: bool = False
+) -> float:
+    """The least time Graph's budgets allow: `tenants` = (app id, mailboxes to connect, users of the
+    tenant). One lookup (1 unit) and one Outlook probe per mailbox. Each app's Outlook calls: at most
+    `outlook_concurrency` in flight across its tenants ("app" reading), each `latency_s` long; a tenant's
+    lookups: the units of its size per window, a token bucket that starts full. The first probe waits
+    for one lookup round trip. `per_batch`: the simulator's own model instead, where a `$batch` of 20
+    holds its lanes' slots for ONE latency (so 20 probes per latency per batch, not 4)."""
+    if knobs["outlook_concurrency_scope"] != "app":
+        raise ValueError("the floor is computed for the 'app' reading of Outlook concurrency only")
+    per_app: Counter[str] = Counter()
+    directory = 0.0
+    for app, n, users in tenants:
+        per_app[app] += n
+        units = directory_units(knobs, users)
+        directory = max(directory, max(0, n - units) / (units / knobs["directory_window_seconds"]))
+    concurrency = int(knobs["outlook_concurrency"])
+    if per_batch:
+        batches = max(1, concurrency // int(knobs["batch_outlook_parallelism"]))
+        outlook = max(math.ceil(n / (BATCH_SIZE * batches)) for n in per_app.values()) * latency_s
+    else:
+        outlook = max(math.ceil(n / concurrency) for n in per_app.values()) * latency_s
+    return latency_s + max(outlook, directory)
+
+
+def build_scenario(*, tenants: int, per_tenant: int, layout: str, other_users: int) -> dict[str, Any]:
+    """`tenants` job tenants of `per_tenant` users, their apps per `layout` (an app per tenant, or one
+    multi-tenant app id consented in each), and the other account's tenant (index `tenants`, own app)."""
+    built = scenario.build(users=0, domains=tenants + 1)
+    built["tenants"] = [
+        {
+            "id": tenant_id(t),
+            "domains": [scenario.domain(t)],
+            "apps": [
+                {
+                    "client_id": job_app(t, tenants, layout),
+                    "name": f"bench app {t}",
+                    "roles": scenario.ROLES,
+                    "secrets": [{"value": SECRET, "expires_at": "2099-12-31T23:59:59Z"}],
+                }
+            ],
+            "users": [
+                {
+                    "user_principal_name": address(t, i),
+                    "display_name": f"User {t}-{i}",
+                    "proxy_addresses": [f"SMTP:{address(t, i)}"],
+                }
+                for i in range(other_users if t == tenants else per_tenant)
+            ],
+        }
+        for t in range(tenants + 1)
+    ]
+    return built
+
+
+def job_app(t: int, tenants: int, layout: str) -> str:
+    """The app id of tenant `t` (the other account's tenant, t == tenants, always has its own)."""
+    return client_id(0 if layout == "multi-tenant" and t < tenants else t)
+
+
+def create_credential(client: httpx.Client, t: int, app: str) -> int:
+    body = {
+        "tenant_id": tenant_id(t),
+        "client_id": app,
+        "client_secret": SECRET,
+        "secret_expires_at": "2099-12-31T23:59:59Z",
+        "name": f"tenant {t}",
+    }
+    created = client.post(CREDENTIALS_PATH, json=body)
+    if created.status_code != 201:
+        raise RuntimeError(f"credential {t}: {created.status_code} {created.text}")
+    return int(created.json()["credential_id"])
+
+
+class Other:
+    """The other account: synchronous bulk requests of fresh users of its own tenant."""
+
+    def __init__(self, client: httpx.Client, credential: int, tenant: int) -> None:
+        self.client, self.credential, self.tenant, self.next = client, credential, tenant, 0
+
+    def bulk(self, size: int) -> dict[str, Any]:
+        first, self.next = self.next, self.next + size
+        accounts = [{"mailbox_email": address(self.tenant, first + i)} for i in range(size)]
+        started = time.perf_counter()
+        response = self.client.post(BULK_PATH, json={"credential_id": self.credential, "accounts": accounts})
+        seconds = time.perf_counter() - started
+        items = response.json() if response.status_code in (201, 207) else []
+        errors = Counter(item["error"] for item in items if not item["success"])
+        connected = sum(1 for item in items if item["success"])
+        return {"seconds": seconds, "status": response.status_code, "connected": connected, "errors": errors}
+
+
+def set_budgets(sim: ScenarioSimulator, *, enabled: bool) -> None:
+    sim.admin.put("/_simulator/budgets", json={"enabled": enabled}).raise_for_status()
+    sim.admin.post("/_simulator/budgets/reset").raise_for_status()
+    sim.reset()
+
+
+def graph_figures(sim: ScenarioSimulator) -> dict[str, Any]:
+    """Graph requests as Microsoft meters them (each `$batch` item one; envelopes not counted) and 429s."""
+    stats, budgets = sim.stats(), sim.admin.get("/_simulator/budgets/stats").json()
+    requests = stats["batch_items"] + stats["graph_requests"] - stats["batch_requests"]
+    throttled = sum(budgets["throttled"].values())
+    per_1000 = throttled / requests * 1000 if requests else 0.0
+    return {"simulator": stats, "budgets": budgets, "requests": requests, "per_1000": per_1000}
+
+
+def submit_jobs(client: httpx.Client, credentials: list[int], per_tenant: int) -> list[int]:
+    jobs = []
+    for t, credential in enumerate(credentials):
+        accounts = [{"mailbox_email": address(t, i)} for i in range(per_tenant)]
+        response = client.post(
+            BULK_PATH,
+            json={"credential_id": credential, "accounts": accounts},
+            headers={"Prefer": "respond-async"},
+        )
+        if response.status_code != 202:
+            raise RuntimeError(f"job {t}: {response.status_code} {response.text[:300]}")
+        jobs.append(int(response.json()["job_id"]))
+    return jobs
+
+
+def read_jobs(client: httpx.Client, ids: list[int]) -> list[dict[str, Any]]:
+    """The jobs, from the list endpoint (50 a page, newest first)."""
+    wanted, found, page = set(ids), [], 0
+    while len(found) < len(wanted):
+        content = client.get(JOBS_PATH, params={"page": page}).raise_for_status().json()["content"]
+        if not content:
+            break
+        found += [job for job in content if job["job_id"] in wanted]
+        page += 1
+    return found
+
+
+def seconds_between(first: str, last: str) -> float:
+    return (datetime.fromisoformat(last) - datetime.fromisoformat(first)).total_seconds()
+
+
+def run_jobs(
+    client: httpx.Client, other: Other, children: list[processes.Child], credentials: list[int], **run: Any
+) -> dict[str, Any]:
+    """Submit the jobs, poll them to the end (or `timeout`), the other account's requests spread over it."""
+    cpu_before = [child.cpu_seconds() for child in children]
+    sim_cpu_before = run["sim"].child.cpu_seconds()
+    started = time.perf_counter()
+    ids = submit_jobs(client, credentials, run["per_tenant"])
+    total = len(ids) * run["per_tenant"]
+    during: list[dict[str, Any]] = []
+    small: threading.Thread | None = None
+    progress: list[tuple[float, int]] = []
+    jobs: list[dict[str, Any]] = []
+    while time.perf_counter() - started < run["timeout"]:
+        time.sleep(run["poll"])
+        jobs = read_jobs(client, ids)
+        processed = sum(job["processed"] for job in jobs)
+        progress.append((round(time.perf_counter() - started, 2), processed))
+        if len(progress) % max(1, round(10 / run["poll"])) == 0:  # a line about every 10 s
+            sys.stderr.write(f"{progress[-1][0]:.0f} s: {processed}/{total} processed\n")
+        # The other account's requests, one after another, each once a further share of the items is done.
+        due = len(during) < run["small_runs"] and processed >= total * (len(during) + 1) / (
+            run["small_runs"] + 1
+        )
+        if due and (small is None or not small.is_alive()):
+            small = threading.Thread(target=lambda: during.append(other.bulk(SMALL)))
+            small.start()
+        if all(job["status"] in ("DONE", "CANCELLED") for job in jobs):
+            break
+    wall = time.perf_counter() - started
+    if small is not None:
+        small.join()
+    cpu = [child.cpu_seconds() - before for child, before in zip(children, cpu_before, strict=True)]
+    finished = [job["finished_at"] for job in jobs if job["finished_at"]]
+    seconds = seconds_between(min(j["created_at"] for j in jobs), max(finished)) if finished else None
+    return {
+        "ids": ids,
+        "total": total,
+        "processed": sum(job["processed"] for job in jobs),
+        "connected": sum(job["connected"] for job in jobs),
+        "failed": sum(job["failed"] for job in jobs),
+        "statuses": dict(Counter(job["status"] for job in jobs)),
+        "seconds": seconds if len(finished) == len(ids) else None,
+        "wall_seconds": wall,
+        "cpu_seconds": cpu,
+        "cpu_share": sum(cpu) / wall,
+        "simulator_cpu_share": (run["sim"].child.cpu_seconds() - sim_cpu_before) / wall,
+        "small_during": during,
+        "progress": progress,
+        "graph": graph_figures(run["sim"]),
+    }
+
+
+def failure_codes(client: httpx.Client, ids: list[int], per_tenant: int) -> dict[str, int]:
+    """Error codes of the failed items (read only when some failed: 500 results a page)."""
+    codes: Counter[str] = Counter()
+    for job_id in ids:
+        for page in range(math.ceil(per_tenant / 500)):
+            answer = client.get(f"{JOBS_PATH}/{job_id}/results", params={"page": page}).raise_for_status()
+            codes.update(item["error"] for item in answer.json()["content"] if not item["success"])
+    return dict(codes)
+
+
+def start_worker(env: dict[str, str], log_path: Path) -> processes.Child:
+    """`m365connect worker`: the background work only (it migrates, then polls for due work)."""
+    log = log_path.open("wb")
+    proc = subprocess.Popen([processes.CLI, "worker"], stdout=log, stderr=subprocess.STDOUT, env=env)
+    return processes.Child(proc, log)
+
+
+def waves(logs: list[Path]) -> int:
+    """Chunk runs that left items for a later wave (M365CONNECT_BULK_JOB_WAVE_DELAYS), from the logs."""
+    return sum(path.read_text(errors="replace").count('"bulk_job.chunk.wave"') for path in logs)
+
+
+def measure(args: argparse.Namespace, sim: ScenarioSimulator, workdir: Path) -> dict[str, Any]:
+    """One service (and its workers) on a fresh database: the synchronous figures, then the jobs."""
+    with fresh_database(POSTGRES if args.postgres else None, workdir) as url:
+        key = processes.run_cli(["encryption", "generate-key"], dict(os.environ)).strip().splitlines()[-1]
+        env = service_env(sim.info, url, max(args.sync_size, 1000), key)
+        keys = {
+            name: processes.run_cli(["api-keys", "create", "--account", name], env).splitlines()[-1].strip()
+            for name in ("bench", "other")
+        }
+        port = processes.free_port()
+        logs = [workdir / "service.log", *(workdir / f"worker-{w}.log" for w in range(args.workers))]
+        children = [processes.start_service(env, port, logs[0])]
+        try:
+            children += [start_worker(env, log) for log in logs[1:]]
+            return measure_on(args, sim, children, keys, port) | {"chunk_waves": waves(logs)}
+        finally:
+            for child in children:
+                child.stop()
+
+
+def measure_on(
+    args: argparse.Namespace,
+    sim: ScenarioSimulator,
+    children: list[processes.Child],
+    keys: dict[str, str],
+    port: int,
+) -> dict[str, Any]:
+    base = f"http://127.0.0.1:{port}"
+    per_tenant = args.mailboxes // args.tenants
+    with (
+        httpx.Client(base_url=base, headers={"x-api-key": keys["bench"]}, timeout=600) as client,
+        httpx.Client(base_url=base, headers={"x-api-key": keys["other"]}, timeout=600) as other_client,
+    ):
+        credentials = [
+            create_credential(client, t, job_app(t, args.tenants, args.apps)) for t in range(args.tenants)
+        ]
+        other = Other(
+            other_client, create_credential(other_client, args.tenants, client_id(args.tenants)), args.tenants
+        )
+        sim.faults(latency_ms=args.latency_ms)
+        result: dict[str, Any] = {}
+        if args.sync_size:
+            set_budgets(sim, enabled=False)
+            result["sync_off"] = other.bulk(args.sync_size)
+            set_budgets(sim, enabled=True)
+            result["sync_on"] = other.bulk(args.sync_size) | {"graph": graph_figures(sim)}
+        set_budgets(sim, enabled=True)
+        result["small_idle"] = [other.bulk(SMALL) for _ in range(args.small_runs)]
+        sys.stderr.write(f"jobs: {args.tenants} x {per_tenant} mailboxes, layout {args.apps}\n")
+        set_budgets(sim, enabled=True)
+        run = {"sim": sim, "per_tenant": per_tenant, "timeout": args.timeout, "poll": args.poll}
+        result["jobs"] = run_jobs(client, other, children, credentials, small_runs=args.small_runs, **run)
+        result["small_idle_after"] = [other.bulk(SMALL) for _ in range(args.small_runs)]
+        if result["jobs"]["failed"]:
+            codes = failure_codes(client, result["jobs"]["ids"], per_tenant)
+            result["jobs"]["failure_codes"] = codes
+    result["peak_rss_mb"] = [child.peak_rss_mb() for child in children]
+    return result
+
+
+def floors(args: argparse.Namespace, knobs: dict[str, Any], other_users: int) -> dict[str, float]:
+    """The floors of the run (seconds): the jobs' and the synchronous request's with budgets on, by
+    Microsoft's model and by the simulator's, and bulk.py's latency floor of the request without them."""
+    latency = args.latency_ms / 1000
+    per_tenant = args.mailboxes // args.tenants
+    jobs = [(job_app(t, args.tenants, args.apps), per_tenant, per_tenant) for t in range(args.tenants)]
+    sync = [(client_id(args.tenants), args.sync_size, other_users)]
+    return {
+        "jobs": budget_floor(knobs, jobs, latency),
+        "jobs_simulator": budget_floor(knobs, jobs, latency, per_batch=True),
+        "sync_on": budget_floor(knobs, sync, latency) if args.sync_size else 0.0,
+        "sync_on_simulator": budget_floor(knobs, sync, latency, per_batch=True) if args.sync_size else 0.0,
+        "sync_off": unbudgeted_floor(args.sync_size, args.latency_ms)[1],
+    }
+
+
+def ratio(value: float | None, floor: float) -> str:
+    return f"{value / floor:.2f} x" if value and floor else "-"
+
+
+def print_report(report: dict[str, Any]) -> None:
+    out, cfg, res, floor = sys.stdout.write, report["config"], report["result"], report["floors"]
+    jobs = res["jobs"]
+    out(
+        f"\nm365connect bulk jobs  {report['started_at']}  database={cfg['database']}  "
+        f"latency={cfg['latency_ms']} ms  {cfg['mailboxes']} mailboxes in {cfg['tenants']} tenants  "
+        f"apps={cfg['apps']}  processes: serve + {cfg['workers']} worker(s)  "
+        f"cpus={os.cpu_count()} (shared)\n\n"
+    )
+    took = jobs["seconds"]
+    out(
+        f"jobs: {jobs['processed']}/{jobs['total']} processed, {jobs['connected']} connected, "
+        f"{jobs['failed']} failed {jobs.get('failure_codes', '')}, statuses {jobs['statuses']}, "
+        f"{res['chunk_waves']} chunk runs left items for a later wave\n"
+    )
+    small_idle = median([r["seconds"] for r in res["small_idle"] + res["small_idle_after"]])
+    small_busy = median([r["seconds"] for r in jobs["small_during"]]) if jobs["small_during"] else None
+    graph = jobs["graph"]
+    throttled = graph["budgets"]["throttled"]
+    rows = [
+        (
+            "time to finish (s)",
+            f"{took:.1f}" if took else f"not done in {jobs['wall_seconds']:.0f}",
+            f"floor {floor['jobs']:.2f} (simulator's own {floor['jobs_simulator']:.2f})",
+            ratio(took, floor["jobs"]),
+            "<= 1.25 x",
+        ),
+        (
+            "429s per 1000 Graph requests",
+            f"{graph['per_1000']:.1f}",
+            f"{sum(throttled.values())} of {graph['requests']} {throttled}",
+            "",
+            "< 5",
+        ),
+        (
+            "peak RSS (MiB)",
+            " / ".join(f"{mb:.0f}" for mb in res["peak_rss_mb"]),
+            "serve / workers",
+            "",
+            "< 400",
+        ),
+        (
+            f"{SMALL}-item sync request (s)",
+            f"{small_busy:.3f}" if small_busy else "-",
+            f"idle {small_idle:.3f} (median of {len(res['small_idle']) + len(res['small_idle_after'])})",
+            ratio(small_busy, small_idle),
+            "<= 2 x",
+        ),
+        (
+            "CPU / wall during the jobs",
+            " + ".join(f"{c / jobs['wall_seconds']:.2f}" for c in jobs["cpu_seconds"]),
+            f"simulator {jobs['simulator_cpu_share']:.2f}",
+            "",
+            "",
+        ),
+    ]
+    if "sync_off" in res:
+        off, on = res["sync_off"], res["sync_on"]
+        rows += [
+            (
+                f"{cfg['sync_size']} sync, budgets off (s)",
+                f"{off['seconds']:.2f}",
+                f"latency floor {floor['sync_off']:.2f}; {off['connected']} connected",
+                ratio(off["seconds"], floor["sync_off"]),
+                "",
+            ),
+            (
+                f"{cfg['sync_size']} sync, budgets on (s)",
+                f"{on['seconds']:.2f}",
+                f"floor {floor['sync_on']:.2f} (simulator's own {floor['sync_on_simulator']:.2f}); "
+                f"{on['connected']} connected {dict(on['errors'])}; "
+                f"429s/1000 {on['graph']['per_1000']:.0f}",
+                ratio(on["seconds"], floor["sync_on"]),
+                "",
+            ),
+        ]
+    out(f"{'figure':<32} {'measured':>14}  {'x floor/idle':>12}  {'target':<10} against\n")
+    for name, measured, against, times, target in rows:
+        out(f"{name:<32} {measured:>14}  {times:>12}  {target:<10} {against}\n")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--mailboxes", type=int, default=100_000)
+    parser.add_argument("--tenants", type=int, default=50)
+    parser.add_argument("--apps", choices=("per-tenant", "multi-tenant"), default="per-tenant")
+    parser.add_argument("--latency-ms", type=float, default=50.0)
+    parser.add_argument("--workers", type=int, default=0, help="m365connect worker processes beside serve")
+    parser.add_argument("--small-runs", type=int, default=5, help="10-item requests idle, during, after")
+    parser.add_argument("--sync-size", type=int, default=1000, help="the synchronous request (0: skip)")
+    parser.add_argument("--timeout", type=float, default=3600.0, help="seconds the jobs may take at most")
+    parser.add_argument("--poll", type=float, default=1.0, help="seconds between two reads of the jobs")
+    parser.add_argument("--postgres", action="store_true", help=f"a throw-away database on {POSTGRES}")
+    parser.add_argument("--output", type=Path)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    started = datetime.now(UTC)
+    per_tenant = args.mailboxes // args.tenants
+    other_users = 2 * args.sync_size + 3 * SMALL * args.small_runs
+    report: dict[str, Any] = {
+        "started_at": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "config": {
+            **{k: v for k, v in vars(args).items() if k != "output"},
+            "mailboxes": per_tenant * args.tenants,
+            "database": "postgresql" if args.postgres else "sqlite",
+            "cpus": os.cpu_count(),
+        },
+    }
+    workdir = Path(tempfile.mkdtemp(prefix="m365bench-jobs-"))
+    try:
+        path = workdir / "scenario.json"
+        built = build_scenario(
+            tenants=args.tenants, per_tenant=per_tenant, layout=args.apps, other_users=other_users
+        )
+        path.write_text(json.dumps(built))
+        sim = ScenarioSimulator(path)
+        try:
+            knobs = sim.admin.get("/_simulator/budgets").json()
+            report["budgets"] = knobs
+            report["floors"] = floors(args, knobs, other_users)
+            report["result"] = measure(args, sim, workdir)
+        finally:
+            sim.stop()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    RESULTS.mkdir(exist_ok=True)
+    output = args.output or RESULTS / f"jobs-{report['config']['database']}-{started:%Y%m%d-%H%M%S}.json"
+    output.write_text(json.dumps(report, indent=2) + "\n")
+    print_report(report)
+    sys.stdout.write(f"\nresults: {output}\n")
+    return report
+
+
+if __name__ == "__main__":
+    main()
