@@ -135,8 +135,9 @@ def create_credential(client: httpx.Client, t: int, app: str) -> int:
 class Other:
     """The other account: synchronous bulk requests of fresh users of its own tenant."""
 
-    def __init__(self, client: httpx.Client, credential: int, tenant: int) -> None:
+    def __init__(self, client: httpx.Client, credential: int, tenant: int, simulator: httpx.Client) -> None:
         self.client, self.credential, self.tenant, self.next = client, credential, tenant, 0
+        self.simulator = simulator
 
     def bulk(self, size: int) -> dict[str, Any]:
         first, self.next = self.next, self.next + size
@@ -147,7 +148,23 @@ class Other:
         items = response.json() if response.status_code in (201, 207) else []
         errors = Counter(item["error"] for item in items if not item["success"])
         connected = sum(1 for item in items if item["success"])
-        return {"seconds": seconds, "status": response.status_code, "connected": connected, "errors": errors}
+        return {
+            "seconds": seconds,
+            "status": response.status_code,
+            "connected": connected,
+            "errors": errors,
+            **self.beside(),
+        }
+
+    def beside(self) -> dict[str, float]:
+        """Where a slow request's time goes: a read of the service without Graph (credentials list: the
+        event loop and the database) and an undelayed admin read of the simulator (its own queue)."""
+        started = time.perf_counter()
+        self.client.get(CREDENTIALS_PATH).raise_for_status()
+        api = time.perf_counter() - started
+        started = time.perf_counter()
+        self.simulator.get("/_simulator/budgets").raise_for_status()
+        return {"api_get_seconds": api, "simulator_get_seconds": time.perf_counter() - started}
 
 
 def set_budgets(sim: ScenarioSimulator, *, enabled: bool) -> None:
@@ -165,10 +182,12 @@ def graph_figures(sim: ScenarioSimulator) -> dict[str, Any]:
     return {"simulator": stats, "budgets": budgets, "requests": requests, "per_1000": per_1000}
 
 
-def submit_jobs(client: httpx.Client, credentials: list[int], per_tenant: int) -> list[int]:
+def submit_jobs(client: httpx.Client, credentials: list[int], per_tenant: int) -> list[tuple[int, float]]:
+    """One job per credential; each job's id and how long its 202 took."""
     jobs = []
     for t, credential in enumerate(credentials):
         accounts = [{"mailbox_email": address(t, i)} for i in range(per_tenant)]
+        started = time.perf_counter()
         response = client.post(
             BULK_PATH,
             json={"credential_id": credential, "accounts": accounts},
@@ -176,7 +195,7 @@ def submit_jobs(client: httpx.Client, credentials: list[int], per_tenant: int) -
         )
         if response.status_code != 202:
             raise RuntimeError(f"job {t}: {response.status_code} {response.text[:300]}")
-        jobs.append(int(response.json()["job_id"]))
+        jobs.append((int(response.json()["job_id"]), time.perf_counter() - started))
     return jobs
 
 
@@ -192,18 +211,16 @@ def read_jobs(client: httpx.Client, ids: list[int]) -> list[dict[str, Any]]:
     return found
 
 
-def seconds_between(first: str, last: str) -> float:
-    return (datetime.fromisoformat(last) - datetime.fromisoformat(first)).total_seconds()
-
-
 def run_jobs(
     client: httpx.Client, other: Other, children: list[processes.Child], credentials: list[int], **run: Any
 ) -> dict[str, Any]:
     """Submit the jobs, poll them to the end (or `timeout`), the other account's requests spread over it."""
     cpu_before = [child.cpu_seconds() for child in children]
+    queued_before = [run_queue_seconds(child.pid) for child in children]
     sim_cpu_before = run["sim"].child.cpu_seconds()
     started = time.perf_counter()
-    ids = submit_jobs(client, credentials, run["per_tenant"])
+    submitted = submit_jobs(client, credentials, run["per_tenant"])
+    ids = [job_id for job_id, _ in submitted]
     total = len(ids) * run["per_tenant"]
     during: list[dict[str, Any]] = []
     small: threading.Thread | None = None
@@ -229,19 +246,23 @@ def run_jobs(
     if small is not None:
         small.join()
     cpu = [child.cpu_seconds() - before for child, before in zip(children, cpu_before, strict=True)]
-    finished = [job["finished_at"] for job in jobs if job["finished_at"]]
-    seconds = seconds_between(min(j["created_at"] for j in jobs), max(finished)) if finished else None
+    queued = [run_queue_seconds(c.pid) - before for c, before in zip(children, queued_before, strict=True)]
+    done = all(job["status"] == "DONE" for job in jobs)
     return {
         "ids": ids,
+        "submit_seconds": [seconds for _, seconds in submitted],
         "total": total,
         "processed": sum(job["processed"] for job in jobs),
         "connected": sum(job["connected"] for job in jobs),
         "failed": sum(job["failed"] for job in jobs),
         "statuses": dict(Counter(job["status"] for job in jobs)),
-        "seconds": seconds if len(finished) == len(ids) else None,
+        # from the first POST to the read that found every job DONE (the jobs' times are whole seconds)
+        "seconds": wall if done else None,
         "wall_seconds": wall,
         "cpu_seconds": cpu,
         "cpu_share": sum(cpu) / wall,
+        "run_queue_seconds": queued,
+        "load_average": os.getloadavg(),
         "simulator_cpu_share": (run["sim"].child.cpu_seconds() - sim_cpu_before) / wall,
         "small_during": during,
         "progress": progress,
@@ -264,6 +285,18 @@ def start_worker(env: dict[str, str], log_path: Path) -> processes.Child:
     log = log_path.open("wb")
     proc = subprocess.Popen([processes.CLI, "worker"], stdout=log, stderr=subprocess.STDOUT, env=env)
     return processes.Child(proc, log)
+
+
+def run_queue_seconds(pid: int) -> float:
+    """Seconds the process's live threads waited for a CPU while runnable (/proc/PID/task/*/schedstat,
+    second field): on a shared machine, CPU it wanted and did not get."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[1])
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # a thread that ended meanwhile
+    return total / 1e9
 
 
 def waves(logs: list[Path]) -> int:
@@ -307,9 +340,8 @@ def measure_on(
         credentials = [
             create_credential(client, t, job_app(t, args.tenants, args.apps)) for t in range(args.tenants)
         ]
-        other = Other(
-            other_client, create_credential(other_client, args.tenants, client_id(args.tenants)), args.tenants
-        )
+        own = create_credential(other_client, args.tenants, client_id(args.tenants))
+        other = Other(other_client, own, args.tenants, sim.admin)
         sim.faults(latency_ms=args.latency_ms)
         result: dict[str, Any] = {}
         if args.sync_size:
@@ -363,10 +395,16 @@ def print_report(report: dict[str, Any]) -> None:
     took = jobs["seconds"]
     out(
         f"jobs: {jobs['processed']}/{jobs['total']} processed, {jobs['connected']} connected, "
-        f"{jobs['failed']} failed {jobs.get('failure_codes', '')}, statuses {jobs['statuses']}, "
+        f"{jobs['failed']} failed {jobs.get('failure_codes') or ''}; statuses {jobs['statuses']}, "
         f"{res['chunk_waves']} chunk runs left items for a later wave\n"
     )
-    small_idle = median([r["seconds"] for r in res["small_idle"] + res["small_idle_after"]])
+    queued = " + ".join(f"{q / jobs['wall_seconds']:.2f}" for q in jobs["run_queue_seconds"])
+    idle_runs = res["small_idle"] + res["small_idle_after"]
+    small_idle = median([r["seconds"] for r in idle_runs])
+    beside = {
+        name: (median([r[name] for r in idle_runs]), median([r[name] for r in jobs["small_during"]] or [0.0]))
+        for name in ("api_get_seconds", "simulator_get_seconds")
+    }
     small_busy = median([r["seconds"] for r in jobs["small_during"]]) if jobs["small_during"] else None
     graph = jobs["graph"]
     throttled = graph["budgets"]["throttled"]
@@ -399,10 +437,21 @@ def print_report(report: dict[str, Any]) -> None:
             ratio(small_busy, small_idle),
             "<= 2 x",
         ),
+        *(
+            (
+                f"  beside it: {name[:-8].replace('_', ' ')} (s)",
+                f"{busy:.3f}",
+                f"idle {idle:.3f}",
+                ratio(busy, idle),
+                "",
+            )
+            for name, (idle, busy) in beside.items()
+        ),
         (
             "CPU / wall during the jobs",
             " + ".join(f"{c / jobs['wall_seconds']:.2f}" for c in jobs["cpu_seconds"]),
-            f"simulator {jobs['simulator_cpu_share']:.2f}",
+            f"waiting for a CPU: {queued}"
+            f"; simulator CPU {jobs['simulator_cpu_share']:.2f}; load average {jobs['load_average'][0]:.1f}",
             "",
             "",
         ),
@@ -427,6 +476,11 @@ def print_report(report: dict[str, Any]) -> None:
                 "",
             ),
         ]
+    submits = sorted(jobs["submit_seconds"])
+    out(
+        f"the {len(submits)} POSTs that started the jobs (202): first {jobs['submit_seconds'][0]:.2f} s, "
+        f"median {median(submits):.2f} s, slowest {submits[-1]:.2f} s\n"
+    )
     out(f"{'figure':<32} {'measured':>14}  {'x floor/idle':>12}  {'target':<10} against\n")
     for name, measured, against, times, target in rows:
         out(f"{name:<32} {measured:>14}  {times:>12}  {target:<10} {against}\n")
