@@ -200,3 +200,35 @@ def test_a_send_refused_by_the_budget_sends_nothing(
     assert statuses == [202, 429]
     assert len(budgeted.sent_mail) == 1
     budgeted.sent_mail.clear()
+
+
+@pytest.mark.parametrize(("items", "chained", "rounds"), [(20, False, 5), (6, True, 6)])
+def test_a_batch_lasts_one_latency_per_outlook_item_of_its_longest_lane(
+    budgeted: FakeMicrosoft, budget_bearer: Bearer, pool: Any, items: int, chained: bool, rounds: int
+) -> None:
+    # 4 lanes of 5 items each (or one lane of 6 chained ones): Microsoft's 4 in parallel per batch means
+    # an app's 20 mailbox calls take 5 call times, the floor's 4 / latency calls a second per app.
+    budgeted.budgets.enabled = True
+    budgeted.faults.latency_ms = 100
+    body = {"headers": budget_bearer(SMALL), "json": _batch(range(items), chained=chained)}
+
+    started = time.monotonic()
+    response = pool("POST", "/v1.0/$batch", body).result()
+    elapsed = time.monotonic() - started
+
+    assert [answer["status"] for answer in response.json()["responses"]] == [200] * items
+    assert elapsed >= rounds * 0.1
+    assert budgeted.budget_meter.snapshot()["outlook_in_flight"] == 0
+
+
+def test_a_batch_without_budgets_lasts_one_latency(
+    budgeted: FakeMicrosoft, budget_bearer: Bearer, pool: Any
+) -> None:
+    budgeted.faults.latency_ms = 200
+    body = {"headers": budget_bearer(SMALL), "json": _batch(range(20), chained=False)}
+
+    started = time.monotonic()
+    response = pool("POST", "/v1.0/$batch", body).result()
+
+    assert [answer["status"] for answer in response.json()["responses"]] == [200] * 20
+    assert time.monotonic() - started < 5 * 0.2  # one latency (0.2 s), not the 5 of the lanes

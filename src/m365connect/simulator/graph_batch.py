@@ -138,15 +138,19 @@ async def run_batch(
     state: SimulatorState, dispatch: Dispatch, envelope: GraphRequest, request_id: str, latency: Latency
 ) -> GraphResponse:
     """Run the items in order (dependsOn points backwards) and answer them in a seeded random order; the
-    batch's Outlook items hold their concurrency slots while the batch runs (its latency)."""
+    batch's Outlook items hold their concurrency slots while the batch runs: its latency, times the
+    Outlook items of its longest lane when the budgets are on (4 run in parallel, the rest wait)."""
     if envelope.method != "POST":
         raise method_not_allowed()
     items = parse_batch(envelope.body)
     state.stats.batch_items += len(items)
     subs = [_sub_request(envelope, item) for item in items]
-    async with batch_lanes(state.meter, subs, [bool(item.depends_on) for item in items]) as refused:
+    async with batch_lanes(state.meter, subs, [bool(item.depends_on) for item in items]) as lanes:
         await latency()
-        responses = _run_items(state, dispatch, list(zip(items, subs, strict=True)), refused, request_id)
+        for _ in range(1, lanes.rounds if state.meter.budgets.enabled else 1):
+            await state.injected_latency()
+        pairs = list(zip(items, subs, strict=True))
+        responses = _run_items(state, dispatch, pairs, lanes.refused, request_id)
     state.faults.rng.shuffle(responses)
     return GraphResponse(200, {"responses": responses}, {"Content-Type": ODATA_JSON})
 

@@ -145,15 +145,26 @@ async def outlook_slot(meter: BudgetMeter, request: GraphRequest) -> AsyncIterat
         meter.concurrency.release(key, 1)
 
 
+@dataclass(frozen=True)
+class Lanes:
+    """How a batch's Outlook items run: the indexes refused (429), and the rounds its longest lane takes
+    (each Outlook item of a lane runs after the one before it, so a lane of 5 items runs 5 latencies)."""
+
+    refused: set[int]
+    rounds: int
+
+
 @asynccontextmanager
 async def batch_lanes(
     meter: BudgetMeter, items: Sequence[GraphRequest], depends: Sequence[bool]
-) -> AsyncIterator[set[int]]:
-    """Hold the slots of a batch's Outlook items for the batch's run; yield the indexes refused (429).
+) -> AsyncIterator[Lanes]:
+    """Hold the slots of a batch's Outlook items for the batch's run; yield the lanes (refused, rounds).
 
     Graph runs a batch's Outlook items "up to 4 requests in parallel at any point, irrespective of the
     target mailbox", or one at a time when they are chained by dependsOn. The items are dealt round-robin
     to that many lanes; each lane needs a slot of its key, and the items of a lane without one are refused.
+    The admitted lanes run their items one after another: the batch lasts as many latencies as its
+    longest admitted lane has items, and holds its slots that long.
     """
     keyed = [(i, key) for i, item in enumerate(items) if (key := concurrency_key(meter, item)) is not None]
     independent = sum(1 for i, _ in keyed if not depends[i])
@@ -165,8 +176,9 @@ async def batch_lanes(
         per_key[key] += 1
     granted = {key: meter.acquire(key, min(width, count)) for key, count in per_key.items()}
     refused = {i for i, key in keyed if lanes[i] >= granted[key]}
+    rounds = max((-(-count // width) for key, count in per_key.items() if granted[key]), default=1)
     try:
-        yield refused
+        yield Lanes(refused, rounds)
     finally:
         for key, count in granted.items():
             meter.concurrency.release(key, count)
