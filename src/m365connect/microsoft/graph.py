@@ -7,6 +7,11 @@ among them (or exponential backoff with jitter), until `max_attempts` or the dea
 answered by one forced token refresh per call; a second 401 raises GraphAuthenticationError.
 Throttling and unavailability end as per-request outcomes, never as exceptions. docs/graph-client.md
 has the whole policy.
+
+With a `Pacer` and a `PaceScope` (the app, the tenant, interactive or not), each request - a call or one
+envelope - first waits for room in the scope's budgets, holds its Outlook slots while in flight, and
+reports Microsoft's pushback (429 Retry-After, x-ms-throttle-limit-percentage) to the pacer, which every
+process shares (microsoft/pacing.py). Without them nothing changes: the retry policy is the fallback.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from m365connect.microsoft.graph_types import (
     error_field,
 )
 from m365connect.microsoft.observers import GraphObserver, NoGraphObserver
+from m365connect.microsoft.pacing import Kind, Pacer, PaceScope, classify, demand, pressure
 
 __all__ = [
     "GraphAuthenticationError",
@@ -41,6 +47,7 @@ __all__ = [
     "GraphRequest",
     "GraphResponse",
     "Outcome",
+    "PaceScope",
     "TokenProvider",
 ]
 
@@ -49,6 +56,12 @@ logger = logging.getLogger("m365connect.microsoft.graph")
 Sleep = Callable[[float], Awaitable[None]]
 # Sends the requests at these indexes with this bearer token; one Reply per index.
 _SendGroup = Callable[[str, Sequence[int]], Awaitable[dict[int, Reply]]]
+# The answer of the items the pacer found no room for before the deadline: throttled, never sent.
+PACED_OUT = Reply(
+    429,
+    {"retry-after": "1"},
+    {"error": {"code": "TooManyRequests", "message": "No room in the Graph budget before the deadline."}},
+)
 
 
 class _TokenSession:
@@ -97,6 +110,7 @@ class GraphClient:
         sleep: Sleep = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
         observer: GraphObserver | None = None,
+        pacer: Pacer | None = None,
     ) -> None:
         if max_batches_in_flight < 1 or max_attempts < 1 or max_retry_after < 0:
             raise ValueError("max_batches_in_flight and max_attempts must be >= 1, max_retry_after >= 0")
@@ -108,19 +122,28 @@ class GraphClient:
         self._sleep = sleep
         self._clock = clock
         self._observer: GraphObserver = observer or NoGraphObserver()
+        self._pacer = pacer
 
-    async def call(self, token: TokenProvider, request: GraphRequest, *, deadline: float) -> GraphResponse:
-        """Send one request; `deadline` is on the `clock` (time.monotonic) and bounds the retries."""
+    async def call(
+        self, token: TokenProvider, request: GraphRequest, *, deadline: float, scope: PaceScope | None = None
+    ) -> GraphResponse:
+        """Send one request; `deadline` is on the `clock` (time.monotonic) and bounds the retries (and,
+        with a pacer and a `scope`, the waits for budget)."""
 
         async def send(bearer: str, indexes: Sequence[int]) -> dict[int, Reply]:
             answer = await self._send(bearer, request.method, request.url, request.headers, request.body)
             return dict.fromkeys(indexes, answer)
 
-        [response] = await self._run(_TokenSession(token), [request], send, 1, deadline)
+        [response] = await self._run(_TokenSession(token), [request], send, 1, deadline, scope)
         return response
 
     async def batch(
-        self, token: TokenProvider, requests: Sequence[GraphRequest], *, deadline: float
+        self,
+        token: TokenProvider,
+        requests: Sequence[GraphRequest],
+        *,
+        deadline: float,
+        scope: PaceScope | None = None,
     ) -> list[GraphResponse]:
         """Send any number of requests as `$batch` envelopes of <= 20; answers in input order."""
 
@@ -130,7 +153,7 @@ class GraphClient:
 
         if not requests:
             return []
-        return await self._run(_TokenSession(token), requests, send, MAX_BATCH_SIZE, deadline)
+        return await self._run(_TokenSession(token), requests, send, MAX_BATCH_SIZE, deadline, scope)
 
     async def _run(
         self,
@@ -139,11 +162,13 @@ class GraphClient:
         send: _SendGroup,
         group_size: int,
         deadline: float,
+        scope: PaceScope | None,
     ) -> list[GraphResponse]:
         replies: dict[int, Reply] = {}
         pending: Sequence[int] = range(len(requests))
+        paced = _Paced(scope, batch=group_size > 1, deadline=deadline) if self._pacer and scope else None
         for attempt in range(1, self._max_attempts + 1):
-            replies.update(await self._wave(session, requests, pending, send, group_size))
+            replies.update(await self._wave(session, requests, pending, send, group_size, paced))
             pending = [i for i in pending if verdict(requests[i].method, replies[i]) is Verdict.RETRY]
             if not pending or attempt == self._max_attempts:
                 break
@@ -163,6 +188,7 @@ class GraphClient:
         pending: Sequence[int],
         send: _SendGroup,
         group_size: int,
+        paced: _Paced | None,
     ) -> dict[int, Reply]:
         """Send `pending` once, in groups, at most `max_batches_in_flight` groups at a time."""
         replies: dict[int, Reply] = {}
@@ -170,7 +196,7 @@ class GraphClient:
 
         async def send_group(indexes: Sequence[int]) -> None:
             async with in_flight:
-                replies.update(await self._authenticated(session, requests, indexes, send))
+                replies.update(await self._authenticated(session, requests, indexes, send, paced))
 
         try:
             async with asyncio.TaskGroup() as group:
@@ -187,20 +213,79 @@ class GraphClient:
         requests: Sequence[GraphRequest],
         indexes: Sequence[int],
         send: _SendGroup,
+        paced: _Paced | None,
     ) -> dict[int, Reply]:
         """Send a group; re-send at once the items answered 401, after the session refreshed the token."""
         replies: dict[int, Reply] = {}
         todo = indexes
         while todo:
             bearer = await session.token()
-            answers = await send(bearer, todo)
+            if paced is None:
+                answers = await send(bearer, todo)
+            else:
+                answers = await self._paced_send(paced, requests, todo, send, bearer)
             for answer in answers.values():
-                self._observer.answered(answer.status)
+                if answer is not PACED_OUT:
+                    self._observer.answered(answer.status)
             replies.update(answers)
             todo = [i for i in todo if verdict(requests[i].method, replies[i]) is Verdict.REAUTH]
             if todo:
                 await session.rejected(bearer, replies[todo[0]])
         return replies
+
+    async def _paced_send(
+        self,
+        paced: _Paced,
+        requests: Sequence[GraphRequest],
+        indexes: Sequence[int],
+        send: _SendGroup,
+        bearer: str,
+    ) -> dict[int, Reply]:
+        """Send a group within the scope's budgets: wait for room, hold it in flight, report pushback."""
+        assert self._pacer is not None  # _Paced exists only with a pacer
+        need = demand(requests, indexes, batch=paced.batch)
+        if need.empty:
+            return await send(bearer, indexes)
+        permit = await self._pacer.acquire(paced.scope, need, deadline=paced.deadline)
+        if permit is None:
+            return dict.fromkeys(indexes, PACED_OUT)
+        try:
+            answers = await send(bearer, indexes)
+        finally:
+            await self._pacer.release(permit)
+        await self._push_back(paced.scope, requests, answers)
+        return answers
+
+    async def _push_back(
+        self, scope: PaceScope, requests: Sequence[GraphRequest], answers: dict[int, Reply]
+    ) -> None:
+        """Tell the pacer, once per budget kind, its 429s' longest Retry-After and the highest pressure."""
+        assert self._pacer is not None
+        waits: dict[Kind, float] = {}
+        counts: dict[Kind, int] = {}
+        pressures: dict[Kind, float] = {}
+        for index, answer in answers.items():
+            found = classify(requests[index])
+            if found is None:
+                continue
+            kind = found[0]
+            if answer.status == 429:
+                counts[kind] = counts.get(kind, 0) + 1
+                wait = retry_after(answer.headers)
+                waits[kind] = max(
+                    waits.get(kind, 0.0), min(self._max_retry_after, 1.0 if wait is None else wait)
+                )
+            level = pressure(answer.headers)
+            if level is not None:
+                pressures[kind] = max(pressures.get(kind, 0.0), level)
+        for kind in sorted(set(waits) | set(pressures)):
+            await self._pacer.pushback(
+                scope,
+                kind,
+                retry_after=waits.get(kind),
+                pressure=pressures.get(kind),
+                throttled=counts.get(kind, 0),
+            )
 
     def _delay(self, replies: Sequence[Reply], attempt: int) -> float:
         """The largest Retry-After among the retried answers; backoff stands in for a missing one."""
@@ -222,6 +307,17 @@ class GraphClient:
             logger.warning("graph.no_answer", extra={"method": method, "error": type(exc).__name__})
             return NO_ANSWER
         return _parse(response)
+
+
+class _Paced:
+    """The pacing of one `call`/`batch`: its scope, whether its groups are envelopes, its deadline."""
+
+    __slots__ = ("batch", "deadline", "scope")
+
+    def __init__(self, scope: PaceScope, *, batch: bool, deadline: float) -> None:
+        self.scope = scope
+        self.batch = batch
+        self.deadline = deadline
 
 
 def _parse(response: httpx.Response) -> Reply:

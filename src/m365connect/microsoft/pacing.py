@@ -1,0 +1,158 @@
+"""Pacing Graph calls to Microsoft's published budgets before they are sent (docs/graph-client.md, "Pacing").
+
+GraphClient asks a `Pacer` for room before each HTTP request (a call, or one `$batch` envelope) and
+tells it what Microsoft answered. This module only says what a request costs; where the budgets are kept
+(the database, shared by every process) is m365connect.pacing. Without a pacer nothing is paced and the
+client only reacts to 429s, as before.
+
+What a request draws on mirrors Microsoft's throttling page (and the simulator, simulator/graph_budgets.py):
+- `/users` and `/users/{key}`: the identity budget, in resource units per app and tenant: `GET users` 2,
+  any other identity path 1; `$select` -1, `$expand` +1, `$top` under 20 -1; never below 1.
+- `/users/{key}/mailboxSettings`, `sendMail`, messages, ...: Outlook, which limits the calls in flight per
+  app (or per app and mailbox); a `$batch` runs up to 4 of its Outlook items in parallel, so an envelope
+  of k Outlook items needs min(4, k) slots while it is in flight.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+from urllib.parse import parse_qsl, urlsplit
+
+from m365connect.microsoft.graph_types import GraphRequest
+
+Kind = Literal["directory", "outlook"]
+KINDS: tuple[Kind, ...] = ("directory", "outlook")
+# "by default, the service executes up to 4 requests in parallel at any point" (throttling-limits.md)
+BATCH_OUTLOOK_PARALLELISM = 4
+# Microsoft sends x-ms-throttle-limit-percentage "above 0.8 of the limit"
+PRESSURE_HEADER = "x-ms-throttle-limit-percentage"
+OUTLOOK_NAVIGATIONS = frozenset(
+    {
+        "mailboxsettings",
+        "sendmail",
+        "messages",
+        "mailfolders",
+        "events",
+        "calendar",
+        "calendars",
+        "contacts",
+        "contactfolders",
+        "outlook",
+        "inferenceclassification",
+    }
+)
+_SMALL_TOP = 20
+
+
+@dataclass(frozen=True)
+class PaceScope:
+    """Whose budget a call spends: the app (client id) in a tenant; interactive callers go first."""
+
+    app_id: str
+    tenant_id: str
+    interactive: bool = False
+
+
+@dataclass(frozen=True)
+class Demand:
+    """What one HTTP request to Graph needs: directory resource units and Outlook slots."""
+
+    units: int = 0
+    outlook: int = 0  # Outlook calls in flight at once while the request runs
+
+    @property
+    def empty(self) -> bool:
+        """Nothing that a budget meters."""
+        return self.units == 0 and self.outlook == 0
+
+
+@dataclass(frozen=True)
+class Permit:
+    """Room granted for one request; handed back to `Pacer.release` once its answer is in."""
+
+    scope: PaceScope
+    demand: Demand
+    lease: str | None = None  # the Outlook slots' holder, None when none are held
+
+
+class Pacer(Protocol):
+    """Budgets shared by every process of the service (m365connect.pacing)."""
+
+    async def acquire(self, scope: PaceScope, demand: Demand, *, deadline: float) -> Permit | None:
+        """Wait until the scope's budgets admit `demand`; None when they do not before `deadline`
+        (time.monotonic). A pacer that cannot reach its store admits at once (the 429 path remains)."""
+        ...
+
+    async def release(self, permit: Permit) -> None:
+        """The request is answered: free the Outlook slots it held."""
+        ...
+
+    async def pushback(
+        self,
+        scope: PaceScope,
+        kind: Kind,
+        *,
+        retry_after: float | None,
+        pressure: float | None,
+        throttled: int = 0,
+    ) -> None:
+        """Microsoft pushed back on `kind`: `throttled` items answered 429, the longest `retry_after`
+        seconds (pause the scope for every process), and the highest throttle-limit percentage
+        `pressure` (slow down)."""
+        ...
+
+
+def classify(request: GraphRequest) -> tuple[Kind, int] | None:
+    """The budget a request draws on and, for the directory, its cost in resource units."""
+    parts = urlsplit(request.url)
+    segments = [s for s in parts.path.split("/") if s]
+    if not segments:
+        return None
+    head = segments[0].split("(")[0].lower()
+    if head != "users":
+        return None
+    if len(segments) == 1 and "(" in segments[0]:
+        segments = ["users", segments[0]]  # /users('upn') addresses one user
+    if len(segments) <= 2:
+        query = {name.lower(): value for name, value in parse_qsl(parts.query, keep_blank_values=True)}
+        listing = len(segments) == 1
+        cost = 2 if listing and request.method.upper() == "GET" else 1
+        cost -= "$select" in query
+        cost += "$expand" in query
+        top = query.get("$top", "").strip()
+        cost -= top.isdigit() and int(top) < _SMALL_TOP
+        return "directory", max(1, cost)
+    if segments[2].lower() in OUTLOOK_NAVIGATIONS:
+        return "outlook", 0
+    return None
+
+
+def demand(requests: Sequence[GraphRequest], indexes: Sequence[int], *, batch: bool) -> Demand:
+    """What sending these requests at once needs (one call, or one `$batch` envelope of them)."""
+    units = outlook = 0
+    for index in indexes:
+        found = classify(requests[index])
+        if found is None:
+            continue
+        kind, cost = found
+        if kind == "directory":
+            units += cost
+        else:
+            outlook += 1
+    if batch:
+        outlook = min(BATCH_OUTLOOK_PARALLELISM, outlook)
+    return Demand(units=units, outlook=outlook)
+
+
+def pressure(headers: Mapping[str, str]) -> float | None:
+    """The x-ms-throttle-limit-percentage of an answer (lowercase header names); None when absent."""
+    raw = headers.get(PRESSURE_HEADER)
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        return None
+    return value if 0.0 <= value < 100.0 else None
