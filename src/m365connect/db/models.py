@@ -9,6 +9,7 @@ from m365connect.db.base import Base
 from m365connect.events.models import Event
 from m365connect.jobs.models import BulkJob, BulkJobItem
 from m365connect.mailboxes.models import Mailbox
+from m365connect.pacing.models import PaceBudget, PaceSlot
 from m365connect.webhooks.models import Webhook, WebhookDelivery
 from m365connect.work.models import WorkSchedule
 
@@ -23,6 +24,8 @@ __all__ = [
     "Event",
     "GraphCredential",
     "Mailbox",
+    "PaceBudget",
+    "PaceSlot",
     "Webhook",
     "WebhookDelivery",
     "WorkSchedule",

@@ -1,0 +1,1 @@
+"""Graph budgets shared by every process on one database (docs/graph-client.md, "Pacing")."""

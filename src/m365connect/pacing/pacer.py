@@ -1,0 +1,338 @@
+"""The Pacer of the service: Graph budgets in the database, shared by every process that uses it.
+
+Two tables (models.py). A directory budget is a token bucket of resource units per app and tenant; one
+UPDATE refills it on the database's clock and takes the units only if they are there (atomic on
+PostgreSQL under READ COMMITTED, and on SQLite, whose writers are serialised). An Outlook budget is a set
+of slot rows per app; one UPDATE takes n free slots (free: no holder, or its lease expired) only if n are
+free, and one UPDATE frees them after the answer. Each statement runs on its own (autocommit): a paced
+envelope costs one round trip for its units, or two for its slots, when there is room.
+
+In this process, the callers of one budget wait in line (interactive before background) and only the
+first asks the database, so waiting costs one statement per poll, not one per caller. Across processes,
+an interactive caller that finds no room stamps `interactive_until` a little ahead; background callers
+take nothing while the stamp is fresh. A 429 pauses the budget (`paused_until`) and a throttle-limit
+percentage above the threshold slows the bucket's refill (`slow_until`), for every process.
+
+When the database cannot be reached the pacer admits at once (logged once per outage, retried after a
+pause): Graph's own 429s and the client's waves then pace the calls, as without a pacer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from m365connect.db.errors import DatabaseUnreachable
+from m365connect.microsoft.pacing import Demand, Kind, PaceScope, Permit
+from m365connect.pacing.repository import BudgetState, PaceRepository
+
+logger = logging.getLogger("m365connect.pacing")
+
+_STORE_ERRORS = (SQLAlchemyError, DatabaseUnreachable, OSError, TimeoutError)
+_STORE_RETRY_PAUSE_SECONDS = 5.0
+_SHORTEST_WAIT = 0.005
+
+
+@dataclass(frozen=True)
+class PacingPolicy:
+    """The numbers of the budgets (M365CONNECT_GRAPH_PACING_*, docs/configuration.md)."""
+
+    directory_units: int = 3_500  # per window, per app and tenant: Microsoft's smallest tenant tier
+    directory_window_seconds: float = 10.0
+    safety: float = 0.8  # the share of a published budget that the service spends
+    outlook_concurrency: int = 4
+    outlook_scope: Literal["app", "mailbox"] = "app"
+    lease_seconds: float = 60.0
+    slow_threshold: float = 0.8
+    slow_factor: float = 0.5
+    slow_seconds: float = 10.0
+    interactive_seconds: float = 0.5
+    poll_seconds: float = 0.05
+
+    @property
+    def capacity(self) -> float:
+        """The directory bucket's size in resource units."""
+        return self.directory_units * self.safety
+
+    @property
+    def rate(self) -> float:
+        """Resource units added to the bucket per second."""
+        return self.capacity / self.directory_window_seconds
+
+
+class PaceObserver(Protocol):
+    """Receives what the pacer did (the service's metrics; observability/metrics.py)."""
+
+    def waited(self, kind: Kind, interactive: bool, seconds: float) -> None:
+        """A request waited `seconds` for room in a budget of `kind` (0 when admitted at once)."""
+
+    def pushed_back(self, kind: Kind, *, throttled: int, paused: bool, slowed: bool) -> None:
+        """Microsoft answered `throttled` items 429; the budget was paused and/or slowed."""
+
+
+class NoPaceObserver:
+    """Observes nothing."""
+
+    def waited(self, kind: Kind, interactive: bool, seconds: float) -> None:
+        """Nothing."""
+
+    def pushed_back(self, kind: Kind, *, throttled: int, paused: bool, slowed: bool) -> None:
+        """Nothing."""
+
+
+def budget_key(kind: Kind, scope: PaceScope) -> str:
+    """The row of a budget: per app and tenant for the directory, per app for Outlook."""
+    return f"directory/{scope.app_id}/{scope.tenant_id}" if kind == "directory" else f"outlook/{scope.app_id}"
+
+
+class _Line:
+    """The callers of one budget in this process: one at a time, interactive ones first."""
+
+    def __init__(self) -> None:
+        self._busy = False
+        self._waiting: tuple[deque[asyncio.Future[None]], deque[asyncio.Future[None]]] = (deque(), deque())
+        self.freed = asyncio.Event()  # set when this process frees slots of the budget
+
+    @asynccontextmanager
+    async def turn(self, interactive: bool) -> AsyncIterator[None]:
+        if self._busy:
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiting[0 if interactive else 1].append(future)
+            try:
+                await future
+            except BaseException:
+                if future.done() and not future.cancelled():
+                    self._next()  # the turn was handed over as this caller gave up: pass it on
+                else:
+                    self._waiting[0 if interactive else 1].remove(future)
+                raise
+        else:
+            self._busy = True
+        try:
+            yield
+        finally:
+            self._next()
+
+    def _next(self) -> None:
+        for queue in self._waiting:
+            while queue:
+                future = queue.popleft()
+                if not future.done():
+                    future.set_result(None)
+                    return
+        self._busy = False
+
+
+class DatabasePacer:
+    """Graph budgets in the service's database (PostgreSQL, or one SQLite file for every process)."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        policy: PacingPolicy,
+        *,
+        observer: PaceObserver | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.policy = policy
+        self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._repository = PaceRepository(engine.dialect.name)
+        self._observer: PaceObserver = observer or NoPaceObserver()
+        self._clock = clock
+        self._lines: dict[str, _Line] = {}
+        self._seeded: set[str] = set()
+        self._paused_until = 0.0  # the store failed: admit without it until then
+        self._failing = False
+
+    async def acquire(self, scope: PaceScope, demand: Demand, *, deadline: float) -> Permit | None:
+        """Room for `demand` in the scope's budgets, waiting for it until `deadline` (time.monotonic)."""
+        if self._clock() < self._paused_until:
+            return Permit(scope, demand)
+        slots = demand.outlook if self.policy.outlook_scope == "app" else 0
+        try:
+            if demand.units and not await self._wait_for_units(scope, demand.units, deadline):
+                return None
+            if not slots:
+                return Permit(scope, demand)
+            holder = await self._wait_for_slots(scope, slots, deadline)
+        except _STORE_ERRORS as exc:
+            self._store_failed(exc)
+            return Permit(scope, demand)
+        self._store_recovered()
+        return None if holder is None else Permit(scope, demand, lease=holder)
+
+    async def release(self, permit: Permit) -> None:
+        """Free the permit's Outlook slots (a lease left behind expires after `lease_seconds`)."""
+        if permit.lease is None:
+            return
+        key = budget_key("outlook", permit.scope)
+        try:
+            async with self._engine.connect() as connection:
+                await self._repository.release(connection, key=key, holder=permit.lease)
+        except _STORE_ERRORS as exc:
+            self._store_failed(exc)
+        finally:
+            line = self._lines.get(key)
+            if line is not None:
+                line.freed.set()
+
+    async def pushback(
+        self,
+        scope: PaceScope,
+        kind: Kind,
+        *,
+        retry_after: float | None,
+        pressure: float | None,
+        throttled: int = 0,
+    ) -> None:
+        """Pause the budget for every process until Retry-After; slow its refill under pressure."""
+        slowed = pressure is not None and pressure > self.policy.slow_threshold and kind == "directory"
+        pause = retry_after if retry_after and retry_after > 0 else 0.0
+        self._observer.pushed_back(kind, throttled=throttled, paused=pause > 0, slowed=slowed)
+        if not pause and not slowed:
+            return
+        params = {
+            "key": budget_key(kind, scope),
+            "pause": pause,
+            "empty": int(kind == "directory"),
+            "slow_for": self.policy.slow_seconds if slowed else 0.0,
+        }
+        try:
+            async with self._engine.connect() as connection:
+                await self._seed(connection, kind, scope)
+                await self._repository.pushback(connection, params)
+        except _STORE_ERRORS as exc:
+            self._store_failed(exc)
+
+    def _line(self, key: str) -> _Line:
+        line = self._lines.get(key)
+        if line is None:
+            line = self._lines[key] = _Line()
+        return line
+
+    async def _seed(self, connection: AsyncConnection, kind: Kind, scope: PaceScope) -> None:
+        """Create the budget's rows once per process (a conflict means another process did)."""
+        key = budget_key(kind, scope)
+        if key in self._seeded:
+            return
+        slots = self.policy.outlook_concurrency if kind == "outlook" else 0
+        await self._repository.seed(connection, key, capacity=self.policy.capacity, slots=slots)
+        self._seeded.add(key)
+
+    async def _wait_for_units(self, scope: PaceScope, units: int, deadline: float) -> bool:
+        key = budget_key("directory", scope)
+        cost = min(float(units), self.policy.capacity)
+        started = self._clock()
+        params = {
+            "key": key,
+            "cap": self.policy.capacity,
+            "rate": self.policy.rate,
+            "slow": self.policy.slow_factor,
+            "cost": cost,
+            "interactive": int(scope.interactive),
+        }
+        async with self._turn(key, scope.interactive, deadline) as turned:
+            if not turned:
+                return False
+            while True:
+                async with self._engine.connect() as connection:
+                    await self._seed(connection, "directory", scope)
+                    if await self._repository.take_units(connection, params):
+                        self._observer.waited("directory", scope.interactive, self._clock() - started)
+                        return True
+                    state = await self._state(connection, key, scope.interactive)
+                wait = self._units_wait(state, cost, scope.interactive)
+                if self._clock() + wait > deadline:
+                    return False
+                await asyncio.sleep(wait)
+
+    def _units_wait(self, state: BudgetState | None, cost: float, interactive: bool) -> float:
+        if state is None:
+            return self.policy.poll_seconds
+        if state.paused_until > state.now:
+            return max(_SHORTEST_WAIT, state.paused_until - state.now)
+        if not interactive and state.interactive_until > state.now:
+            return self.policy.poll_seconds
+        rate = self.policy.rate * (self.policy.slow_factor if state.slow_until > state.now else 1.0)
+        refilled = min(self.policy.capacity, state.tokens + max(0.0, state.now - state.at) * rate)
+        return max(_SHORTEST_WAIT, (cost - refilled) / rate)
+
+    async def _wait_for_slots(self, scope: PaceScope, slots: int, deadline: float) -> str | None:
+        key = budget_key("outlook", scope)
+        holder = uuid.uuid4().hex
+        wanted = min(slots, self.policy.outlook_concurrency)
+        started = self._clock()
+        params = {
+            "key": key,
+            "holder": holder,
+            "lease": self.policy.lease_seconds,
+            "n": wanted,
+            "cap": self.policy.outlook_concurrency,
+            "interactive": int(scope.interactive),
+        }
+        async with self._turn(key, scope.interactive, deadline) as turned:
+            if not turned:
+                return None
+            line = self._line(key)
+            while True:
+                line.freed.clear()
+                async with self._engine.connect() as connection:
+                    await self._seed(connection, "outlook", scope)
+                    taken = await self._repository.take_slots(connection, params)
+                    if len(taken) == wanted:
+                        self._observer.waited("outlook", scope.interactive, self._clock() - started)
+                        return holder
+                    if taken:  # a race on PostgreSQL left fewer than asked: give them back
+                        await self._repository.release(connection, key=key, holder=holder)
+                    state = await self._state(connection, key, scope.interactive)
+                wait = self.policy.poll_seconds
+                if state is not None and state.paused_until > state.now:
+                    wait = max(wait, state.paused_until - state.now)
+                left = deadline - self._clock()
+                if left <= 0 or (wait > left and state is not None and state.paused_until > state.now):
+                    return None
+                with contextlib.suppress(TimeoutError):  # a slot freed here ends the wait early
+                    await asyncio.wait_for(line.freed.wait(), timeout=min(wait, left))
+
+    async def _state(self, connection: AsyncConnection, key: str, interactive: bool) -> BudgetState | None:
+        """The budget's row; an interactive caller also stamps that it is waiting."""
+        fresh = self.policy.interactive_seconds if interactive else None
+        return await self._repository.state(connection, key=key, interactive_seconds=fresh)
+
+    @asynccontextmanager
+    async def _turn(self, key: str, interactive: bool, deadline: float) -> AsyncIterator[bool]:
+        """This caller's turn in the line of the budget; False when it does not come before `deadline`."""
+        line = self._line(key)
+        try:
+            async with asyncio.timeout(max(0.0, deadline - self._clock())):
+                entered = line.turn(interactive)
+                await entered.__aenter__()
+        except TimeoutError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            await entered.__aexit__(None, None, None)
+
+    def _store_failed(self, exc: BaseException) -> None:
+        self._paused_until = self._clock() + _STORE_RETRY_PAUSE_SECONDS
+        if not self._failing:
+            self._failing = True
+            logger.warning("pacing.store.unavailable", extra={"error": type(exc).__name__})
+
+    def _store_recovered(self) -> None:
+        if self._failing:
+            self._failing = False
+            logger.info("pacing.store.recovered")
