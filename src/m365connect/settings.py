@@ -6,7 +6,7 @@ import ssl
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -116,6 +116,32 @@ class Settings(BaseSettings):
     bulk_job_sweep_seconds: float = Field(default=60.0, gt=0)
     bulk_job_sweep_grace_seconds: float = Field(default=600.0, ge=0)
     bulk_job_sweep_limit: int = Field(default=3, ge=0, le=100)
+    # Pacing of Graph calls to Microsoft's budgets, shared by every process on the database
+    # (docs/graph-client.md "Pacing"): directory resource units per window per app and tenant (default:
+    # the smallest tenant tier, as the tenant's size is not known), the share of it spent, Outlook calls
+    # in flight per app (or per app and mailbox: then not paced), the slots' lease, the slow-down on
+    # x-ms-throttle-limit-percentage, the freshness of an interactive caller's stamp, the poll interval.
+    graph_pacing: bool = True
+    graph_pacing_directory_units: int = Field(default=3_500, ge=20)
+    graph_pacing_directory_window_seconds: float = Field(default=10.0, gt=0, le=3600)
+    graph_pacing_safety: float = Field(default=0.8, gt=0, le=1)
+    graph_pacing_outlook_concurrency: int = Field(default=4, ge=1, le=64)
+    graph_pacing_outlook_scope: Literal["app", "mailbox"] = "app"
+    graph_pacing_lease_seconds: float = Field(default=60.0, ge=1, le=3600)
+    graph_pacing_slow_threshold: float = Field(default=0.8, gt=0, le=2)
+    graph_pacing_slow_factor: float = Field(default=0.5, gt=0, le=1)
+    graph_pacing_slow_seconds: float = Field(default=10.0, ge=0, le=600)
+    graph_pacing_interactive_seconds: float = Field(default=0.5, gt=0, le=60)
+    graph_pacing_poll_seconds: float = Field(default=0.05, ge=0.005, le=5)
+
+    @model_validator(mode="after")
+    def _lease_outlives_a_request(self) -> Settings:
+        if self.graph_pacing_lease_seconds <= self.http_timeout:
+            raise ValueError(
+                "graph_pacing_lease_seconds must be longer than http_timeout: a slot whose lease ran out "
+                "while its request was in flight would let another request take it"
+            )
+        return self
 
     @field_validator("database_url")
     @classmethod

@@ -29,8 +29,10 @@ from m365connect.mailboxes.bulk import BulkServices
 from m365connect.microsoft.cloud_clients import CloudClients, Clouds
 from m365connect.microsoft.clouds import DEFAULT_CLOUD, endpoint_table
 from m365connect.microsoft.graph import GraphClient
+from m365connect.microsoft.pacing import Pacer
 from m365connect.microsoft.token import TokenClient
 from m365connect.observability.metrics import Metrics
+from m365connect.pacing.pacer import DatabasePacer, PacingPolicy
 from m365connect.settings import Settings, parse_retry_delays
 from m365connect.webhooks.addresses import DnsResolver, HostResolver, SystemResolver
 from m365connect.webhooks.jobs import register_webhook_work
@@ -117,8 +119,28 @@ def build_http_client(settings: Settings) -> httpx.AsyncClient:
     )
 
 
-def build_clouds(settings: Settings, *, http: httpx.AsyncClient, metrics: Metrics) -> Clouds:
-    """One token client and one Graph client per national cloud, sharing the pool and the observers."""
+def pacing_policy(settings: Settings) -> PacingPolicy:
+    """The budgets' numbers from M365CONNECT_GRAPH_PACING_*."""
+    return PacingPolicy(
+        directory_units=settings.graph_pacing_directory_units,
+        directory_window_seconds=settings.graph_pacing_directory_window_seconds,
+        safety=settings.graph_pacing_safety,
+        outlook_concurrency=settings.graph_pacing_outlook_concurrency,
+        outlook_scope=settings.graph_pacing_outlook_scope,
+        lease_seconds=settings.graph_pacing_lease_seconds,
+        slow_threshold=settings.graph_pacing_slow_threshold,
+        slow_factor=settings.graph_pacing_slow_factor,
+        slow_seconds=settings.graph_pacing_slow_seconds,
+        interactive_seconds=settings.graph_pacing_interactive_seconds,
+        poll_seconds=settings.graph_pacing_poll_seconds,
+    )
+
+
+def build_clouds(
+    settings: Settings, *, http: httpx.AsyncClient, metrics: Metrics, pacer: Pacer | None = None
+) -> Clouds:
+    """One token client and one Graph client per national cloud, sharing the pool, the observers and the
+    pacer (a multi-tenant app id is one app in every cloud's budgets too: keys carry the app id)."""
     table = endpoint_table(
         login_url=settings.login_url, graph_url=settings.graph_url, cloud_urls=settings.cloud_urls
     )
@@ -136,6 +158,7 @@ def build_clouds(settings: Settings, *, http: httpx.AsyncClient, metrics: Metric
                 graph_url=endpoints.graph_url,
                 max_batches_in_flight=settings.graph_batches_in_flight,
                 observer=metrics.graph,
+                pacer=pacer,
             ),
         )
     return Clouds(clients)
@@ -177,7 +200,12 @@ async def open_state(settings: Settings, *, metrics: Metrics | None = None) -> A
         burst=settings.rate_limit_burst,
     )
     sessions = create_session_factory(engine)
-    clouds = build_clouds(settings, http=http, metrics=metrics)
+    pacer = (
+        DatabasePacer(engine, pacing_policy(settings), observer=metrics.pacing)
+        if settings.graph_pacing
+        else None
+    )
+    clouds = build_clouds(settings, http=http, metrics=metrics, pacer=pacer)
     tokens, graph = clouds.tokens(DEFAULT_CLOUD), clouds.graph(DEFAULT_CLOUD)
     checker = DeliverabilityChecker(resolver, observer=metrics.dns)
     work = build_work(

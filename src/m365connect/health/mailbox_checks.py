@@ -36,7 +36,9 @@ TRANSIENT = frozenset({ErrorCode.MICROSOFT_THROTTLED, ErrorCode.MICROSOFT_UNAVAI
 RETRY_AFTER = 30
 
 
-async def check_mailboxes(state: AppState, credential_id: int, mailbox_ids: Sequence[int]) -> None:
+async def check_mailboxes(
+    state: AppState, credential_id: int, mailbox_ids: Sequence[int], *, interactive: bool = False
+) -> None:
     """Re-verify these mailboxes of one credential (those no longer ACTIVE with it are skipped).
 
     A definitive per-item failure makes a mailbox FAILING with that code; a pass makes it OK; a credential
@@ -52,7 +54,7 @@ async def check_mailboxes(state: AppState, credential_id: int, mailbox_ids: Sequ
     if credential is None or not mailboxes:
         return
     now = utcnow()
-    verdicts = await _ask(state, credential, mailboxes, now=now)
+    verdicts = await _ask(state, credential, mailboxes, now=now, interactive=interactive)
     if isinstance(verdicts, Verdict):
         state.metrics.health.checked("mailbox", "failing", len(mailboxes))
         async with state.transactions.begin() as session:  # its mailboxes fail with it
@@ -68,7 +70,12 @@ async def check_mailboxes(state: AppState, credential_id: int, mailbox_ids: Sequ
 
 
 async def _ask(
-    state: AppState, credential: GraphCredential, mailboxes: Sequence[Mailbox], *, now: datetime
+    state: AppState,
+    credential: GraphCredential,
+    mailboxes: Sequence[Mailbox],
+    *,
+    now: datetime,
+    interactive: bool,
 ) -> Verdict | dict[int, ErrorCode | None]:
     """Microsoft's refusal of the credential, or its verdict per mailbox (None: it passes). No answer at
     all (ServiceUnavailable) counts every mailbox's check as transient."""
@@ -77,7 +84,7 @@ async def _ask(
         if isinstance(token_or_refusal, Verdict):
             return token_or_refusal
         client_credential, token = token_or_refusal
-        return await _verify(state, credential, client_credential, token, mailboxes)
+        return await _verify(state, credential, client_credential, token, mailboxes, interactive=interactive)
     except ServiceUnavailable:
         state.metrics.health.checked("mailbox", "transient", len(mailboxes))
         raise
@@ -124,11 +131,18 @@ async def _verify(
     client_credential: ClientCredential,
     token: AccessToken,
     mailboxes: Sequence[Mailbox],
+    *,
+    interactive: bool,
 ) -> dict[int, ErrorCode | None]:
     services = state.bulk_services
     try:
         verified = await bulk.verify_addresses(
-            services, credential.cloud, client_credential, token, [m.email for m in mailboxes]
+            services,
+            credential.cloud,
+            client_credential,
+            token,
+            [m.email for m in mailboxes],
+            interactive=interactive,
         )
     except GraphAuthenticationError:
         # Graph refused a token Microsoft had just issued, twice: not a verdict on the mailboxes. The

@@ -40,7 +40,7 @@ async def verify_mailbox(state: AppState, *, account_id: int, mailbox_id: int) -
     async with state.transactions.begin() as session:
         mailbox = await mailboxes.get_mailbox(session, account_id=account_id, mailbox_id=mailbox_id)
     if mailbox.status == ACTIVE and mailbox.credential_id is not None:
-        await check_mailboxes(state, mailbox.credential_id, [mailbox.id])
+        await check_mailboxes(state, mailbox.credential_id, [mailbox.id], interactive=True)
     async with state.transactions.begin() as session:
         return await mailboxes.get_mailbox(session, account_id=account_id, mailbox_id=mailbox_id)
 

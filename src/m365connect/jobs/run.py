@@ -135,7 +135,12 @@ async def _verify_chunk(
             transactions, services.bulk, account_id=account_id, credential_id=credential_id
         )
         verified = await bulk.verify(
-            transactions, services.bulk, account_id=account_id, items=items, authorised=authorised
+            transactions,
+            services.bulk,
+            account_id=account_id,
+            items=items,
+            authorised=authorised,
+            interactive=False,  # background: a synchronous request of the same app goes first
         )
     except ValidationCodeError as refused:
         return None, refused.code

@@ -42,6 +42,7 @@ from m365connect.mailboxes.schemas import BulkRequest, BulkResult, CheckedDelive
 from m365connect.mailboxes.service import stored_deliverability, to_read
 from m365connect.microsoft.graph_errors import GraphAuthenticationError
 from m365connect.microsoft.mailbox_verification import MailboxVerification, verify_mailboxes
+from m365connect.microsoft.pacing import PaceScope
 from m365connect.microsoft.token import AccessToken, ClientCredential
 
 SUPPORTED_AUTH_TYPE = "APP_ONLY"
@@ -102,7 +103,9 @@ async def connect_bulk(
     authorised = await authorise(
         transactions, services, account_id=account_id, credential_id=request.credential_id
     )
-    verified = await verify(transactions, services, account_id=account_id, items=items, authorised=authorised)
+    verified = await verify(
+        transactions, services, account_id=account_id, items=items, authorised=authorised, interactive=True
+    )
     async with transactions.begin() as session:
         return await write(session, account_id=account_id, items=items, verified=verified)
 
@@ -114,9 +117,11 @@ async def verify(
     account_id: int,
     items: Sequence[PlannedItem],
     authorised: Authorised,
+    interactive: bool,
 ) -> Verified:
     """The read and verify phases: addresses already connected, then Microsoft and DNS (no transaction
-    open while they answer). A bulk job's chunk calls this too: one set of rules for both."""
+    open while they answer). A bulk job's chunk calls this too: one set of rules for both; `interactive`
+    (a caller waits for the answer) goes before background work in Graph's budgets."""
     addresses = [item.address for item in items if item.address is not None]
     async with transactions.begin() as session:
         existing = await repository.active_by_email(session, account_id=account_id, emails=addresses)
@@ -125,7 +130,13 @@ async def verify(
     domains = sorted({item.domain for item in items if item.domain and item.address in pending})
     token = authorised.token
     by_address, dns = await _verify(
-        services, authorised.credential.cloud, authorised.client_credential, token, to_verify, domains
+        services,
+        authorised.credential.cloud,
+        authorised.client_credential,
+        token,
+        to_verify,
+        domains,
+        interactive=interactive,
     )
     return Verified(
         credential=authorised.credential,
@@ -163,12 +174,16 @@ async def _verify(
     token: AccessToken,
     addresses: list[str],
     domains: list[str],
+    *,
+    interactive: bool,
 ) -> tuple[dict[str, MailboxVerification], dict[str, DomainDeliverability]]:
     """Graph verification and the domains' SPF/DKIM/DMARC, concurrently."""
     # The verdicts depend on the cloud (its SPF include, its DKIM targets): checked for the credential's.
     checks = asyncio.create_task(services.checker.check_domains(domains, cloud=cloud))
     try:
-        verified = await verify_addresses(services, cloud, client_credential, token, addresses)
+        verified = await verify_addresses(
+            services, cloud, client_credential, token, addresses, interactive=interactive
+        )
     except GraphAuthenticationError:
         checks.cancel()
         raise ValidationCodeError(ErrorCode.INVALID_CREDENTIAL_ID) from None
@@ -184,9 +199,12 @@ async def verify_addresses(
     client_credential: ClientCredential,
     token: AccessToken,
     addresses: list[str],
+    *,
+    interactive: bool,
 ) -> list[MailboxVerification]:
     """The Graph checks of API.md §3 for these addresses, batched, as a bulk request makes them (the
-    background verification of connected mailboxes uses this too). Raises GraphAuthenticationError."""
+    background verification of connected mailboxes uses this too), paced in the credential's budgets
+    (`interactive`: a caller waits for it). Raises GraphAuthenticationError."""
     return await verify_mailboxes(
         services.credentials.clouds.graph(cloud),
         services.credentials.clouds.tokens(cloud).provider(client_credential),
@@ -194,6 +212,9 @@ async def verify_addresses(
         probe_mailbox=bool(token.roles and token.roles & MAILBOX_PROBE_ROLES),
         deadline=time.monotonic() + services.deadline_seconds,
         probe_send=sends_probed(services, token),
+        scope=PaceScope(
+            app_id=client_credential.client_id, tenant_id=client_credential.tenant, interactive=interactive
+        ),
     )
 
 

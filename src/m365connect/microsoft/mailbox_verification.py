@@ -38,6 +38,7 @@ from urllib.parse import quote
 from m365connect.codes import ErrorCode
 from m365connect.microsoft.error_codes import map_response
 from m365connect.microsoft.graph import GraphClient, GraphRequest, GraphResponse, TokenProvider
+from m365connect.microsoft.pacing import PaceScope
 
 logger = logging.getLogger("m365connect.microsoft.mailbox_verification")
 
@@ -126,19 +127,21 @@ async def verify_mailboxes(
     probe_mailbox: bool,
     deadline: float,
     probe_send: bool = False,
+    scope: PaceScope | None = None,
 ) -> list[MailboxVerification]:
-    """One verification per address, in order; addresses are lowercase, valid and distinct.
+    """One verification per address, in order; addresses are lowercase, valid and distinct. `scope`
+    paces the lookups (directory) and probes (Outlook) when the client has a pacer.
 
     Raises only what GraphClient raises (GraphAuthenticationError, the token provider's errors).
     """
     lookups = [GraphRequest(id=str(i), method="GET", url=lookup_url(a)) for i, a in enumerate(addresses)]
-    answers = await graph.batch(token, lookups, deadline=deadline)
+    answers = await graph.batch(token, lookups, deadline=deadline, scope=scope)
     found = [find_user(a, answer) for a, answer in zip(addresses, answers, strict=True)]
     settings_probe = _get_settings if probe_mailbox else None
     send_probe = send_probe_request if probe_send else None
     probes, sends = await asyncio.gather(
-        _probe(graph, token, found, deadline, settings_probe),
-        _probe(graph, token, found, deadline, send_probe),
+        _probe(graph, token, found, deadline, settings_probe, scope),
+        _probe(graph, token, found, deadline, send_probe, scope),
     )
     return [
         decide(item, probes.get(i), sends.get(i)) if isinstance(item, _Found) else item
@@ -156,6 +159,7 @@ async def _probe(
     found: list[_Found | MailboxVerification],
     deadline: float,
     make: Callable[[str, str], GraphRequest] | None,
+    scope: PaceScope | None,
 ) -> dict[int, GraphResponse]:
     # Every user with an Exchange recipient is probed, aliases and disabled accounts included: the
     # mailbox type decides rules 5-6, which come before WRONG_ALIAS.
@@ -163,7 +167,7 @@ async def _probe(
         return {}
     users = {i: f.user_id for i, f in enumerate(found) if isinstance(f, _Found) and _is_recipient(f.user)}
     probes = [make(str(i), user_id) for i, user_id in users.items()]
-    answers = await graph.batch(token, probes, deadline=deadline)
+    answers = await graph.batch(token, probes, deadline=deadline, scope=scope)
     return dict(zip(users, answers, strict=True))
 
 

@@ -51,6 +51,7 @@ class Metrics:
             registry=registry,
         )
         self.graph = GraphMetrics(registry)
+        self.pacing = PacingMetrics(registry)
         self.tokens = TokenMetrics(registry)
         self.dns = DnsMetrics(registry)
         self.bulk = BulkMetrics(registry)
@@ -104,6 +105,56 @@ class GraphMetrics:
         """Count one retry wait and its length."""
         self.waits.labels(reason).inc()
         self.wait_seconds.labels(reason).inc(seconds)
+
+
+class PacingMetrics:
+    """Waits for room in Graph's budgets and Microsoft's pushback, by budget kind (a `PaceObserver`)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.waits = Histogram(
+            "m365connect_graph_pacing_wait_seconds",
+            "Time a Graph request (call or envelope) waited for room in a budget, by kind and priority",
+            ["kind", "priority"],
+            buckets=SECONDS_BUCKETS,
+            registry=registry,
+        )
+        self.throttled = Counter(
+            "m365connect_graph_pacing_throttled",
+            "Graph requests answered 429 while paced, by budget kind",
+            ["kind"],
+            registry=registry,
+        )
+        self.pauses = Counter(
+            "m365connect_graph_pacing_pauses",
+            "Budgets paused for every process after a 429's Retry-After, by kind",
+            ["kind"],
+            registry=registry,
+        )
+        self.slowdowns = Counter(
+            "m365connect_graph_pacing_slowdowns",
+            "Directory budgets slowed after x-ms-throttle-limit-percentage passed the threshold",
+            ["kind"],
+            registry=registry,
+        )
+        for kind in ("directory", "outlook"):
+            for priority in ("interactive", "background"):
+                self.waits.labels(kind, priority)
+            self.throttled.labels(kind)
+            self.pauses.labels(kind)
+            self.slowdowns.labels(kind)
+
+    def waited(self, kind: str, interactive: bool, seconds: float) -> None:
+        """Record one wait for room (0 when admitted at once)."""
+        self.waits.labels(kind, "interactive" if interactive else "background").observe(seconds)
+
+    def pushed_back(self, kind: str, *, throttled: int, paused: bool, slowed: bool) -> None:
+        """Record Microsoft's pushback on a paced request."""
+        if throttled:
+            self.throttled.labels(kind).inc(throttled)
+        if paused:
+            self.pauses.labels(kind).inc()
+        if slowed:
+            self.slowdowns.labels(kind).inc()
 
 
 class TokenMetrics:
