@@ -40,7 +40,7 @@ PG_ADMIN_URL = os.environ.get(
 BACKENDS = [
     b.strip() for b in os.environ.get("M365CONNECT_TEST_BACKENDS", "sqlite,postgresql").split(",") if b
 ]
-TABLES = ("mailboxes", "graph_credentials", "api_keys", "accounts")
+TABLES = ("mailboxes", "graph_credentials", "api_keys", "accounts", "graph_pace_budgets", "graph_pace_slots")
 
 
 def _blocking(work: Coroutine[Any, Any, None]) -> None:

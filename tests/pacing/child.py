@@ -1,0 +1,41 @@
+"""A child process of the pacing tests: `python -m tests.pacing.child URL units N` takes N resource units one
+at a time from a shared bucket and prints the wall-clock time of each admission; `... hold LEASE` takes
+every Outlook slot with a lease of LEASE seconds, prints `held` and waits to be killed."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+
+from m365connect.db.engine import create_engine
+from m365connect.microsoft.pacing import Demand, PaceScope
+from m365connect.pacing.pacer import DatabasePacer
+from tests.pacing.support import SCOPE, policy
+
+
+async def main(url: str, mode: str, value: str) -> None:
+    engine = create_engine(url)
+    try:
+        if mode == "units":
+            pacer = DatabasePacer(engine, policy())
+            for _ in range(int(value)):
+                permit = await pacer.acquire(SCOPE, Demand(units=1), deadline=time.monotonic() + 30)
+                assert permit is not None
+                sys.stdout.write(f"{time.time():.6f}\n")
+                sys.stdout.flush()
+        else:
+            pacer = DatabasePacer(engine, policy(lease_seconds=float(value)))
+            background = PaceScope(SCOPE.app_id, SCOPE.tenant_id, interactive=False)
+            permit = await pacer.acquire(background, Demand(outlook=4), deadline=time.monotonic() + 30)
+            assert permit is not None
+            assert permit.lease is not None
+            sys.stdout.write("held\n")
+            sys.stdout.flush()
+            await asyncio.sleep(3600)
+    finally:
+        await engine.dispose()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(*sys.argv[1:4]))

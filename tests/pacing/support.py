@@ -1,0 +1,36 @@
+"""Helpers of the pacing tests: a small budget (so that a test spends it in a second), two engines."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from m365connect.microsoft.pacing import PaceScope
+from m365connect.pacing.pacer import PacingPolicy
+
+APP, TENANT = "0c1d2e3f-4a5b-4c6d-8e7f-901a2b3c4d5e", "1d2e3f40-5b6c-4d7e-9f80-a12b3c4d5e6f"
+SCOPE = PaceScope(APP, TENANT, interactive=True)
+BACKGROUND = PaceScope(APP, TENANT, interactive=False)
+# 20 units per second, a bucket of 10 (20 per 0.5 s at a safety factor of 1).
+UNITS, WINDOW = 10, 0.5
+
+
+def policy(**changes: Any) -> PacingPolicy:
+    """A budget small enough to be spent within a test; polls every 10 ms."""
+    values: dict[str, Any] = {
+        "directory_units": UNITS,
+        "directory_window_seconds": WINDOW,
+        "safety": 1.0,
+        "poll_seconds": 0.01,
+        "lease_seconds": 30.0,
+    }
+    return PacingPolicy(**{**values, **changes})
+
+
+def within_budget(times: list[float], *, start: float, capacity: float, rate: float) -> list[str]:
+    """The admissions (one unit each) past what a bucket full at `start` allows by their time."""
+    late = []
+    for count, at in enumerate(sorted(times), start=1):
+        allowed = capacity + rate * max(0.0, at - start) + 1  # one unit of clock skew
+        if count > allowed:
+            late.append(f"{count} units by +{at - start:.3f} s (at most {allowed:.1f})")
+    return late

@@ -1,0 +1,200 @@
+"""The Graph budgets shared through the database (pacing/pacer.py), on both databases: a bucket that two
+connections and two processes never overspend, slots that a killed process gives back when their lease
+runs out, a 429's pause and a slow-down seen by another process, an interactive caller served before the
+background callers queued ahead of it, and a pacer that admits at once when its store fails."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from m365connect.db.engine import create_engine
+from m365connect.microsoft.pacing import Demand, PaceScope, Permit
+from m365connect.pacing.pacer import DatabasePacer, budget_key
+from m365connect.pacing.repository import PaceRepository
+from tests.pacing.support import BACKGROUND, SCOPE, UNITS, WINDOW, policy, within_budget
+from tests.processes import clean_env, stop
+
+ROOT = Path(__file__).resolve().parents[2]
+RATE = UNITS / WINDOW
+
+
+@asynccontextmanager
+async def engines(url: str, count: int = 2) -> AsyncIterator[list[AsyncEngine]]:
+    """`count` engines on one database: separate pools, as separate processes have."""
+    built = [create_engine(url) for _ in range(count)]
+    try:
+        yield built
+    finally:
+        for engine in built:
+            await engine.dispose()
+
+
+async def until(condition: Callable[[], Awaitable[bool]], *, seconds: float = 10.0) -> None:
+    """Poll `condition` every 10 ms until it holds (fails the test after `seconds`)."""
+    deadline = time.monotonic() + seconds
+    while not await condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
+def child_process(*args: str) -> subprocess.Popen[bytes]:
+    """`python -m tests.pacing.child ARGS`, its output piped to this test."""
+    command = [sys.executable, "-m", "tests.pacing.child", *args]
+    return subprocess.Popen(command, cwd=ROOT, env=clean_env(PYTHONPATH=str(ROOT)), stdout=subprocess.PIPE)
+
+
+def soon(seconds: float = 10.0) -> float:
+    return time.monotonic() + seconds
+
+
+async def test_two_connections_never_spend_more_than_the_bucket(database_url: str) -> None:
+    times: list[float] = []
+    async with engines(database_url) as (first, second):
+        pacers = [DatabasePacer(first, policy()), DatabasePacer(second, policy())]
+
+        async def take(pacer: DatabasePacer, count: int) -> None:
+            for _ in range(count):
+                assert await pacer.acquire(SCOPE, Demand(units=1), deadline=soon()) is not None
+                times.append(time.time())
+
+        start = time.time()
+        await asyncio.gather(*(take(pacer, 15) for pacer in pacers))
+    # 30 units from a bucket of 10 that refills 20 a second: never ahead of it, and not faster than 1 s.
+    assert within_budget(times, start=start, capacity=UNITS, rate=RATE) == []
+    assert max(times) - start >= (30 - UNITS) / RATE * 0.9
+
+
+async def test_two_processes_share_one_bucket(database_url: str) -> None:
+    children = [child_process(database_url, "units", "15") for _ in range(2)]
+    try:
+        outputs = [await asyncio.to_thread(child.communicate, timeout=60) for child in children]
+    finally:
+        stop(children)
+    assert [child.returncode for child in children] == [0, 0]
+    times = [float(line) for out, _ in outputs for line in out.decode().split()]
+    assert len(times) == 30
+    # The first admission follows the bucket's creation by one statement.
+    start = min(times) - 0.05
+    assert within_budget(times, start=start, capacity=UNITS, rate=RATE) == []
+    assert max(times) - min(times) >= (30 - UNITS) / RATE * 0.9
+
+
+async def test_slots_of_a_killed_process_come_back_after_their_lease(database_url: str) -> None:
+    lease = 3.0
+    child = child_process(database_url, "hold", str(lease))
+    try:
+        assert child.stdout is not None
+        assert (await asyncio.wait_for(asyncio.to_thread(child.stdout.readline), 60)).strip() == b"held"
+        killed = time.monotonic()
+        child.kill()
+        child.wait()
+    finally:
+        stop([child])
+        if child.stdout is not None:
+            child.stdout.close()
+    async with engines(database_url, 1) as (engine,):
+        pacer = DatabasePacer(engine, policy())
+        # The dead process's slots are still leased...
+        assert await pacer.acquire(SCOPE, Demand(outlook=1), deadline=time.monotonic() + 0.2) is None
+        # ...until the lease runs out, not forever.
+        permit = await pacer.acquire(SCOPE, Demand(outlook=4), deadline=killed + lease + 10)
+        waited = time.monotonic() - killed
+        assert permit is not None
+        assert permit.lease is not None
+        assert lease - 1.0 <= waited <= lease + 5.0
+        await pacer.release(permit)
+
+
+async def test_a_429_pauses_the_budget_for_another_process(database_url: str) -> None:
+    async with engines(database_url) as (first, second):
+        told, other = DatabasePacer(first, policy()), DatabasePacer(second, policy())
+        # Both budgets in use, so that their rows exist.
+        assert await other.acquire(SCOPE, Demand(units=1), deadline=soon()) is not None
+        slot = await other.acquire(SCOPE, Demand(outlook=1), deadline=soon())
+        assert slot is not None
+        await other.release(slot)
+        for kind in ("directory", "outlook"):
+            await told.pushback(SCOPE, kind, retry_after=0.6, pressure=None, throttled=1)
+        started = time.monotonic()
+        # Not before the Retry-After: a deadline short of it gives up at once.
+        assert await other.acquire(SCOPE, Demand(units=1), deadline=started + 0.2) is None
+        assert await other.acquire(SCOPE, Demand(outlook=1), deadline=started + 0.2) is None
+        units = await other.acquire(SCOPE, Demand(units=1), deadline=soon())
+        after_units = time.monotonic() - started
+        slot = await other.acquire(SCOPE, Demand(outlook=1), deadline=soon())
+        assert units is not None
+        assert slot is not None
+        assert after_units >= 0.5
+        await other.release(slot)
+
+
+async def test_a_throttle_percentage_above_the_threshold_slows_the_bucket(database_url: str) -> None:
+    async with engines(database_url) as (first, second):
+        told, other = DatabasePacer(first, policy()), DatabasePacer(second, policy())
+        assert await other.acquire(SCOPE, Demand(units=UNITS), deadline=soon()) is not None  # empty it
+        await told.pushback(SCOPE, "directory", retry_after=None, pressure=0.9)
+        started = time.monotonic()
+        assert await other.acquire(SCOPE, Demand(units=UNITS), deadline=soon()) is not None
+        # A full bucket at the normal rate takes WINDOW (0.5 s); at the slow factor (0.5), twice that.
+        assert time.monotonic() - started >= 2 * WINDOW * 0.8
+
+
+async def test_an_interactive_caller_overtakes_queued_background_callers(database_url: str) -> None:
+    key = budget_key("outlook", SCOPE)
+    async with engines(database_url) as (first, second):
+        background, interactive = DatabasePacer(first, policy()), DatabasePacer(second, policy())
+        held = [await background.acquire(BACKGROUND, Demand(outlook=1), deadline=soon()) for _ in range(4)]
+        order: list[str] = []
+
+        async def wait(pacer: DatabasePacer, scope: PaceScope, name: str) -> Permit | None:
+            permit = await pacer.acquire(scope, Demand(outlook=1), deadline=soon(20))
+            order.append(name)
+            return permit
+
+        queued = [asyncio.create_task(wait(background, BACKGROUND, f"background {i}")) for i in range(3)]
+        repository = PaceRepository(first.dialect.name)
+
+        async def stamped() -> bool:
+            async with first.connect() as connection:
+                state = await repository.state(connection, key=key, interactive_seconds=None)
+            return state is not None and state.interactive_until > state.now
+
+        await asyncio.sleep(0)  # the background callers are in line before the interactive one starts
+        first_in_line = asyncio.create_task(wait(interactive, SCOPE, "interactive"))
+        await until(stamped)
+        for permit in held:  # one slot at a time
+            assert permit is not None
+            await background.release(permit)
+            count = len(order)
+            await until(lambda count=count: _more(order, count))  # type: ignore[misc]
+        permits = await asyncio.gather(first_in_line, *queued)
+        for permit in permits:
+            assert permit is not None
+            await (interactive if permit.scope.interactive else background).release(permit)
+    assert order[0] == "interactive", order
+    assert sorted(order) == ["background 0", "background 1", "background 2", "interactive"]
+
+
+async def _more(order: list[str], count: int) -> bool:
+    return len(order) > count
+
+
+async def test_a_pacer_whose_store_fails_admits_at_once(tmp_path: Path) -> None:
+    # A database without the pacing tables: every statement fails; the calls go on unpaced.
+    async with engines(f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}", 1) as (engine,):
+        pacer = DatabasePacer(engine, policy())
+        started = time.monotonic()
+        for _ in range(3):
+            permit = await pacer.acquire(SCOPE, Demand(units=UNITS, outlook=4), deadline=soon())
+            assert permit is not None
+            assert permit.lease is None
+            await pacer.release(permit)
+        assert time.monotonic() - started < 2.0
