@@ -1,0 +1,155 @@
+"""GraphClient with a pacer (microsoft/pacing.py), against the in-process fake Graph: what each envelope
+asks of the budgets, the pushback it reports, the items it does not send when no room comes in time, and
+the costs of Microsoft's table."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import pytest
+from tests.microsoft.test_graph_client import FAR, Clock, FakeGraph, Tokens, throttled
+
+from m365connect.microsoft.graph import GraphClient, GraphRequest
+from m365connect.microsoft.pacing import Demand, Kind, PaceScope, Permit, classify, demand
+
+SCOPE = PaceScope("app", "tenant", interactive=True)
+
+
+class RecordingPacer:
+    """Admits everything (or nothing, with `refuse`) and records what it was asked and told."""
+
+    def __init__(self, *, refuse: bool = False) -> None:
+        self.refuse = refuse
+        self.acquired: list[Demand] = []
+        self.released: list[Permit] = []
+        self.pushbacks: list[tuple[Kind, float | None, float | None, int]] = []
+        self.in_flight = 0
+
+    async def acquire(self, scope: PaceScope, demand: Demand, *, deadline: float) -> Permit | None:
+        assert scope == SCOPE
+        assert deadline == FAR  # the call's own deadline bounds the wait
+        self.acquired.append(demand)
+        if self.refuse:
+            return None
+        self.in_flight += 1
+        return Permit(scope, demand, lease=f"lease-{len(self.acquired)}")
+
+    async def release(self, permit: Permit) -> None:
+        self.in_flight -= 1
+        self.released.append(permit)
+
+    async def pushback(
+        self,
+        scope: PaceScope,
+        kind: Kind,
+        *,
+        retry_after: float | None,
+        pressure: float | None,
+        throttled: int = 0,
+    ) -> None:
+        assert scope == SCOPE
+        self.pushbacks.append((kind, retry_after, pressure, throttled))
+
+
+def lookups(n: int) -> list[GraphRequest]:
+    url = "/users?$filter=proxyAddresses/any(x:x eq 'smtp:a@b.c')&$select=id"
+    return [GraphRequest(id=str(i), method="GET", url=f"{url}&n={i}") for i in range(n)]
+
+
+def probes(n: int) -> list[GraphRequest]:
+    return [
+        GraphRequest(id=str(i), method="GET", url=f"/users/u{i}/mailboxSettings?$select=userPurpose")
+        for i in range(n)
+    ]
+
+
+@pytest.fixture
+def graph() -> FakeGraph:
+    return FakeGraph()
+
+
+@pytest.fixture
+async def paced(graph: FakeGraph) -> AsyncIterator[Callable[..., tuple[GraphClient, RecordingPacer]]]:
+    clock = Clock()
+    async with httpx.AsyncClient(transport=httpx.MockTransport(graph)) as http:
+
+        def build(**options: Any) -> tuple[GraphClient, RecordingPacer]:
+            pacer = RecordingPacer(**options)
+            client = GraphClient(
+                http=http, graph_url="https://graph.test/", sleep=clock.sleep, clock=clock, pacer=pacer
+            )
+            return client, pacer
+
+        yield build
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "expected"),
+    [
+        ("GET", "/users?$filter=x&$select=id", ("directory", 1)),  # the lookup: GET users 2, $select -1
+        ("GET", "/users", ("directory", 2)),
+        ("GET", "/users/u1", ("directory", 1)),
+        ("GET", "/users('a@b.c')", ("directory", 1)),
+        ("GET", "/users?$expand=manager", ("directory", 3)),
+        ("GET", "/users?$top=5&$select=id", ("directory", 1)),
+        ("GET", "/users/u1/mailboxSettings?$select=userPurpose", ("outlook", 0)),
+        ("POST", "/users/u1/sendMail", ("outlook", 0)),
+        ("GET", "/users/u1/memberOf", None),
+        ("GET", "/applications", None),
+    ],
+)
+def test_requests_are_charged_as_microsofts_table_says(method: str, url: str, expected: Any) -> None:
+    assert classify(GraphRequest(id="1", method=method, url=url)) == expected
+
+
+def test_an_envelope_holds_at_most_four_outlook_slots_and_a_call_one() -> None:
+    assert demand(probes(20), range(20), batch=True) == Demand(units=0, outlook=4)
+    assert demand(probes(3), range(3), batch=True) == Demand(units=0, outlook=3)
+    assert demand(probes(1), [0], batch=False) == Demand(units=0, outlook=1)
+    assert demand(lookups(20), range(20), batch=True) == Demand(units=20, outlook=0)
+
+
+async def test_each_envelope_asks_for_its_units_or_slots_and_releases_them(graph: FakeGraph, paced) -> None:
+    client, pacer = paced()
+    await client.batch(Tokens("token-1"), lookups(45), deadline=FAR, scope=SCOPE)
+    await client.batch(Tokens("token-1"), probes(25), deadline=FAR, scope=SCOPE)
+    assert pacer.acquired == [
+        Demand(units=20),
+        Demand(units=20),
+        Demand(units=5),
+        Demand(outlook=4),
+        Demand(outlook=4),
+    ]
+    assert len(pacer.released) == 5
+    assert pacer.in_flight == 0
+    assert pacer.pushbacks == []
+
+
+async def test_without_a_scope_nothing_is_paced(graph: FakeGraph, paced) -> None:
+    client, pacer = paced()
+    await client.batch(Tokens("token-1"), lookups(5), deadline=FAR)
+    assert pacer.acquired == []
+    assert len(graph.batches) == 1
+
+
+async def test_a_429_and_the_throttle_percentage_are_reported_once_per_envelope(
+    graph: FakeGraph, paced
+) -> None:
+    requests = probes(3) + lookups(2)
+    graph.items[requests[0].url] = [throttled("2")]
+    graph.items[requests[1].url] = [throttled("5")]
+    graph.items[requests[3].url] = [(200, {"x-ms-throttle-limit-percentage": "0.91"}, {"value": []})]
+    client, pacer = paced()
+    responses = await client.batch(Tokens("token-1"), requests, deadline=FAR, scope=SCOPE)
+    assert all(r.status == 200 for r in responses)  # re-sent after the wave's wait
+    assert pacer.pushbacks[:2] == [("directory", None, 0.91, 0), ("outlook", 5.0, None, 2)]
+
+
+async def test_items_without_room_before_the_deadline_are_throttled_unsent(graph: FakeGraph, paced) -> None:
+    client, pacer = paced(refuse=True)
+    responses = await client.batch(Tokens("token-1"), probes(3), deadline=FAR, scope=SCOPE)
+    assert [r.status for r in responses] == [429, 429, 429]
+    assert graph.batches == []  # nothing reached Graph
+    assert pacer.released == []
