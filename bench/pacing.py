@@ -97,6 +97,7 @@ async def round_trips(url: str, count: int) -> dict[str, float]:
             assert permit is not None
             await pacer.release(permit)
         slots_ms = (time.perf_counter() - started) * 1000 / count
+        await pacer.aclose()
     finally:
         await engine.dispose()
     return {"units_ms": units_ms, "slots_and_release_ms": slots_ms}

@@ -269,4 +269,6 @@ async def open_state(settings: Settings, *, metrics: Metrics | None = None) -> A
     finally:
         await limiter.aclose()
         await http.aclose()
+        if pacer is not None:
+            await pacer.aclose()
         await engine.dispose()

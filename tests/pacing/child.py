@@ -16,6 +16,7 @@ from tests.pacing.support import SCOPE, policy
 
 async def main(url: str, mode: str, value: str) -> None:
     engine = create_engine(url)
+    pacer: DatabasePacer | None = None
     try:
         if mode == "units":
             pacer = DatabasePacer(engine, policy())
@@ -34,6 +35,8 @@ async def main(url: str, mode: str, value: str) -> None:
             sys.stdout.flush()
             await asyncio.sleep(3600)
     finally:
+        if pacer is not None:
+            await pacer.aclose()
         await engine.dispose()
 
 

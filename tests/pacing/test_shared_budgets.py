@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -26,6 +27,16 @@ ROOT = Path(__file__).resolve().parents[2]
 RATE = UNITS / WINDOW
 
 
+_OPEN: list[DatabasePacer] = []
+
+
+def pacer_on(engine: AsyncEngine, **changes: Any) -> DatabasePacer:
+    """A pacer on `engine` with the tests' small budget; closed when its `engines` block ends."""
+    made = DatabasePacer(engine, policy(**changes))
+    _OPEN.append(made)
+    return made
+
+
 @asynccontextmanager
 async def engines(url: str, count: int = 2) -> AsyncIterator[list[AsyncEngine]]:
     """`count` engines on one database: separate pools, as separate processes have."""
@@ -33,6 +44,8 @@ async def engines(url: str, count: int = 2) -> AsyncIterator[list[AsyncEngine]]:
     try:
         yield built
     finally:
+        while _OPEN:
+            await _OPEN.pop().aclose()
         for engine in built:
             await engine.dispose()
 
@@ -58,7 +71,7 @@ def soon(seconds: float = 10.0) -> float:
 async def test_two_connections_never_spend_more_than_the_bucket(database_url: str) -> None:
     times: list[float] = []
     async with engines(database_url) as (first, second):
-        pacers = [DatabasePacer(first, policy()), DatabasePacer(second, policy())]
+        pacers = [pacer_on(first), pacer_on(second)]
 
         async def take(pacer: DatabasePacer, count: int) -> None:
             for _ in range(count):
@@ -101,7 +114,7 @@ async def test_slots_of_a_killed_process_come_back_after_their_lease(database_ur
         if child.stdout is not None:
             child.stdout.close()
     async with engines(database_url, 1) as (engine,):
-        pacer = DatabasePacer(engine, policy())
+        pacer = pacer_on(engine)
         # The dead process's slots are still leased...
         assert await pacer.acquire(SCOPE, Demand(outlook=1), deadline=time.monotonic() + 0.2) is None
         # ...until the lease runs out, not forever.
@@ -115,7 +128,7 @@ async def test_slots_of_a_killed_process_come_back_after_their_lease(database_ur
 
 async def test_a_429_pauses_the_budget_for_another_process(database_url: str) -> None:
     async with engines(database_url) as (first, second):
-        told, other = DatabasePacer(first, policy()), DatabasePacer(second, policy())
+        told, other = pacer_on(first), pacer_on(second)
         # Both budgets in use, so that their rows exist.
         assert await other.acquire(SCOPE, Demand(units=1), deadline=soon()) is not None
         slot = await other.acquire(SCOPE, Demand(outlook=1), deadline=soon())
@@ -138,7 +151,7 @@ async def test_a_429_pauses_the_budget_for_another_process(database_url: str) ->
 
 async def test_a_throttle_percentage_above_the_threshold_slows_the_bucket(database_url: str) -> None:
     async with engines(database_url) as (first, second):
-        told, other = DatabasePacer(first, policy()), DatabasePacer(second, policy())
+        told, other = pacer_on(first), pacer_on(second)
         assert await other.acquire(SCOPE, Demand(units=UNITS), deadline=soon()) is not None  # empty it
         await told.pushback(SCOPE, "directory", retry_after=None, pressure=0.9)
         started = time.monotonic()
@@ -152,8 +165,8 @@ async def test_an_interactive_caller_overtakes_queued_background_callers(databas
     async with engines(database_url) as (first, second):
         # The interactive caller polls every 0.2 s, the background ones every 10 ms and at once when their
         # own process frees a slot: only its stamp (0.5 s fresh) can make it first.
-        background = DatabasePacer(first, policy())
-        interactive = DatabasePacer(second, policy(poll_seconds=0.2))
+        background = pacer_on(first)
+        interactive = pacer_on(second, poll_seconds=0.2)
         held = [await background.acquire(BACKGROUND, Demand(outlook=1), deadline=soon()) for _ in range(4)]
         order: list[str] = []
 
@@ -193,7 +206,7 @@ async def _more(order: list[str], count: int) -> bool:
 async def test_a_pacer_whose_store_fails_admits_at_once(tmp_path: Path) -> None:
     # A database without the pacing tables: every statement fails; the calls go on unpaced.
     async with engines(f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}", 1) as (engine,):
-        pacer = DatabasePacer(engine, policy())
+        pacer = pacer_on(engine)
         started = time.monotonic()
         for _ in range(3):
             permit = await pacer.acquire(SCOPE, Demand(units=UNITS, outlook=4), deadline=soon())

@@ -152,6 +152,8 @@ class DatabasePacer:
         self._clock = clock
         self._lines: dict[str, _Line] = {}
         self._seeded: set[str] = set()
+        self._connection: AsyncConnection | None = None  # held: a checkout would cost a ping each time
+        self._connection_lock = asyncio.Lock()
         self._paused_until = 0.0  # the store failed: admit without it until then
         self._failing = False
 
@@ -178,7 +180,7 @@ class DatabasePacer:
             return
         key = budget_key("outlook", permit.scope)
         try:
-            async with self._engine.connect() as connection:
+            async with self._connected() as connection:
                 await self._repository.release(connection, key=key, holder=permit.lease)
         except _STORE_ERRORS as exc:
             self._store_failed(exc)
@@ -209,7 +211,7 @@ class DatabasePacer:
             "slow_for": self.policy.slow_seconds if slowed else 0.0,
         }
         try:
-            async with self._engine.connect() as connection:
+            async with self._connected() as connection:
                 await self._seed(connection, kind, scope)
                 await self._repository.pushback(connection, params)
         except _STORE_ERRORS as exc:
@@ -246,7 +248,7 @@ class DatabasePacer:
             if not turned:
                 return False
             while True:
-                async with self._engine.connect() as connection:
+                async with self._connected() as connection:
                     await self._seed(connection, "directory", scope)
                     if await self._repository.take_units(connection, params):
                         self._observer.waited("directory", scope.interactive, self._clock() - started)
@@ -287,7 +289,7 @@ class DatabasePacer:
             line = self._line(key)
             while True:
                 line.freed.clear()
-                async with self._engine.connect() as connection:
+                async with self._connected() as connection:
                     await self._seed(connection, "outlook", scope)
                     taken = await self._repository.take_slots(connection, params)
                     if len(taken) == wanted:
@@ -325,6 +327,39 @@ class DatabasePacer:
             yield True
         finally:
             await entered.__aexit__(None, None, None)
+
+    @asynccontextmanager
+    async def _connected(self) -> AsyncIterator[AsyncConnection]:
+        """The pacer's own connection (autocommit), one statement sequence at a time in this process.
+
+        Held rather than checked out per statement: on PostgreSQL a checkout adds the pool's pre-ping and
+        the autocommit switch, three times the statement itself. A connection that failed, or whose
+        statement was interrupted, is closed and replaced at the next use.
+        """
+        async with self._connection_lock:
+            if self._connection is None:
+                opened = await self._engine.connect()
+                try:
+                    await self._repository.prepare(opened)
+                except BaseException:
+                    await asyncio.shield(opened.close())
+                    raise
+                self._connection = opened
+            try:
+                yield self._connection
+            except BaseException:
+                broken, self._connection = self._connection, None
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(broken.close())
+                raise
+
+    async def aclose(self) -> None:
+        """Return the held connection to its pool (before the engine is disposed)."""
+        async with self._connection_lock:
+            connection, self._connection = self._connection, None
+        if connection is not None:
+            with contextlib.suppress(*_STORE_ERRORS):
+                await connection.close()
 
     def _store_failed(self, exc: BaseException) -> None:
         self._paused_until = self._clock() + _STORE_RETRY_PAUSE_SECONDS
