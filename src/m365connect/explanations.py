@@ -242,7 +242,8 @@ _ENTRIES = (
     Explanation(
         ErrorCode.MICROSOFT_THROTTLED,
         Where.ITEM,
-        "Microsoft kept throttling the requests for this mailbox (HTTP 429) beyond the retry budget.",
+        "Microsoft kept throttling the requests for this mailbox (HTTP 429) beyond the retry budget, or the "
+        "app's Graph budget had no room for them before the request's deadline.",
         "Retry later; `m365connect connect` retries these rows by itself. Re-adding is safe.",
         retryable=True,
     ),
