@@ -339,8 +339,13 @@ def test_fake_microsoft_serves_tokens_over_https(
 @pytest.mark.parametrize(
     ("command", "keys", "variable"),
     [
-        (["serve", "--port", "1"], "not-base64!", "M365CONNECT_ENCRYPTION_KEYS"),
-        (["api-keys", "create", "--account", "acme"], KEY_A, "M365CONNECT_MAX_ACCOUNTS_PER_REQUEST"),
+        pytest.param(["serve", "--port", "1"], "not-base64!", "M365CONNECT_ENCRYPTION_KEYS", id="bad-keys"),
+        pytest.param(
+            ["api-keys", "create", "--account", "acme"],
+            KEY_A,
+            "M365CONNECT_MAX_ACCOUNTS_PER_REQUEST",
+            id="bad-limit",
+        ),
     ],
 )
 def test_bad_configuration_is_one_clear_line_not_a_traceback(

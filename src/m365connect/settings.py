@@ -191,7 +191,8 @@ class Settings(BaseSettings):
         if value is None:
             return None
         try:
-            ssl.create_default_context().load_verify_locations(cafile=str(value))
+            # A bare client context: parsing the file is the check; the system's store is not needed.
+            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=str(value))
         except FileNotFoundError:
             raise ValueError(f"no such file: {value}") from None
         except (OSError, ssl.SSLError) as exc:

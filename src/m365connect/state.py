@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 from sqlalchemy.exc import SQLAlchemyError
@@ -100,12 +102,27 @@ async def _scan_secrets(sessions: async_sessionmaker[AsyncSession], box: SecretB
     return unreadable
 
 
+def trust_context(ca_bundle: Path | None = None) -> ssl.SSLContext:
+    """System trust, plus the certificates of `ca_bundle` when given. Loading the system's store costs
+    tens of milliseconds of CPU, so one context is built per bundle (path, modification time and size)
+    in a process and shared; a context is only read once built (docs/decisions.md)."""
+    if ca_bundle is None:
+        return _trust_context(None)
+    stat = ca_bundle.stat()
+    return _trust_context((str(ca_bundle), stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=8)
+def _trust_context(bundle: tuple[str, int, int] | None) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    if bundle is not None:
+        context.load_verify_locations(cafile=bundle[0])
+    return context
+
+
 def microsoft_ssl_context(settings: Settings) -> ssl.SSLContext:
     """System trust, plus M365CONNECT_CA_BUNDLE when set (passed explicitly: env vars are not relied on)."""
-    context = ssl.create_default_context()
-    if settings.ca_bundle is not None:
-        context.load_verify_locations(cafile=str(settings.ca_bundle))
-    return context
+    return trust_context(settings.ca_bundle)
 
 
 def build_http_client(settings: Settings) -> httpx.AsyncClient:
@@ -178,7 +195,7 @@ def build_webhook_services(settings: Settings, *, box: SecretBox, enqueue: Enque
         box=box,
         resolver=resolver,
         allow_private=settings.webhook_allow_private_networks,
-        ssl_context=ssl.create_default_context(),
+        ssl_context=trust_context(),
         timeout=settings.webhook_timeout,
         enqueue=enqueue,
     )

@@ -3,14 +3,13 @@ plain http and private addresses allowed (the local receiver is on 127.0.0.1) an
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 
 from m365connect.settings import Settings
-from m365connect.state import AppState
+from m365connect.state import AppState, trust_context
 from tests.webhooks.support import TEST_TIMEOUT, FakeResolver, TransactionalEnqueue, api_over, with_webhooks
 
 
@@ -35,7 +34,7 @@ def hooks_state(state: AppState, resolver: FakeResolver, enqueue: TransactionalE
         enqueue=enqueue,
         allow_private=True,
         timeout=TEST_TIMEOUT,
-        ssl_context=ssl.create_default_context(),
+        ssl_context=trust_context(),  # system trust, built once
     )
 
 
