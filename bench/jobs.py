@@ -309,6 +309,7 @@ def measure(args: argparse.Namespace, sim: ScenarioSimulator, workdir: Path) -> 
     with fresh_database(POSTGRES if args.postgres else None, workdir) as url:
         key = processes.run_cli(["encryption", "generate-key"], dict(os.environ)).strip().splitlines()[-1]
         env = service_env(sim.info, url, max(args.sync_size, 1000), key)
+        env.update(setting.split("=", 1) for setting in args.setting)
         keys = {
             name: processes.run_cli(["api-keys", "create", "--account", name], env).splitlines()[-1].strip()
             for name in ("bench", "other")
@@ -501,6 +502,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--poll", type=float, default=1.0, help="seconds between two reads of the jobs")
     parser.add_argument("--postgres", action="store_true", help=f"a throw-away database on {POSTGRES}")
     parser.add_argument("--output", type=Path)
+    parser.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting of the service and its workers, e.g. M365CONNECT_WORK_CONCURRENCY=50 (repeatable)",
+    )
     return parser.parse_args(argv)
 
 
