@@ -54,6 +54,9 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> FastAPI:
             # Everything built at start-up lives as long as the process: keep it out of the collector's
             # full passes (measured in bench/: full collections during a bulk of 1000, 98-125 ms -> 32-42 ms).
             gc.freeze()
+            if not settings.serve_work:  # the work is left to `m365connect worker` processes
+                yield
+                return
             # serve runs the background work too (API.md 5); at shutdown its running jobs finish first.
             stop = asyncio.Event()
             background = asyncio.create_task(built.work.run(stop))

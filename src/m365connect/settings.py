@@ -71,6 +71,8 @@ class Settings(BaseSettings):
     work_lease_seconds: float = Field(default=30.0, ge=1.0, le=3600.0)
     work_concurrency: int = Field(default=10, ge=2, le=500)
     work_poll_seconds: float = Field(default=1.0, gt=0, le=60.0)
+    # serve runs the background work too (API.md 5); false leaves it to `m365connect worker` processes.
+    serve_work: bool = True
     # Background verification (API.md 6): seconds between two checks of each credential / ACTIVE mailbox.
     health_credential_interval: int = Field(default=3600, ge=60)
     health_mailbox_interval: int = Field(default=86400, ge=60)

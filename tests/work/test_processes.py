@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import subprocess
 import sys
@@ -179,6 +180,25 @@ async def test_serve_runs_the_background_work_and_stops_it_with_the_server(
         return found is not None
 
     await eventually(pruned)
+    (child,) = children.started
+    child.send_signal(signal.SIGTERM)
+    assert child.wait(timeout=30) in (0, -signal.SIGTERM), log.read_text()
+    assert "Traceback" not in log.read_text()
+
+
+async def test_serve_with_serve_work_false_leaves_the_background_work_to_workers(
+    engine: AsyncEngine, database_url: str, children: Children, tmp_path: Path, microsoft: FakeMicrosoft
+) -> None:
+    env = service_env(database_url=database_url, keys=generate_key(), microsoft=microsoft)
+    env["M365CONNECT_SERVE_WORK"] = "false"
+    env["M365CONNECT_WORK_POLL_SECONDS"] = "0.1"
+    _url, log = serve(children, env=env, workdir=tmp_path, name="serve")
+
+    # A process running the work schedules work.prune within a tick (0.1 s); this one, for 30 ticks, does not.
+    await asyncio.sleep(3)
+    async with engine.connect() as connection:
+        found = await connection.scalar(text("SELECT count(*) FROM work_schedules WHERE name = 'work.prune'"))
+    assert found == 0
     (child,) = children.started
     child.send_signal(signal.SIGTERM)
     assert child.wait(timeout=30) in (0, -signal.SIGTERM), log.read_text()
