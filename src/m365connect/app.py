@@ -16,7 +16,6 @@ from m365connect.api.auth_edge import ApiKeyGate
 from m365connect.api.edge import EdgeMiddleware
 from m365connect.api.error_handlers import install_error_handlers
 from m365connect.api.openapi import install_openapi
-from m365connect.api.ratelimit import MemoryRateLimiter, Policy
 from m365connect.console.router import install_console
 from m365connect.credentials.router import router as credentials_router
 from m365connect.events.router import router as events_router
@@ -83,16 +82,10 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> FastAPI:
         health_router,
     )
     authenticator = KeyAuthenticator(refused=RefusedKeys(ttl_seconds=settings.auth_refusal_cache_seconds))
-    # One budget of failed authentications per client address, spent by refused API keys and by failed
-    # console sign-ins alike: the console is no second door for guessing keys.
-    failures = MemoryRateLimiter(
-        Policy(per_minute=settings.auth_failures_per_minute, burst=settings.auth_failures_burst)
-    )
     app.add_middleware(  # inside EdgeMiddleware: its refusals get the request id and security headers
         ApiKeyGate,
         routes=tuple(route for router in api_routers for route in router.routes),
         authenticator=authenticator,
-        failures=failures,
     )
     app.add_middleware(
         EdgeMiddleware,
@@ -111,6 +104,6 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> FastAPI:
     for router in api_routers:
         app.include_router(router)
     if settings.console_enabled:
-        install_console(app, authenticator=authenticator, failures=failures)
+        install_console(app, authenticator=authenticator)
     install_openapi(app)
     return app

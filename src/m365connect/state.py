@@ -14,7 +14,7 @@ import httpx
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from m365connect.api.ratelimit import RateLimiter, build_rate_limiter
+from m365connect.api.ratelimit import FailureBudget, RateLimiter, build_failure_budget, build_rate_limiter
 from m365connect.credentials.sealing import UnreadableSecrets, count_sealed_secrets
 from m365connect.credentials.service import Services as CredentialServices
 from m365connect.crypto import KeyFileMissing, SecretBox, load_or_create_key_file, parse_keys
@@ -59,6 +59,9 @@ class AppState:
     clouds: Clouds
     checker: DeliverabilityChecker
     limiter: RateLimiter
+    # One budget of failed authentications per client address, spent by refused API keys and by failed
+    # console sign-ins alike (the console is no second door for guessing keys); in Redis when configured.
+    failures: FailureBudget
     metrics: Metrics
     credential_services: CredentialServices
     bulk_services: BulkServices
@@ -216,6 +219,11 @@ async def open_state(settings: Settings, *, metrics: Metrics | None = None) -> A
         per_minute=settings.rate_limit_per_minute,
         burst=settings.rate_limit_burst,
     )
+    failures = build_failure_budget(
+        redis_url=settings.redis_url,
+        per_minute=settings.auth_failures_per_minute,
+        burst=settings.auth_failures_burst,
+    )
     sessions = create_session_factory(engine)
     pacer = (
         DatabasePacer(engine, pacing_policy(settings), observer=metrics.pacing)
@@ -260,6 +268,7 @@ async def open_state(settings: Settings, *, metrics: Metrics | None = None) -> A
             clouds=clouds,
             checker=checker,
             limiter=limiter,
+            failures=failures,
             metrics=metrics,
             credential_services=credential_services,
             bulk_services=bulk_services,
@@ -285,6 +294,7 @@ async def open_state(settings: Settings, *, metrics: Metrics | None = None) -> A
         yield state
     finally:
         await limiter.aclose()
+        await failures.aclose()
         await http.aclose()
         if pacer is not None:
             await pacer.aclose()

@@ -16,13 +16,14 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import update
 
 from m365connect.app import create_app
 from m365connect.client.csv_io import BOM, RESULT_COLUMNS
 from m365connect.codes import ErrorCode
 from m365connect.explanations import EXPLANATIONS
 from m365connect.jobs import service as jobs
-from m365connect.jobs.models import BulkJob
+from m365connect.jobs.models import BulkJob, BulkJobItem
 from m365connect.settings import Settings
 from m365connect.state import AppState, open_state
 from tests.conftest import truncate
@@ -205,6 +206,9 @@ async def test_an_upload_is_a_job_explained_row_by_row_downloaded_and_its_failed
     assert (item["email"], item["name"], item["success"]) == (PRIMARY, "Oscar M", True)
     finished = await browser.get(f"/console/imports/{retry_id}")
     assert "Retry the failed rows" not in finished.text  # nothing failed
+    retries = f'retries the failed rows of <a href="/console/imports/{job_id}">import {job_id}</a>'
+    assert retries in finished.text
+    assert "retries the failed rows of" not in shown.text  # the first import retried nothing
     nothing = await browser.post(f"/console/imports/{retry_id}/retry", data={"csrf_token": token})
     assert nothing.status_code == 422
     assert "nothing to retry" in nothing.text
@@ -327,3 +331,94 @@ async def test_a_retry_after_the_credential_was_deleted_is_refused_on_the_page(
     assert 'class="error form-error" role="alert">INVALID_CREDENTIAL_ID: ' in retried.text
     assert f"{cid} (deleted)" in retried.text
     assert await job_count(api, api_key) == 1
+
+
+async def _record(
+    state: AppState, job_id: int, results: dict[int, bool], *, status: str | None = None
+) -> None:
+    """Write results as a chunk would (position -> success) and the job's counts, without the engine."""
+    async with state.transactions.begin() as session:
+        for position, success in results.items():
+            result: dict[str, Any] = {"success": success, "email": f"row{position}@contoso.com"}
+            if not success:
+                result["error"] = ErrorCode.MAILBOX_NOT_FOUND
+            await session.execute(
+                update(BulkJobItem)
+                .where(BulkJobItem.job_id == job_id, BulkJobItem.position == position)
+                .values(result=result)
+            )
+        job = await session.get(BulkJob, job_id)
+        assert job is not None
+        job.processed = len(results)
+        job.connected = sum(results.values())
+        job.failed = len(results) - job.connected
+        if status is not None:
+            job.status = status
+
+
+def _csv(rows: int) -> bytes:
+    return ("mailbox_email\r\n" + "".join(f"row{n}@contoso.com\r\n" for n in range(rows))).encode()
+
+
+async def test_a_running_import_is_cancelled_from_its_page_which_names_the_rows_not_processed(
+    browser: httpx.AsyncClient, api: httpx.AsyncClient, api_key: str, import_state: AppState
+) -> None:
+    cid = (await create_credential(api, api_key=api_key))["credential_id"]
+    token, _key = await import_form(browser)
+    job_id = job_of(await upload(browser, _csv(5), credential_id=cid, token=token))
+    await _record(import_state, job_id, {0: True, 2: False}, status="RUNNING")  # no engine: as if running
+    running = await browser.get(f"/console/imports/{job_id}")
+    assert f'action="/console/imports/{job_id}/cancel"' in running.text
+    assert (await browser.post(f"/console/imports/{job_id}/cancel", data={})).status_code == 403  # no CSRF
+
+    cancelled = await browser.post(f"/console/imports/{job_id}/cancel", data={"csrf_token": token})
+    assert cancelled.status_code == 303
+    assert cancelled.headers["location"] == f"/console/imports/{job_id}"
+    job = (await api.get(f"{JOBS}/{job_id}", headers=headers(api_key))).json()
+    assert (job["status"], job["processed"]) == ("CANCELLED", 2)  # the API's cancel: jobs.service.cancel
+    shown = await browser.get(f"/console/imports/{job_id}")
+    assert shown.status_code == 200
+    assert "This import was cancelled at " in shown.text
+    assert "3 of 5 rows were not processed (rows 2, 4&ndash;5)" in shown.text
+    assert "/cancel" not in shown.text  # a finished import has no cancel button
+    assert "data-poll" not in shown.text
+    assert shown.text.count("The import was cancelled before this row; submit it again.") == 3
+
+    again = await browser.post(f"/console/imports/{job_id}/cancel", data={"csrf_token": token})
+    assert again.status_code == 422
+    assert f"{ErrorCode.JOB_ALREADY_FINISHED}: " in html.unescape(again.text)
+    other = await browser.post("/console/imports/999999/cancel", data={"csrf_token": token})
+    assert other.status_code == 404
+
+
+async def test_the_failed_rows_only_filter_pages_the_failed_rows(
+    browser: httpx.AsyncClient,
+    api: httpx.AsyncClient,
+    api_key: str,
+    import_state: AppState,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(jobs, "RESULTS_PAGE_SIZE", 2)  # 5 rows: pages of 2 rows
+    cid = (await create_credential(api, api_key=api_key))["credential_id"]
+    token, _key = await import_form(browser)
+    job_id = job_of(await upload(browser, _csv(5), credential_id=cid, token=token))
+    await _record(import_state, job_id, {0: True, 1: False, 2: True, 3: False, 4: False}, status="DONE")
+
+    first = await browser.get(f"/console/imports/{job_id}?show=failed")
+    assert first.status_code == 200
+    assert re.findall(r'<tr id="row-(\d+)"', first.text) == ["2", "4"]
+    assert "Failed rows, page 1 of 2" in first.text
+    assert f'href="/console/imports/{job_id}?show=failed&page=2" rel="next"' in html.unescape(first.text)
+    second = await browser.get(f"/console/imports/{job_id}?show=failed&page=2")
+    assert re.findall(r'<tr id="row-(\d+)"', second.text) == ["5"]
+    every = await browser.get(f"/console/imports/{job_id}")
+    assert re.findall(r'<tr id="row-(\d+)"', every.text) == ["1", "2"]
+    assert "Results, page 1 of 3" in every.text
+    assert (await browser.get(f"/console/imports/{job_id}?show=nothing")).status_code == 400
+
+    clean = job_of(await upload(browser, _csv(1), credential_id=cid, token=token))
+    await _record(import_state, clean, {0: True}, status="DONE")
+    none = await browser.get(f"/console/imports/{clean}?show=failed")
+    assert none.status_code == 200
+    assert "No row of this import failed." in none.text
+    assert "<tr id=" not in none.text

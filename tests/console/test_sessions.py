@@ -4,24 +4,31 @@ budget, and the API key kept out of pages, URLs and logs."""
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
 
 from m365connect.accounts.service import authenticate_key, revoke_api_key
+from m365connect.api.ratelimit import FAILURES_REDIS_PREFIX
 from m365connect.app import create_app
 from m365connect.console import service
 from m365connect.console.service import SessionPolicy
 from m365connect.console.web import SESSION_COOKIE
 from m365connect.db.base import utcnow
 from m365connect.settings import Settings
-from m365connect.state import AppState
+from m365connect.state import AppState, open_state
 from tests.console.pages import SIGN_IN, csrf_of, sign_in, signed_in_csrf
 from tests.factories import MAILBOXES, bulk, create_credential
+from tests.processes import free_port
 
 CREDENTIALS_PAGE = "/console/credentials"
+CREDENTIALS_API = "/rest/v2/mailboxes/microsoft/credentials"
+REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 @pytest.fixture
@@ -170,6 +177,11 @@ async def test_failed_sign_ins_spend_the_address_budget(
     settings: Settings, state: AppState, api_key: str
 ) -> None:
     tight = settings.model_copy(update={"auth_failures_burst": 3, "auth_failures_per_minute": 1})
+    async with open_state(tight) as built:
+        await _past_the_budget(tight, built, api_key)
+
+
+async def _past_the_budget(tight: Settings, state: AppState, api_key: str) -> None:
     app = create_app(tight, state=state)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://m365connect.test") as http:
@@ -221,3 +233,55 @@ async def test_the_console_sees_only_its_own_account(
     assert refused.status_code == 404
     still = await client.get("/rest/v2/mailboxes/microsoft/credentials", headers={"x-api-key": other_api_key})
     assert [c["name"] for c in still.json()["credentials"]] == ["Globex app"]
+
+
+@asynccontextmanager
+async def _replicas(settings: Settings, address: str) -> AsyncIterator[list[httpx.AsyncClient]]:
+    """Two apps with states of their own (two replicas), seen from one client address."""
+    async with AsyncExitStack() as stack:
+        clients = []
+        for _ in range(2):
+            built = await stack.enter_async_context(open_state(settings))
+            transport = httpx.ASGITransport(app=create_app(settings, state=built), client=(address, 50000))
+            http = httpx.AsyncClient(transport=transport, base_url="http://m365connect.test")
+            clients.append(await stack.enter_async_context(http))
+        yield clients
+
+
+async def test_replicas_sharing_redis_share_one_failure_budget(settings: Settings, api_key: str) -> None:
+    shared = settings.model_copy(
+        update={"redis_url": REDIS_URL, "auth_failures_burst": 3, "auth_failures_per_minute": 1}
+    )
+    address = f"2001:db8::{secrets.token_hex(2)}:{secrets.token_hex(2)}"  # this test's own bucket
+    redis = aioredis.Redis.from_url(REDIS_URL, decode_responses=True)
+    try:
+        async with _replicas(shared, address) as (first, second):
+            wrong = "m365c_" + "0" * 40
+            assert (await sign_in(first, wrong)).status_code == 401
+            assert (await second.get(CREDENTIALS_API, headers={"x-api-key": wrong})).status_code == 401
+            assert (await sign_in(second, wrong)).status_code == 401
+            # Three failures in all, spread over both replicas: each one is now out of budget.
+            assert (await sign_in(first, api_key)).status_code == 429
+            assert (await second.get(CREDENTIALS_API, headers={"x-api-key": api_key})).status_code == 429
+        assert 0 < await redis.pttl(f"{FAILURES_REDIS_PREFIX}{address}") <= 181_000
+    finally:
+        await redis.delete(f"{FAILURES_REDIS_PREFIX}{address}")
+        await redis.aclose()
+
+
+async def test_the_failure_budget_fails_open_when_redis_is_unreachable(
+    settings: Settings, api_key: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    dead = settings.model_copy(
+        update={
+            "redis_url": f"redis://127.0.0.1:{free_port()}/0",
+            "auth_failures_burst": 1,
+            "auth_failures_per_minute": 1,
+        }
+    )
+    caplog.set_level(logging.WARNING, logger="m365connect.api.ratelimit")
+    async with _replicas(dead, "203.0.113.9") as (http, _):
+        for _ in range(3):
+            assert (await sign_in(http, "m365c_" + "0" * 40)).status_code == 401
+        assert (await sign_in(http, api_key)).status_code == 303
+    assert [r.getMessage() for r in caplog.records].count("ratelimit.redis.unavailable") == 1

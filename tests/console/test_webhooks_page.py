@@ -5,6 +5,7 @@ subscriptions. The delivery to a real receiver is the browser test's (test_brows
 
 from __future__ import annotations
 
+import asyncio
 import html
 import re
 import ssl
@@ -26,6 +27,7 @@ from tests.webhooks.support import FakeResolver, TransactionalEnqueue, api_over,
 LIST = "/console/webhooks"
 URL = "https://hooks.example.com/m365connect"
 _SECRET = re.compile(r"whsec_[A-Za-z0-9+/=]+")
+_FORM_KEY = re.compile(r'name="form_key" value="([^"]+)"')
 
 
 @pytest.fixture
@@ -285,3 +287,28 @@ async def test_one_account_never_reaches_another_accounts_subscriptions(
     assert still["enabled"] is True
     assert (await browser.get(f"{LIST}/abc")).status_code == 404
     assert (await browser.get(f"{LIST}/99999999999999999999")).status_code == 404
+
+
+async def test_the_add_form_posted_twice_at_once_adds_one_subscription(
+    browser: httpx.AsyncClient, api: httpx.AsyncClient, api_key: str
+) -> None:
+    shown = await browser.get(LIST)
+    key = _FORM_KEY.search(shown.text)
+    assert key is not None
+    form = {"csrf_token": await signed_in_csrf(browser), "url": URL, "form_key": key.group(1)}
+    # A double click: the same form, twice, at once; the browser shows the answer to the second.
+    first, second = await asyncio.gather(browser.post(LIST, data=form), browser.post(LIST, data=form))
+    [webhook] = await listed(api, api_key)
+    added = f"{LIST}/{webhook['id']}/added"
+    assert [(r.status_code, r.headers["location"]) for r in (first, second)] == [(303, added), (303, added)]
+    answer = await browser.get(second.headers["location"])
+    assert len(set(_SECRET.findall(answer.text))) == 1  # the first answer was never shown: this one is
+    # The form went back to and edited: another subscription, not the first one's answer.
+    edited = await browser.post(LIST, data=form | {"url": URL + "/other"})
+    assert edited.status_code == 303
+    assert edited.headers["location"] != added
+    assert sorted(str(item["url"]) for item in await listed(api, api_key)) == [URL, URL + "/other"]
+    # Each rendering of the page carries a new key.
+    again = _FORM_KEY.search((await browser.get(LIST)).text)
+    assert again is not None
+    assert again.group(1) != key.group(1)

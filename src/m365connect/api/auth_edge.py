@@ -13,7 +13,8 @@ closed. A path that matches no route (404) or not with this method (405) is left
 answers without reading the body either. A refused request is answered with `Connection: close`:
 its body was never read, and on a kept-alive connection uvicorn would otherwise read and discard the
 whole body to reach the next request. Each client address has a budget of failed authentications
-(in-process, per replica); past it, the address is answered 429 without looking at the key at all.
+(state.failures: in Redis when M365CONNECT_REDIS_URL is set, one budget for every replica; else per
+process); past it, the address is answered 429 without looking at the key at all.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from m365connect.accounts.authenticator import KeyAuthenticator
 from m365connect.api.edge import RATE_LIMIT_HEADERS
 from m365connect.api.error_handlers import DATABASE_UNREACHABLE, database_unavailable, render
-from m365connect.api.ratelimit import MemoryRateLimiter
 from m365connect.errors import AppError, TooManyRequests, Unauthorized
 from m365connect.state import AppState
 
@@ -41,12 +41,10 @@ class ApiKeyGate:
         *,
         routes: tuple[BaseRoute, ...],
         authenticator: KeyAuthenticator,
-        failures: MemoryRateLimiter,
     ) -> None:
         self.app = app
         self.routes = routes
         self.authenticator = authenticator
-        self.failures = failures
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Authenticate, then hand the request on; or refuse it without reading its body."""
@@ -79,13 +77,13 @@ class ApiKeyGate:
     async def _admit(self, scope: Scope) -> AppError | None:
         """None when the request may go on (its account id and rate-limit headers are in the scope)."""
         address = _client_address(scope)
-        spent = self.failures.peek(address)
-        if not spent.allowed:
-            return TooManyRequests(retry_after=spent.retry_after)
         state = _app_state(scope)
+        spent = await state.failures.check(address)
+        if spent is not None and not spent.allowed:
+            return TooManyRequests(retry_after=spent.retry_after)
         key = await self.authenticator.authenticate(state.sessions, _presented_key(scope))
         if key is None:
-            await self.failures.take(address)
+            await state.failures.take(address)
             return Unauthorized()
         request_state = scope.setdefault("state", {})
         request_state[ACCOUNT_ID] = key.account_id

@@ -14,14 +14,17 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 logger = logging.getLogger("m365connect.api.ratelimit")
 
 DEFAULT_REDIS_PREFIX = "m365connect:ratelimit:"
+# The per-address budget of failed authentications (refused API keys, failed console sign-ins).
+FAILURES_REDIS_PREFIX = "m365connect:authfail:"
 _REDIS_TIMEOUT_SECONDS = 0.5
 _REDIS_RETRY_PAUSE_SECONDS = 5.0
 _MEMORY_MAX_BUCKETS = 10_000
@@ -44,6 +47,20 @@ end
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(math.max(now, at)))
 redis.call('PEXPIRE', KEYS[1], math.ceil((capacity - tokens) / rate) + 1000)
 return {allowed, tostring(tokens)}
+"""
+
+# The same bucket read and refilled without taking a token: whether a failure budget has room left.
+# KEYS[1] = bucket; ARGV = capacity, tokens per millisecond. Returns the tokens (string); writes nothing.
+_PEEK_SCRIPT = """
+local capacity = tonumber(ARGV[1])
+local rate = tonumber(ARGV[2])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local saved = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens = tonumber(saved[1]) or capacity
+local at = tonumber(saved[2]) or now
+if now > at then tokens = math.min(capacity, tokens + (now - at) * rate) end
+return tostring(tokens)
 """
 
 
@@ -102,6 +119,23 @@ class RateLimiter(Protocol):
         ...
 
 
+class FailureBudget(Protocol):
+    """A per-address budget of failures: `check` before the attempt (no token taken), `take` for each
+    failure. None means the budget cannot be read (fail open)."""
+
+    async def check(self, bucket: str) -> Decision | None:
+        """Whether `bucket` has a token left, without taking it."""
+        ...
+
+    async def take(self, bucket: str) -> Decision | None:
+        """Take a token from `bucket` (one failure spent)."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections."""
+        ...
+
+
 class MemoryRateLimiter:
     """Buckets in this process (one replica, or no Redis configured)."""
 
@@ -125,6 +159,10 @@ class MemoryRateLimiter:
         """Whether `bucket` has a token left, without taking it."""
         tokens = self._refilled(bucket, self._clock())
         return self.policy.decide(allowed=tokens >= 1.0, tokens=tokens)
+
+    async def check(self, bucket: str) -> Decision:
+        """peek, as FailureBudget has it."""
+        return self.peek(bucket)
 
     async def take(self, bucket: str) -> Decision:
         """Refill, then take one token (no await in between: atomic on the event loop)."""
@@ -166,6 +204,7 @@ class RedisRateLimiter:
         self.prefix = prefix
         self._client = client
         self._script = client.register_script(_TAKE_SCRIPT)
+        self._peek_script = client.register_script(_PEEK_SCRIPT)
         self._paused_until = 0.0
         self._failing = False
 
@@ -182,23 +221,39 @@ class RedisRateLimiter:
 
     async def take(self, bucket: str) -> Decision | None:
         """Take a token in Redis; None (not limited) while Redis cannot be reached."""
+        answer = await self._run(self._script, bucket)
+        if answer is None:
+            return None
+        allowed, tokens = answer
+        return self.policy.decide(allowed=int(allowed) == 1, tokens=float(tokens))
+
+    async def check(self, bucket: str) -> Decision | None:
+        """Whether `bucket` has a token left, without taking it (FailureBudget); None while Redis cannot
+        be reached."""
+        tokens = await self._run(self._peek_script, bucket)
+        if tokens is None:
+            return None
+        return self.policy.decide(allowed=float(tokens) >= 1.0, tokens=float(tokens))
+
+    async def _run(self, script: AsyncScript, bucket: str) -> Any:
+        """One script on `bucket`; None (fail open, one warning per outage) while Redis cannot be reached."""
         if time.monotonic() < self._paused_until:
             return None
         rate_per_ms = self.policy.per_second / 1000.0
         try:
-            allowed, tokens = await self._script(
-                keys=[self.prefix + bucket], args=[self.policy.burst, repr(rate_per_ms)]
-            )
+            answer = await script(keys=[self.prefix + bucket], args=[self.policy.burst, repr(rate_per_ms)])
         except (RedisError, OSError) as exc:
             self._paused_until = time.monotonic() + _REDIS_RETRY_PAUSE_SECONDS
             if not self._failing:
                 self._failing = True
-                logger.warning("ratelimit.redis.unavailable", extra={"error": type(exc).__name__})
+                logger.warning(
+                    "ratelimit.redis.unavailable", extra={"error": type(exc).__name__, "keys": self.prefix}
+                )
             return None
         if self._failing:
             self._failing = False
-            logger.info("ratelimit.redis.recovered")
-        return self.policy.decide(allowed=int(allowed) == 1, tokens=float(tokens))
+            logger.info("ratelimit.redis.recovered", extra={"keys": self.prefix})
+        return answer
 
     async def aclose(self) -> None:
         """Close the connection pool."""
@@ -210,4 +265,13 @@ def build_rate_limiter(*, redis_url: str | None, per_minute: int, burst: int) ->
     policy = Policy(per_minute=per_minute, burst=burst)
     if redis_url:
         return RedisRateLimiter.from_url(redis_url, policy)
+    return MemoryRateLimiter(policy)
+
+
+def build_failure_budget(*, redis_url: str | None, per_minute: int, burst: int) -> FailureBudget:
+    """The per-address budget of failed authentications: in Redis when a URL is configured (one budget
+    for every replica), in this process otherwise (one budget per process)."""
+    policy = Policy(per_minute=per_minute, burst=burst)
+    if redis_url:
+        return RedisRateLimiter.from_url(redis_url, policy, prefix=FAILURES_REDIS_PREFIX)
     return MemoryRateLimiter(policy)

@@ -8,7 +8,6 @@ from fastapi.responses import Response
 
 from m365connect.accounts.authenticator import KeyAuthenticator
 from m365connect.api.deps import StateDep
-from m365connect.api.ratelimit import MemoryRateLimiter
 from m365connect.console import service
 from m365connect.console.web import (
     PREFIX,
@@ -31,8 +30,9 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def auth_router(*, authenticator: KeyAuthenticator, failures: MemoryRateLimiter) -> APIRouter:
-    """The sign-in routes; failed sign-ins spend the same per-address budget as refused API keys."""
+def auth_router(*, authenticator: KeyAuthenticator) -> APIRouter:
+    """The sign-in routes; failed sign-ins spend the same per-address budget as refused API keys
+    (state.failures: in Redis when M365CONNECT_REDIS_URL is set, so one budget for every replica)."""
     router = APIRouter(prefix=PREFIX)
 
     @router.get("/sign-in", include_in_schema=False)
@@ -55,8 +55,8 @@ def auth_router(*, authenticator: KeyAuthenticator, failures: MemoryRateLimiter)
         ):
             raise CsrfRefused()
         address = client_address(request)
-        spent = failures.peek(address)
-        if not spent.allowed:
+        spent = await state.failures.check(address)
+        if spent is not None and not spent.allowed:
             message = f"Too many failed sign-ins from your address: try again in {spent.retry_after} seconds."
             response = _sign_in_page(request, error=message, status_code=status.HTTP_429_TOO_MANY_REQUESTS)
             response.headers["Retry-After"] = str(spent.retry_after)
@@ -66,7 +66,7 @@ def auth_router(*, authenticator: KeyAuthenticator, failures: MemoryRateLimiter)
             state.sessions, api_key.strip() if isinstance(api_key, str) else None
         )
         if key is None:
-            await failures.take(address)
+            await state.failures.take(address)
             return _sign_in_page(request, error=REFUSED, status_code=status.HTTP_401_UNAUTHORIZED)
         policy = policy_of(state.settings)
         async with state.sessions() as session:

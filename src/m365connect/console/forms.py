@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pydantic import ValidationError
 
 from m365connect.codes import ErrorCode
+from m365connect.console.service import new_random_token
 from m365connect.credentials.schemas import CERTIFICATE_LENGTH, CredentialCreate, CredentialUpdate
 from m365connect.errors import AppError, BadRequest, NotFound, ServiceUnavailable, ValidationCodeError
 from m365connect.explanations import EXPLANATIONS, Context
@@ -31,6 +32,20 @@ CODE_FIELDS: Mapping[str, str] = {
 FORM = "form"  # the key of an error about the whole form
 SECRET_FIELDS = frozenset({"client_secret", "certificate", "certificate_password"})
 _FIELD_NAMED = re.compile(r"'([a-z_]+)'")
+# A form's one-time key (new_random_token: 43 URL-safe characters).
+_FORM_KEY = re.compile(r"[A-Za-z0-9_-]{16,64}")
+
+
+def new_form_key() -> str:
+    """A one-time key for a form that makes something (macros.html `one_time_key`): the form posted twice
+    (a double click, a reload of the answer) carries the same key, and the thing it made answers the
+    second post: the import's job (its Idempotency-Key), the webhook subscription (its form_key)."""
+    return new_random_token()
+
+
+def posted_form_key(value: object) -> str | None:
+    """The posted one-time key when it looks like one (else the post simply has none)."""
+    return value if isinstance(value, str) and _FORM_KEY.fullmatch(value) else None
 
 
 @dataclass

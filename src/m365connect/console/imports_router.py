@@ -6,7 +6,6 @@ the service's, shown next to their field."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -29,8 +28,8 @@ from m365connect.client.csv_io import (
 from m365connect.client.errors import InputError
 from m365connect.client.http import ItemResult
 from m365connect.codes import ErrorCode
-from m365connect.console.forms import FORM, FormState, explained
-from m365connect.console.service import Signed, new_random_token
+from m365connect.console.forms import FORM, FormState, explained, new_form_key, posted_form_key
+from m365connect.console.service import Signed
 from m365connect.console.web import (
     PREFIX,
     CsrfChecked,
@@ -46,14 +45,11 @@ from m365connect.credentials.schemas import CredentialRead
 from m365connect.errors import AppError, NotFound, ServiceUnavailable, ValidationCodeError
 from m365connect.explanations import Context
 from m365connect.jobs import service as jobs
-from m365connect.jobs.models import FINISHED, BulkJob
+from m365connect.jobs.models import CANCELLED, FINISHED, BulkJob
 from m365connect.mailboxes.schemas import BulkRequest
 from m365connect.state import AppState
 
 router = APIRouter(prefix=PREFIX)
-# The form's one-time key (new_random_token: 43 URL-safe characters), sent as the job's Idempotency-Key:
-# the same form posted twice (a reload of the answer) answers the job it made the first time.
-_FORM_KEY = re.compile(r"[A-Za-z0-9_-]{16,64}")
 _MAX_PAGE = 10_000_000
 # Where a refusal of jobs.service.start_job is shown; the others at the top of the form.
 CODE_FIELDS = {
@@ -64,6 +60,8 @@ CODE_FIELDS = {
     ErrorCode.TOO_MANY_ACCOUNTS: "file",
 }
 RESULTS_CSV_DELIMITER = ","  # with a UTF-8 byte order mark: Excel then opens it as UTF-8
+_SHOW = frozenset({"all", "failed"})  # the job page's ?show=: every row, or the failed rows only
+_UNPROCESSED_RUNS_SHOWN = 10  # a cancelled import names its first runs of rows not processed
 
 
 @dataclass(frozen=True)
@@ -75,11 +73,6 @@ class ResultView:
     name: str
     result: ItemResult | None
     explanation: str
-
-
-def form_key(value: object) -> str | None:
-    """The form's one-time key when it looks like one (else the upload simply has no Idempotency-Key)."""
-    return value if isinstance(value, str) and _FORM_KEY.fullmatch(value) else None
 
 
 async def _credentials(state: AppState, account_id: int) -> dict[int, CredentialRead]:
@@ -115,7 +108,7 @@ async def _import_page(
         status_code=status_code if number is not None else status.HTTP_400_BAD_REQUEST,
         title="Import mailboxes",
         upload=kept,
-        form_key=new_random_token(),
+        form_key=new_form_key(),
         credentials=known,
         recent=recent,
         page_error=None if number is not None else f"A page is a number from 1 to {_MAX_PAGE}.",
@@ -241,7 +234,9 @@ def _upload_status(kept: FormState) -> int:
 
 
 def _idempotency_key(value: object) -> str | None:
-    key = form_key(value)
+    """The form's one-time key as the job's Idempotency-Key: the same form posted twice (a reload of the
+    answer, a double click) answers the job it made the first time."""
+    key = posted_form_key(value)
     return f"console:{key}" if key is not None else None
 
 
@@ -291,37 +286,82 @@ async def _job_page(
     raw_id: str,
     *,
     retry: FormState | None = None,
+    cancel: FormState | None = None,
     status_code: int | None = None,
 ) -> Response:
     job = await _job(state, signed.account_id, raw_id)
     if job is None:
         return not_found(request, signed, what="import")
     number = _page_number(request.query_params.get("page", "1"))
+    show = request.query_params.get("show", "all")
+    failed_only = show == "failed"
+    unprocessed: list[tuple[int, int]] = []
     async with state.sessions() as session:
-        rows = await jobs.rows_page(
-            session, account_id=signed.account_id, job_id=job.id, page=(number or 1) - 1
-        )
+        if failed_only:
+            rows, shown_total = await jobs.failed_rows_page(
+                session, account_id=signed.account_id, job_id=job.id, page=(number or 1) - 1
+            )
+        else:
+            rows = await jobs.rows_page(
+                session, account_id=signed.account_id, job_id=job.id, page=(number or 1) - 1
+            )
+            shown_total = job.total
+        if job.status == CANCELLED:
+            unprocessed = await jobs.unprocessed_ranges(
+                session, account_id=signed.account_id, job_id=job.id, limit=_UNPROCESSED_RUNS_SHOWN + 1
+            )
     known = await _credentials(state, signed.account_id)
     base = _context(state, known.get(job.credential_id))
     read = jobs.to_read(job)
-    pages = max(1, -(-job.total // jobs.RESULTS_PAGE_SIZE))
+    pages = max(1, -(-shown_total // jobs.RESULTS_PAGE_SIZE))
+    page_error = None if number is not None else f"A page is a number from 1 to {_MAX_PAGE}."
+    if show not in _SHOW:
+        page_error = "Show is 'all' (every row) or 'failed' (the failed rows only)."
     return page(
         request,
         "import_job.html",
         signed=signed,
-        status_code=status_code or (200 if number is not None else status.HTTP_400_BAD_REQUEST),
+        status_code=status_code or (200 if page_error is None else status.HTTP_400_BAD_REQUEST),
         title=f"Import {job.id}",
         job=read,
         finished=job.status in FINISHED,
+        cancelled=job.status == CANCELLED,
+        unprocessed=unprocessed[:_UNPROCESSED_RUNS_SHOWN],
+        more_unprocessed=len(unprocessed) > _UNPROCESSED_RUNS_SHOWN,
+        not_processed=job.total - job.processed,
+        retry_of=job.retry_of,
+        failed_only=failed_only,
+        shown_total=shown_total,
         credential=known.get(job.credential_id),
         rows=[_view(row, base) for row in rows],
         current=number or 1,
         pages=pages,
-        page_error=None if number is not None else f"A page is a number from 1 to {_MAX_PAGE}.",
+        page_error=page_error,
         retry=retry or FormState(values={"use_primary": "yes"}),
-        form_key=new_random_token(),
+        cancel=cancel or FormState(),
+        form_key=new_form_key(),
         head_refresh=job.status not in FINISHED,
     )
+
+
+@router.post("/imports/{raw_id}/cancel", include_in_schema=False)
+async def cancel_import(raw_id: str, request: Request, state: StateDep, signed: CsrfChecked) -> Response:
+    """Cancel a queued or running import, as DELETE /bulk/jobs/{id} does (jobs.service.cancel): no row is
+    connected after this answer; what is connected stays. A finished import is refused on its page."""
+    job = await _job(state, signed.account_id, raw_id)
+    if job is None:
+        return not_found(request, signed, what="import")
+    try:
+        async with state.transactions.begin() as session:
+            await jobs.cancel(
+                session, account_id=signed.account_id, job_id=job.id, observer=state.jobs.observer
+            )
+    except ValidationCodeError as exc:  # JOB_ALREADY_FINISHED: it finished meanwhile
+        kept = FormState(errors={FORM: f"{exc.code}: {explained(exc.code)}"})
+        return await _job_page(request, state, signed, raw_id, cancel=kept, status_code=exc.status)
+    except NotFound:
+        return not_found(request, signed, what="import")
+    return redirect(f"{PREFIX}/imports/{job.id}")
 
 
 @router.get("/imports/{raw_id}/progress", include_in_schema=False)
@@ -396,6 +436,7 @@ async def retry_failed(raw_id: str, request: Request, state: StateDep, signed: C
             account_id=signed.account_id,
             request=BulkRequest(credential_id=job.credential_id, accounts=accounts),
             idempotency_key=_idempotency_key(form.get("form_key")),
+            retry_of=job.id,
         )
     except AppError as exc:
         code = _refused(kept, exc, max_rows=state.jobs.max_accounts)

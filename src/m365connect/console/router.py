@@ -8,7 +8,6 @@ from fastapi.staticfiles import StaticFiles
 
 from m365connect.accounts.authenticator import KeyAuthenticator
 from m365connect.api.error_handlers import DATABASE_UNREACHABLE, database_unavailable, render
-from m365connect.api.ratelimit import MemoryRateLimiter
 from m365connect.console import (
     credentials_router,
     events_router,
@@ -61,10 +60,10 @@ def _is_console(path: str) -> bool:
     return path == PREFIX or path.startswith(f"{PREFIX}/")
 
 
-def install_console(app: FastAPI, *, authenticator: KeyAuthenticator, failures: MemoryRateLimiter) -> None:
+def install_console(app: FastAPI, *, authenticator: KeyAuthenticator) -> None:
     """Add the console's pages, its static files, its two refusals (sign in first; a form refused) and
     its page for a database outage."""
-    app.include_router(auth_router(authenticator=authenticator, failures=failures))
+    app.include_router(auth_router(authenticator=authenticator))
     app.include_router(credentials_router.router)
     app.include_router(mailboxes_router.router)
     app.include_router(imports_router.router)

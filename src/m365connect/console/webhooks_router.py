@@ -16,7 +16,14 @@ from starlette.datastructures import FormData
 from m365connect.api.deps import StateDep
 from m365connect.codes import ErrorCode
 from m365connect.console import service as console
-from m365connect.console.forms import FORM, FormState, explained, validation_errors
+from m365connect.console.forms import (
+    FORM,
+    FormState,
+    explained,
+    new_form_key,
+    posted_form_key,
+    validation_errors,
+)
 from m365connect.console.service import Signed
 from m365connect.console.web import PREFIX, CsrfChecked, SignedIn, not_found, page, parse_id, redirect
 from m365connect.errors import AppError, BadRequest, NotFound, ValidationCodeError
@@ -94,6 +101,7 @@ async def _list_page(
         add=add or FormState(),
         event_types=EVENT_TYPES,
         maximum=service.MAX_WEBHOOKS_PER_ACCOUNT,
+        form_key=new_form_key(),
         done=DONE.get(request.query_params.get("done", "")),
     )
 
@@ -105,7 +113,8 @@ async def show_webhooks(request: Request, state: StateDep, signed: SignedIn) -> 
 
 @router.post("", include_in_schema=False)
 async def add_webhook(request: Request, state: StateDep, signed: CsrfChecked) -> Response:
-    values, chosen = _typed(await request.form())
+    form = await request.form()
+    values, chosen = _typed(form)
     kept = FormState(values=values)
     kept.values["event_types"] = ",".join(chosen)
     status_code = status.HTTP_400_BAD_REQUEST
@@ -113,7 +122,11 @@ async def add_webhook(request: Request, state: StateDep, signed: CsrfChecked) ->
         body = create_body(values, chosen)
         async with state.transactions.begin() as session:
             created = await service.create_webhook(
-                session, state.webhooks, account_id=signed.account_id, data=body
+                session,
+                state.webhooks,
+                account_id=signed.account_id,
+                data=body,
+                form_key=posted_form_key(form.get("form_key")),
             )
             await console.allow_reveal(session, signed=signed, webhook_id=created.id)
     except ValidationError as exc:

@@ -45,6 +45,8 @@ class BulkJob(Base):
     # since (jobs/sweep.py): a job that writes nothing while its next chunk has no engine job is stuck.
     progressed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     sweeps: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The job whose failed rows this one retries (the console's "retry the failed ones"); no foreign key.
+    retry_of: Mapped[int | None] = mapped_column(IdType, default=None)
 
 
 class BulkJobItem(Base):

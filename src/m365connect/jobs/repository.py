@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, func, select, update
+from sqlalchemy import ColumnElement, Table, and_, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from m365connect.jobs.models import QUEUED, RUNNING, BulkJob, BulkJobItem
@@ -94,6 +94,53 @@ async def items_between(session: AsyncSession, *, job_id: int, start: int, end: 
         .order_by(BulkJobItem.position)
     )
     return list(rows)
+
+
+def _failed() -> ColumnElement[bool]:
+    """An item whose result is written and is a failure (`"success": false`)."""
+    success: ColumnElement[bool] = BulkJobItem.result["success"].as_boolean()
+    return and_(BulkJobItem.result.is_not(None), success.is_(False))
+
+
+async def failed_items(session: AsyncSession, *, job_id: int, offset: int, limit: int) -> list[BulkJobItem]:
+    """The job's failed items, in order, `limit` from the `offset`-th."""
+    rows = await session.scalars(
+        select(BulkJobItem)
+        .where(BulkJobItem.job_id == job_id, _failed())
+        .order_by(BulkJobItem.position)
+        .offset(offset)
+        .limit(limit)
+    )
+    return list(rows)
+
+
+async def count_failed(session: AsyncSession, *, job_id: int) -> int:
+    """How many of the job's items failed."""
+    counted = await session.scalar(
+        select(func.count()).select_from(BulkJobItem).where(BulkJobItem.job_id == job_id, _failed())
+    )
+    return int(counted or 0)
+
+
+async def unprocessed_ranges(session: AsyncSession, *, job_id: int, limit: int) -> list[tuple[int, int]]:
+    """The first `limit` runs of consecutive positions without a result, as (first, last) positions: a
+    position minus its rank among the unprocessed ones is the same along a run (gaps and islands)."""
+    unprocessed = (
+        select(
+            BulkJobItem.position.label("position"),
+            (BulkJobItem.position - func.row_number().over(order_by=BulkJobItem.position)).label("run"),
+        )
+        .where(BulkJobItem.job_id == job_id, BulkJobItem.result.is_(None))
+        .subquery()
+    )
+    first = func.min(unprocessed.c.position)
+    rows = await session.execute(
+        select(first, func.max(unprocessed.c.position))
+        .group_by(unprocessed.c.run)
+        .order_by(first)
+        .limit(limit)
+    )
+    return [(int(low), int(high)) for low, high in rows]
 
 
 async def pending_positions(session: AsyncSession, *, job_id: int, start: int, end: int) -> set[int]:

@@ -125,8 +125,10 @@ async def start_job(
     account_id: int,
     request: BulkRequest,
     idempotency_key: str | None,
+    retry_of: int | None = None,
 ) -> BulkJob:
-    """The request-level 422s (or the replayed job), then a new QUEUED job with its input stored."""
+    """The request-level 422s (or the replayed job), then a new QUEUED job with its input stored;
+    `retry_of`: the job whose failed rows this one retries (the console's "retry the failed ones")."""
     bulk.check_request(request, max_accounts=services.max_accounts)
     digest = body_hash(request)
     if idempotency_key is not None:
@@ -145,6 +147,7 @@ async def start_job(
             chunk_size=services.chunk_size,
             idempotency_key=idempotency_key,
             body_hash=digest,
+            retry_of=retry_of,
         )
         try:
             async with session.begin_nested():
@@ -288,6 +291,31 @@ async def rows_page(session: AsyncSession, *, account_id: int, job_id: int, page
     start = page * RESULTS_PAGE_SIZE
     items = await repository.items_between(session, job_id=job.id, start=start, end=start + RESULTS_PAGE_SIZE)
     return [JobRow(item.position, item.mailbox_email, item.display_name, item.result) for item in items]
+
+
+async def failed_rows_page(
+    session: AsyncSession, *, account_id: int, job_id: int, page: int
+) -> tuple[list[JobRow], int]:
+    """Page `page` (0-based, 500 a page) of the job's failed rows in request order, and how many failed
+    (the console's "failed rows only")."""
+    job = await get_job(session, account_id=account_id, job_id=job_id)
+    items = await repository.failed_items(
+        session, job_id=job.id, offset=page * RESULTS_PAGE_SIZE, limit=RESULTS_PAGE_SIZE
+    )
+    total = await repository.count_failed(session, job_id=job.id)
+    return [
+        JobRow(item.position, item.mailbox_email, item.display_name, item.result) for item in items
+    ], total
+
+
+async def unprocessed_ranges(
+    session: AsyncSession, *, account_id: int, job_id: int, limit: int = 20
+) -> list[tuple[int, int]]:
+    """The first `limit` runs of rows left without a result (a cancelled job's rows never processed), as
+    1-based (first, last) row numbers."""
+    job = await get_job(session, account_id=account_id, job_id=job_id)
+    runs = await repository.unprocessed_ranges(session, job_id=job.id, limit=limit)
+    return [(first + 1, last + 1) for first, last in runs]
 
 
 async def failed_accounts(

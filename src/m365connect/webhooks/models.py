@@ -15,6 +15,8 @@ class Webhook(Base):
     """One account's subscription: where to POST which events, with a secret stored sealed."""
 
     __tablename__ = "webhooks"
+    # The console's add form posted twice (a double click) adds one subscription: its one-time key.
+    __table_args__ = (Index("uq_webhooks_account_id_form_key", "account_id", "form_key", unique=True),)
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
@@ -29,6 +31,8 @@ class Webhook(Base):
     last_dispatched_event_id: Mapped[int] = mapped_column(IdType, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+    # The one-time key of the console form that added it (None: added through the API).
+    form_key: Mapped[str | None] = mapped_column(String(64), default=None)
 
 
 class WebhookDelivery(Base):

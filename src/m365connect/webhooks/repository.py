@@ -48,6 +48,13 @@ async def get_for_account(session: AsyncSession, *, account_id: int, webhook_id:
     )
 
 
+async def by_form_key(session: AsyncSession, *, account_id: int, form_key: str) -> Webhook | None:
+    """The account's subscription added by the console form with this one-time key, if any."""
+    return await session.scalar(
+        select(Webhook).where(Webhook.account_id == account_id, Webhook.form_key == form_key)
+    )
+
+
 async def get(session: AsyncSession, *, webhook_id: int) -> Webhook | None:
     """A subscription by id, whichever account (for the background delivery)."""
     return await session.get(Webhook, webhook_id)

@@ -105,12 +105,29 @@ async def get_webhook(session: AsyncSession, *, account_id: int, webhook_id: int
 
 
 async def create_webhook(
-    session: AsyncSession, services: WebhookServices, *, account_id: int, data: WebhookCreate
+    session: AsyncSession,
+    services: WebhookServices,
+    *,
+    account_id: int,
+    data: WebhookCreate,
+    form_key: str | None = None,
 ) -> WebhookCreated:
-    """Save a subscription whose URL passed the SSRF rules; it receives events from now on."""
+    """Save a subscription whose URL passed the SSRF rules; it receives events from now on.
+
+    `form_key`: the console form's one-time key. The same form posted again (a double click) with the same
+    URL, event types and description answers the subscription it added; with other values (the form
+    edited after going back) it adds a new subscription, without the key."""
     event_types = _event_types(data.event_types)
     url = await _vetted_url(services, data.url)
+    # Serialises the account's creations: a second post of the form waits for the first one's commit.
     await repository.lock_account(session, account_id=account_id)
+    if form_key is not None:
+        added = await repository.by_form_key(session, account_id=account_id, form_key=form_key)
+        if added is not None:
+            if (added.url, added.event_types, added.description) == (url, event_types, data.description):
+                secret = sealing.open_secret(services.box, added)
+                return WebhookCreated(**to_read(added).model_dump(), secret=secret)
+            form_key = None
     if await repository.count_for_account(session, account_id=account_id) >= MAX_WEBHOOKS_PER_ACCOUNT:
         raise ValidationCodeError(ErrorCode.TOO_MANY_WEBHOOKS)
     webhook = Webhook(
@@ -121,6 +138,7 @@ async def create_webhook(
         enabled=True,
         secret_ciphertext=b"",
         last_dispatched_event_id=await repository.newest_event_id(session, account_id=account_id),
+        form_key=form_key,
     )
     await repository.add(session, webhook=webhook)
     secret = sealing.new_secret()
