@@ -114,7 +114,14 @@ class Work:
             raise ValueError(f"job kind {kind.name!r} is registered already")
         if not all(math.isfinite(delay) and delay >= 0 for delay in kind.retry_delays):
             raise ValueError("retry delays are seconds >= 0")
+        if kind.concurrency is not None and not (isinstance(kind.concurrency, int) and kind.concurrency >= 1):
+            raise ValueError("a kind's concurrency is a whole number >= 1 (or None: no cap of its own)")
         self.kinds[kind.name] = kind
+
+    @property
+    def limits(self) -> dict[str, int]:
+        """The registered kinds' own caps (jobs running at once across all processes), capped kinds only."""
+        return {name: kind.concurrency for name, kind in self.kinds.items() if kind.concurrency is not None}
 
     def every(self, name: str, seconds: float, handler: PeriodicHandler) -> None:
         """Run `handler` once every `seconds` across all processes that register it."""
@@ -152,7 +159,11 @@ class Work:
         while not stop.is_set():
             try:
                 await self.queue.run(
-                    stop, kinds=sorted(self.kinds), concurrency=self.concurrency, execute=self.execute
+                    stop,
+                    kinds=sorted(self.kinds),
+                    limits=self.limits,
+                    concurrency=self.concurrency,
+                    execute=self.execute,
                 )
                 return
             except Exception as exc:

@@ -66,8 +66,14 @@ PeriodicHandler = Callable[[], Awaitable[None]]
 
 @dataclass(frozen=True)
 class JobKind:
-    """A kind of job and its retry schedule (seconds before attempt 2, 3, ...; empty: never retried)."""
+    """A kind of job and its retry schedule (seconds before attempt 2, 3, ...; empty: never retried).
+
+    `concurrency`: at most this many jobs of the kind run at once, counted across every process on the
+    database (None: only the engine's own limit per process, M365CONNECT_WORK_CONCURRENCY). A cap below
+    the engine's limit keeps the rest of each process's slots for the other kinds.
+    """
 
     name: str
     handler: JobHandler
     retry_delays: Sequence[float] = ()
+    concurrency: int | None = None

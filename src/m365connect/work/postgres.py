@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 
 import asyncpg
@@ -69,8 +69,21 @@ class PgQueue:
             on_conflict="skip",
         )
 
-    async def run(self, stop: asyncio.Event, *, kinds: list[str], concurrency: int, execute: Execute) -> None:
-        """pgqueuer's worker loop until `stop`; running jobs finish before it returns (pgqueuer waits)."""
+    async def run(
+        self,
+        stop: asyncio.Event,
+        *,
+        kinds: list[str],
+        limits: Mapping[str, int],
+        concurrency: int,
+        execute: Execute,
+    ) -> None:
+        """pgqueuer's worker loop until `stop`; running jobs finish before it returns (pgqueuer waits).
+
+        `limits` become pgqueuer's per-entrypoint `concurrency_limit`: its dequeue counts the picked jobs
+        of the entrypoint in every worker (a capacity seat per picked job), so a cap holds across
+        processes. `concurrency` is this process's cap on all kinds (`max_concurrent_tasks`).
+        """
         if not kinds:
             await stop.wait()
             return
@@ -78,7 +91,7 @@ class PgQueue:
         try:
             manager = QueueManager(Queries(AsyncpgDriver(connection)))
             for kind in kinds:
-                manager.entrypoint(kind)(_entrypoint(execute))
+                manager.entrypoint(kind, concurrency_limit=limits.get(kind, 0))(_entrypoint(execute))
             stopper = asyncio.create_task(_relay(stop, manager.shutdown))
             batch = max(1, concurrency // 2)
             try:

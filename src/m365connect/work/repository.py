@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import and_, bindparam, delete, func, or_, select, text, update
+from sqlalchemy import Select, and_, delete, func, literal, or_, select, text, union_all, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
@@ -74,30 +74,64 @@ async def sqlite_enqueue(
 
 
 async def sqlite_claim(
-    connection: AsyncConnection, *, owner: str, kinds: list[str], limit: int, lease_ms: int
+    connection: AsyncConnection,
+    *,
+    owner: str,
+    kinds: list[str],
+    limit: int,
+    lease_ms: int,
+    limits: Mapping[str, int] | None = None,
 ) -> list[ClaimedJob]:
-    """Claim up to `limit` due jobs of these kinds, or jobs whose lease ran out (another owner's)."""
+    """Claim up to `limit` due jobs of these kinds, or jobs whose lease ran out (another owner's).
+
+    A kind in `limits` gets no more than its cap minus its jobs running with a live lease in any
+    process: the count and the claim are one statement, which SQLite runs under its single writer's
+    lock, so two processes claiming at once cannot both take the last free place of a kind.
+    """
     now = now_ms()
-    due = (
-        select(jobs.c.id)
-        .where(
-            jobs.c.kind.in_(bindparam("kinds", expanding=True)),
-            or_(
-                and_(jobs.c.status == QUEUED, jobs.c.run_at_ms <= now),
-                and_(jobs.c.status == RUNNING, jobs.c.lease_until_ms < now, jobs.c.owner != owner),
-            ),
-        )
-        .order_by(jobs.c.run_at_ms, jobs.c.id)
-        .limit(limit)
+    caps = limits or {}
+    claimable = or_(
+        and_(jobs.c.status == QUEUED, jobs.c.run_at_ms <= now),
+        and_(jobs.c.status == RUNNING, jobs.c.lease_until_ms < now, jobs.c.owner != owner),
     )
+    uncapped = [kind for kind in kinds if kind not in caps]
+    parts: list[Select[tuple[int, int]]] = []
+    if uncapped:
+        parts.append(_oldest(jobs.c.kind.in_(uncapped), claimable, limit))
+    for kind in (kind for kind in kinds if kind in caps):
+        busy = (
+            select(func.count())
+            .select_from(jobs)
+            .where(jobs.c.kind == kind, jobs.c.status == RUNNING, jobs.c.lease_until_ms >= now)
+            .scalar_subquery()
+        )
+        # max(..., 0): a negative LIMIT is no limit at all in SQLite.
+        room = func.max(func.min(literal(caps[kind]) - busy, limit), 0)
+        parts.append(_oldest(jobs.c.kind == kind, claimable, room))
+    if not parts:
+        return []
+    candidates = union_all(*(select(part.subquery()) for part in parts)).subquery()
+    due = select(candidates.c.id).order_by(candidates.c.run_at_ms, candidates.c.id).limit(limit)
     statement = (
         update(jobs)
         .where(jobs.c.id.in_(due.scalar_subquery()))
         .values(status=RUNNING, owner=owner, lease_until_ms=now + lease_ms, attempts=jobs.c.attempts + 1)
         .returning(jobs.c.id, jobs.c.kind, jobs.c.payload, jobs.c.attempts)
     )
-    rows = (await connection.execute(statement, {"kinds": kinds})).all()
+    rows = (await connection.execute(statement)).all()
     return [ClaimedJob(id=row.id, kind=row.kind, payload=row.payload, attempts=row.attempts) for row in rows]
+
+
+def _oldest(
+    of_kinds: ColumnElement[bool], claimable: ColumnElement[bool], limit: int | ColumnElement[int]
+) -> Select[tuple[int, int]]:
+    """The claimable jobs of these kinds, oldest due first, at most `limit`."""
+    return (
+        select(jobs.c.id, jobs.c.run_at_ms)
+        .where(of_kinds, claimable)
+        .order_by(jobs.c.run_at_ms, jobs.c.id)
+        .limit(limit)
+    )
 
 
 async def sqlite_heartbeat(connection: AsyncConnection, *, owner: str, ids: list[int], lease_ms: int) -> None:

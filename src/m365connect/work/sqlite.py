@@ -14,7 +14,7 @@ import functools
 import json
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
@@ -52,8 +52,20 @@ class SqliteQueue:
     def _on_commit(self, _session: Session) -> None:
         self._wake.set()
 
-    async def run(self, stop: asyncio.Event, *, kinds: list[str], concurrency: int, execute: Execute) -> None:
-        """Claim and run jobs until `stop`; then let running jobs finish (or release them if cancelled)."""
+    async def run(
+        self,
+        stop: asyncio.Event,
+        *,
+        kinds: list[str],
+        limits: Mapping[str, int],
+        concurrency: int,
+        execute: Execute,
+    ) -> None:
+        """Claim and run jobs until `stop`; then let running jobs finish (or release them if cancelled).
+
+        `concurrency` caps this process's running jobs; `limits` caps kinds across all processes (the
+        claim counts the kind's running jobs with a live lease, whoever holds them).
+        """
         running: dict[int, asyncio.Task[None]] = {}
         heartbeat = asyncio.create_task(self._heartbeat(running))
         try:
@@ -61,7 +73,7 @@ class SqliteQueue:
                 self._wake.clear()
                 free = concurrency - len(running)
                 if free > 0 and kinds:
-                    for job in await self._claim(kinds, free):
+                    for job in await self._claim(kinds, limits, free):
                         task = asyncio.create_task(self._run_one(job, execute))
                         task.add_done_callback(functools.partial(self._done, running, job.id))
                         running[job.id] = task
@@ -79,11 +91,18 @@ class SqliteQueue:
         running.pop(job_id, None)
         self._wake.set()
 
-    async def _claim(self, kinds: list[str], limit: int) -> list[repository.ClaimedJob]:
+    async def _claim(
+        self, kinds: list[str], limits: Mapping[str, int], limit: int
+    ) -> list[repository.ClaimedJob]:
         try:
             async with self.engine.begin() as connection:
                 return await repository.sqlite_claim(
-                    connection, owner=self.owner, kinds=kinds, limit=limit, lease_ms=self.lease_ms
+                    connection,
+                    owner=self.owner,
+                    kinds=kinds,
+                    limit=limit,
+                    lease_ms=self.lease_ms,
+                    limits=limits,
                 )
         except Exception as exc:  # a locked or unreachable file: try again at the next poll
             logger.warning("work.claim.failed", extra={"error": type(exc).__name__})
