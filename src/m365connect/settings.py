@@ -69,7 +69,7 @@ class Settings(BaseSettings):
     # Background work (m365connect.work): a job not heartbeaten for this long is taken over by another
     # process (the kill -9 recovery); jobs run at once per process; how often to look for due work.
     work_lease_seconds: float = Field(default=30.0, ge=1.0, le=3600.0)
-    work_concurrency: int = Field(default=10, ge=2, le=500)
+    work_concurrency: int = Field(default=40, ge=2, le=500)
     work_poll_seconds: float = Field(default=1.0, gt=0, le=60.0)
     # serve runs the background work too (API.md 5); false leaves it to `m365connect worker` processes.
     serve_work: bool = True
@@ -111,6 +111,9 @@ class Settings(BaseSettings):
     max_job_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     bulk_job_chunk_size: int = Field(default=200, ge=1, le=1000)
     bulk_job_concurrency: int = Field(default=4, ge=1, le=64)
+    # Chunks of all bulk jobs running at once, across all processes (the chunk kind's own cap in the work
+    # engine): below work_concurrency, so that every process keeps the rest for webhooks, health, events.
+    bulk_job_slots: int = Field(default=30, ge=1, le=499)
     bulk_job_wave_delays: str = "10,60,300"
     # The sweeper of stuck jobs (jobs/sweep.py): how often it looks; how long a QUEUED or RUNNING job may
     # write no result before its next chunks' engine jobs are looked for; how often a chunk given up by
@@ -135,6 +138,16 @@ class Settings(BaseSettings):
     graph_pacing_slow_seconds: float = Field(default=10.0, ge=0, le=600)
     graph_pacing_interactive_seconds: float = Field(default=0.5, gt=0, le=60)
     graph_pacing_poll_seconds: float = Field(default=0.05, ge=0.005, le=5)
+
+    @model_validator(mode="after")
+    def _chunks_leave_room(self) -> Settings:
+        if self.bulk_job_slots >= self.work_concurrency:
+            raise ValueError(
+                f"M365CONNECT_BULK_JOB_SLOTS ({self.bulk_job_slots}) must be below "
+                f"M365CONNECT_WORK_CONCURRENCY ({self.work_concurrency}): the rest of each process's "
+                "slots are for webhook deliveries, health checks and events; lower the one or raise the other"
+            )
+        return self
 
     @model_validator(mode="after")
     def _lease_outlives_a_request(self) -> Settings:

@@ -32,6 +32,7 @@ def worker_env(database_url: str, **extra: str) -> dict[str, str]:
         M365CONNECT_WORK_LEASE_SECONDS=str(LEASE_SECONDS),
         M365CONNECT_WORK_POLL_SECONDS="0.1",
         M365CONNECT_WORK_CONCURRENCY="8",
+        M365CONNECT_BULK_JOB_SLOTS="4",
         M365CONNECT_LOG_LEVEL="INFO",
         M365CONNECT_LOG_FORMAT="text",
         **extra,

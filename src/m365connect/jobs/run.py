@@ -44,8 +44,9 @@ TRANSIENT = frozenset({ErrorCode.MICROSOFT_THROTTLED.value, ErrorCode.MICROSOFT_
 RUN_RETRY_DELAYS = (1.0, 5.0, 30.0, 120.0, 600.0, 1800.0)
 
 
-def chunk_job_kind(transactions: Transactions, services: JobServices) -> JobKind:
-    """The job kind that runs one chunk (idempotent, as the engine's at-least-once delivery requires)."""
+def chunk_job_kind(transactions: Transactions, services: JobServices, *, slots: int | None = None) -> JobKind:
+    """The job kind that runs one chunk (idempotent, as the engine's at-least-once delivery requires);
+    at most `slots` chunks run at once across all processes (M365CONNECT_BULK_JOB_SLOTS)."""
 
     async def handle(run: JobRun, payload: Payload) -> None:
         started = time.perf_counter()
@@ -56,7 +57,7 @@ def chunk_job_kind(transactions: Transactions, services: JobServices) -> JobKind
         finally:
             services.observer.chunk_ran(time.perf_counter() - started)
 
-    return JobKind(name=CHUNK_KIND, handler=handle, retry_delays=RUN_RETRY_DELAYS)
+    return JobKind(name=CHUNK_KIND, handler=handle, retry_delays=RUN_RETRY_DELAYS, concurrency=slots)
 
 
 async def run_chunk(

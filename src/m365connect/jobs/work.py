@@ -12,8 +12,9 @@ if TYPE_CHECKING:
 
 
 def register_job_work(state: AppState) -> None:
-    """Register the chunk kind and the sweep of stuck jobs (every M365CONNECT_BULK_JOB_SWEEP_SECONDS)."""
-    state.work.register(chunk_job_kind(state.transactions, state.jobs))
+    """Register the chunk kind, capped at M365CONNECT_BULK_JOB_SLOTS chunks at once across all processes,
+    and the sweep of stuck jobs (every M365CONNECT_BULK_JOB_SWEEP_SECONDS)."""
+    state.work.register(chunk_job_kind(state.transactions, state.jobs, slots=state.settings.bulk_job_slots))
 
     async def sweep() -> None:
         await sweep_stuck_jobs(state.transactions, state.jobs)
