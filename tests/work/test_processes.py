@@ -39,9 +39,14 @@ def worker_env(database_url: str, **extra: str) -> dict[str, str]:
     )
 
 
-def start_test_worker(children: Children, database_url: str, log: Path) -> subprocess.Popen[bytes]:
+def start_test_worker(
+    children: Children, database_url: str, log: Path, **extra: str
+) -> subprocess.Popen[bytes]:
     return start_until_started(
-        children, [sys.executable, "-m", "tests.work.worker_main"], env=worker_env(database_url), log=log
+        children,
+        [sys.executable, "-m", "tests.work.worker_main"],
+        env=worker_env(database_url, **extra),
+        log=log,
     )
 
 
@@ -78,6 +83,35 @@ async def test_two_worker_processes_run_each_job_exactly_once(
     assert len(starts) == total
     assert set(starts.values()) == {1}, [key for key, count in starts.items() if count > 1]
     assert {pid for *_, pid, _at in await runs(engine)} == {worker.pid for worker in workers}
+
+
+async def test_a_kind_s_cap_holds_across_two_worker_processes(
+    engine: AsyncEngine, database_url: str, children: Children, tmp_path: Path
+) -> None:
+    workers = [
+        start_test_worker(children, database_url, tmp_path / f"worker{i}.log", TEST_RECORD_CONCURRENCY="2")
+        for i in (1, 2)
+    ]
+    await _enqueue(engine, database_url, [{"key": f"job-{i}", "sleep": 0.4} for i in range(8)])
+
+    async def all_done() -> bool:
+        return len(await runs(engine, what="done")) == 8
+
+    await eventually(all_done, within=60)
+    started = {key: (at, pid) for key, _attempt, pid, at in await runs(engine)}
+    finished = {key: at for key, _attempt, _pid, at in await runs(engine, what="done")}
+    # The most jobs between their recorded start and end at any one time: each run's own interval
+    # (start recorded after its claim, end before its release) lies inside the time it held its place.
+    moments = sorted(
+        [(at, 1) for at, _pid in started.values()] + [(at, -1) for at in finished.values()],
+        key=lambda moment: (moment[0], moment[1]),
+    )
+    peak = now = 0
+    for _at, step in moments:
+        now += step
+        peak = max(peak, now)
+    assert peak == 2
+    assert all(worker.poll() is None for worker in workers)  # both workers were up throughout
 
 
 async def test_a_job_of_a_worker_killed_mid_run_is_finished_by_another_after_its_lease(
