@@ -328,10 +328,12 @@ async def test_a_throttling_storm_leaves_items_for_a_later_wave(
             await calming
             results = await all_results(client, key, job["job_id"])
     assert tenant.stats.throttled > 0
-    # Each chunk's first wave left its items for a later one, and the metric says so.
+    # A chunk's first wave in the storm left its items for a later one, and the metric says so. Not "one
+    # per chunk": a chunk the engine first picks after the storm (the chunks' cap on PostgreSQL can delay
+    # it under load) needs no later wave.
     waves = state.metrics.registry.get_sample_value("m365connect_bulk_job_waves_total")
     assert waves is not None
-    assert waves >= 3  # at least one per chunk (120 items, chunks of 50)
+    assert waves >= 1
     assert done["connected"] == 120, Counter(item["error"] for item in results)
     assert all(item["success"] for item in results)
 
