@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from fastapi import APIRouter, Request, status
 from fastapi.responses import Response
 from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import FormData, UploadFile
 
 from m365connect.api.deps import StateDep
@@ -15,10 +16,10 @@ from m365connect.console import forms
 from m365connect.console.forms import FormState
 from m365connect.console.service import Signed
 from m365connect.console.views import consent_context, credential_view
-from m365connect.console.web import PREFIX, CsrfChecked, SignedIn, not_found, page, parse_id, redirect
+from m365connect.console.web import PREFIX, CsrfChecked, SignedIn, find, not_found, page, redirect
 from m365connect.credentials import service
 from m365connect.credentials.schemas import CredentialRead
-from m365connect.errors import AppError, NotFound, ServiceUnavailable
+from m365connect.errors import AppError, ServiceUnavailable
 from m365connect.health import service as health
 from m365connect.microsoft.clouds import CLOUD_NAMES
 from m365connect.state import AppState
@@ -51,16 +52,11 @@ async def _credentials(state: AppState, account_id: int) -> list[CredentialRead]
 
 
 async def _one(state: AppState, account_id: int, raw_id: str) -> CredentialRead | None:
-    credential_id = parse_id(raw_id)
-    if credential_id is None:
-        return None
-    async with state.sessions() as session:
-        try:
-            return service.to_read(
-                await service.get_credential(session, account_id=account_id, credential_id=credential_id)
-            )
-        except NotFound:
-            return None
+    async def load(session: AsyncSession, credential_id: int) -> CredentialRead:
+        found = await service.get_credential(session, account_id=account_id, credential_id=credential_id)
+        return service.to_read(found)
+
+    return await find(state.sessions, raw_id, load)
 
 
 async def _list_page(

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from fastapi import APIRouter, Request, status
 from fastapi.responses import Response, StreamingResponse
 from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
 
@@ -35,6 +36,7 @@ from m365connect.console.web import (
     CsrfChecked,
     SignedIn,
     check_csrf,
+    find,
     not_found,
     page,
     parse_id,
@@ -241,14 +243,10 @@ def _idempotency_key(value: object) -> str | None:
 
 
 async def _job(state: AppState, account_id: int, raw_id: str) -> BulkJob | None:
-    job_id = parse_id(raw_id)
-    if job_id is None:
-        return None
-    async with state.sessions() as session:
-        try:
-            return await jobs.get_job(session, account_id=account_id, job_id=job_id)
-        except NotFound:
-            return None
+    async def load(session: AsyncSession, job_id: int) -> BulkJob:
+        return await jobs.get_job(session, account_id=account_id, job_id=job_id)
+
+    return await find(state.sessions, raw_id, load)
 
 
 def _context(state: AppState, credential: CredentialRead | None) -> Context:

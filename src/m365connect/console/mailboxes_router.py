@@ -8,13 +8,14 @@ from dataclasses import dataclass
 
 from fastapi import APIRouter, Request, status
 from fastapi.responses import Response
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from m365connect.api.deps import StateDep
 from m365connect.console.forms import explained
-from m365connect.console.web import PREFIX, CsrfChecked, SignedIn, not_found, page, parse_id, redirect
+from m365connect.console.web import PREFIX, CsrfChecked, SignedIn, find, not_found, page, parse_id, redirect
 from m365connect.credentials import service as credentials
 from m365connect.credentials.schemas import CredentialRead
-from m365connect.errors import AppError, NotFound
+from m365connect.errors import AppError
 from m365connect.explanations import Context
 from m365connect.health import service as health
 from m365connect.mailboxes import service
@@ -132,16 +133,12 @@ async def show_mailboxes(request: Request, state: StateDep, signed: SignedIn) ->
 
 
 async def _mailbox_or_none(state: AppState, account_id: int, raw_id: str) -> MailboxRead | None:
-    mailbox_id = parse_id(raw_id)
-    if mailbox_id is None:
-        return None
-    async with state.sessions() as session:
-        try:
-            return service.to_read(
-                await service.get_mailbox(session, account_id=account_id, mailbox_id=mailbox_id)
-            )
-        except NotFound:
-            return None
+    async def load(session: AsyncSession, mailbox_id: int) -> MailboxRead:
+        return service.to_read(
+            await service.get_mailbox(session, account_id=account_id, mailbox_id=mailbox_id)
+        )
+
+    return await find(state.sessions, raw_id, load)
 
 
 @router.get("/{raw_id}/disconnect", include_in_schema=False)

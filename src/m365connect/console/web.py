@@ -7,19 +7,22 @@ session's and refuses a missing or wrong one with the 403 page (docs/console.md)
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from importlib.resources import files
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from urllib.parse import quote
 
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from m365connect.api.deps import StateDep
 from m365connect.console import service
 from m365connect.console.service import SessionPolicy, Signed
+from m365connect.errors import NotFound
 from m365connect.settings import Settings
 from m365connect.wire import MAX_ID
 
@@ -137,3 +140,21 @@ def redirect(path: str, **query: str) -> RedirectResponse:
 def parse_id(raw: str) -> int | None:
     """An id from a path: ASCII digits within 1 to 2^63 - 1, else None (the page answers 404)."""
     return int(raw) if raw.isascii() and raw.isdigit() and 1 <= int(raw) <= MAX_ID else None
+
+
+T = TypeVar("T")
+
+
+async def find(
+    sessions: async_sessionmaker[AsyncSession], raw_id: str, load: Callable[[AsyncSession, int], Awaitable[T]]
+) -> T | None:
+    """What `load` finds for the id in a page's path, or None when the id is malformed or the account has
+    no such row (the page answers 404 either way)."""
+    found_id = parse_id(raw_id)
+    if found_id is None:
+        return None
+    async with sessions() as session:
+        try:
+            return await load(session, found_id)
+        except NotFound:
+            return None

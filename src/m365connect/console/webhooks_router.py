@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from fastapi import APIRouter, Request, status
 from fastapi.responses import Response
 from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import FormData
 
 from m365connect.api.deps import StateDep
@@ -25,7 +26,7 @@ from m365connect.console.forms import (
     validation_errors,
 )
 from m365connect.console.service import Signed
-from m365connect.console.web import PREFIX, CsrfChecked, SignedIn, not_found, page, parse_id, redirect
+from m365connect.console.web import PREFIX, CsrfChecked, SignedIn, find, not_found, page, redirect
 from m365connect.errors import AppError, BadRequest, NotFound, ValidationCodeError
 from m365connect.events.types import SUBSCRIBABLE
 from m365connect.state import AppState
@@ -160,16 +161,12 @@ async def show_added(raw_id: str, request: Request, state: StateDep, signed: Sig
 
 
 async def _one(state: AppState, account_id: int, raw_id: str) -> WebhookRead | None:
-    webhook_id = parse_id(raw_id)
-    if webhook_id is None:
-        return None
-    async with state.sessions() as session:
-        try:
-            return service.to_read(
-                await service.get_webhook(session, account_id=account_id, webhook_id=webhook_id)
-            )
-        except NotFound:
-            return None
+    async def load(session: AsyncSession, webhook_id: int) -> WebhookRead:
+        return service.to_read(
+            await service.get_webhook(session, account_id=account_id, webhook_id=webhook_id)
+        )
+
+    return await find(state.sessions, raw_id, load)
 
 
 @router.get("/{raw_id}", include_in_schema=False)
