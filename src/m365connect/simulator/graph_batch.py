@@ -147,7 +147,7 @@ async def run_batch(
     subs = [_sub_request(envelope, item) for item in items]
     async with batch_lanes(state.meter, subs, [bool(item.depends_on) for item in items]) as lanes:
         await latency()
-        for _ in range(1, lanes.rounds if state.meter.budgets.enabled else 1):
+        for _ in range(1, lanes.rounds):  # budgets off: no Outlook lane, 1 round
             await state.injected_latency()
         pairs = list(zip(items, subs, strict=True))
         responses = _run_items(state, dispatch, pairs, lanes.refused, request_id)
