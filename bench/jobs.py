@@ -502,6 +502,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--poll", type=float, default=1.0, help="seconds between two reads of the jobs")
     parser.add_argument("--postgres", action="store_true", help=f"a throw-away database on {POSTGRES}")
     parser.add_argument("--output", type=Path)
+    parser.add_argument("--keep", action="store_true", help="keep the work directory and its logs")
     parser.add_argument(
         "--setting",
         action="append",
@@ -542,7 +543,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         finally:
             sim.stop()
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        if args.keep:
+            sys.stdout.write(f"kept: {workdir} (scenario, service and worker logs)\n")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
     RESULTS.mkdir(exist_ok=True)
     output = args.output or RESULTS / f"jobs-{report['config']['database']}-{started:%Y%m%d-%H%M%S}.json"
     output.write_text(json.dumps(report, indent=2) + "\n")

@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from m365connect.db.engine import create_engine
@@ -214,3 +215,46 @@ async def test_a_pacer_whose_store_fails_admits_at_once(tmp_path: Path) -> None:
             assert permit.lease is None
             await pacer.release(permit)
         assert time.monotonic() - started < 2.0
+
+
+async def test_a_background_caller_does_not_poll_for_slots_its_own_process_holds(database_url: str) -> None:
+    """While this process holds an app's slots, a background caller waits for its release instead of
+    asking the database every poll (each ask is a statement: at 50 apps it was a third of a worker's
+    CPU); another process's slots are still polled for."""
+    async with engines(database_url) as (engine, other):
+        pacer = pacer_on(engine)
+        held = await pacer.acquire(BACKGROUND, Demand(outlook=4), deadline=soon())
+        assert held is not None
+        asks = 0
+
+        def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            nonlocal asks
+            asks += statement.startswith("WITH chosen AS MATERIALIZED")  # take_slots
+
+        event.listen(engine.sync_engine, "before_cursor_execute", count)
+        waiting = asyncio.create_task(pacer.acquire(BACKGROUND, Demand(outlook=2), deadline=soon()))
+        await asyncio.sleep(0.3)  # 30 polls of 10 ms, were it polling
+        assert not waiting.done()
+        assert asks == 0
+        await pacer.release(held)
+        permit = await asyncio.wait_for(waiting, 5)
+        assert permit is not None
+        assert asks == 1
+        await pacer.release(permit)
+
+        # Slots held by another process: the caller polls the database until they come back.
+        foreign = await pacer_on(other).acquire(BACKGROUND, Demand(outlook=4), deadline=soon())
+        assert foreign is not None
+        asks = 0
+        waiting = asyncio.create_task(pacer.acquire(BACKGROUND, Demand(outlook=1), deadline=soon()))
+        await until(lambda: _at_least(lambda: asks, 3))
+        assert not waiting.done()
+        await _OPEN[-1].release(foreign)
+        permit = await asyncio.wait_for(waiting, 5)
+        assert permit is not None
+        await pacer.release(permit)
+        event.remove(engine.sync_engine, "before_cursor_execute", count)
+
+
+async def _at_least(read: Callable[[], int], count: int) -> bool:
+    return read() >= count

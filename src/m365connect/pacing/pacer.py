@@ -24,7 +24,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections import deque
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -42,6 +42,10 @@ logger = logging.getLogger("m365connect.pacing")
 _STORE_ERRORS = (SQLAlchemyError, DatabaseUnreachable, OSError, TimeoutError)
 _STORE_RETRY_PAUSE_SECONDS = 5.0
 _SHORTEST_WAIT = 0.005
+# A background caller whose own process holds the slots it needs waits for that process's release; it
+# still asks the database when none came for this long (a count here is only ever too low, but a
+# wrong one must not stall it).
+_HELD_RECHECK_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -152,6 +156,7 @@ class DatabasePacer:
         self._clock = clock
         self._lines: dict[str, _Line] = {}
         self._seeded: set[str] = set()
+        self._held: Counter[str] = Counter()  # Outlook slots this process holds, per budget
         self._connection: AsyncConnection | None = None  # held: a checkout would cost a ping each time
         self._connection_lock = asyncio.Lock()
         self._paused_until = 0.0  # the store failed: admit without it until then
@@ -185,6 +190,7 @@ class DatabasePacer:
         except _STORE_ERRORS as exc:
             self._store_failed(exc)
         finally:
+            self._held[key] -= min(permit.demand.outlook, self.policy.outlook_concurrency)
             line = self._lines.get(key)
             if line is not None:
                 line.freed.set()
@@ -289,10 +295,22 @@ class DatabasePacer:
             line = self._line(key)
             while True:
                 line.freed.clear()
+                if not scope.interactive and self._held[key] + wanted > self.policy.outlook_concurrency:
+                    # This process holds the slots that would be needed: only its own release frees them
+                    # (a lease running out is the rare other way), so asking the database now is wasted.
+                    left = deadline - self._clock()
+                    if left <= 0:
+                        return None
+                    try:
+                        await asyncio.wait_for(line.freed.wait(), timeout=min(_HELD_RECHECK_SECONDS, left))
+                        continue
+                    except TimeoutError:
+                        line.freed.clear()  # no release here for a while: ask the database after all
                 async with self._connected() as connection:
                     await self._seed(connection, "outlook", scope)
                     taken = await self._repository.take_slots(connection, params)
                     if len(taken) == wanted:
+                        self._held[key] += wanted
                         self._observer.waited("outlook", scope.interactive, self._clock() - started)
                         return holder
                     if taken:  # a race on PostgreSQL left fewer than asked: give them back
