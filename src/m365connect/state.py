@@ -157,10 +157,16 @@ def pacing_policy(settings: Settings) -> PacingPolicy:
 
 
 def build_clouds(
-    settings: Settings, *, http: httpx.AsyncClient, metrics: Metrics, pacer: Pacer | None = None
+    settings: Settings,
+    *,
+    http: httpx.AsyncClient,
+    metrics: Metrics,
+    pacer: Pacer | None = None,
+    interactive_http: httpx.AsyncClient | None = None,
 ) -> Clouds:
-    """One token client and one Graph client per national cloud, sharing the pool, the observers and the
-    pacer (a multi-tenant app id is one app in every cloud's budgets too: keys carry the app id)."""
+    """One token client and one Graph client per national cloud, sharing the pools, the observers and the
+    pacer (a multi-tenant app id is one app in every cloud's budgets too: keys carry the app id).
+    `interactive_http`: the pool of interactive Graph calls (GraphClient), apart from background jobs'."""
     table = endpoint_table(
         login_url=settings.login_url, graph_url=settings.graph_url, cloud_urls=settings.cloud_urls
     )
@@ -179,6 +185,7 @@ def build_clouds(
                 max_batches_in_flight=settings.graph_batches_in_flight,
                 observer=metrics.graph,
                 pacer=pacer,
+                interactive_http=interactive_http,
             ),
         )
     return Clouds(clients)
@@ -214,6 +221,7 @@ async def open_state(settings: Settings, *, metrics: Metrics | None = None) -> A
     )
     engine = create_engine(settings.database_url, timeouts=database_timeouts(settings))
     http = build_http_client(settings)
+    interactive_http = build_http_client(settings)
     limiter = build_rate_limiter(
         redis_url=settings.redis_url,
         per_minute=settings.rate_limit_per_minute,
@@ -230,7 +238,9 @@ async def open_state(settings: Settings, *, metrics: Metrics | None = None) -> A
         if settings.graph_pacing
         else None
     )
-    clouds = build_clouds(settings, http=http, metrics=metrics, pacer=pacer)
+    clouds = build_clouds(
+        settings, http=http, metrics=metrics, pacer=pacer, interactive_http=interactive_http
+    )
     tokens, graph = clouds.tokens(DEFAULT_CLOUD), clouds.graph(DEFAULT_CLOUD)
     checker = DeliverabilityChecker(resolver, observer=metrics.dns)
     work = build_work(
@@ -296,6 +306,7 @@ async def open_state(settings: Settings, *, metrics: Metrics | None = None) -> A
         await limiter.aclose()
         await failures.aclose()
         await http.aclose()
+        await interactive_http.aclose()
         if pacer is not None:
             await pacer.aclose()
         await engine.dispose()

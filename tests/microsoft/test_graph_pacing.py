@@ -153,3 +153,28 @@ async def test_items_without_room_before_the_deadline_are_throttled_unsent(graph
     assert [r.status for r in responses] == [429, 429, 429]
     assert graph.batches == []  # nothing reached Graph
     assert pacer.released == []
+
+
+async def test_interactive_calls_use_a_pool_of_their_own(graph: FakeGraph) -> None:
+    """A synchronous request never queues for a connection behind background jobs' envelopes."""
+    seen: dict[str, int] = {"background": 0, "interactive": 0}
+
+    def counting(pool: str) -> Callable[[httpx.Request], httpx.Response]:
+        def handle(request: httpx.Request) -> httpx.Response:
+            seen[pool] += 1
+            return graph(request)
+
+        return handle
+
+    background = httpx.AsyncClient(transport=httpx.MockTransport(counting("background")))
+    interactive = httpx.AsyncClient(transport=httpx.MockTransport(counting("interactive")))
+    async with background, interactive:
+        client = GraphClient(http=background, graph_url="https://graph.test/", interactive_http=interactive)
+        await client.batch(Tokens("token-1"), probes(25), deadline=FAR, scope=SCOPE)
+        assert seen == {"background": 0, "interactive": 2}
+        await client.call(Tokens("token-1"), probes(1)[0], deadline=FAR, scope=SCOPE)
+        assert seen == {"background": 0, "interactive": 3}
+        quiet = PaceScope("app", "tenant", interactive=False)
+        await client.batch(Tokens("token-1"), probes(25), deadline=FAR, scope=quiet)
+        await client.call(Tokens("token-1"), probes(1)[0], deadline=FAR)
+        assert seen == {"background": 3, "interactive": 3}

@@ -111,10 +111,14 @@ class GraphClient:
         clock: Callable[[], float] = time.monotonic,
         observer: GraphObserver | None = None,
         pacer: Pacer | None = None,
+        interactive_http: httpx.AsyncClient | None = None,
     ) -> None:
+        """`interactive_http`: a pool of its own for interactive scopes (a synchronous bulk request, a
+        verify-now), so that they never queue for a connection behind background jobs; default `http`."""
         if max_batches_in_flight < 1 or max_attempts < 1 or max_retry_after < 0:
             raise ValueError("max_batches_in_flight and max_attempts must be >= 1, max_retry_after >= 0")
         self._http = http
+        self._interactive_http = interactive_http or http
         self._base = graph_url.rstrip("/") + "/v1.0"
         self._max_in_flight = max_batches_in_flight
         self._max_attempts = max_attempts
@@ -130,8 +134,12 @@ class GraphClient:
         """Send one request; `deadline` is on the `clock` (time.monotonic) and bounds the retries (and,
         with a pacer and a `scope`, the waits for budget)."""
 
+        http = self._pool(scope)
+
         async def send(bearer: str, indexes: Sequence[int]) -> dict[int, Reply]:
-            answer = await self._send(bearer, request.method, request.url, request.headers, request.body)
+            answer = await self._send(
+                bearer, request.method, request.url, request.headers, request.body, http
+            )
             return dict.fromkeys(indexes, answer)
 
         [response] = await self._run(_TokenSession(token), [request], send, 1, deadline, scope)
@@ -147,13 +155,19 @@ class GraphClient:
     ) -> list[GraphResponse]:
         """Send any number of requests as `$batch` envelopes of <= 20; answers in input order."""
 
+        http = self._pool(scope)
+
         async def send(bearer: str, indexes: Sequence[int]) -> dict[int, Reply]:
-            answer = await self._send(bearer, "POST", "/$batch", {}, envelope(requests, indexes))
+            answer = await self._send(bearer, "POST", "/$batch", {}, envelope(requests, indexes), http)
             return unpack(answer, indexes)
 
         if not requests:
             return []
         return await self._run(_TokenSession(token), requests, send, MAX_BATCH_SIZE, deadline, scope)
+
+    def _pool(self, scope: PaceScope | None) -> httpx.AsyncClient:
+        """The connection pool of a call: interactive scopes have their own."""
+        return self._interactive_http if scope is not None and scope.interactive else self._http
 
     async def _run(
         self,
@@ -293,13 +307,21 @@ class GraphClient:
         waits = [retry_after(reply.headers) for reply in replies]
         return min(self._max_retry_after, max(fallback if wait is None else wait for wait in waits))
 
-    async def _send(self, bearer: str, method: str, url: str, headers: Mapping[str, str], body: Any) -> Reply:
+    async def _send(
+        self,
+        bearer: str,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: Any,
+        http: httpx.AsyncClient,
+    ) -> Reply:
         """Send one HTTP request to Graph: the only place that talks HTTP to it."""
         sent = httpx.Headers({"client-request-id": str(uuid.uuid4())})
         sent.update(headers)
         sent["Authorization"] = f"Bearer {bearer}"
         try:
-            response = await self._http.request(method, self._base + url, headers=sent, json=body)
+            response = await http.request(method, self._base + url, headers=sent, json=body)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             logger.warning("graph.unsent", extra={"method": method, "error": type(exc).__name__})
             return Reply(0, {}, None, unsent=True)
