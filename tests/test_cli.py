@@ -402,6 +402,15 @@ BAD_CONFIGURATION = {
         "invalid configuration: M365CONNECT_DNS_NAMESERVERS: nameserver 'nonexistent.invalid': "
         "the host must be an IP address",
     ),
+    "pacing on Redis without Redis": (
+        {"M365CONNECT_GRAPH_PACING_STORE": "redis"},
+        "invalid configuration: M365CONNECT_GRAPH_PACING_STORE=redis needs M365CONNECT_REDIS_URL",
+    ),
+    "an Outlook maximum below the start": (
+        {"M365CONNECT_GRAPH_PACING_OUTLOOK_MAX_CONCURRENCY": "2"},
+        "invalid configuration: M365CONNECT_GRAPH_PACING_OUTLOOK_MAX_CONCURRENCY (2) must be at least "
+        "M365CONNECT_GRAPH_PACING_OUTLOOK_CONCURRENCY (4)",
+    ),
     "missing CA bundle": (
         {"M365CONNECT_CA_BUNDLE": "/nope.pem"},
         "invalid configuration: M365CONNECT_CA_BUNDLE: no such file: /nope.pem",

@@ -82,8 +82,9 @@ def _settings() -> Settings:
     try:
         return Settings()
     except ValidationError as exc:
+        # A field's error names its variable; a check across fields (no location) names its own.
         problems = "; ".join(
-            f"M365CONNECT_{'_'.join(str(p) for p in error['loc']).upper()}: "
+            (f"M365CONNECT_{'_'.join(str(p) for p in error['loc']).upper()}: " if error["loc"] else "")
             + error["msg"].removeprefix("Value error, ")
             for error in exc.errors()
         )

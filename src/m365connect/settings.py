@@ -121,16 +121,21 @@ class Settings(BaseSettings):
     bulk_job_sweep_seconds: float = Field(default=60.0, gt=0)
     bulk_job_sweep_grace_seconds: float = Field(default=600.0, ge=0)
     bulk_job_sweep_limit: int = Field(default=3, ge=0, le=100)
-    # Pacing of Graph calls to Microsoft's budgets, shared by every process on the database
-    # (docs/graph-client.md "Pacing"): directory resource units per window per app and tenant (default:
-    # the smallest tenant tier, as the tenant's size is not known), the share of it spent, Outlook calls
-    # in flight per app (or per app and mailbox: then not paced), the slots' lease, the slow-down on
-    # x-ms-throttle-limit-percentage, the freshness of an interactive caller's stamp, the poll interval.
+    # Pacing of Graph calls to Microsoft's budgets, shared by every process on the database or on Redis
+    # (docs/graph-client.md "Pacing"): where the budgets live, directory resource units per window per app
+    # and tenant (default: the smallest tenant tier, as the tenant's size is not known), the share of it
+    # spent, Outlook calls in flight per app to start with and at most (adaptive: raised by probes,
+    # halved by a 429, which holds probing for the hold seconds), or per app and mailbox (then not
+    # paced), the slots' lease, the slow-down on x-ms-throttle-limit-percentage, the freshness of an
+    # interactive caller's stamp, the poll interval.
     graph_pacing: bool = True
+    graph_pacing_store: Literal["database", "redis"] = "database"
     graph_pacing_directory_units: int = Field(default=3_500, ge=20)
     graph_pacing_directory_window_seconds: float = Field(default=10.0, gt=0, le=3600)
     graph_pacing_safety: float = Field(default=0.8, gt=0, le=1)
     graph_pacing_outlook_concurrency: int = Field(default=4, ge=1, le=64)
+    graph_pacing_outlook_max_concurrency: int = Field(default=32, ge=1, le=256)
+    graph_pacing_outlook_hold_seconds: float = Field(default=3600.0, ge=0, le=86400)
     graph_pacing_outlook_scope: Literal["app", "mailbox"] = "app"
     graph_pacing_lease_seconds: float = Field(default=60.0, ge=1, le=3600)
     graph_pacing_slow_threshold: float = Field(default=0.8, gt=0, le=2)
@@ -138,6 +143,18 @@ class Settings(BaseSettings):
     graph_pacing_slow_seconds: float = Field(default=10.0, ge=0, le=600)
     graph_pacing_interactive_seconds: float = Field(default=0.5, gt=0, le=60)
     graph_pacing_poll_seconds: float = Field(default=0.05, ge=0.005, le=5)
+
+    @model_validator(mode="after")
+    def _pacing_is_consistent(self) -> Settings:
+        if self.graph_pacing_outlook_max_concurrency < self.graph_pacing_outlook_concurrency:
+            raise ValueError(
+                "M365CONNECT_GRAPH_PACING_OUTLOOK_MAX_CONCURRENCY "
+                f"({self.graph_pacing_outlook_max_concurrency}) must be at least "
+                f"M365CONNECT_GRAPH_PACING_OUTLOOK_CONCURRENCY ({self.graph_pacing_outlook_concurrency})"
+            )
+        if self.graph_pacing_store == "redis" and not self.redis_url:
+            raise ValueError("M365CONNECT_GRAPH_PACING_STORE=redis needs M365CONNECT_REDIS_URL")
+        return self
 
     @model_validator(mode="after")
     def _chunks_leave_room(self) -> Settings:

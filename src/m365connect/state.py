@@ -34,7 +34,8 @@ from m365connect.microsoft.graph import GraphClient
 from m365connect.microsoft.pacing import Pacer
 from m365connect.microsoft.token import TokenClient
 from m365connect.observability.metrics import Metrics
-from m365connect.pacing.pacer import DatabasePacer, PacingPolicy
+from m365connect.pacing.pacer import DatabasePacer, PaceObserver, PacingPolicy, StorePacer
+from m365connect.pacing.redis_store import RedisPaceStore
 from m365connect.settings import Settings, parse_retry_delays
 from m365connect.webhooks.addresses import DnsResolver, HostResolver, SystemResolver
 from m365connect.webhooks.jobs import register_webhook_work
@@ -139,6 +140,15 @@ def build_http_client(settings: Settings) -> httpx.AsyncClient:
     )
 
 
+def build_pacer(settings: Settings, engine: AsyncEngine, *, observer: PaceObserver) -> StorePacer:
+    """The pacer on the configured store: the database (the default), or Redis where configured."""
+    policy = pacing_policy(settings)
+    if settings.graph_pacing_store == "redis":
+        assert settings.redis_url is not None  # settings refuse redis without a URL
+        return StorePacer(RedisPaceStore.from_url(settings.redis_url), policy, observer=observer)
+    return DatabasePacer(engine, policy, observer=observer)
+
+
 def pacing_policy(settings: Settings) -> PacingPolicy:
     """The budgets' numbers from M365CONNECT_GRAPH_PACING_*."""
     return PacingPolicy(
@@ -146,6 +156,8 @@ def pacing_policy(settings: Settings) -> PacingPolicy:
         directory_window_seconds=settings.graph_pacing_directory_window_seconds,
         safety=settings.graph_pacing_safety,
         outlook_concurrency=settings.graph_pacing_outlook_concurrency,
+        outlook_max_concurrency=settings.graph_pacing_outlook_max_concurrency,
+        outlook_hold_seconds=settings.graph_pacing_outlook_hold_seconds,
         outlook_scope=settings.graph_pacing_outlook_scope,
         lease_seconds=settings.graph_pacing_lease_seconds,
         slow_threshold=settings.graph_pacing_slow_threshold,
@@ -233,11 +245,7 @@ async def open_state(settings: Settings, *, metrics: Metrics | None = None) -> A
         burst=settings.auth_failures_burst,
     )
     sessions = create_session_factory(engine)
-    pacer = (
-        DatabasePacer(engine, pacing_policy(settings), observer=metrics.pacing)
-        if settings.graph_pacing
-        else None
-    )
+    pacer = build_pacer(settings, engine, observer=metrics.pacing) if settings.graph_pacing else None
     clouds = build_clouds(
         settings, http=http, metrics=metrics, pacer=pacer, interactive_http=interactive_http
     )

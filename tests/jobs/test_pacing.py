@@ -10,8 +10,11 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from m365connect.app import create_app
+from m365connect.db.engine import create_engine
+from m365connect.pacing.repository import DatabaseStore
 from m365connect.settings import Settings
 from m365connect.simulator import FakeMicrosoft
 from m365connect.state import open_state
@@ -65,8 +68,47 @@ async def test_a_paced_bulk_gets_almost_no_429s_where_an_unpaced_one_gets_many(
     assert failed[True] == 0, (failed, seen)
     # 15 envelopes of 20 probes each want 4 of the app's 4 Outlook slots: unpaced, 8 go at once.
     assert unpaced_429s >= 30, seen
-    assert paced_429s <= 2, seen
+    # Paced, the Outlook budget starts at 4 (the simulator's limit here) and probes for more once: that
+    # probe carries 4 Outlook items, which Microsoft refuses, and a 429 holds probing for an hour.
+    assert paced_429s <= 4, seen
     assert paced_calls >= 600  # 300 lookups and 300 probes were made
+    assert await outlook_limit(job_settings) == (4, True)
+
+
+async def outlook_limit(settings: Settings) -> tuple[int, bool]:
+    """The jobs credential's Outlook budget: its limit, and whether a hold runs."""
+    engine = create_engine(settings.database_url)
+    try:
+        store = DatabaseStore(engine)
+        async with engine.connect() as connection:
+            key = (
+                await connection.execute(
+                    text("SELECT key FROM graph_pace_budgets WHERE key LIKE 'outlook/%'")
+                )
+            ).scalar_one()
+        state = await store.state(key, interactive_seconds=None)
+        await store.aclose()
+    finally:
+        await engine.dispose()
+    assert state is not None
+    return state.slot_limit, state.hold_until > state.now
+
+
+async def test_the_outlook_budget_grows_where_microsoft_allows_more_calls_in_flight(
+    job_settings: Settings, key: str, credential_id: int, budgets: FakeMicrosoft
+) -> None:
+    """The other reading of Microsoft's Outlook concurrency (4 per mailbox, not per app): the probes are
+    answered, the budget grows to its maximum and nothing is refused."""
+    budgets.budgets.update({"outlook_concurrency_scope": "mailbox"})
+    try:
+        response = await bulk_through(job_settings, key, body(addresses(400), credential_id=credential_id))
+    finally:
+        budgets.budgets.update({"outlook_concurrency_scope": "app"})
+    assert [item["email"] for item in response.json() if not item["success"]] == []
+    assert throttled(budgets)[0] == 0
+    limit, held = await outlook_limit(job_settings)
+    assert not held
+    assert 8 <= limit <= job_settings.graph_pacing_outlook_max_concurrency, limit
 
 
 async def test_a_synchronous_request_goes_before_a_jobs_chunks_of_the_same_app(

@@ -20,10 +20,13 @@ SCOPE = PaceScope("app", "tenant", interactive=True)
 class RecordingPacer:
     """Admits everything (or nothing, with `refuse`) and records what it was asked and told."""
 
-    def __init__(self, *, refuse: bool = False) -> None:
+    def __init__(self, *, refuse: bool = False, probe_first: bool = False) -> None:
         self.refuse = refuse
+        self.probe_first = probe_first  # the first Outlook permit is a probe above the limit
         self.acquired: list[Demand] = []
         self.released: list[Permit] = []
+        self.proven: list[bool] = []
+        self.log: list[str] = []  # what it was told, in order
         self.pushbacks: list[tuple[Kind, float | None, float | None, int]] = []
         self.in_flight = 0
 
@@ -34,11 +37,15 @@ class RecordingPacer:
         if self.refuse:
             return None
         self.in_flight += 1
-        return Permit(scope, demand, lease=f"lease-{len(self.acquired)}")
+        probe = self.probe_first and demand.outlook > 0
+        self.probe_first = self.probe_first and not probe
+        return Permit(scope, demand, lease=f"lease-{len(self.acquired)}", probe=probe)
 
-    async def release(self, permit: Permit) -> None:
+    async def release(self, permit: Permit, *, proven: bool = False) -> None:
         self.in_flight -= 1
         self.released.append(permit)
+        self.proven.append(proven)
+        self.log.append("release")
 
     async def pushback(
         self,
@@ -51,6 +58,7 @@ class RecordingPacer:
     ) -> None:
         assert scope == SCOPE
         self.pushbacks.append((kind, retry_after, pressure, throttled))
+        self.log.append("pushback")
 
 
 def lookups(n: int) -> list[GraphRequest]:
@@ -125,6 +133,32 @@ async def test_each_envelope_asks_for_its_units_or_slots_and_releases_them(graph
     assert len(pacer.released) == 5
     assert pacer.in_flight == 0
     assert pacer.pushbacks == []
+
+
+async def test_a_probe_carries_only_the_outlook_items_it_holds_slots_for(graph: FakeGraph, paced) -> None:
+    """A refused probe costs at most 4 429s, not an envelope of 20; the rest go in an envelope of their
+    own, within a permit of their own; a probe answered without pushback is released as proven."""
+    client, pacer = paced(probe_first=True)
+    requests = probes(20)
+    responses = await client.batch(Tokens("token-1"), requests, deadline=FAR, scope=SCOPE)
+    assert all(r.status == 200 for r in responses)
+    assert [len(batch) for batch in graph.batches] == [4, 16]
+    assert pacer.acquired == [Demand(outlook=4), Demand(outlook=4)]
+    assert [permit.probe for permit in pacer.released] == [True, False]
+    assert pacer.proven == [True, True]
+
+
+async def test_a_throttled_probe_is_not_proven(graph: FakeGraph, paced) -> None:
+    requests = probes(6)
+    graph.items[requests[1].url] = [throttled("1")]
+    client, pacer = paced(probe_first=True)
+    await client.batch(Tokens("token-1"), requests, deadline=FAR, scope=SCOPE)
+    # The pushback is told before the probe's release, and the probe is not proven.
+    assert pacer.pushbacks[0] == ("outlook", 1.0, None, 1)
+    assert pacer.log[:2] == ["pushback", "release"]
+    assert pacer.released[0].probe
+    assert pacer.proven[0] is False
+    assert pacer.in_flight == 0
 
 
 async def test_without_a_scope_nothing_is_paced(graph: FakeGraph, paced) -> None:

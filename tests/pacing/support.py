@@ -15,13 +15,14 @@ UNITS, WINDOW = 10, 0.5
 
 
 def policy(**changes: Any) -> PacingPolicy:
-    """A budget small enough to be spent within a test; polls every 10 ms."""
+    """A budget small enough to be spent within a test; polls every 10 ms; 4 Outlook slots, fixed."""
     values: dict[str, Any] = {
         "directory_units": UNITS,
         "directory_window_seconds": WINDOW,
         "safety": 1.0,
         "poll_seconds": 0.01,
         "lease_seconds": 30.0,
+        "outlook_max_concurrency": 4,  # a fixed limit of 4 unless a test lets it grow
     }
     return PacingPolicy(**{**values, **changes})
 

@@ -38,7 +38,16 @@ from m365connect.microsoft.graph_types import (
     error_field,
 )
 from m365connect.microsoft.observers import GraphObserver, NoGraphObserver
-from m365connect.microsoft.pacing import Kind, Pacer, PaceScope, classify, demand, pressure
+from m365connect.microsoft.pacing import (
+    Kind,
+    Pacer,
+    PaceScope,
+    Permit,
+    classify,
+    demand,
+    pressure,
+    probe_split,
+)
 
 __all__ = [
     "GraphAuthenticationError",
@@ -263,17 +272,46 @@ class GraphClient:
         permit = await self._pacer.acquire(paced.scope, need, deadline=paced.deadline)
         if permit is None:
             return dict.fromkeys(indexes, PACED_OUT)
+        if permit.probe:
+            first, rest = probe_split(requests, indexes)
+            if rest:
+                # A probe finds out whether Microsoft allows more Outlook calls in flight: it carries no
+                # more Outlook items than it holds slots for, so a refusal costs a few 429s, not 20.
+                answers = await self._send_permitted(paced, permit, requests, first, send, bearer)
+                answers.update(await self._paced_send(paced, requests, rest, send, bearer))
+                return answers
+        return await self._send_permitted(paced, permit, requests, indexes, send, bearer)
+
+    async def _send_permitted(
+        self,
+        paced: _Paced,
+        permit: Permit,
+        requests: Sequence[GraphRequest],
+        indexes: Sequence[int],
+        send: _SendGroup,
+        bearer: str,
+    ) -> dict[int, Reply]:
+        """Send a group within a permit; report Microsoft's pushback, then release the permit."""
+        assert self._pacer is not None
         try:
             answers = await send(bearer, indexes)
-        finally:
+        except BaseException:
             await self._pacer.release(permit)
-        await self._push_back(paced.scope, requests, answers)
+            raise
+        # Pushback first: an Outlook 429 halves the budget's limit before this permit's release could
+        # raise it (a probe is proven only by an answer without pushback).
+        pushed: set[Kind] = {"outlook"}  # not proven unless the pushback is told and found none
+        try:
+            pushed = await self._push_back(paced.scope, requests, answers)
+        finally:
+            await self._pacer.release(permit, proven="outlook" not in pushed)
         return answers
 
     async def _push_back(
         self, scope: PaceScope, requests: Sequence[GraphRequest], answers: dict[int, Reply]
-    ) -> None:
-        """Tell the pacer, once per budget kind, its 429s' longest Retry-After and the highest pressure."""
+    ) -> set[Kind]:
+        """Tell the pacer, once per budget kind, its 429s' longest Retry-After and the highest pressure;
+        the kinds Microsoft pushed back on."""
         assert self._pacer is not None
         waits: dict[Kind, float] = {}
         counts: dict[Kind, int] = {}
@@ -300,6 +338,7 @@ class GraphClient:
                 pressure=pressures.get(kind),
                 throttled=counts.get(kind, 0),
             )
+        return set(waits) | set(pressures)
 
     def _delay(self, replies: Sequence[Reply], attempt: int) -> float:
         """The largest Retry-After among the retried answers; backoff stands in for a missing one."""

@@ -10,7 +10,8 @@ What a request draws on mirrors Microsoft's throttling page (and the simulator, 
   any other identity path 1; `$select` -1, `$expand` +1, `$top` under 20 -1; never below 1.
 - `/users/{key}/mailboxSettings`, `sendMail`, messages, ...: Outlook, which limits the calls in flight per
   app (or per app and mailbox); a `$batch` runs up to 4 of its Outlook items in parallel, so an envelope
-  of k Outlook items needs min(4, k) slots while it is in flight.
+  of k Outlook items needs min(4, k) slots while it is in flight. How many slots a budget has is learnt:
+  it starts at the stricter reading (4 per app) and probes above it (pacing/store.py).
 """
 
 from __future__ import annotations
@@ -75,6 +76,10 @@ class Permit:
     scope: PaceScope
     demand: Demand
     lease: str | None = None  # the Outlook slots' holder, None when none are held
+    slots: tuple[int, ...] = ()  # the Outlook slots held
+    probe: bool = False  # a slot above the budget's limit: the answer decides whether the limit grows
+    top: int = -1  # the highest slot held
+    limit: int = 0  # the budget's Outlook limit when the slots were taken
 
 
 class Pacer(Protocol):
@@ -85,8 +90,9 @@ class Pacer(Protocol):
         (time.monotonic). A pacer that cannot reach its store admits at once (the 429 path remains)."""
         ...
 
-    async def release(self, permit: Permit) -> None:
-        """The request is answered: free the Outlook slots it held."""
+    async def release(self, permit: Permit, *, proven: bool = False) -> None:
+        """The request is answered: free the Outlook slots it held. `proven`: Microsoft answered it without
+        pushback (no 429, no throttle percentage), so a probe above the Outlook limit raises the limit."""
         ...
 
     async def pushback(
@@ -144,6 +150,23 @@ def demand(requests: Sequence[GraphRequest], indexes: Sequence[int], *, batch: b
     if batch:
         outlook = min(BATCH_OUTLOOK_PARALLELISM, outlook)
     return Demand(units=units, outlook=outlook)
+
+
+def probe_split(requests: Sequence[GraphRequest], indexes: Sequence[int]) -> tuple[list[int], list[int]]:
+    """A probe's group cut to the Outlook items it holds slots for (a `$batch` runs at most
+    BATCH_OUTLOOK_PARALLELISM at once): the first of them and every other item, then the Outlook rest."""
+    first: list[int] = []
+    rest: list[int] = []
+    outlook = 0
+    for index in indexes:
+        found = classify(requests[index])
+        if found is not None and found[0] == "outlook":
+            outlook += 1
+            if outlook > BATCH_OUTLOOK_PARALLELISM:
+                rest.append(index)
+                continue
+        first.append(index)
+    return first, rest
 
 
 def pressure(headers: Mapping[str, str]) -> float | None:

@@ -136,6 +136,15 @@ class PacingMetrics:
             ["kind"],
             registry=registry,
         )
+        self.probes = Counter(
+            "m365connect_graph_pacing_outlook_probes",
+            "Requests sent above an Outlook budget's limit, by outcome: raised (answered without pushback, "
+            "the limit grew) or refused (throttled, or failed)",
+            ["outcome"],
+            registry=registry,
+        )
+        for outcome in ("raised", "refused"):
+            self.probes.labels(outcome)
         for kind in ("directory", "outlook"):
             for priority in ("interactive", "background"):
                 self.waits.labels(kind, priority)
@@ -155,6 +164,10 @@ class PacingMetrics:
             self.pauses.labels(kind).inc()
         if slowed:
             self.slowdowns.labels(kind).inc()
+
+    def probed(self, outcome: str) -> None:
+        """Record the outcome of one probe above an Outlook limit."""
+        self.probes.labels(outcome).inc()
 
 
 class TokenMetrics:

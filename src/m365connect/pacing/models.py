@@ -20,7 +20,8 @@ class PaceBudget(Base):
     `paused_until`: a 429's Retry-After, for every process. `slow_until`: Microsoft said the limit is
     near (x-ms-throttle-limit-percentage above the threshold); the bucket refills slower until then.
     `interactive_until`: an interactive caller is waiting (refreshed while it waits); background
-    callers take nothing until then.
+    callers take nothing until then. `slot_limit`: the Outlook calls let in flight now (adaptive,
+    pacing/store.py); `hold_until`: no probing above it before then (an Outlook 429).
     """
 
     __tablename__ = "graph_pace_budgets"
@@ -31,6 +32,8 @@ class PaceBudget(Base):
     paused_until: Mapped[float] = mapped_column(Float)
     slow_until: Mapped[float] = mapped_column(Float)
     interactive_until: Mapped[float] = mapped_column(Float)
+    slot_limit: Mapped[int] = mapped_column(Integer, default=4, server_default="4")
+    hold_until: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
 
 
 class PaceSlot(Base):

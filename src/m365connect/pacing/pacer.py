@@ -30,16 +30,15 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from m365connect.db.errors import DatabaseUnreachable
 from m365connect.microsoft.pacing import Demand, Kind, PaceScope, Permit
-from m365connect.pacing.repository import BudgetState, PaceRepository
+from m365connect.pacing.repository import DatabaseStore
+from m365connect.pacing.store import BudgetState, PaceStore, StoreUnavailable
 
 logger = logging.getLogger("m365connect.pacing")
 
-_STORE_ERRORS = (SQLAlchemyError, DatabaseUnreachable, OSError, TimeoutError)
+_STORE_ERRORS = (StoreUnavailable,)
 _STORE_RETRY_PAUSE_SECONDS = 5.0
 _SHORTEST_WAIT = 0.005
 # A background caller whose own process holds the slots it needs waits for that process's release; it
@@ -55,7 +54,9 @@ class PacingPolicy:
     directory_units: int = 3_500  # per window, per app and tenant: Microsoft's smallest tenant tier
     directory_window_seconds: float = 10.0
     safety: float = 0.8  # the share of a published budget that the service spends
-    outlook_concurrency: int = 4
+    outlook_concurrency: int = 4  # the Outlook calls in flight a budget starts with (adaptive: store.py)
+    outlook_max_concurrency: int = 32  # never more, however well the probes go
+    outlook_hold_seconds: float = 3600.0  # no probing for this long after an Outlook 429
     outlook_scope: Literal["app", "mailbox"] = "app"
     lease_seconds: float = 60.0
     slow_threshold: float = 0.8
@@ -84,6 +85,9 @@ class PaceObserver(Protocol):
     def pushed_back(self, kind: Kind, *, throttled: int, paused: bool, slowed: bool) -> None:
         """Microsoft answered `throttled` items 429; the budget was paused and/or slowed."""
 
+    def probed(self, outcome: Literal["raised", "refused"]) -> None:
+        """A probe above the Outlook limit was answered: without pushback (the limit was raised) or not."""
+
 
 class NoPaceObserver:
     """Observes nothing."""
@@ -92,6 +96,9 @@ class NoPaceObserver:
         """Nothing."""
 
     def pushed_back(self, kind: Kind, *, throttled: int, paused: bool, slowed: bool) -> None:
+        """Nothing."""
+
+    def probed(self, outcome: Literal["raised", "refused"]) -> None:
         """Nothing."""
 
 
@@ -138,27 +145,27 @@ class _Line:
         self._busy = False
 
 
-class DatabasePacer:
-    """Graph budgets in the service's database (PostgreSQL, or one SQLite file for every process)."""
+class StorePacer:
+    """Graph budgets in a shared store (pacing/store.py): the database, or Redis where configured."""
 
     def __init__(
         self,
-        engine: AsyncEngine,
+        store: PaceStore,
         policy: PacingPolicy,
         *,
         observer: PaceObserver | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.policy = policy
-        self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
-        self._repository = PaceRepository(engine.dialect.name)
+        self.store = store
         self._observer: PaceObserver = observer or NoPaceObserver()
         self._clock = clock
         self._lines: dict[str, _Line] = {}
         self._seeded: set[str] = set()
         self._held: Counter[str] = Counter()  # Outlook slots this process holds, per budget
-        self._connection: AsyncConnection | None = None  # held: a checkout would cost a ping each time
-        self._connection_lock = asyncio.Lock()
+        # Per Outlook budget, its limit and whether it may be probed, as last seen (a take that got slots
+        # does not say whether a hold runs: assumed not, which can only make this process ask more).
+        self._known: dict[str, tuple[int, bool]] = {}
         self._paused_until = 0.0  # the store failed: admit without it until then
         self._failing = False
 
@@ -172,25 +179,34 @@ class DatabasePacer:
                 return None
             if not slots:
                 return Permit(scope, demand)
-            holder = await self._wait_for_slots(scope, slots, deadline)
+            permit = await self._wait_for_slots(scope, demand, slots, deadline)
         except _STORE_ERRORS as exc:
             self._store_failed(exc)
             return Permit(scope, demand)
         self._store_recovered()
-        return None if holder is None else Permit(scope, demand, lease=holder)
+        return permit
 
-    async def release(self, permit: Permit) -> None:
-        """Free the permit's Outlook slots (a lease left behind expires after `lease_seconds`)."""
+    async def release(self, permit: Permit, *, proven: bool = False) -> None:
+        """Free the permit's Outlook slots (a lease left behind expires after `lease_seconds`). `proven`:
+        Microsoft answered the request without pushback, so a probe raises the budget's limit."""
         if permit.lease is None:
             return
         key = budget_key("outlook", permit.scope)
+        # A proven probe doubles the limit (slow start: 4, 8, 16, 32 in three probes), or raises it to
+        # what the probe held if that was more.
+        raise_to = max(permit.top + 1, 2 * permit.limit) if permit.probe and proven else None
         try:
-            async with self._connected() as connection:
-                await self._repository.release(connection, key=key, holder=permit.lease)
+            await self.store.release(
+                key, holder=permit.lease, raise_to=raise_to, max_slots=self.policy.outlook_max_concurrency
+            )
         except _STORE_ERRORS as exc:
             self._store_failed(exc)
         finally:
-            self._held[key] -= min(permit.demand.outlook, self.policy.outlook_concurrency)
+            self._held[key] -= len(permit.slots)
+            if permit.probe:
+                self._observer.probed("raised" if proven else "refused")
+            if raise_to is not None:
+                self._known.pop(key, None)  # the limit grew: read it again before trusting the count
             line = self._lines.get(key)
             if line is not None:
                 line.freed.set()
@@ -204,24 +220,29 @@ class DatabasePacer:
         pressure: float | None,
         throttled: int = 0,
     ) -> None:
-        """Pause the budget for every process until Retry-After; slow its refill under pressure."""
+        """Pause the budget for every process until Retry-After; slow its refill under pressure; an Outlook
+        429 halves the calls let in flight and holds probing (call it before releasing the permit)."""
         slowed = pressure is not None and pressure > self.policy.slow_threshold and kind == "directory"
         pause = retry_after if retry_after and retry_after > 0 else 0.0
+        halve = kind == "outlook" and throttled > 0 and self.policy.outlook_scope == "app"
         self._observer.pushed_back(kind, throttled=throttled, paused=pause > 0, slowed=slowed)
-        if not pause and not slowed:
+        if not pause and not slowed and not halve:
             return
-        params = {
-            "key": budget_key(kind, scope),
-            "pause": pause,
-            "empty": int(kind == "directory"),
-            "slow_for": self.policy.slow_seconds if slowed else 0.0,
-        }
+        key = budget_key(kind, scope)
         try:
-            async with self._connected() as connection:
-                await self._seed(connection, kind, scope)
-                await self._repository.pushback(connection, params)
+            await self._seed(kind, scope)
+            await self.store.pushback(
+                key,
+                pause=pause,
+                empty=kind == "directory",
+                slow_for=self.policy.slow_seconds if slowed else 0.0,
+                halve=halve,
+                hold_for=self.policy.outlook_hold_seconds,
+            )
         except _STORE_ERRORS as exc:
             self._store_failed(exc)
+        if halve:
+            self._known.pop(key, None)
 
     def _line(self, key: str) -> _Line:
         line = self._lines.get(key)
@@ -229,37 +250,40 @@ class DatabasePacer:
             line = self._lines[key] = _Line()
         return line
 
-    async def _seed(self, connection: AsyncConnection, kind: Kind, scope: PaceScope) -> None:
-        """Create the budget's rows once per process (a conflict means another process did)."""
+    async def _seed(self, kind: Kind, scope: PaceScope) -> None:
+        """Create the budget once per process (a conflict means another process did)."""
         key = budget_key(kind, scope)
         if key in self._seeded:
             return
-        slots = self.policy.outlook_concurrency if kind == "outlook" else 0
-        await self._repository.seed(connection, key, capacity=self.policy.capacity, slots=slots)
+        slots = self.policy.outlook_max_concurrency if kind == "outlook" else 0
+        await self.store.seed(
+            key, capacity=self.policy.capacity, slots=slots, slot_limit=self.policy.outlook_concurrency
+        )
         self._seeded.add(key)
 
     async def _wait_for_units(self, scope: PaceScope, units: int, deadline: float) -> bool:
         key = budget_key("directory", scope)
         cost = min(float(units), self.policy.capacity)
         started = self._clock()
-        params = {
-            "key": key,
-            "cap": self.policy.capacity,
-            "rate": self.policy.rate,
-            "slow": self.policy.slow_factor,
-            "cost": cost,
-            "interactive": int(scope.interactive),
-        }
         async with self._turn(key, scope.interactive, deadline) as turned:
             if not turned:
                 return False
             while True:
-                async with self._connected() as connection:
-                    await self._seed(connection, "directory", scope)
-                    if await self._repository.take_units(connection, params):
-                        self._observer.waited("directory", scope.interactive, self._clock() - started)
-                        return True
-                    state = await self._state(connection, key, scope.interactive)
+                await self._seed("directory", scope)
+                taken = await self.store.take_units(
+                    key,
+                    cap=self.policy.capacity,
+                    rate=self.policy.rate,
+                    slow=self.policy.slow_factor,
+                    cost=cost,
+                    interactive=scope.interactive,
+                )
+                if taken:
+                    self._observer.waited("directory", scope.interactive, self._clock() - started)
+                    return True
+                state = await self._state(key, scope.interactive)
+                if state is None:  # gone (a Redis restart, an idle budget's expiry): create it again
+                    self._seeded.discard(key)
                 wait = self._units_wait(state, cost, scope.interactive)
                 if self._clock() + wait > deadline:
                     return False
@@ -276,28 +300,31 @@ class DatabasePacer:
         refilled = min(self.policy.capacity, state.tokens + max(0.0, state.now - state.at) * rate)
         return max(_SHORTEST_WAIT, (cost - refilled) / rate)
 
-    async def _wait_for_slots(self, scope: PaceScope, slots: int, deadline: float) -> str | None:
+    def _room(self, key: str, wanted: int) -> int | None:
+        """The slots a take of `wanted` may use, by the budget as last seen (store.py: probing)."""
+        known = self._known.get(key)
+        if known is None:
+            return None
+        limit, probing = known
+        return min(self.policy.outlook_max_concurrency, limit + (wanted if probing else 0))
+
+    async def _wait_for_slots(
+        self, scope: PaceScope, demand: Demand, slots: int, deadline: float
+    ) -> Permit | None:
         key = budget_key("outlook", scope)
         holder = uuid.uuid4().hex
-        wanted = min(slots, self.policy.outlook_concurrency)
+        wanted = min(slots, self.policy.outlook_max_concurrency)
         started = self._clock()
-        params = {
-            "key": key,
-            "holder": holder,
-            "lease": self.policy.lease_seconds,
-            "n": wanted,
-            "cap": self.policy.outlook_concurrency,
-            "interactive": int(scope.interactive),
-        }
         async with self._turn(key, scope.interactive, deadline) as turned:
             if not turned:
                 return None
             line = self._line(key)
             while True:
                 line.freed.clear()
-                if not scope.interactive and self._held[key] + wanted > self.policy.outlook_concurrency:
+                room = self._room(key, wanted)
+                if not scope.interactive and room is not None and self._held[key] + wanted > room:
                     # This process holds the slots that would be needed: only its own release frees them
-                    # (a lease running out is the rare other way), so asking the database now is wasted.
+                    # (a lease running out is the rare other way), so asking the store now is wasted.
                     left = deadline - self._clock()
                     if left <= 0:
                         return None
@@ -305,17 +332,35 @@ class DatabasePacer:
                         await asyncio.wait_for(line.freed.wait(), timeout=min(_HELD_RECHECK_SECONDS, left))
                         continue
                     except TimeoutError:
-                        line.freed.clear()  # no release here for a while: ask the database after all
-                async with self._connected() as connection:
-                    await self._seed(connection, "outlook", scope)
-                    taken = await self._repository.take_slots(connection, params)
-                    if len(taken) == wanted:
-                        self._held[key] += wanted
-                        self._observer.waited("outlook", scope.interactive, self._clock() - started)
-                        return holder
-                    if taken:  # a race on PostgreSQL left fewer than asked: give them back
-                        await self._repository.release(connection, key=key, holder=holder)
-                    state = await self._state(connection, key, scope.interactive)
+                        line.freed.clear()  # no release here for a while: ask the store after all
+                        self._known.pop(key, None)
+                await self._seed("outlook", scope)
+                taken = await self.store.take_slots(
+                    key,
+                    holder=holder,
+                    n=wanted,
+                    lease=self.policy.lease_seconds,
+                    max_slots=self.policy.outlook_max_concurrency,
+                    interactive=scope.interactive,
+                )
+                if taken.slots:
+                    self._known[key] = (taken.slot_limit, True)
+                    self._held[key] += len(taken.slots)
+                    self._observer.waited("outlook", scope.interactive, self._clock() - started)
+                    return Permit(
+                        scope,
+                        demand,
+                        lease=holder,
+                        slots=taken.slots,
+                        probe=taken.probe,
+                        top=max(taken.slots),
+                        limit=taken.slot_limit,
+                    )
+                state = await self._state(key, scope.interactive)
+                if state is None:  # gone (a Redis restart, an idle budget's expiry): create it again
+                    self._seeded.discard(key)
+                else:
+                    self._known[key] = (state.slot_limit, state.hold_until <= state.now)
                 wait = self.policy.poll_seconds
                 if state is not None and state.paused_until > state.now:
                     wait = max(wait, state.paused_until - state.now)
@@ -325,10 +370,10 @@ class DatabasePacer:
                 with contextlib.suppress(TimeoutError):  # a slot freed here ends the wait early
                     await asyncio.wait_for(line.freed.wait(), timeout=min(wait, left))
 
-    async def _state(self, connection: AsyncConnection, key: str, interactive: bool) -> BudgetState | None:
-        """The budget's row; an interactive caller also stamps that it is waiting."""
+    async def _state(self, key: str, interactive: bool) -> BudgetState | None:
+        """The budget; an interactive caller also stamps that it is waiting."""
         fresh = self.policy.interactive_seconds if interactive else None
-        return await self._repository.state(connection, key=key, interactive_seconds=fresh)
+        return await self.store.state(key, interactive_seconds=fresh)
 
     @asynccontextmanager
     async def _turn(self, key: str, interactive: bool, deadline: float) -> AsyncIterator[bool]:
@@ -346,46 +391,32 @@ class DatabasePacer:
         finally:
             await entered.__aexit__(None, None, None)
 
-    @asynccontextmanager
-    async def _connected(self) -> AsyncIterator[AsyncConnection]:
-        """The pacer's own connection (autocommit), one statement sequence at a time in this process.
-
-        Held rather than checked out per statement: on PostgreSQL a checkout adds the pool's pre-ping and
-        the autocommit switch, three times the statement itself. A connection that failed, or whose
-        statement was interrupted, is closed and replaced at the next use.
-        """
-        async with self._connection_lock:
-            if self._connection is None:
-                opened = await self._engine.connect()
-                try:
-                    await self._repository.prepare(opened)
-                except BaseException:
-                    await asyncio.shield(opened.close())
-                    raise
-                self._connection = opened
-            try:
-                yield self._connection
-            except BaseException:
-                broken, self._connection = self._connection, None
-                with contextlib.suppress(Exception):
-                    await asyncio.shield(broken.close())
-                raise
-
     async def aclose(self) -> None:
-        """Return the held connection to its pool (before the engine is disposed)."""
-        async with self._connection_lock:
-            connection, self._connection = self._connection, None
-        if connection is not None:
-            with contextlib.suppress(*_STORE_ERRORS):
-                await connection.close()
+        """Let go of the store's connections (before the engine is disposed)."""
+        with contextlib.suppress(*_STORE_ERRORS):
+            await self.store.aclose()
 
     def _store_failed(self, exc: BaseException) -> None:
         self._paused_until = self._clock() + _STORE_RETRY_PAUSE_SECONDS
         if not self._failing:
             self._failing = True
-            logger.warning("pacing.store.unavailable", extra={"error": type(exc).__name__})
+            logger.warning("pacing.store.unavailable", extra={"error": str(exc) or type(exc).__name__})
 
     def _store_recovered(self) -> None:
         if self._failing:
             self._failing = False
             logger.info("pacing.store.recovered")
+
+
+class DatabasePacer(StorePacer):
+    """Graph budgets in the service's database (PostgreSQL, or one SQLite file for every process)."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        policy: PacingPolicy,
+        *,
+        observer: PaceObserver | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(DatabaseStore(engine), policy, observer=observer, clock=clock)

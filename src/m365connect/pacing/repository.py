@@ -1,26 +1,23 @@
-"""The pacing tables' statements (pacing/models.py), in each dialect: the same SQL with the database's
-clock and its min/max. Each is one statement, run on an autocommit connection by the pacer."""
+"""The pacing tables' statements (pacing/models.py), in each dialect, and the database store of the pacer
+(`DatabaseStore`, a `PaceStore`: pacing/store.py says what each step does). Each step is one statement on
+the database's clock, run on an autocommit connection the store holds."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from m365connect.db.errors import DatabaseUnreachable
+from m365connect.pacing.store import BudgetState, StoreUnavailable, Taken
 
-@dataclass(frozen=True)
-class BudgetState:
-    """A budget row as read, with the database's clock (`now`) at the read."""
-
-    tokens: float
-    at: float
-    paused_until: float
-    slow_until: float
-    interactive_until: float
-    now: float
+_ERRORS = (SQLAlchemyError, DatabaseUnreachable, OSError, TimeoutError)
 
 
 class Statements:
@@ -42,10 +39,23 @@ class Statements:
 
         rate = f"{number('rate')} * (CASE WHEN slow_until > {now} THEN {number('slow')} ELSE 1.0 END)"
         refilled = f"{least}({number('cap')}, tokens + {greatest}(0.0, {now} - at) * {rate})"
-        free = f"key = :key AND slot < {integer('cap')} AND (holder IS NULL OR expires_at <= {now})"
+        # The slots a take may use: below the budget's limit, or below limit + n when no hold runs (a
+        # probe: used only when the lower slots are held, as the lowest free ones are taken first).
+        cap = (
+            f"(SELECT {least}({integer('max')}, b.slot_limit + CASE WHEN b.hold_until <= {now} "
+            f"THEN {integer('n')} ELSE 0 END) FROM graph_pace_budgets b WHERE b.key = :key)"
+        )
+        free = f"key = :key AND slot < {cap} AND (holder IS NULL OR expires_at <= {now})"
+        limit = "(SELECT b.slot_limit FROM graph_pace_budgets b WHERE b.key = :key)"
+        held = (
+            "(SELECT COUNT(*) FROM graph_pace_slots s WHERE s.key = :key "
+            f"AND s.holder IS NOT NULL AND s.expires_at > {now})"
+        )
         self.seed_budget = text(
-            "INSERT INTO graph_pace_budgets (key, tokens, at, paused_until, slow_until, interactive_until) "
-            f"VALUES (:key, {number('cap')}, {now}, 0, 0, 0) ON CONFLICT (key) DO NOTHING"
+            "INSERT INTO graph_pace_budgets "
+            "(key, tokens, at, paused_until, slow_until, interactive_until, slot_limit, hold_until) "
+            f"VALUES (:key, {number('cap')}, {now}, 0, 0, 0, {integer('limit')}, 0) "
+            "ON CONFLICT (key) DO NOTHING"
         )
         self.seed_slot = text(
             "INSERT INTO graph_pace_slots (key, slot, holder, expires_at) "
@@ -68,19 +78,21 @@ class Statements:
             "AND NOT EXISTS (SELECT 1 FROM graph_pace_budgets b WHERE b.key = :key "
             f"AND (b.paused_until > {now} "
             f"OR ({integer('interactive')} = 0 AND b.interactive_until > {now}))) "
-            "RETURNING slot"
+            f"RETURNING slot, {limit}"
         )
         self.release = text(
             "UPDATE graph_pace_slots SET holder = NULL, expires_at = 0 WHERE key = :key AND holder = :holder"
         )
-        self.state = text(
-            f"SELECT tokens, at, paused_until, slow_until, interactive_until, {now} "
-            "FROM graph_pace_budgets WHERE key = :key"
+        self.raise_limit = text(
+            f"UPDATE graph_pace_budgets SET slot_limit = {least}({integer('max')}, "
+            f"{greatest}(slot_limit, {integer('raise_to')})) WHERE key = :key AND hold_until <= {now}"
         )
+        columns = f"tokens, at, paused_until, slow_until, interactive_until, {now}, slot_limit, hold_until"
+        self.state = text(f"SELECT {columns} FROM graph_pace_budgets WHERE key = :key")
         self.mark_interactive = text(
             f"UPDATE graph_pace_budgets SET interactive_until = "
             f"{greatest}(interactive_until, {now} + {number('fresh')}) WHERE key = :key "
-            f"RETURNING tokens, at, paused_until, slow_until, interactive_until, {now}"
+            f"RETURNING {columns}"
         )
         paused = f"{number('pause')} > 0"
         self.pushback = text(
@@ -90,7 +102,11 @@ class Statements:
             f"tokens = CASE WHEN {paused} AND {integer('empty')} = 1 THEN 0 ELSE tokens END, "
             f"at = CASE WHEN {paused} AND {integer('empty')} = 1 THEN {now} ELSE at END, "
             f"slow_until = CASE WHEN {number('slow_for')} > 0 "
-            f"THEN {greatest}(slow_until, {now} + {number('slow_for')}) ELSE slow_until END "
+            f"THEN {greatest}(slow_until, {now} + {number('slow_for')}) ELSE slow_until END, "
+            f"slot_limit = CASE WHEN {integer('halve')} = 1 "
+            f"THEN {greatest}(1, {least}(slot_limit, {held} / 2)) ELSE slot_limit END, "
+            f"hold_until = CASE WHEN {integer('halve')} = 1 "
+            f"THEN {greatest}(hold_until, {now} + {number('hold_for')}) ELSE hold_until END "
             "WHERE key = :key"
         )
 
@@ -109,9 +125,11 @@ class PaceRepository:
         if self._dialect == "postgresql":
             await connection.execute(text("SET synchronous_commit TO off"))
 
-    async def seed(self, connection: AsyncConnection, key: str, *, capacity: float, slots: int) -> None:
+    async def seed(
+        self, connection: AsyncConnection, key: str, *, capacity: float, slots: int, slot_limit: int = 4
+    ) -> None:
         """Create a budget's row (full) and its `slots` slot rows, unless another process did."""
-        await connection.execute(self._sql.seed_budget, {"key": key, "cap": capacity})
+        await connection.execute(self._sql.seed_budget, {"key": key, "cap": capacity, "limit": slot_limit})
         if slots:
             rows = [{"key": key, "slot": slot} for slot in range(slots)]
             await connection.execute(self._sql.seed_slot, rows)
@@ -128,6 +146,12 @@ class PaceRepository:
         """Free the slots `holder` holds."""
         await connection.execute(self._sql.release, {"key": key, "holder": holder})
 
+    async def raise_limit(
+        self, connection: AsyncConnection, *, key: str, raise_to: int, max_slots: int
+    ) -> None:
+        """A probe was answered without pushback: let `raise_to` calls in flight (unless a hold runs)."""
+        await connection.execute(self._sql.raise_limit, {"key": key, "raise_to": raise_to, "max": max_slots})
+
     async def state(
         self, connection: AsyncConnection, *, key: str, interactive_seconds: float | None
     ) -> BudgetState | None:
@@ -137,8 +161,133 @@ class PaceRepository:
             row = (await connection.execute(self._sql.mark_interactive, params)).first()
         else:
             row = (await connection.execute(self._sql.state, {"key": key})).first()
-        return None if row is None else BudgetState(*(float(value) for value in row))
+        if row is None:
+            return None
+        tokens, at, paused_until, slow_until, interactive_until, now, slot_limit, hold_until = row
+        return BudgetState(
+            tokens=float(tokens),
+            at=float(at),
+            paused_until=float(paused_until),
+            slow_until=float(slow_until),
+            interactive_until=float(interactive_until),
+            now=float(now),
+            slot_limit=int(slot_limit),
+            hold_until=float(hold_until),
+        )
 
     async def pushback(self, connection: AsyncConnection, params: dict[str, Any]) -> None:
         """Pause the budget until now + `pause` (emptying a bucket), slow it for `slow_for` seconds."""
         await connection.execute(self._sql.pushback, params)
+
+
+class DatabaseStore:
+    """The pacer's budgets in the service's database (PostgreSQL, or one SQLite file for every process).
+
+    Holds one autocommit connection per process rather than checking one out per statement: on PostgreSQL
+    a checkout adds the pool's pre-ping and the autocommit switch, three times the statement itself. A
+    connection that failed, or whose statement was interrupted, is closed and replaced at the next use.
+    Failures are raised as `StoreUnavailable`.
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self.repository = PaceRepository(engine.dialect.name)
+        self._connection: AsyncConnection | None = None
+        self._lock = asyncio.Lock()
+
+    async def seed(self, key: str, *, capacity: float, slots: int, slot_limit: int) -> None:
+        """See PaceStore.seed."""
+        async with self._connected() as connection:
+            await self.repository.seed(connection, key, capacity=capacity, slots=slots, slot_limit=slot_limit)
+
+    async def take_units(
+        self, key: str, *, cap: float, rate: float, slow: float, cost: float, interactive: bool
+    ) -> bool:
+        """See PaceStore.take_units."""
+        params = {
+            "key": key,
+            "cap": cap,
+            "rate": rate,
+            "slow": slow,
+            "cost": cost,
+            "interactive": int(interactive),
+        }
+        async with self._connected() as connection:
+            return await self.repository.take_units(connection, params)
+
+    async def take_slots(
+        self, key: str, *, holder: str, n: int, lease: float, max_slots: int, interactive: bool
+    ) -> Taken:
+        """See PaceStore.take_slots (a PostgreSQL race that left fewer than `n` gives them back)."""
+        params = {
+            "key": key,
+            "holder": holder,
+            "lease": lease,
+            "n": n,
+            "max": max_slots,
+            "interactive": int(interactive),
+        }
+        async with self._connected() as connection:
+            rows = await self.repository.take_slots(connection, params)
+            if rows and len(rows) != n:
+                await self.repository.release(connection, key=key, holder=holder)
+                rows = []
+        return Taken(tuple(int(row[0]) for row in rows), int(rows[0][1]) if rows else 0)
+
+    async def release(self, key: str, *, holder: str, raise_to: int | None, max_slots: int) -> None:
+        """See PaceStore.release."""
+        async with self._connected() as connection:
+            await self.repository.release(connection, key=key, holder=holder)
+            if raise_to is not None:
+                await self.repository.raise_limit(connection, key=key, raise_to=raise_to, max_slots=max_slots)
+
+    async def state(self, key: str, *, interactive_seconds: float | None) -> BudgetState | None:
+        """See PaceStore.state."""
+        async with self._connected() as connection:
+            return await self.repository.state(connection, key=key, interactive_seconds=interactive_seconds)
+
+    async def pushback(
+        self, key: str, *, pause: float, empty: bool, slow_for: float, halve: bool, hold_for: float
+    ) -> None:
+        """See PaceStore.pushback."""
+        params = {
+            "key": key,
+            "pause": pause,
+            "empty": int(empty),
+            "slow_for": slow_for,
+            "halve": int(halve),
+            "hold_for": hold_for,
+        }
+        async with self._connected() as connection:
+            await self.repository.pushback(connection, params)
+
+    @asynccontextmanager
+    async def _connected(self) -> AsyncIterator[AsyncConnection]:
+        """The store's own connection, one statement sequence at a time in this process."""
+        async with self._lock:
+            try:
+                if self._connection is None:
+                    opened = await self._engine.connect()
+                    try:
+                        await self.repository.prepare(opened)
+                    except BaseException:
+                        await asyncio.shield(opened.close())
+                        raise
+                    self._connection = opened
+                try:
+                    yield self._connection
+                except BaseException:
+                    broken, self._connection = self._connection, None
+                    with contextlib.suppress(Exception):
+                        await asyncio.shield(broken.close())
+                    raise
+            except _ERRORS as exc:
+                raise StoreUnavailable(type(exc).__name__) from exc
+
+    async def aclose(self) -> None:
+        """Return the held connection to its pool (before the engine is disposed)."""
+        async with self._lock:
+            connection, self._connection = self._connection, None
+        if connection is not None:
+            with contextlib.suppress(*_ERRORS):
+                await connection.close()

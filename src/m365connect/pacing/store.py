@@ -1,0 +1,107 @@
+"""Where the pacer keeps its budgets: the service's database (pacing/repository.py) or Redis
+(pacing/redis_store.py). The pacer (pacing/pacer.py) holds the waiting, the lines and the policy; a store
+holds only atomic steps on the shared state, each one round trip, on the store's own clock.
+
+The state of one budget key (`directory/{app}/{tenant}` or `outlook/{app}`):
+- `tokens`, `at`: the directory bucket after its last take, and when (store clock, epoch seconds).
+- `paused_until`: a 429's Retry-After; nothing is taken before it.
+- `slow_until`: the bucket refills at `rate * slow` until then (Microsoft said the limit is near).
+- `interactive_until`: an interactive caller waits; background callers take nothing before it.
+- `slot_limit`: how many Outlook calls may be in flight now (adaptive, 1..`max_slots`); starts at the
+  policy's `outlook_concurrency`.
+- `hold_until`: no probing above `slot_limit` before it (set by an Outlook 429).
+- slots `0 .. max_slots-1` of an Outlook key, each free or held by a holder until its lease expires.
+
+Probing: a take of `n` slots may use the slots below `slot_limit + n` (not only below `slot_limit`)
+when `hold_until` has passed; the lowest free slots are taken, so slots at or above the limit are only
+used when the ones below are held. A take holding a slot at or above `slot_limit` is a probe; if
+Microsoft answers it without pushback, its release raises `slot_limit` to the pacer's `raise_to` (twice
+the limit the probe saw, or its highest slot + 1 if more: slow start), never above `max_slots`, never
+while a hold runs. An Outlook 429 halves the concurrency actually in flight:
+`slot_limit = max(1, min(slot_limit, held // 2))` where `held` counts the key's slots held now (the
+throttled request's own included: the pacer pushes back before it releases), and holds probing for
+`hold_for` seconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+class StoreUnavailable(Exception):
+    """The store did not answer (the pacer then admits at once for a while, logged once)."""
+
+
+@dataclass(frozen=True)
+class BudgetState:
+    """One budget's row, read with the store's clock `now`."""
+
+    tokens: float
+    at: float
+    paused_until: float
+    slow_until: float
+    interactive_until: float
+    now: float
+    slot_limit: int = 0
+    hold_until: float = 0.0
+
+
+@dataclass(frozen=True)
+class Taken:
+    """Slots a take got (all `n` asked, or none) and the budget's `slot_limit` when it took them."""
+
+    slots: tuple[int, ...]
+    slot_limit: int
+
+    @property
+    def probe(self) -> bool:
+        """A slot at or above the limit: Microsoft's answer to this request decides whether it grows."""
+        return bool(self.slots) and max(self.slots) >= self.slot_limit
+
+
+class PaceStore(Protocol):
+    """The atomic steps of the pacer on one shared store (see the module's text for the semantics)."""
+
+    async def seed(self, key: str, *, capacity: float, slots: int, slot_limit: int) -> None:
+        """Create the budget (a full bucket of `capacity`, `slot_limit`) and its `slots` slots unless
+        they exist (another process did it); existing state is left as it is."""
+        ...
+
+    async def take_units(
+        self, key: str, *, cap: float, rate: float, slow: float, cost: float, interactive: bool
+    ) -> bool:
+        """Refill the bucket (`rate` units a second, times `slow` while slowed, never above `cap`) and take
+        `cost` units, if they are there and neither a pause nor (for background) an interactive stamp
+        blocks. One atomic step."""
+        ...
+
+    async def take_slots(
+        self, key: str, *, holder: str, n: int, lease: float, max_slots: int, interactive: bool
+    ) -> Taken:
+        """Hold `n` free slots for `holder` until now + `lease` (free: no holder, or lease expired), the
+        lowest first, below `min(max_slots, slot_limit + n)` when probing is allowed (`hold_until` has
+        passed) else below `min(max_slots, slot_limit)`; all `n` or none; none while paused or (for
+        background) an interactive caller is stamped."""
+        ...
+
+    async def release(self, key: str, *, holder: str, raise_to: int | None, max_slots: int) -> None:
+        """Free `holder`'s slots; with `raise_to` (a proven probe), set `slot_limit` to
+        `min(max_slots, max(slot_limit, raise_to))` unless a hold runs."""
+        ...
+
+    async def state(self, key: str, *, interactive_seconds: float | None) -> BudgetState | None:
+        """The budget; with `interactive_seconds`, first stamp `interactive_until = max(it, now + that)`."""
+        ...
+
+    async def pushback(
+        self, key: str, *, pause: float, empty: bool, slow_for: float, halve: bool, hold_for: float
+    ) -> None:
+        """Microsoft pushed back. `pause` > 0: paused_until = max(it, now + pause), and with `empty` the
+        bucket is emptied (tokens 0 at now). `slow_for` > 0: slow_until = max(it, now + slow_for).
+        `halve`: slot_limit = max(1, min(slot_limit, held // 2)) and hold_until = max(it, now + hold_for)."""
+        ...
+
+    async def aclose(self) -> None:
+        """Let go of connections."""
+        ...

@@ -1,0 +1,293 @@
+"""The adaptive Outlook limit (pacing/store.py), on each store (SQLite, PostgreSQL, Redis): a probe above
+the limit that Microsoft answers without pushback raises it for every process; one that is refused does
+not; a 429 halves what is in flight and holds probing; the limit never passes its maximum."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, Literal
+
+import pytest
+import redis.asyncio as aioredis
+from sqlalchemy import text
+
+from m365connect.db.engine import create_engine
+from m365connect.microsoft.pacing import Demand, PaceScope, Permit
+from m365connect.pacing.pacer import NoPaceObserver, StorePacer, budget_key
+from m365connect.pacing.redis_store import RedisPaceStore
+from m365connect.pacing.repository import DatabaseStore
+from m365connect.pacing.store import PaceStore
+from m365connect.settings import Settings
+from m365connect.state import build_pacer
+from tests.conftest import BACKENDS, truncate
+from tests.pacing.support import BACKGROUND, SCOPE, policy
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+KEY = budget_key("outlook", SCOPE)
+
+
+class Probes:
+    """Counts the probes' outcomes (a PaceObserver)."""
+
+    def __init__(self) -> None:
+        self.outcomes: list[str] = []
+
+    def waited(self, kind: str, interactive: bool, seconds: float) -> None:
+        """Not counted."""
+
+    def pushed_back(self, kind: str, *, throttled: int, paused: bool, slowed: bool) -> None:
+        """Not counted."""
+
+    def probed(self, outcome: Literal["raised", "refused"]) -> None:
+        self.outcomes.append(outcome)
+
+
+@pytest.fixture(params=[*BACKENDS, "redis"])
+async def stores(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[list[PaceStore]]:
+    """Two stores on one shared state, as two processes have: two engines, or two Redis clients."""
+    if request.param != "redis":
+        if request.param == "sqlite":
+            path = tmp_path / "m365connect.db"
+            shutil.copy(request.getfixturevalue("sqlite_template"), path)
+            url = f"sqlite+aiosqlite:///{path}"
+        else:
+            url = request.getfixturevalue("postgres_url")
+            await truncate(url, ("graph_pace_budgets", "graph_pace_slots"))
+        engines = [create_engine(url) for _ in range(2)]
+        made: list[PaceStore] = [DatabaseStore(engine) for engine in engines]
+        try:
+            yield made
+        finally:
+            for store in made:
+                await store.aclose()
+            for engine in engines:
+                await engine.dispose()
+        return
+    prefix = f"m365connect:test:{uuid.uuid4().hex}:"
+    made = [RedisPaceStore.from_url(REDIS_URL, prefix=prefix) for _ in range(2)]
+    try:
+        yield made
+    finally:
+        for store in made:
+            await store.aclose()
+        client = aioredis.Redis.from_url(REDIS_URL)
+        try:
+            keys = [key async for key in client.scan_iter(match=f"{prefix}*")]
+            if keys:
+                await client.delete(*keys)
+        finally:
+            await client.aclose()
+
+
+def pacer(store: PaceStore, observer: Probes | None = None, **changes: Any) -> StorePacer:
+    values: dict[str, Any] = {"outlook_max_concurrency": 12, "outlook_hold_seconds": 30.0}
+    return StorePacer(store, policy(**{**values, **changes}), observer=observer)
+
+
+def soon(seconds: float = 5.0) -> float:
+    return time.monotonic() + seconds
+
+
+async def hold(paced: StorePacer, count: int, slots: int = 4) -> list[Permit]:
+    permits = [await paced.acquire(BACKGROUND, Demand(outlook=slots), deadline=soon()) for _ in range(count)]
+    assert all(permit is not None for permit in permits), permits
+    return [permit for permit in permits if permit is not None]
+
+
+async def limit_of(store: PaceStore) -> tuple[int, bool]:
+    """The budget's limit and whether a hold runs."""
+    state = await store.state(KEY, interactive_seconds=None)
+    assert state is not None
+    return state.slot_limit, state.hold_until > state.now
+
+
+async def test_a_probe_answered_without_pushback_raises_the_limit_for_every_process(
+    stores: list[PaceStore],
+) -> None:
+    probes = Probes()
+    first, second = pacer(stores[0], probes), pacer(stores[1])
+    (inside,) = await hold(first, 1)
+    assert inside.slots == (0, 1, 2, 3)
+    assert not inside.probe
+    (probe,) = await hold(first, 1)  # the 4 slots under the limit are held: the next 4 are a probe
+    assert probe.probe
+    assert probe.slots == (4, 5, 6, 7)
+    # While the probe is in flight nobody else probes: the limit is still 4 and slots 4..7 are taken.
+    assert await second.acquire(BACKGROUND, Demand(outlook=1), deadline=soon(0.3)) is None
+    await first.release(probe, proven=True)
+    assert await limit_of(stores[1]) == (8, False)
+    # Another process now gets 8 in flight without probing.
+    await first.release(inside)
+    permits = await hold(second, 2)
+    assert [permit.probe for permit in permits] == [False, False]
+    assert sorted(slot for permit in permits for slot in permit.slots) == list(range(8))
+    for permit in permits:
+        await second.release(permit, proven=True)
+    assert probes.outcomes == ["raised"]
+
+
+async def test_a_refused_probe_leaves_the_limit(stores: list[PaceStore]) -> None:
+    probes = Probes()
+    paced = pacer(stores[0], probes)
+    inside, probe = await hold(paced, 2)
+    assert probe.probe
+    await paced.release(probe, proven=False)
+    await paced.release(inside, proven=True)  # proving what is under the limit changes nothing
+    assert await limit_of(stores[0]) == (4, False)
+    assert probes.outcomes == ["refused"]
+
+
+async def test_a_429_halves_what_is_in_flight_and_holds_probing(stores: list[PaceStore]) -> None:
+    first, second = pacer(stores[0]), pacer(stores[1])
+    inside, probe = await hold(first, 2)
+    await first.release(probe, proven=True)
+    await first.release(inside, proven=True)
+    assert await limit_of(stores[0]) == (8, False)
+    permits = await hold(first, 2)  # 8 in flight, under the limit
+    # The pacer is told before the throttled request's release (graph.py): 8 held -> 4.
+    await first.pushback(SCOPE, "outlook", retry_after=None, pressure=None, throttled=1)
+    for permit in permits:
+        await first.release(permit, proven=False)
+    assert await limit_of(stores[1]) == (4, True)
+    # The hold: 4 in flight, and a fifth is not let through as a probe, in either process.
+    (held,) = await hold(second, 1)
+    assert await first.acquire(BACKGROUND, Demand(outlook=1), deadline=soon(0.3)) is None
+    # A proven release during the hold does not raise it either.
+    await second.release(held, proven=True)
+    assert await limit_of(stores[0]) == (4, True)
+    # Halving again with 3 in flight -> 1; never below 1.
+    three = [await second.acquire(BACKGROUND, Demand(outlook=1), deadline=soon()) for _ in range(3)]
+    await second.pushback(SCOPE, "outlook", retry_after=None, pressure=None, throttled=1)
+    assert await limit_of(stores[0]) == (1, True)
+    for permit in three:
+        assert permit is not None
+        await second.release(permit)
+    (one,) = await hold(first, 1, slots=1)
+    await first.pushback(SCOPE, "outlook", retry_after=None, pressure=None, throttled=1)
+    assert await limit_of(stores[0]) == (1, True)
+    await first.release(one)
+
+
+async def test_probing_comes_back_when_the_hold_runs_out(stores: list[PaceStore]) -> None:
+    paced = pacer(stores[0], outlook_hold_seconds=0.5)
+    (inside,) = await hold(paced, 1)
+    await paced.pushback(SCOPE, "outlook", retry_after=None, pressure=None, throttled=1)
+    await paced.release(inside)
+    assert await limit_of(stores[0]) == (2, True)
+    await asyncio.sleep(0.7)
+    assert await limit_of(stores[0]) == (2, False)
+    first = await paced.acquire(BACKGROUND, Demand(outlook=2), deadline=soon())
+    probe = await paced.acquire(BACKGROUND, Demand(outlook=2), deadline=soon())
+    assert first is not None
+    assert probe is not None
+    assert probe.probe
+    assert probe.slots == (2, 3)
+    await paced.release(probe, proven=True)
+    await paced.release(first, proven=True)
+    assert await limit_of(stores[0]) == (4, False)
+
+
+async def test_the_limit_never_passes_its_maximum(stores: list[PaceStore]) -> None:
+    paced = pacer(stores[0], outlook_max_concurrency=6)
+    for _ in range(3):
+        permits = [
+            await paced.acquire(BACKGROUND, Demand(outlook=wanted), deadline=soon(0.3))
+            for wanted in (4, 2, 2)
+        ]
+        got = [permit for permit in permits if permit is not None]
+        assert sum(len(permit.slots) for permit in got) <= 6
+        assert all(max(permit.slots) < 6 for permit in got)
+        for permit in got:
+            await paced.release(permit, proven=True)
+    assert (await limit_of(stores[0]))[0] == 6
+
+
+async def test_two_processes_probing_at_once_never_share_a_slot(stores: list[PaceStore]) -> None:
+    """Several rounds of 12 callers in two processes, each holding what it gets for a moment: no slot is
+    ever held twice, nothing above the maximum, and the limit grows to the maximum."""
+    pacers = [pacer(store) for store in stores]
+    holding: dict[int, str] = {}
+    clashes: list[int] = []
+
+    async def worker(paced: StorePacer, rounds: int) -> None:
+        for _ in range(rounds):
+            permit = await paced.acquire(BACKGROUND, Demand(outlook=2), deadline=soon(10))
+            assert permit is not None
+            assert permit.lease is not None
+            for slot in permit.slots:
+                if slot in holding:
+                    clashes.append(slot)
+                holding[slot] = permit.lease
+            await asyncio.sleep(0.005)
+            for slot in permit.slots:
+                holding.pop(slot, None)
+            await paced.release(permit, proven=True)
+
+    await asyncio.gather(*(worker(pacers[index % 2], 8) for index in range(12)))
+    assert clashes == []
+    assert (await limit_of(stores[0]))[0] == 12
+
+
+async def test_the_budgets_live_in_the_database_unless_redis_is_configured(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'unused.db'}")
+    try:
+        default = build_pacer(Settings(), engine, observer=NoPaceObserver())
+        assert isinstance(default.store, DatabaseStore)
+        await default.aclose()
+        on_redis = build_pacer(
+            Settings(graph_pacing_store="redis", redis_url=REDIS_URL), engine, observer=NoPaceObserver()
+        )
+        assert isinstance(on_redis.store, RedisPaceStore)
+        scope = PaceScope(f"app-{uuid.uuid4().hex}", "tenant", interactive=False)
+        permit = await on_redis.acquire(scope, Demand(units=1, outlook=2), deadline=soon())
+        assert permit is not None
+        assert permit.slots == (0, 1)
+        await on_redis.release(permit, proven=True)
+        await on_redis.aclose()
+        client = aioredis.Redis.from_url(REDIS_URL)
+        try:
+            keys = sorted(
+                [key.decode() async for key in client.scan_iter(match=f"m365connect:pace:*{scope.app_id}*")]
+            )
+            assert keys == [
+                f"m365connect:pace:directory/{scope.app_id}/tenant",
+                f"m365connect:pace:outlook/{scope.app_id}",
+                f"m365connect:pace:outlook/{scope.app_id}:slots",
+            ], keys
+            await client.delete(*keys)
+        finally:
+            await client.aclose()
+    finally:
+        await engine.dispose()
+
+
+async def test_a_budget_that_disappears_is_created_again(stores: list[PaceStore]) -> None:
+    """A Redis restart (CI's keeps nothing) or an idle budget's expiry removes it under a running process:
+    its next calls create it again rather than wait for a budget that is not there."""
+    paced = pacer(stores[0])
+    for demand in (Demand(units=1), Demand(outlook=2)):
+        permit = await paced.acquire(SCOPE, demand, deadline=soon())
+        assert permit is not None
+        await paced.release(permit)
+    store = stores[0]
+    if isinstance(store, DatabaseStore):
+        async with store._connected() as connection:
+            await connection.execute(text("DELETE FROM graph_pace_budgets"))
+            await connection.execute(text("DELETE FROM graph_pace_slots"))
+    else:
+        assert isinstance(store, RedisPaceStore)
+        client = store._client
+        keys = [key async for key in client.scan_iter(match=f"{store.prefix}*")]
+        assert len(keys) == 3
+        await client.delete(*keys)
+    assert await store.state(KEY, interactive_seconds=None) is None
+    for demand in (Demand(units=1), Demand(outlook=2)):
+        permit = await paced.acquire(SCOPE, demand, deadline=soon(2))
+        assert permit is not None, demand
+        await paced.release(permit)
+    assert await limit_of(store) == (4, False)
