@@ -25,8 +25,8 @@ from m365connect.state import open_state
 from tests.factories import CREDENTIALS
 from tests.helpers import assert_generic_error, headers
 from tests.processes import free_port
+from tests.redis_support import REDIS_URL, redis_admin
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
 RATE_HEADERS = ("ratelimit-limit", "ratelimit-remaining", "ratelimit-reset")
 
 
@@ -49,13 +49,8 @@ class Clock:
 @pytest.fixture
 async def redis_client() -> AsyncIterator[aioredis.Redis]:
     """A client of the Redis on 127.0.0.1:6379 (.ci/run starts it)."""
-    client = aioredis.Redis.from_url(REDIS_URL, decode_responses=True)
-    try:
-        await client.ping()
-    except OSError as exc:  # pragma: no cover - environment problem, say so plainly
-        pytest.fail(f"Redis is not running on 127.0.0.1:6379 ({exc}); .ci/run starts it")
-    yield client
-    await client.aclose()
+    async with redis_admin() as client:
+        yield client
 
 
 @pytest.fixture

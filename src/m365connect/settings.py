@@ -69,7 +69,7 @@ class Settings(BaseSettings):
     # Background work (m365connect.work): a job not heartbeaten for this long is taken over by another
     # process (the kill -9 recovery); jobs run at once per process; how often to look for due work.
     work_lease_seconds: float = Field(default=30.0, ge=1.0, le=3600.0)
-    work_concurrency: int = Field(default=40, ge=2, le=500)
+    work_concurrency: int = Field(default=110, ge=2, le=500)
     work_poll_seconds: float = Field(default=1.0, gt=0, le=60.0)
     # serve runs the background work too (API.md 5); false leaves it to `m365connect worker` processes.
     serve_work: bool = True
@@ -110,10 +110,10 @@ class Settings(BaseSettings):
     # about 9 MB of JSON); every other request keeps max_body_bytes.
     max_job_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     bulk_job_chunk_size: int = Field(default=200, ge=1, le=1000)
-    bulk_job_concurrency: int = Field(default=4, ge=1, le=64)
+    bulk_job_concurrency: int = Field(default=2, ge=1, le=64)
     # Chunks of all bulk jobs running at once, across all processes (the chunk kind's own cap in the work
     # engine): below work_concurrency, so that every process keeps the rest for webhooks, health, events.
-    bulk_job_slots: int = Field(default=30, ge=1, le=499)
+    bulk_job_slots: int = Field(default=100, ge=1, le=499)
     bulk_job_wave_delays: str = "10,60,300"
     # The sweeper of stuck jobs (jobs/sweep.py): how often it looks; how long a QUEUED or RUNNING job may
     # write no result before its next chunks' engine jobs are looked for; how often a chunk given up by

@@ -20,13 +20,15 @@ SCOPE = PaceScope("app", "tenant", interactive=True)
 class RecordingPacer:
     """Admits everything (or nothing, with `refuse`) and records what it was asked and told."""
 
-    def __init__(self, *, refuse: bool = False, probe_first: bool = False) -> None:
+    def __init__(self, *, refuse: bool = False, probe_first: bool = False, slots: int | None = None) -> None:
         self.refuse = refuse
+        self.slots = slots  # the Outlook slots each permit holds (None: none are tracked)
         self.probe_first = probe_first  # the first Outlook permit is a probe above the limit
         self.acquired: list[Demand] = []
         self.released: list[Permit] = []
         self.proven: list[bool] = []
         self.log: list[str] = []  # what it was told, in order
+        self.sent_under: list[int] = []
         self.pushbacks: list[tuple[Kind, float | None, float | None, int]] = []
         self.in_flight = 0
 
@@ -39,7 +41,11 @@ class RecordingPacer:
         self.in_flight += 1
         probe = self.probe_first and demand.outlook > 0
         self.probe_first = self.probe_first and not probe
-        return Permit(scope, demand, lease=f"lease-{len(self.acquired)}", probe=probe)
+        held = tuple(range(min(self.slots, demand.outlook))) if self.slots and demand.outlook else ()
+        limit = self.slots or 0
+        return Permit(
+            scope, demand, lease=f"lease-{len(self.acquired)}", slots=held, probe=probe, limit=limit
+        )
 
     async def release(self, permit: Permit, *, proven: bool = False) -> None:
         self.in_flight -= 1
@@ -55,9 +61,11 @@ class RecordingPacer:
         retry_after: float | None,
         pressure: float | None,
         throttled: int = 0,
+        sent_under: int = 0,
     ) -> None:
         assert scope == SCOPE
         self.pushbacks.append((kind, retry_after, pressure, throttled))
+        self.sent_under.append(sent_under)
         self.log.append("pushback")
 
 
@@ -138,7 +146,7 @@ async def test_each_envelope_asks_for_its_units_or_slots_and_releases_them(graph
 async def test_a_probe_carries_only_the_outlook_items_it_holds_slots_for(graph: FakeGraph, paced) -> None:
     """A refused probe costs at most 4 429s, not an envelope of 20; the rest go in an envelope of their
     own, within a permit of their own; a probe answered without pushback is released as proven."""
-    client, pacer = paced(probe_first=True)
+    client, pacer = paced(probe_first=True, slots=4)
     requests = probes(20)
     responses = await client.batch(Tokens("token-1"), requests, deadline=FAR, scope=SCOPE)
     assert all(r.status == 200 for r in responses)
@@ -148,14 +156,31 @@ async def test_a_probe_carries_only_the_outlook_items_it_holds_slots_for(graph: 
     assert pacer.proven == [True, True]
 
 
+async def test_an_envelope_carries_no_more_outlook_items_than_its_permit_has_slots(
+    graph: FakeGraph, paced
+) -> None:
+    """Under a limit of 2 (halved after a 429), an envelope that Microsoft would run 4 at a time carries 2
+    Outlook items; with 4 slots, a whole envelope of 20 goes (Microsoft runs 4 of them at once)."""
+    client, pacer = paced(slots=2)
+    responses = await client.batch(Tokens("token-1"), probes(10), deadline=FAR, scope=SCOPE)
+    assert all(r.status == 200 for r in responses)
+    assert [len(batch) for batch in graph.batches] == [2, 2, 2, 2, 2]
+    assert pacer.in_flight == 0
+    graph.batches.clear()
+    client, pacer = paced(slots=4)
+    await client.batch(Tokens("token-1"), probes(20) + lookups(3), deadline=FAR, scope=SCOPE)
+    assert [len(batch) for batch in graph.batches] == [20, 3]
+
+
 async def test_a_throttled_probe_is_not_proven(graph: FakeGraph, paced) -> None:
     requests = probes(6)
     graph.items[requests[1].url] = [throttled("1")]
-    client, pacer = paced(probe_first=True)
+    client, pacer = paced(probe_first=True, slots=4)
     await client.batch(Tokens("token-1"), requests, deadline=FAR, scope=SCOPE)
     # The pushback is told before the probe's release, and the probe is not proven.
     assert pacer.pushbacks[0] == ("outlook", 1.0, None, 1)
     assert pacer.log[:2] == ["pushback", "release"]
+    assert pacer.sent_under[0] == 4  # the limit the probe was sent under: a later halving is not repeated
     assert pacer.released[0].probe
     assert pacer.proven[0] is False
     assert pacer.in_flight == 0

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pytest
-import redis.asyncio as aioredis
 from sqlalchemy import text
 
 from m365connect.db.engine import create_engine
@@ -26,8 +25,8 @@ from m365connect.settings import Settings
 from m365connect.state import build_pacer
 from tests.conftest import BACKENDS, truncate
 from tests.pacing.support import BACKGROUND, SCOPE, policy
+from tests.redis_support import REDIS_URL, delete_keys, redis_admin
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
 KEY = budget_key("outlook", SCOPE)
 
 
@@ -75,13 +74,8 @@ async def stores(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
     finally:
         for store in made:
             await store.aclose()
-        client = aioredis.Redis.from_url(REDIS_URL)
-        try:
-            keys = [key async for key in client.scan_iter(match=f"{prefix}*")]
-            if keys:
-                await client.delete(*keys)
-        finally:
-            await client.aclose()
+        async with redis_admin() as client:
+            await delete_keys(client, f"{prefix}*")
 
 
 def pacer(store: PaceStore, observer: Probes | None = None, **changes: Any) -> StorePacer:
@@ -249,19 +243,13 @@ async def test_the_budgets_live_in_the_database_unless_redis_is_configured(tmp_p
         assert permit.slots == (0, 1)
         await on_redis.release(permit, proven=True)
         await on_redis.aclose()
-        client = aioredis.Redis.from_url(REDIS_URL)
-        try:
-            keys = sorted(
-                [key.decode() async for key in client.scan_iter(match=f"m365connect:pace:*{scope.app_id}*")]
-            )
-            assert keys == [
-                f"m365connect:pace:directory/{scope.app_id}/tenant",
-                f"m365connect:pace:outlook/{scope.app_id}",
-                f"m365connect:pace:outlook/{scope.app_id}:slots",
-            ], keys
-            await client.delete(*keys)
-        finally:
-            await client.aclose()
+        async with redis_admin() as client:
+            keys = await delete_keys(client, f"m365connect:pace:*{scope.app_id}*")
+        assert keys == [
+            f"m365connect:pace:directory/{scope.app_id}/tenant",
+            f"m365connect:pace:outlook/{scope.app_id}",
+            f"m365connect:pace:outlook/{scope.app_id}:slots",
+        ], keys
     finally:
         await engine.dispose()
 
@@ -281,13 +269,61 @@ async def test_a_budget_that_disappears_is_created_again(stores: list[PaceStore]
             await connection.execute(text("DELETE FROM graph_pace_slots"))
     else:
         assert isinstance(store, RedisPaceStore)
-        client = store._client
-        keys = [key async for key in client.scan_iter(match=f"{store.prefix}*")]
-        assert len(keys) == 3
-        await client.delete(*keys)
+        async with redis_admin() as client:
+            assert len(await delete_keys(client, f"{store.prefix}*")) == 3
     assert await store.state(KEY, interactive_seconds=None) is None
     for demand in (Demand(units=1), Demand(outlook=2)):
         permit = await paced.acquire(SCOPE, demand, deadline=soon(2))
         assert permit is not None, demand
         await paced.release(permit)
     assert await limit_of(store) == (4, False)
+
+
+async def test_under_a_limit_below_its_demand_a_caller_gets_what_the_limit_allows(
+    stores: list[PaceStore],
+) -> None:
+    """After a 429 halved the limit to 2, an envelope that would run 4 Outlook calls takes 2 slots (and
+    carries 2 items, graph.py) instead of waiting for 4 that the budget will not give for an hour."""
+    first, second = pacer(stores[0]), pacer(stores[1])
+    (inside,) = await hold(first, 1)
+    await first.pushback(SCOPE, "outlook", retry_after=None, pressure=None, throttled=1)
+    await first.release(inside)
+    assert await limit_of(stores[0]) == (2, True)
+    for paced, scope in ((first, BACKGROUND), (second, SCOPE), (second, BACKGROUND)):
+        permit = await paced.acquire(scope, Demand(outlook=4), deadline=soon(2))
+        assert permit is not None, scope
+        assert permit.slots == (0, 1)
+        assert not permit.probe
+        # The budget is full: nobody gets a third slot while these two are held.
+        assert await second.acquire(BACKGROUND, Demand(outlook=1), deadline=soon(0.2)) is None
+        await paced.release(permit, proven=True)
+    assert await limit_of(stores[0]) == (2, True)
+
+
+async def test_a_429_halves_once_per_event(stores: list[PaceStore]) -> None:
+    """Two requests sent under a limit of 8 are both refused: the first 429 halves to 4, the second (sent
+    before that halving) does not halve again; a request sent under the new limit does."""
+    paced = pacer(stores[0])
+    inside, probe = await hold(paced, 2)
+    await paced.release(probe, proven=True)
+    await paced.release(inside, proven=True)
+    first, second = await hold(paced, 2)
+    assert (first.limit, second.limit) == (8, 8)
+    await paced.pushback(
+        SCOPE, "outlook", retry_after=None, pressure=None, throttled=1, sent_under=first.limit
+    )
+    await paced.release(first)
+    assert await limit_of(stores[0]) == (4, True)
+    await paced.pushback(
+        SCOPE, "outlook", retry_after=None, pressure=None, throttled=1, sent_under=second.limit
+    )
+    await paced.release(second)
+    assert await limit_of(stores[0]) == (4, True)
+    later = await paced.acquire(BACKGROUND, Demand(outlook=4), deadline=soon())
+    assert later is not None
+    assert later.limit == 4
+    await paced.pushback(
+        SCOPE, "outlook", retry_after=None, pressure=None, throttled=1, sent_under=later.limit
+    )
+    await paced.release(later)
+    assert await limit_of(stores[0]) == (2, True)

@@ -19,9 +19,9 @@ from m365connect.pacing.redis_store import RedisPaceStore
 from m365connect.pacing.store import StoreUnavailable, Taken
 from tests.pacing.support import within_budget
 from tests.processes import clean_env
+from tests.redis_support import REDIS_URL, delete_keys, redis_admin
 
 ROOT = Path(__file__).resolve().parents[2]
-REDIS_URL = "redis://127.0.0.1:6379/0"
 KEY = "outlook/app"
 CAP, RATE = 10.0, 20.0
 
@@ -57,13 +57,8 @@ asyncio.run(main(*sys.argv[1:4]))
 @pytest.fixture
 async def admin() -> AsyncIterator[aioredis.Redis]:
     """A plain client of the Redis on 127.0.0.1:6379 (.ci/run starts it), to read and clean the keys."""
-    client = aioredis.Redis.from_url(REDIS_URL, decode_responses=True)
-    try:
-        await client.ping()
-    except OSError as exc:  # pragma: no cover - environment problem, say so plainly
-        pytest.fail(f"Redis is not running on 127.0.0.1:6379 ({exc}); .ci/run starts it")
-    yield client
-    await client.aclose()
+    async with redis_admin() as client:
+        yield client
 
 
 @pytest.fixture
@@ -71,9 +66,7 @@ async def prefix(admin: aioredis.Redis) -> AsyncIterator[str]:
     """A key prefix of this test only; its keys are deleted afterwards."""
     made = f"m365connect-test:pace:{secrets.token_hex(6)}:"
     yield made
-    keys = [key async for key in admin.scan_iter(match=f"{made}*")]
-    if keys:
-        await admin.delete(*keys)
+    await delete_keys(admin, f"{made}*")
 
 
 @pytest.fixture

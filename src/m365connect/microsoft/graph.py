@@ -43,10 +43,11 @@ from m365connect.microsoft.pacing import (
     Pacer,
     PaceScope,
     Permit,
+    carried,
     classify,
     demand,
     pressure,
-    probe_split,
+    split,
 )
 
 __all__ = [
@@ -272,11 +273,12 @@ class GraphClient:
         permit = await self._pacer.acquire(paced.scope, need, deadline=paced.deadline)
         if permit is None:
             return dict.fromkeys(indexes, PACED_OUT)
-        if permit.probe:
-            first, rest = probe_split(requests, indexes)
+        outlook = carried(permit, need)
+        if outlook is not None:
+            first, rest = split(requests, indexes, outlook)
             if rest:
-                # A probe finds out whether Microsoft allows more Outlook calls in flight: it carries no
-                # more Outlook items than it holds slots for, so a refusal costs a few 429s, not 20.
+                # Fewer slots than the envelope would run at once, or a probe: send what the slots cover,
+                # then the rest within a permit of its own (pacing.carried says why).
                 answers = await self._send_permitted(paced, permit, requests, first, send, bearer)
                 answers.update(await self._paced_send(paced, requests, rest, send, bearer))
                 return answers
@@ -302,13 +304,18 @@ class GraphClient:
         # raise it (a probe is proven only by an answer without pushback).
         pushed: set[Kind] = {"outlook"}  # not proven unless the pushback is told and found none
         try:
-            pushed = await self._push_back(paced.scope, requests, answers)
+            pushed = await self._push_back(paced.scope, requests, answers, sent_under=permit.limit)
         finally:
             await self._pacer.release(permit, proven="outlook" not in pushed)
         return answers
 
     async def _push_back(
-        self, scope: PaceScope, requests: Sequence[GraphRequest], answers: dict[int, Reply]
+        self,
+        scope: PaceScope,
+        requests: Sequence[GraphRequest],
+        answers: dict[int, Reply],
+        *,
+        sent_under: int = 0,
     ) -> set[Kind]:
         """Tell the pacer, once per budget kind, its 429s' longest Retry-After and the highest pressure;
         the kinds Microsoft pushed back on."""
@@ -337,6 +344,7 @@ class GraphClient:
                 retry_after=waits.get(kind),
                 pressure=pressures.get(kind),
                 throttled=counts.get(kind, 0),
+                sent_under=sent_under,
             )
         return set(waits) | set(pressures)
 

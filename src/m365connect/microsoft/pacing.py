@@ -103,10 +103,12 @@ class Pacer(Protocol):
         retry_after: float | None,
         pressure: float | None,
         throttled: int = 0,
+        sent_under: int = 0,
     ) -> None:
         """Microsoft pushed back on `kind`: `throttled` items answered 429, the longest `retry_after`
         seconds (pause the scope for every process), and the highest throttle-limit percentage
-        `pressure` (slow down)."""
+        `pressure` (slow down); `sent_under`: the Outlook limit the request was sent under (a 429 of
+        a request sent before an earlier halving does not halve again)."""
         ...
 
 
@@ -152,17 +154,30 @@ def demand(requests: Sequence[GraphRequest], indexes: Sequence[int], *, batch: b
     return Demand(units=units, outlook=outlook)
 
 
-def probe_split(requests: Sequence[GraphRequest], indexes: Sequence[int]) -> tuple[list[int], list[int]]:
-    """A probe's group cut to the Outlook items it holds slots for (a `$batch` runs at most
-    BATCH_OUTLOOK_PARALLELISM at once): the first of them and every other item, then the Outlook rest."""
+def carried(permit: Permit, need: Demand) -> int | None:
+    """How many Outlook items a group may carry within its permit; None: all of them. A `$batch` runs
+    min(4, k) of its k Outlook items at once, so a permit of fewer slots than that (the budget's limit is
+    below 4) carries only as many items as it holds slots; a probe carries no more than its slots either,
+    so that Microsoft refusing it costs that many 429s, not a whole envelope's."""
+    if not permit.slots or need.outlook == 0:
+        return None
+    if permit.probe or len(permit.slots) < need.outlook:
+        return len(permit.slots)
+    return None
+
+
+def split(
+    requests: Sequence[GraphRequest], indexes: Sequence[int], outlook: int
+) -> tuple[list[int], list[int]]:
+    """A group cut to `outlook` Outlook items: those and every other item, then the Outlook rest."""
     first: list[int] = []
     rest: list[int] = []
-    outlook = 0
+    seen = 0
     for index in indexes:
         found = classify(requests[index])
         if found is not None and found[0] == "outlook":
-            outlook += 1
-            if outlook > BATCH_OUTLOOK_PARALLELISM:
+            seen += 1
+            if seen > outlook:
                 rest.append(index)
                 continue
         first.append(index)

@@ -219,9 +219,11 @@ class StorePacer:
         retry_after: float | None,
         pressure: float | None,
         throttled: int = 0,
+        sent_under: int = 0,
     ) -> None:
         """Pause the budget for every process until Retry-After; slow its refill under pressure; an Outlook
-        429 halves the calls let in flight and holds probing (call it before releasing the permit)."""
+        429 halves the calls let in flight and holds probing (call it before releasing the permit), once
+        per event: not when the throttled request was sent under a higher limit (`sent_under`) than now."""
         slowed = pressure is not None and pressure > self.policy.slow_threshold and kind == "directory"
         pause = retry_after if retry_after and retry_after > 0 else 0.0
         halve = kind == "outlook" and throttled > 0 and self.policy.outlook_scope == "app"
@@ -238,6 +240,7 @@ class StorePacer:
                 slow_for=self.policy.slow_seconds if slowed else 0.0,
                 halve=halve,
                 hold_for=self.policy.outlook_hold_seconds,
+                sent_under=sent_under,
             )
         except _STORE_ERRORS as exc:
             self._store_failed(exc)
@@ -322,7 +325,10 @@ class StorePacer:
             while True:
                 line.freed.clear()
                 room = self._room(key, wanted)
-                if not scope.interactive and room is not None and self._held[key] + wanted > room:
+                # Never more than the budget lets in flight: under a limit of 2 (after a 429) an envelope
+                # that wants 4 takes 2 and carries 2 Outlook items (graph.py); asking for 4 never ends.
+                want = wanted if room is None else max(1, min(wanted, room))
+                if not scope.interactive and room is not None and self._held[key] + want > room:
                     # This process holds the slots that would be needed: only its own release frees them
                     # (a lease running out is the rare other way), so asking the store now is wasted.
                     left = deadline - self._clock()
@@ -338,7 +344,7 @@ class StorePacer:
                 taken = await self.store.take_slots(
                     key,
                     holder=holder,
-                    n=wanted,
+                    n=want,
                     lease=self.policy.lease_seconds,
                     max_slots=self.policy.outlook_max_concurrency,
                     interactive=scope.interactive,

@@ -147,7 +147,7 @@ if pause > 0 then
   if ARGV[2] == '1' then redis.call('HSET', KEYS[1], 'tokens', '0', 'at', fmt(now)) end
 end
 if slow_for > 0 then redis.call('HSET', KEYS[1], 'slow_until', fmt(math.max(num(b[2]), now + slow_for))) end
-if ARGV[4] == '1' then
+if ARGV[4] == '1' and num(b[3]) >= tonumber(ARGV[6]) then
   local held = 0
   for _, value in ipairs(redis.call('HVALS', KEYS[2])) do
     local until_ = expiry(value)
@@ -230,10 +230,26 @@ class RedisPaceStore:
         return BudgetState(tokens, at, paused, slow, interactive, now, int(limit), hold)
 
     async def pushback(
-        self, key: str, *, pause: float, empty: bool, slow_for: float, halve: bool, hold_for: float
+        self,
+        key: str,
+        *,
+        pause: float,
+        empty: bool,
+        slow_for: float,
+        halve: bool,
+        hold_for: float,
+        sent_under: int = 0,
     ) -> None:
-        """Pause (emptying the bucket), slow, and halve the Outlook concurrency with a hold."""
-        args = (_number(pause), _flag(empty), _number(slow_for), _flag(halve), _number(hold_for))
+        """Pause (emptying the bucket), slow, and halve the Outlook concurrency with a hold (once per
+        event: not for a request sent under a higher limit than the current one)."""
+        args = (
+            _number(pause),
+            _flag(empty),
+            _number(slow_for),
+            _flag(halve),
+            _number(hold_for),
+            str(int(sent_under)),
+        )
         await self._run(self._pushback, key, *args)
 
     async def aclose(self) -> None:

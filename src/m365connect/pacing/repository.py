@@ -95,6 +95,7 @@ class Statements:
             f"RETURNING {columns}"
         )
         paused = f"{number('pause')} > 0"
+        halving = f"{integer('halve')} = 1 AND slot_limit >= {integer('sent_under')}"
         self.pushback = text(
             "UPDATE graph_pace_budgets SET "
             f"paused_until = CASE WHEN {paused} THEN {greatest}(paused_until, {now} + {number('pause')}) "
@@ -103,9 +104,9 @@ class Statements:
             f"at = CASE WHEN {paused} AND {integer('empty')} = 1 THEN {now} ELSE at END, "
             f"slow_until = CASE WHEN {number('slow_for')} > 0 "
             f"THEN {greatest}(slow_until, {now} + {number('slow_for')}) ELSE slow_until END, "
-            f"slot_limit = CASE WHEN {integer('halve')} = 1 "
+            f"slot_limit = CASE WHEN {halving} "
             f"THEN {greatest}(1, {least}(slot_limit, {held} / 2)) ELSE slot_limit END, "
-            f"hold_until = CASE WHEN {integer('halve')} = 1 "
+            f"hold_until = CASE WHEN {halving} "
             f"THEN {greatest}(hold_until, {now} + {number('hold_for')}) ELSE hold_until END "
             "WHERE key = :key"
         )
@@ -247,10 +248,19 @@ class DatabaseStore:
             return await self.repository.state(connection, key=key, interactive_seconds=interactive_seconds)
 
     async def pushback(
-        self, key: str, *, pause: float, empty: bool, slow_for: float, halve: bool, hold_for: float
+        self,
+        key: str,
+        *,
+        pause: float,
+        empty: bool,
+        slow_for: float,
+        halve: bool,
+        hold_for: float,
+        sent_under: int = 0,
     ) -> None:
         """See PaceStore.pushback."""
         params = {
+            "sent_under": sent_under,
             "key": key,
             "pause": pause,
             "empty": int(empty),

@@ -20,7 +20,8 @@ the limit the probe saw, or its highest slot + 1 if more: slow start), never abo
 while a hold runs. An Outlook 429 halves the concurrency actually in flight:
 `slot_limit = max(1, min(slot_limit, held // 2))` where `held` counts the key's slots held now (the
 throttled request's own included: the pacer pushes back before it releases), and holds probing for
-`hold_for` seconds.
+`hold_for` seconds; once per event: a 429 of a request sent under a limit higher than the current one
+(`sent_under` > `slot_limit`: a halving already answered it) changes nothing.
 """
 
 from __future__ import annotations
@@ -95,11 +96,20 @@ class PaceStore(Protocol):
         ...
 
     async def pushback(
-        self, key: str, *, pause: float, empty: bool, slow_for: float, halve: bool, hold_for: float
+        self,
+        key: str,
+        *,
+        pause: float,
+        empty: bool,
+        slow_for: float,
+        halve: bool,
+        hold_for: float,
+        sent_under: int = 0,
     ) -> None:
         """Microsoft pushed back. `pause` > 0: paused_until = max(it, now + pause), and with `empty` the
         bucket is emptied (tokens 0 at now). `slow_for` > 0: slow_until = max(it, now + slow_for).
-        `halve`: slot_limit = max(1, min(slot_limit, held // 2)) and hold_until = max(it, now + hold_for)."""
+        `halve`, unless `sent_under` > slot_limit: slot_limit = max(1, min(slot_limit, held // 2)) and
+        hold_until = max(it, now + hold_for)."""
         ...
 
     async def aclose(self) -> None:
