@@ -258,3 +258,44 @@ async def test_a_background_caller_does_not_poll_for_slots_its_own_process_holds
 
 async def _at_least(read: Callable[[], int], count: int) -> bool:
     return read() >= count
+
+
+async def test_under_a_hold_a_background_caller_still_waits_for_its_own_process(database_url: str) -> None:
+    """After a 429 (limit 4, probing held), the process's own 4 slots fill the budget: a background
+    caller waits for their release rather than asking again and again for a probe the hold refuses."""
+    async with engines(database_url, 1) as (engine,):
+        pacer = pacer_on(engine, outlook_max_concurrency=12, outlook_hold_seconds=60.0)
+        first = await pacer.acquire(BACKGROUND, Demand(outlook=4), deadline=soon())
+        probe = await pacer.acquire(BACKGROUND, Demand(outlook=4), deadline=soon())
+        assert first is not None
+        assert probe is not None
+        assert probe.probe
+        await pacer.pushback(
+            BACKGROUND, "outlook", retry_after=None, pressure=None, throttled=1, sent_under=4
+        )
+        await pacer.release(probe)
+        await pacer.release(first)
+        held = await pacer.acquire(BACKGROUND, Demand(outlook=4), deadline=soon())  # learns the hold
+        assert held is not None
+        again = await pacer.acquire(BACKGROUND, Demand(outlook=4), deadline=soon(0.3))
+        assert again is None  # the hold: no probe above 4
+        await pacer.release(held)
+        held = await pacer.acquire(BACKGROUND, Demand(outlook=4), deadline=soon())
+        assert held is not None
+        asks = 0
+
+        def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            nonlocal asks
+            asks += statement.startswith("WITH chosen AS MATERIALIZED")  # take_slots
+
+        event.listen(engine.sync_engine, "before_cursor_execute", count)
+        waiting = asyncio.create_task(pacer.acquire(BACKGROUND, Demand(outlook=4), deadline=soon()))
+        await asyncio.sleep(0.3)  # 30 polls of 10 ms, were it polling
+        assert not waiting.done()
+        assert asks == 0
+        await pacer.release(held)
+        permit = await asyncio.wait_for(waiting, 5)
+        assert permit is not None
+        assert asks == 1
+        await pacer.release(permit)
+        event.remove(engine.sync_engine, "before_cursor_execute", count)

@@ -350,7 +350,11 @@ class StorePacer:
                     interactive=scope.interactive,
                 )
                 if taken.slots:
-                    self._known[key] = (taken.slot_limit, True)
+                    # A take does not say whether a hold runs: keep what was read for this limit (else a
+                    # held budget would look open to probes, and callers would ask instead of waiting).
+                    known = self._known.get(key)
+                    probing = known[1] if known is not None and known[0] == taken.slot_limit else True
+                    self._known[key] = (taken.slot_limit, probing)
                     self._held[key] += len(taken.slots)
                     self._observer.waited("outlook", scope.interactive, self._clock() - started)
                     return Permit(
