@@ -180,15 +180,21 @@ async def test_a_periodic_task_runs_once_per_period_across_two_engines(
             started.append((name, time.time()))
 
         work.every("test.tick", 1.0, tick)
+    began = time.time()
     async with running(*works):
 
         async def four_runs() -> bool:
             return len(started) >= 4
 
         await eventually(four_runs)
+    ended = time.time()
     times = sorted(at for _, at in started)
-    # Each run's schedule moved on by one period before it started; 0.1 s is the engines' tick.
-    assert all(later - earlier >= 0.9 for earlier, later in pairwise(times))
+    # At most one run per period between the first claim and the stop, however late each one started.
+    assert len(times) <= int(ended - began) + 1, (ended - began, times)
+    # Each run's schedule moved on by one period before it started. A run starts between its due time and
+    # a tick (0.1 s) later, plus whatever a loaded machine adds to the claim (seen above 0.1 s with the
+    # whole suite on two CPUs); two engines winning the same period would start within a tick of each other.
+    assert all(later - earlier >= 0.5 for earlier, later in pairwise(times)), times
 
 
 async def test_stats_give_depth_and_the_wait_of_the_oldest_due_job_per_kind(
