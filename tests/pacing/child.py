@@ -1,6 +1,8 @@
 """A child process of the pacing tests: `python -m tests.pacing.child URL units N` takes N resource units one
 at a time from a shared bucket and prints the wall-clock time of each admission; `... hold LEASE` takes
-every Outlook slot with a lease of LEASE seconds, prints `held` and waits to be killed."""
+every Outlook slot with a lease of LEASE seconds, prints `held` and waits to be killed; `... probe ROUNDS`
+runs 6 callers of ROUNDS turns each, taking 2 Outlook slots under the learnt limit (up to 12), and prints
+`slot start end` (wall clock) for each slot, from after the take to before the release."""
 
 from __future__ import annotations
 
@@ -18,7 +20,10 @@ async def main(url: str, mode: str, value: str) -> None:
     engine = create_engine(url)
     pacer: DatabasePacer | None = None
     try:
-        if mode == "units":
+        if mode == "probe":
+            pacer = DatabasePacer(engine, policy(outlook_max_concurrency=12))
+            await asyncio.gather(*(_probe(pacer, int(value)) for _ in range(6)))
+        elif mode == "units":
             pacer = DatabasePacer(engine, policy())
             for _ in range(int(value)):
                 permit = await pacer.acquire(SCOPE, Demand(units=1), deadline=time.monotonic() + 30)
@@ -38,6 +43,19 @@ async def main(url: str, mode: str, value: str) -> None:
         if pacer is not None:
             await pacer.aclose()
         await engine.dispose()
+
+
+async def _probe(pacer: DatabasePacer, rounds: int) -> None:
+    background = PaceScope(SCOPE.app_id, SCOPE.tenant_id, interactive=False)
+    for _ in range(rounds):
+        permit = await pacer.acquire(background, Demand(outlook=2), deadline=time.monotonic() + 30)
+        assert permit is not None
+        start = time.time()
+        await asyncio.sleep(0.005)
+        end = time.time()
+        sys.stdout.write("".join(f"{slot} {start:.6f} {end:.6f}\n" for slot in permit.slots))
+        sys.stdout.flush()
+        await pacer.release(permit, proven=True)
 
 
 if __name__ == "__main__":

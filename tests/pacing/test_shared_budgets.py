@@ -11,16 +11,18 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from m365connect.db.engine import create_engine
 from m365connect.microsoft.pacing import Demand, PaceScope, Permit
-from m365connect.pacing.pacer import DatabasePacer, budget_key
-from m365connect.pacing.repository import PaceRepository
+from m365connect.pacing.pacer import DatabasePacer, StorePacer, budget_key
+from m365connect.pacing.repository import DatabaseStore, PaceRepository
 from tests.pacing.support import BACKGROUND, SCOPE, UNITS, WINDOW, policy, within_budget
 from tests.processes import clean_env, stop
 
@@ -65,6 +67,17 @@ def child_process(*args: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(command, cwd=ROOT, env=clean_env(PYTHONPATH=str(ROOT)), stdout=subprocess.PIPE)
 
 
+async def two_children(*args: str) -> list[str]:
+    """Run two `child_process(*args)` at once to their end (both must succeed); their outputs."""
+    children = [child_process(*args) for _ in range(2)]
+    try:
+        outputs = [await asyncio.to_thread(child.communicate, timeout=120) for child in children]
+    finally:
+        stop(children)
+    assert [child.returncode for child in children] == [0, 0]
+    return [out.decode() for out, _ in outputs]
+
+
 def soon(seconds: float = 10.0) -> float:
     return time.monotonic() + seconds
 
@@ -87,18 +100,107 @@ async def test_two_connections_never_spend_more_than_the_bucket(database_url: st
 
 
 async def test_two_processes_share_one_bucket(database_url: str) -> None:
-    children = [child_process(database_url, "units", "15") for _ in range(2)]
-    try:
-        outputs = [await asyncio.to_thread(child.communicate, timeout=60) for child in children]
-    finally:
-        stop(children)
-    assert [child.returncode for child in children] == [0, 0]
-    times = [float(line) for out, _ in outputs for line in out.decode().split()]
+    outputs = await two_children(database_url, "units", "15")
+    times = [float(line) for out in outputs for line in out.split()]
     assert len(times) == 30
     # The first admission follows the bucket's creation by one statement.
     start = min(times) - 0.05
     assert within_budget(times, start=start, capacity=UNITS, rate=RATE) == []
     assert max(times) - min(times) >= (30 - UNITS) / RATE * 0.9
+
+
+async def test_two_processes_probing_at_once_never_hold_a_slot_twice(database_url: str) -> None:
+    """Two real processes, 6 callers each, 8 rounds, under the learnt limit: no slot is held by two permits
+    at once (each interval runs from after the take to before the release, so it lies inside the real
+    hold), none above the maximum, and the limit grows to it."""
+    outputs = await two_children(database_url, "probe", "8")
+    held: dict[int, list[tuple[float, float]]] = {}
+    for out in outputs:
+        for line in out.splitlines():
+            slot, start, end = line.split()
+            held.setdefault(int(slot), []).append((float(start), float(end)))
+    assert sum(len(spans) for spans in held.values()) >= 2 * 6 * 8  # a permit holds 1 or 2 slots
+    assert max(held) < 12
+    assert len(held) == 12  # the limit grew from 4 to the maximum: probes ran and were proven
+    for slot, spans in held.items():
+        spans.sort()
+        clashes = [(a, b) for a, b in pairwise(spans) if b[0] < a[1]]
+        assert clashes == [], f"slot {slot} held twice at once: {clashes[:3]}"
+
+
+async def test_an_interactive_step_does_not_queue_behind_background_steps(database_url: str) -> None:
+    """The store serves interactive callers on a connection of their own: with 200 background steps
+    queued on one process's store, an interactive request's steps (stamp, take, release) finish while
+    most of those are still waiting (on one connection they finished after all 200)."""
+    async with engines(database_url, 1) as (engine,):
+        store = DatabaseStore(engine)
+        try:
+            key = budget_key("outlook", SCOPE)
+            await store.seed(key, capacity=UNITS, slots=4, slot_limit=4)
+            done = 0
+
+            async def background() -> None:
+                nonlocal done
+                await store.state(key, interactive_seconds=None)
+                done += 1
+
+            for _round in range(3):
+                done = 0
+                queued = [asyncio.create_task(background()) for _ in range(200)]
+                await asyncio.sleep(0)  # all 200 are in the background lane's line
+                assert await store.state(key, interactive_seconds=1.0) is not None
+                taken = await store.take_slots(
+                    key, holder="interactive", n=1, lease=30.0, max_slots=4, interactive=True
+                )
+                assert len(taken.slots) == 1
+                await store.release(key, holder="interactive", raise_to=None, max_slots=4, interactive=True)
+                finished_before = done
+                await asyncio.gather(*queued)
+                assert done == 200
+                assert finished_before < 100, finished_before
+        finally:
+            await store.aclose()
+
+
+class LaneRecorder:
+    """A store that records, for each step, whether it was asked as interactive, then does it."""
+
+    def __init__(self, store: DatabaseStore) -> None:
+        self.store = store
+        self.lanes: list[tuple[str, bool]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        step = getattr(self.store, name)
+        if name == "aclose":
+            return step
+
+        async def recorded(*args: Any, **kwargs: Any) -> Any:
+            if name == "state":
+                self.lanes.append((name, kwargs["interactive_seconds"] is not None))
+            else:
+                self.lanes.append((name, kwargs.get("interactive", False)))
+            return await step(*args, **kwargs)
+
+        return recorded
+
+
+@pytest.mark.parametrize("interactive", [True, False])
+async def test_the_pacer_asks_the_store_in_its_callers_lane(database_url: str, interactive: bool) -> None:
+    """Every step of a caller's permit (seed, take, stamp, pushback, release) goes in the caller's lane."""
+    scope = PaceScope(SCOPE.app_id, SCOPE.tenant_id, interactive=interactive)
+    async with engines(database_url, 1) as (engine,):
+        recorder = LaneRecorder(DatabaseStore(engine))
+        pacer = StorePacer(recorder, policy())  # type: ignore[arg-type]
+        try:
+            permit = await pacer.acquire(scope, Demand(units=1, outlook=2), deadline=soon())
+            assert permit is not None
+            await pacer.pushback(scope, "outlook", retry_after=1.0, pressure=None, throttled=1, sent_under=4)
+            await pacer.release(permit)
+        finally:
+            await pacer.aclose()
+    steps = {name for name, _ in recorder.lanes}
+    assert {"seed", "take_units", "take_slots", "pushback", "release"} <= steps
+    assert [lane for _, lane in recorder.lanes] == [interactive] * len(recorder.lanes)
 
 
 async def test_slots_of_a_killed_process_come_back_after_their_lease(database_url: str) -> None:
@@ -217,6 +319,41 @@ async def test_a_pacer_whose_store_fails_admits_at_once(tmp_path: Path) -> None:
         assert time.monotonic() - started < 2.0
 
 
+class SlotTakes:
+    """Counts the statements that ask the database for Outlook slots (take_slots) on an engine."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.asks = 0
+        self._engine = engine
+
+    def _count(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        self.asks += statement.startswith("WITH chosen AS MATERIALIZED")
+
+    def __enter__(self) -> SlotTakes:
+        event.listen(self._engine.sync_engine, "before_cursor_execute", self._count)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        event.remove(self._engine.sync_engine, "before_cursor_execute", self._count)
+
+
+async def waits_for_its_own_release(
+    engine: AsyncEngine, pacer: DatabasePacer, held: Permit, need: Demand
+) -> None:
+    """A background caller asking for `need` while this process holds `held` asks the database nothing
+    until `held` is released, then once."""
+    with SlotTakes(engine) as takes:
+        waiting = asyncio.create_task(pacer.acquire(BACKGROUND, need, deadline=soon()))
+        await asyncio.sleep(0.3)  # 30 polls of 10 ms, were it polling
+        assert not waiting.done()
+        assert takes.asks == 0
+        await pacer.release(held)
+        permit = await asyncio.wait_for(waiting, 5)
+        assert permit is not None
+        assert takes.asks == 1
+        await pacer.release(permit)
+
+
 async def test_a_background_caller_does_not_poll_for_slots_its_own_process_holds(database_url: str) -> None:
     """While this process holds an app's slots, a background caller waits for its release instead of
     asking the database every poll (each ask is a statement: at 50 apps it was a third of a worker's
@@ -225,35 +362,19 @@ async def test_a_background_caller_does_not_poll_for_slots_its_own_process_holds
         pacer = pacer_on(engine)
         held = await pacer.acquire(BACKGROUND, Demand(outlook=4), deadline=soon())
         assert held is not None
-        asks = 0
-
-        def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-            nonlocal asks
-            asks += statement.startswith("WITH chosen AS MATERIALIZED")  # take_slots
-
-        event.listen(engine.sync_engine, "before_cursor_execute", count)
-        waiting = asyncio.create_task(pacer.acquire(BACKGROUND, Demand(outlook=2), deadline=soon()))
-        await asyncio.sleep(0.3)  # 30 polls of 10 ms, were it polling
-        assert not waiting.done()
-        assert asks == 0
-        await pacer.release(held)
-        permit = await asyncio.wait_for(waiting, 5)
-        assert permit is not None
-        assert asks == 1
-        await pacer.release(permit)
+        await waits_for_its_own_release(engine, pacer, held, Demand(outlook=2))
 
         # Slots held by another process: the caller polls the database until they come back.
         foreign = await pacer_on(other).acquire(BACKGROUND, Demand(outlook=4), deadline=soon())
         assert foreign is not None
-        asks = 0
-        waiting = asyncio.create_task(pacer.acquire(BACKGROUND, Demand(outlook=1), deadline=soon()))
-        await until(lambda: _at_least(lambda: asks, 3))
-        assert not waiting.done()
-        await _OPEN[-1].release(foreign)
-        permit = await asyncio.wait_for(waiting, 5)
-        assert permit is not None
-        await pacer.release(permit)
-        event.remove(engine.sync_engine, "before_cursor_execute", count)
+        with SlotTakes(engine) as takes:
+            waiting = asyncio.create_task(pacer.acquire(BACKGROUND, Demand(outlook=1), deadline=soon()))
+            await until(lambda: _at_least(lambda: takes.asks, 3))
+            assert not waiting.done()
+            await _OPEN[-1].release(foreign)
+            permit = await asyncio.wait_for(waiting, 5)
+            assert permit is not None
+            await pacer.release(permit)
 
 
 async def _at_least(read: Callable[[], int], count: int) -> bool:
@@ -282,20 +403,4 @@ async def test_under_a_hold_a_background_caller_still_waits_for_its_own_process(
         await pacer.release(held)
         held = await pacer.acquire(BACKGROUND, Demand(outlook=4), deadline=soon())
         assert held is not None
-        asks = 0
-
-        def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-            nonlocal asks
-            asks += statement.startswith("WITH chosen AS MATERIALIZED")  # take_slots
-
-        event.listen(engine.sync_engine, "before_cursor_execute", count)
-        waiting = asyncio.create_task(pacer.acquire(BACKGROUND, Demand(outlook=4), deadline=soon()))
-        await asyncio.sleep(0.3)  # 30 polls of 10 ms, were it polling
-        assert not waiting.done()
-        assert asks == 0
-        await pacer.release(held)
-        permit = await asyncio.wait_for(waiting, 5)
-        assert permit is not None
-        assert asks == 1
-        await pacer.release(permit)
-        event.remove(engine.sync_engine, "before_cursor_execute", count)
+        await waits_for_its_own_release(engine, pacer, held, Demand(outlook=4))

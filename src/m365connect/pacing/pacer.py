@@ -197,7 +197,11 @@ class StorePacer:
         raise_to = max(permit.top + 1, 2 * permit.limit) if permit.probe and proven else None
         try:
             await self.store.release(
-                key, holder=permit.lease, raise_to=raise_to, max_slots=self.policy.outlook_max_concurrency
+                key,
+                holder=permit.lease,
+                raise_to=raise_to,
+                max_slots=self.policy.outlook_max_concurrency,
+                interactive=permit.scope.interactive,
             )
         except _STORE_ERRORS as exc:
             self._store_failed(exc)
@@ -241,6 +245,7 @@ class StorePacer:
                 halve=halve,
                 hold_for=self.policy.outlook_hold_seconds,
                 sent_under=sent_under,
+                interactive=scope.interactive,
             )
         except _STORE_ERRORS as exc:
             self._store_failed(exc)
@@ -260,7 +265,11 @@ class StorePacer:
             return
         slots = self.policy.outlook_max_concurrency if kind == "outlook" else 0
         await self.store.seed(
-            key, capacity=self.policy.capacity, slots=slots, slot_limit=self.policy.outlook_concurrency
+            key,
+            capacity=self.policy.capacity,
+            slots=slots,
+            slot_limit=self.policy.outlook_concurrency,
+            interactive=scope.interactive,
         )
         self._seeded.add(key)
 

@@ -171,7 +171,9 @@ def _flag(value: bool) -> str:
 
 
 class RedisPaceStore:
-    """The pacer's budgets in Redis, shared by every process on the same Redis and prefix."""
+    """The pacer's budgets in Redis, shared by every process on the same Redis and prefix. Steps run on
+    the client's connection pool, each on a connection of its own, so an interactive caller never waits
+    behind background ones here: `interactive` is accepted and not needed."""
 
     def __init__(self, client: aioredis.Redis, *, prefix: str = DEFAULT_PREFIX) -> None:
         self.prefix = prefix
@@ -196,7 +198,15 @@ class RedisPaceStore:
         )
         return cls(client, prefix=prefix)
 
-    async def seed(self, key: str, *, capacity: float, slots: int, slot_limit: int) -> None:
+    async def seed(
+        self,
+        key: str,
+        *,
+        capacity: float,
+        slots: int,
+        slot_limit: int,
+        interactive: bool = False,  # noqa: ARG002 - the pool serves callers apart (the class says why)
+    ) -> None:
         """Create the budget and its slots unless they exist (fields that exist are left as they are)."""
         await self._run(self._seed, key, _number(capacity), str(int(slots)), str(int(slot_limit)))
 
@@ -215,7 +225,15 @@ class RedisPaceStore:
         limit, *slots = await self._run(self._take_slots, key, *args)
         return Taken(slots=tuple(int(slot) for slot in slots), slot_limit=int(limit))
 
-    async def release(self, key: str, *, holder: str, raise_to: int | None, max_slots: int) -> None:
+    async def release(
+        self,
+        key: str,
+        *,
+        holder: str,
+        raise_to: int | None,
+        max_slots: int,
+        interactive: bool = False,  # noqa: ARG002 - the pool serves callers apart (the class says why)
+    ) -> None:
         """Free `holder`'s slots; with `raise_to`, raise `slot_limit` unless a hold runs."""
         raised = "" if raise_to is None else str(int(raise_to))
         await self._run(self._release, key, holder, raised, str(int(max_slots)))
@@ -239,6 +257,7 @@ class RedisPaceStore:
         halve: bool,
         hold_for: float,
         sent_under: int = 0,
+        interactive: bool = False,  # noqa: ARG002 - the pool serves callers apart (the class says why)
     ) -> None:
         """Pause (emptying the bucket), slow, and halve the Outlook concurrency with a hold (once per
         event: not for a request sent under a higher limit than the current one)."""

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import text
@@ -181,24 +182,35 @@ class PaceRepository:
         await connection.execute(self._sql.pushback, params)
 
 
+@dataclass
+class _Lane:
+    """One held connection and the lock that lets one caller use it at a time."""
+
+    connection: AsyncConnection | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
 class DatabaseStore:
     """The pacer's budgets in the service's database (PostgreSQL, or one SQLite file for every process).
 
-    Holds one autocommit connection per process rather than checking one out per statement: on PostgreSQL
-    a checkout adds the pool's pre-ping and the autocommit switch, three times the statement itself. A
-    connection that failed, or whose statement was interrupted, is closed and replaced at the next use.
-    Failures are raised as `StoreUnavailable`.
+    Holds autocommit connections rather than checking one out per statement: on PostgreSQL a checkout adds
+    the pool's pre-ping and the autocommit switch, three times the statement itself. Two lanes, each one
+    connection used by one caller at a time: background callers share one, interactive callers (a
+    synchronous request is waiting) have their own, opened at their first step. With one lane, a 10-item
+    request's steps queued behind those of 100 job chunks. A connection that failed, or whose statement was
+    interrupted, is closed and replaced at the next use. Failures are raised as `StoreUnavailable`.
     """
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
         self.repository = PaceRepository(engine.dialect.name)
-        self._connection: AsyncConnection | None = None
-        self._lock = asyncio.Lock()
+        self._lanes = {False: _Lane(), True: _Lane()}  # by `interactive`
 
-    async def seed(self, key: str, *, capacity: float, slots: int, slot_limit: int) -> None:
+    async def seed(
+        self, key: str, *, capacity: float, slots: int, slot_limit: int, interactive: bool = False
+    ) -> None:
         """See PaceStore.seed."""
-        async with self._connected() as connection:
+        async with self._connected(interactive) as connection:
             await self.repository.seed(connection, key, capacity=capacity, slots=slots, slot_limit=slot_limit)
 
     async def take_units(
@@ -213,7 +225,7 @@ class DatabaseStore:
             "cost": cost,
             "interactive": int(interactive),
         }
-        async with self._connected() as connection:
+        async with self._connected(interactive) as connection:
             return await self.repository.take_units(connection, params)
 
     async def take_slots(
@@ -228,23 +240,25 @@ class DatabaseStore:
             "max": max_slots,
             "interactive": int(interactive),
         }
-        async with self._connected() as connection:
+        async with self._connected(interactive) as connection:
             rows = await self.repository.take_slots(connection, params)
             if rows and len(rows) != n:
                 await self.repository.release(connection, key=key, holder=holder)
                 rows = []
         return Taken(tuple(int(row[0]) for row in rows), int(rows[0][1]) if rows else 0)
 
-    async def release(self, key: str, *, holder: str, raise_to: int | None, max_slots: int) -> None:
+    async def release(
+        self, key: str, *, holder: str, raise_to: int | None, max_slots: int, interactive: bool = False
+    ) -> None:
         """See PaceStore.release."""
-        async with self._connected() as connection:
+        async with self._connected(interactive) as connection:
             await self.repository.release(connection, key=key, holder=holder)
             if raise_to is not None:
                 await self.repository.raise_limit(connection, key=key, raise_to=raise_to, max_slots=max_slots)
 
     async def state(self, key: str, *, interactive_seconds: float | None) -> BudgetState | None:
         """See PaceStore.state."""
-        async with self._connected() as connection:
+        async with self._connected(interactive_seconds is not None) as connection:
             return await self.repository.state(connection, key=key, interactive_seconds=interactive_seconds)
 
     async def pushback(
@@ -257,6 +271,7 @@ class DatabaseStore:
         halve: bool,
         hold_for: float,
         sent_under: int = 0,
+        interactive: bool = False,
     ) -> None:
         """See PaceStore.pushback."""
         params = {
@@ -268,26 +283,27 @@ class DatabaseStore:
             "halve": int(halve),
             "hold_for": hold_for,
         }
-        async with self._connected() as connection:
+        async with self._connected(interactive) as connection:
             await self.repository.pushback(connection, params)
 
     @asynccontextmanager
-    async def _connected(self) -> AsyncIterator[AsyncConnection]:
-        """The store's own connection, one statement sequence at a time in this process."""
-        async with self._lock:
+    async def _connected(self, interactive: bool) -> AsyncIterator[AsyncConnection]:
+        """The connection of the caller's lane, one statement sequence at a time in this process."""
+        lane = self._lanes[interactive]
+        async with lane.lock:
             try:
-                if self._connection is None:
+                if lane.connection is None:
                     opened = await self._engine.connect()
                     try:
                         await self.repository.prepare(opened)
                     except BaseException:
                         await asyncio.shield(opened.close())
                         raise
-                    self._connection = opened
+                    lane.connection = opened
                 try:
-                    yield self._connection
+                    yield lane.connection
                 except BaseException:
-                    broken, self._connection = self._connection, None
+                    broken, lane.connection = lane.connection, None
                     with contextlib.suppress(Exception):
                         await asyncio.shield(broken.close())
                     raise
@@ -295,9 +311,10 @@ class DatabaseStore:
                 raise StoreUnavailable(type(exc).__name__) from exc
 
     async def aclose(self) -> None:
-        """Return the held connection to its pool (before the engine is disposed)."""
-        async with self._lock:
-            connection, self._connection = self._connection, None
-        if connection is not None:
-            with contextlib.suppress(*_ERRORS):
-                await connection.close()
+        """Return the held connections to their pool (before the engine is disposed)."""
+        for lane in self._lanes.values():
+            async with lane.lock:
+                connection, lane.connection = lane.connection, None
+            if connection is not None:
+                with contextlib.suppress(*_ERRORS):
+                    await connection.close()

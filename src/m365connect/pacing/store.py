@@ -64,9 +64,12 @@ class Taken:
 class PaceStore(Protocol):
     """The atomic steps of the pacer on one shared store (see the module's text for the semantics)."""
 
-    async def seed(self, key: str, *, capacity: float, slots: int, slot_limit: int) -> None:
+    async def seed(
+        self, key: str, *, capacity: float, slots: int, slot_limit: int, interactive: bool = False
+    ) -> None:
         """Create the budget (a full bucket of `capacity`, `slot_limit`) and its `slots` slots unless
-        they exist (another process did it); existing state is left as it is."""
+        they exist (another process did it); existing state is left as it is. `interactive`, here and
+        below: a caller is waiting for the answer (a store may serve it apart from background work)."""
         ...
 
     async def take_units(
@@ -86,13 +89,16 @@ class PaceStore(Protocol):
         background) an interactive caller is stamped."""
         ...
 
-    async def release(self, key: str, *, holder: str, raise_to: int | None, max_slots: int) -> None:
+    async def release(
+        self, key: str, *, holder: str, raise_to: int | None, max_slots: int, interactive: bool = False
+    ) -> None:
         """Free `holder`'s slots; with `raise_to` (a proven probe), set `slot_limit` to
         `min(max_slots, max(slot_limit, raise_to))` unless a hold runs."""
         ...
 
     async def state(self, key: str, *, interactive_seconds: float | None) -> BudgetState | None:
-        """The budget; with `interactive_seconds`, first stamp `interactive_until = max(it, now + that)`."""
+        """The budget; with `interactive_seconds` (an interactive caller), first stamp
+        `interactive_until = max(it, now + that)`."""
         ...
 
     async def pushback(
@@ -105,6 +111,7 @@ class PaceStore(Protocol):
         halve: bool,
         hold_for: float,
         sent_under: int = 0,
+        interactive: bool = False,
     ) -> None:
         """Microsoft pushed back. `pause` > 0: paused_until = max(it, now + pause), and with `empty` the
         bucket is emptied (tokens 0 at now). `slow_for` > 0: slow_until = max(it, now + slow_for).
