@@ -12,7 +12,7 @@ import pytest
 from tests.microsoft.test_graph_client import FAR, Clock, FakeGraph, Tokens, throttled
 
 from m365connect.microsoft.graph import GraphClient, GraphRequest
-from m365connect.microsoft.pacing import Demand, Kind, PaceScope, Permit, classify, demand
+from m365connect.microsoft.pacing import Demand, Kind, PaceScope, Permit, carried, classify, demand
 
 SCOPE = PaceScope("app", "tenant", interactive=True)
 
@@ -43,6 +43,8 @@ class RecordingPacer:
         self.probe_first = self.probe_first and not probe
         held = tuple(range(min(self.slots, demand.outlook))) if self.slots and demand.outlook else ()
         limit = self.slots or 0
+        if probe:  # the slots just above the limit (those under it are held by others)
+            held = tuple(slot + limit for slot in held)
         return Permit(
             scope, demand, lease=f"lease-{len(self.acquired)}", slots=held, probe=probe, limit=limit
         )
@@ -143,17 +145,35 @@ async def test_each_envelope_asks_for_its_units_or_slots_and_releases_them(graph
     assert pacer.pushbacks == []
 
 
-async def test_a_probe_carries_only_the_outlook_items_it_holds_slots_for(graph: FakeGraph, paced) -> None:
-    """A refused probe costs at most 4 429s, not an envelope of 20; the rest go in an envelope of their
+async def test_a_probe_carries_one_outlook_item_above_the_limit(graph: FakeGraph, paced) -> None:
+    """A refused probe costs one 429, not 4 or an envelope of 20; the rest go in an envelope of their
     own, within a permit of their own; a probe answered without pushback is released as proven."""
     client, pacer = paced(probe_first=True, slots=4)
     requests = probes(20)
     responses = await client.batch(Tokens("token-1"), requests, deadline=FAR, scope=SCOPE)
     assert all(r.status == 200 for r in responses)
-    assert [len(batch) for batch in graph.batches] == [4, 16]
+    assert [len(batch) for batch in graph.batches] == [1, 19]
     assert pacer.acquired == [Demand(outlook=4), Demand(outlook=4)]
     assert [permit.probe for permit in pacer.released] == [True, False]
     assert pacer.proven == [True, True]
+
+
+@pytest.mark.parametrize(
+    ("slots", "limit", "probe", "wanted", "carries"),
+    [
+        ((4, 5, 6, 7), 4, True, 4, 1),  # the 4 beneath are others': one more call proves the limit wrong
+        ((4,), 4, True, 1, 1),
+        ((2, 3, 4, 5), 4, True, 4, 3),  # 2 beneath are others': 2 + 3 in flight, one above the limit
+        ((8, 9, 10, 11), 8, True, 4, 1),
+        ((0, 1), 2, False, 4, 2),  # a limit below 4: as many items as slots
+        ((0, 1, 2, 3), 4, False, 4, None),  # the whole envelope
+    ],
+)
+def test_what_an_envelope_carries_within_its_permit(
+    slots: tuple[int, ...], limit: int, probe: bool, wanted: int, carries: int | None
+) -> None:
+    permit = Permit(SCOPE, Demand(outlook=wanted), lease="x", slots=slots, probe=probe, limit=limit)
+    assert carried(permit, Demand(outlook=wanted)) == carries
 
 
 async def test_an_envelope_carries_no_more_outlook_items_than_its_permit_has_slots(
@@ -174,7 +194,7 @@ async def test_an_envelope_carries_no_more_outlook_items_than_its_permit_has_slo
 
 async def test_a_throttled_probe_is_not_proven(graph: FakeGraph, paced) -> None:
     requests = probes(6)
-    graph.items[requests[1].url] = [throttled("1")]
+    graph.items[requests[0].url] = [throttled("1")]
     client, pacer = paced(probe_first=True, slots=4)
     await client.batch(Tokens("token-1"), requests, deadline=FAR, scope=SCOPE)
     # The pushback is told before the probe's release, and the probe is not proven.

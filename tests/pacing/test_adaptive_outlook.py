@@ -10,14 +10,14 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import pytest
 from sqlalchemy import text
 
 from m365connect.db.engine import create_engine
 from m365connect.microsoft.pacing import Demand, PaceScope, Permit
-from m365connect.pacing.pacer import NoPaceObserver, StorePacer, budget_key
+from m365connect.pacing.pacer import NoPaceObserver, ProbeOutcome, StorePacer, budget_key
 from m365connect.pacing.redis_store import RedisPaceStore
 from m365connect.pacing.repository import DatabaseStore
 from m365connect.pacing.store import PaceStore
@@ -42,7 +42,7 @@ class Probes:
     def pushed_back(self, kind: str, *, throttled: int, paused: bool, slowed: bool) -> None:
         """Not counted."""
 
-    def probed(self, outcome: Literal["raised", "refused"]) -> None:
+    def probed(self, outcome: ProbeOutcome) -> None:
         self.outcomes.append(outcome)
 
 
@@ -90,7 +90,12 @@ def soon(seconds: float = 5.0) -> float:
 
 
 async def hold(paced: StorePacer, count: int, slots: int = 4) -> list[Permit]:
-    permits = [await paced.acquire(BACKGROUND, Demand(outlook=slots), deadline=soon()) for _ in range(count)]
+    """`count` permits of `slots` Outlook slots, taken a tick of SQLite's millisecond clock apart (a probe's
+    witnesses are the holders that took their slots before it, by the store's clock)."""
+    permits = []
+    for _ in range(count):
+        permits.append(await paced.acquire(BACKGROUND, Demand(outlook=slots), deadline=soon()))
+        await asyncio.sleep(0.002)
     assert all(permit is not None for permit in permits), permits
     return [permit for permit in permits if permit is not None]
 
@@ -138,6 +143,46 @@ async def test_a_refused_probe_leaves_the_limit(stores: list[PaceStore]) -> None
     assert probes.outcomes == ["refused"]
 
 
+async def test_a_probe_proves_nothing_once_the_calls_beneath_it_have_ended(stores: list[PaceStore]) -> None:
+    """Microsoft lets a probe through when the calls under the limit ended before it arrived, even if
+    their answers are not in here yet: only calls still held when the probe is answered, taken before it,
+    witness that it ran above the limit. Several rounds, each a way the witnesses can be missing."""
+    probes = Probes()
+    first, second = pacer(stores[0], probes), pacer(stores[1], probes)
+    for _ in range(3):
+        # The calls beneath end first.
+        inside, probe = await hold(first, 2)
+        assert probe.probe
+        await first.release(inside, proven=True)
+        await first.release(probe, proven=True)
+        assert await limit_of(stores[1]) == (4, False)
+        # A call that took the freed slots after the probe (another process) is no witness either.
+        inside, probe = await hold(first, 2)
+        await first.release(inside, proven=True)
+        (later,) = await hold(second, 1)
+        assert not later.probe
+        await first.release(probe, proven=True)
+        await second.release(later, proven=True)
+        assert await limit_of(stores[0]) == (4, False)
+        # Under a limit of 4 a probe of 1 slot needs all 4 beneath it: 3 held is not enough.
+        inside = await hold(first, 4, slots=1)
+        probe = await first.acquire(BACKGROUND, Demand(outlook=1), deadline=soon())
+        assert probe is not None
+        assert probe.probe
+        await first.release(inside[0], proven=True)
+        await first.release(probe, proven=True)
+        for permit in inside[1:]:
+            await first.release(permit, proven=True)
+        assert await limit_of(stores[1]) == (4, False)
+    assert probes.outcomes == ["unproven"] * 9
+    # With its witnesses still in flight the same probe raises the limit.
+    inside, probe = await hold(first, 2)
+    await first.release(probe, proven=True)
+    await first.release(inside, proven=True)
+    assert await limit_of(stores[1]) == (8, False)
+    assert probes.outcomes[-1] == "raised"
+
+
 async def test_a_429_halves_what_is_in_flight_and_holds_probing(stores: list[PaceStore]) -> None:
     first, second = pacer(stores[0]), pacer(stores[1])
     inside, probe = await hold(first, 2)
@@ -177,10 +222,7 @@ async def test_probing_comes_back_when_the_hold_runs_out(stores: list[PaceStore]
     assert await limit_of(stores[0]) == (2, True)
     await asyncio.sleep(0.7)
     assert await limit_of(stores[0]) == (2, False)
-    first = await paced.acquire(BACKGROUND, Demand(outlook=2), deadline=soon())
-    probe = await paced.acquire(BACKGROUND, Demand(outlook=2), deadline=soon())
-    assert first is not None
-    assert probe is not None
+    first, probe = await hold(paced, 2, slots=2)
     assert probe.probe
     assert probe.slots == (2, 3)
     await paced.release(probe, proven=True)
@@ -198,7 +240,7 @@ async def test_the_limit_never_passes_its_maximum(stores: list[PaceStore]) -> No
         got = [permit for permit in permits if permit is not None]
         assert sum(len(permit.slots) for permit in got) <= 6
         assert all(max(permit.slots) < 6 for permit in got)
-        for permit in got:
+        for permit in reversed(got):  # a probe is answered while the calls beneath it are in flight
             await paced.release(permit, proven=True)
     assert (await limit_of(stores[0]))[0] == 6
 
@@ -219,7 +261,8 @@ async def test_two_processes_probing_at_once_never_share_a_slot(stores: list[Pac
                 if slot in holding:
                     clashes.append(slot)
                 holding[slot] = permit.lease
-            await asyncio.sleep(0.005)
+            # A probe is answered before the calls beneath it, which witness it (pacing/store.py).
+            await asyncio.sleep(0.002 if permit.probe else 0.02)
             for slot in permit.slots:
                 holding.pop(slot, None)
             await paced.release(permit, proven=True)

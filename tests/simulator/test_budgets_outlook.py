@@ -215,6 +215,7 @@ def latencies(monkeypatch: pytest.MonkeyPatch) -> list[None]:
     return slept
 
 
+@pytest.mark.parametrize("scope", ["app", "mailbox"])
 @pytest.mark.parametrize(
     ("budgets", "items", "chained", "rounds"),
     [(True, 20, False, 5), (True, 6, True, 6), (False, 20, False, 1), (False, 6, True, 1)],
@@ -228,11 +229,13 @@ def test_a_batch_lasts_one_latency_per_outlook_item_of_its_longest_lane_with_the
     items: int,
     chained: bool,
     rounds: int,
+    scope: str,
 ) -> None:
     # 4 lanes of 5 items each (or one lane of 6 chained ones): Microsoft's 4 in parallel per batch means
     # an app's 20 mailbox calls take 5 call times, the floor's 4 / latency calls a second per app. With
-    # the budgets off a batch lasts one latency, as before.
-    budgeted.budgets.enabled = budgets
+    # the budgets off a batch lasts one latency, as before. "Irrespective of the target mailbox": the
+    # same under the per-mailbox reading of the concurrency limit, where 20 mailboxes each need one slot.
+    budgeted.budgets.update({"enabled": budgets, "outlook_concurrency_scope": scope})
 
     response = budget_client.post(
         "/v1.0/$batch", json=_batch(range(items), chained=chained), headers=budget_bearer(SMALL)

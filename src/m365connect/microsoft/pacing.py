@@ -81,6 +81,11 @@ class Permit:
     top: int = -1  # the highest slot held
     limit: int = 0  # the budget's Outlook limit when the slots were taken
 
+    @property
+    def beneath(self) -> int:
+        """The slots held under the limit (a probe's others are at or above it)."""
+        return sum(1 for slot in self.slots if slot < self.limit)
+
 
 class Pacer(Protocol):
     """Budgets shared by every process of the service (m365connect.pacing)."""
@@ -157,11 +162,14 @@ def demand(requests: Sequence[GraphRequest], indexes: Sequence[int], *, batch: b
 def carried(permit: Permit, need: Demand) -> int | None:
     """How many Outlook items a group may carry within its permit; None: all of them. A `$batch` runs
     min(4, k) of its k Outlook items at once, so a permit of fewer slots than that (the budget's limit is
-    below 4) carries only as many items as it holds slots; a probe carries no more than its slots either,
-    so that Microsoft refusing it costs that many 429s, not a whole envelope's."""
+    below 4) carries only as many items as it holds slots. A probe carries one item more than its slots
+    under the limit: with the calls beneath it, one call above the limit, which is all a probe needs to
+    prove, so that Microsoft refusing it costs one 429, not 4 or a whole envelope's."""
     if not permit.slots or need.outlook == 0:
         return None
-    if permit.probe or len(permit.slots) < need.outlook:
+    if permit.probe:
+        return min(len(permit.slots), permit.beneath + 1)
+    if len(permit.slots) < need.outlook:
         return len(permit.slots)
     return None
 

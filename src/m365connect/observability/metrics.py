@@ -139,11 +139,12 @@ class PacingMetrics:
         self.probes = Counter(
             "m365connect_graph_pacing_outlook_probes",
             "Requests sent above an Outlook budget's limit, by outcome: raised (answered without pushback, "
-            "the limit grew) or refused (throttled, or failed)",
+            "the limit grew), unproven (answered without pushback, but the calls beneath it had ended "
+            "before it was answered: no raise) or refused (throttled, or failed)",
             ["outcome"],
             registry=registry,
         )
-        for outcome in ("raised", "refused"):
+        for outcome in ("raised", "unproven", "refused"):
             self.probes.labels(outcome)
         for kind in ("directory", "outlook"):
             for priority in ("interactive", "background"):

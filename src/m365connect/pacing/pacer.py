@@ -39,6 +39,7 @@ from m365connect.pacing.store import BudgetState, PaceStore, StoreUnavailable
 logger = logging.getLogger("m365connect.pacing")
 
 _STORE_ERRORS = (StoreUnavailable,)
+ProbeOutcome = Literal["raised", "unproven", "refused"]
 _STORE_RETRY_PAUSE_SECONDS = 5.0
 _SHORTEST_WAIT = 0.005
 # A background caller whose own process holds the slots it needs waits for that process's release; it
@@ -85,8 +86,10 @@ class PaceObserver(Protocol):
     def pushed_back(self, kind: Kind, *, throttled: int, paused: bool, slowed: bool) -> None:
         """Microsoft answered `throttled` items 429; the budget was paused and/or slowed."""
 
-    def probed(self, outcome: Literal["raised", "refused"]) -> None:
-        """A probe above the Outlook limit was answered: without pushback (the limit was raised) or not."""
+    def probed(self, outcome: ProbeOutcome) -> None:
+        """A probe above the Outlook limit was answered: without pushback and the limit was raised, without
+        pushback but the calls beneath it had ended before it was answered (`unproven`: no raise), or with
+        pushback (`refused`)."""
 
 
 class NoPaceObserver:
@@ -98,7 +101,7 @@ class NoPaceObserver:
     def pushed_back(self, kind: Kind, *, throttled: int, paused: bool, slowed: bool) -> None:
         """Nothing."""
 
-    def probed(self, outcome: Literal["raised", "refused"]) -> None:
+    def probed(self, outcome: ProbeOutcome) -> None:
         """Nothing."""
 
 
@@ -193,14 +196,18 @@ class StorePacer:
             return
         key = budget_key("outlook", permit.scope)
         # A proven probe doubles the limit (slow start: 4, 8, 16, 32 in three probes), or raises it to
-        # what the probe held if that was more.
+        # what the probe held if that was more. It carried one call more than its slots under the limit
+        # (pacing.carried); the store checks that the calls beneath the rest of the limit were in flight
+        # all along (store.py: witnesses), else Microsoft letting it through proved nothing.
         raise_to = max(permit.top + 1, 2 * permit.limit) if permit.probe and proven else None
+        raised = False
         try:
-            await self.store.release(
+            raised = await self.store.release(
                 key,
                 holder=permit.lease,
                 raise_to=raise_to,
                 max_slots=self.policy.outlook_max_concurrency,
+                witnesses=max(1, permit.limit - permit.beneath),
                 interactive=permit.scope.interactive,
             )
         except _STORE_ERRORS as exc:
@@ -208,7 +215,7 @@ class StorePacer:
         finally:
             self._held[key] -= len(permit.slots)
             if permit.probe:
-                self._observer.probed("raised" if proven else "refused")
+                self._observer.probed("raised" if raised else "unproven" if proven else "refused")
             if raise_to is not None:
                 self._known.pop(key, None)  # the limit grew: read it again before trusting the count
             line = self._lines.get(key)

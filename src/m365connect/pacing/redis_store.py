@@ -103,22 +103,36 @@ touch()
 return {limit, unpack(chosen)}
 """
 
-# ARGV = holder, raise_to ('' for none), max_slots.
+# ARGV = holder, raise_to ('' for none), max_slots, witnesses. Returns 1 when the limit was raised.
+# Witnesses: other holders that took their slots before the holder (equal leases, so an earlier expiry)
+# and hold them still; counted before the holder's slots are freed.
 _RELEASE = """
 local all = redis.call('HGETALL', KEYS[2])
+local mine = nil
+for i = 1, #all, 2 do
+  local until_, holder = expiry(all[i + 1])
+  if holder == ARGV[1] then mine = math.max(mine or until_, until_) end
+end
+local raised = 0
+if ARGV[2] ~= '' and mine then
+  local seen = 0
+  for i = 1, #all, 2 do
+    local until_, holder = expiry(all[i + 1])
+    if holder and holder ~= ARGV[1] and until_ > now and until_ < mine then seen = seen + 1 end
+  end
+  local b = redis.call('HMGET', KEYS[1], 'slot_limit', 'hold_until')
+  if b[1] and num(b[2]) <= now and seen >= tonumber(ARGV[4]) then
+    local limit = math.min(tonumber(ARGV[3]), math.max(num(b[1]), tonumber(ARGV[2])))
+    redis.call('HSET', KEYS[1], 'slot_limit', int(limit))
+    raised = 1
+  end
+end
 for i = 1, #all, 2 do
   local _, holder = expiry(all[i + 1])
   if holder == ARGV[1] then redis.call('HSET', KEYS[2], all[i], '') end
 end
-if ARGV[2] ~= '' then
-  local b = redis.call('HMGET', KEYS[1], 'slot_limit', 'hold_until')
-  if b[1] and num(b[2]) <= now then
-    local raised = math.min(tonumber(ARGV[3]), math.max(num(b[1]), tonumber(ARGV[2])))
-    redis.call('HSET', KEYS[1], 'slot_limit', int(raised))
-  end
-end
 touch()
-return 1
+return raised
 """
 
 # ARGV = interactive_seconds ('' for none). Returns the seven fields and now, as strings, or nil.
@@ -232,11 +246,14 @@ class RedisPaceStore:
         holder: str,
         raise_to: int | None,
         max_slots: int,
+        witnesses: int = 1,
         interactive: bool = False,  # noqa: ARG002 - the pool serves callers apart (the class says why)
-    ) -> None:
-        """Free `holder`'s slots; with `raise_to`, raise `slot_limit` unless a hold runs."""
-        raised = "" if raise_to is None else str(int(raise_to))
-        await self._run(self._release, key, holder, raised, str(int(max_slots)))
+    ) -> bool:
+        """Free `holder`'s slots; with `raise_to`, first raise `slot_limit` unless a hold runs or fewer
+        than `witnesses` earlier holders still hold theirs."""
+        raise_arg = "" if raise_to is None else str(int(raise_to))
+        args = (holder, raise_arg, str(int(max_slots)), str(int(witnesses)))
+        return int(await self._run(self._release, key, *args)) == 1
 
     async def state(self, key: str, *, interactive_seconds: float | None) -> BudgetState | None:
         """The budget (None when it does not exist), stamped first with `interactive_seconds`."""

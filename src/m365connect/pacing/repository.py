@@ -84,9 +84,17 @@ class Statements:
         self.release = text(
             "UPDATE graph_pace_slots SET holder = NULL, expires_at = 0 WHERE key = :key AND holder = :holder"
         )
+        # The probe's witnesses: other holders that took their slots before it (equal leases, so an
+        # earlier expiry; SQLite's clock counts milliseconds, and a tie is no witness) and hold them still.
+        mine = "(SELECT MAX(m.expires_at) FROM graph_pace_slots m WHERE m.key = :key AND m.holder = :holder)"
+        witnesses = (
+            "(SELECT COUNT(*) FROM graph_pace_slots s WHERE s.key = :key AND s.holder IS NOT NULL "
+            f"AND s.holder <> :holder AND s.expires_at > {now} AND s.expires_at < {mine})"
+        )
         self.raise_limit = text(
             f"UPDATE graph_pace_budgets SET slot_limit = {least}({integer('max')}, "
-            f"{greatest}(slot_limit, {integer('raise_to')})) WHERE key = :key AND hold_until <= {now}"
+            f"{greatest}(slot_limit, {integer('raise_to')})) WHERE key = :key AND hold_until <= {now} "
+            f"AND {witnesses} >= {integer('witnesses')} RETURNING slot_limit"
         )
         columns = f"tokens, at, paused_until, slow_until, interactive_until, {now}, slot_limit, hold_until"
         self.state = text(f"SELECT {columns} FROM graph_pace_budgets WHERE key = :key")
@@ -149,10 +157,25 @@ class PaceRepository:
         await connection.execute(self._sql.release, {"key": key, "holder": holder})
 
     async def raise_limit(
-        self, connection: AsyncConnection, *, key: str, raise_to: int, max_slots: int
-    ) -> None:
-        """A probe was answered without pushback: let `raise_to` calls in flight (unless a hold runs)."""
-        await connection.execute(self._sql.raise_limit, {"key": key, "raise_to": raise_to, "max": max_slots})
+        self,
+        connection: AsyncConnection,
+        *,
+        key: str,
+        holder: str,
+        raise_to: int,
+        max_slots: int,
+        witnesses: int,
+    ) -> bool:
+        """A probe was answered without pushback: let `raise_to` calls in flight, unless a hold runs or
+        fewer than `witnesses` earlier holders still hold their slots (run before the probe's release)."""
+        params = {
+            "key": key,
+            "holder": holder,
+            "raise_to": raise_to,
+            "max": max_slots,
+            "witnesses": witnesses,
+        }
+        return (await connection.execute(self._sql.raise_limit, params)).first() is not None
 
     async def state(
         self, connection: AsyncConnection, *, key: str, interactive_seconds: float | None
@@ -248,13 +271,29 @@ class DatabaseStore:
         return Taken(tuple(int(row[0]) for row in rows), int(rows[0][1]) if rows else 0)
 
     async def release(
-        self, key: str, *, holder: str, raise_to: int | None, max_slots: int, interactive: bool = False
-    ) -> None:
-        """See PaceStore.release."""
+        self,
+        key: str,
+        *,
+        holder: str,
+        raise_to: int | None,
+        max_slots: int,
+        witnesses: int = 1,
+        interactive: bool = False,
+    ) -> bool:
+        """See PaceStore.release (the raise first: it counts the witnesses against the probe's slots)."""
+        raised = False
         async with self._connected(interactive) as connection:
-            await self.repository.release(connection, key=key, holder=holder)
             if raise_to is not None:
-                await self.repository.raise_limit(connection, key=key, raise_to=raise_to, max_slots=max_slots)
+                raised = await self.repository.raise_limit(
+                    connection,
+                    key=key,
+                    holder=holder,
+                    raise_to=raise_to,
+                    max_slots=max_slots,
+                    witnesses=witnesses,
+                )
+            await self.repository.release(connection, key=key, holder=holder)
+        return raised
 
     async def state(self, key: str, *, interactive_seconds: float | None) -> BudgetState | None:
         """See PaceStore.state."""

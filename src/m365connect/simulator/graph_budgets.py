@@ -162,21 +162,24 @@ async def batch_lanes(
 
     Graph runs a batch's Outlook items "up to 4 requests in parallel at any point, irrespective of the
     target mailbox", or one at a time when they are chained by dependsOn. The items are dealt round-robin
-    to that many lanes; each lane needs a slot of its key, and the items of a lane without one are refused.
-    The admitted lanes run their items one after another: the batch lasts as many latencies as its
-    longest admitted lane has items, and holds its slots that long.
+    to that many lanes, whatever their mailboxes: a batch of 20 Outlook items runs 5 rounds under either
+    reading of the concurrency limit. A key's items need as many of its slots as lanes they run in; the
+    items of a key beyond the slots it got are refused. The admitted items run one after another in their
+    lanes: the batch lasts as many latencies as its longest lane has admitted items, and holds its slots
+    that long.
     """
     keyed = [(i, key) for i, item in enumerate(items) if (key := concurrency_key(meter, item)) is not None]
     independent = sum(1 for i, _ in keyed if not depends[i])
     width = min(meter.budgets.batch_outlook_parallelism, max(1, independent))
-    lanes: dict[int, int] = {}
+    rank: dict[int, int] = {}  # an item's place among its key's items, dealt to that key's slots
     per_key: Counter[tuple[str, ...]] = Counter()
     for i, key in keyed:
-        lanes[i] = per_key[key] % width
+        rank[i] = per_key[key] % width
         per_key[key] += 1
     granted = {key: meter.acquire(key, min(width, count)) for key, count in per_key.items()}
-    refused = {i for i, key in keyed if lanes[i] >= granted[key]}
-    rounds = max((-(-count // width) for key, count in per_key.items() if granted[key]), default=1)
+    refused = {i for i, key in keyed if rank[i] >= granted[key]}
+    lanes = Counter(place % width for place, (i, _) in enumerate(keyed) if i not in refused)
+    rounds = max(lanes.values(), default=1)
     try:
         yield Lanes(refused, rounds)
     finally:
