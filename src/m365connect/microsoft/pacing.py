@@ -80,6 +80,7 @@ class Permit:
     probe: bool = False  # a slot above the budget's limit: the answer decides whether the limit grows
     top: int = -1  # the highest slot held
     limit: int = 0  # the budget's Outlook limit when the slots were taken
+    fresh: int = 0  # other holders' slots taken just before these (sent with them: a probe's witnesses)
 
     @property
     def beneath(self) -> int:

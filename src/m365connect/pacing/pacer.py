@@ -60,6 +60,9 @@ class PacingPolicy:
     outlook_hold_seconds: float = 3600.0  # no probing for this long after an Outlook 429
     outlook_scope: Literal["app", "mailbox"] = "app"
     lease_seconds: float = 60.0
+    # Calls that took their slots this shortly before a probe were sent with it and ran at Microsoft with
+    # it (a call lasts far longer): they witness the probe even if they are answered first (store.py).
+    witness_seconds: float = 0.01
     slow_threshold: float = 0.8
     slow_factor: float = 0.5
     slow_seconds: float = 10.0
@@ -197,8 +200,10 @@ class StorePacer:
         key = budget_key("outlook", permit.scope)
         # A proven probe doubles the limit (slow start: 4, 8, 16, 32 in three probes), or raises it to
         # what the probe held if that was more. It carried one call more than its slots under the limit
-        # (pacing.carried); the store checks that the calls beneath the rest of the limit were in flight
-        # all along (store.py: witnesses), else Microsoft letting it through proved nothing.
+        # (pacing.carried), so the calls beneath the rest of the limit must have run at Microsoft with
+        # it, else Microsoft letting it through proved nothing: taken just before it (sent with it), or
+        # taken before it and still held now, when it is answered (the store counts those).
+        needed = max(1, permit.limit - permit.beneath)
         raise_to = max(permit.top + 1, 2 * permit.limit) if permit.probe and proven else None
         raised = False
         try:
@@ -207,7 +212,7 @@ class StorePacer:
                 holder=permit.lease,
                 raise_to=raise_to,
                 max_slots=self.policy.outlook_max_concurrency,
-                witnesses=max(1, permit.limit - permit.beneath),
+                witnesses=0 if permit.fresh >= needed else needed,
                 interactive=permit.scope.interactive,
             )
         except _STORE_ERRORS as exc:
@@ -364,6 +369,7 @@ class StorePacer:
                     lease=self.policy.lease_seconds,
                     max_slots=self.policy.outlook_max_concurrency,
                     interactive=scope.interactive,
+                    fresh=self.policy.witness_seconds,
                 )
                 if taken.slots:
                     # A take does not say whether a hold runs: keep what was read for this limit (else a
@@ -381,6 +387,7 @@ class StorePacer:
                         probe=taken.probe,
                         top=max(taken.slots),
                         limit=taken.slot_limit,
+                        fresh=taken.fresh,
                     )
                 state = await self._state(key, scope.interactive)
                 if state is None:  # gone (a Redis restart, an idle budget's expiry): create it again

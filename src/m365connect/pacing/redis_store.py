@@ -77,16 +77,17 @@ touch()
 return 1
 """
 
-# ARGV = holder, n, lease, max_slots, interactive (1/0). Returns {slot_limit, slot...} (no slot: none taken).
+# ARGV = holder, n, lease, max_slots, interactive (1/0), fresh. Returns {slot_limit, fresh count, slot...}
+# (no slot: none taken); the count: other holders' slots taken in the last `fresh` seconds.
 _TAKE_SLOTS = """
 local b = redis.call('HMGET', KEYS[1], 'paused_until', 'interactive_until', 'slot_limit', 'hold_until')
-if not b[3] then return {0} end
+if not b[3] then return {0, 0} end
 local limit, n = num(b[3]), tonumber(ARGV[2])
-if n < 1 or num(b[1]) > now or (ARGV[5] ~= '1' and num(b[2]) > now) then return {limit} end
+if n < 1 or num(b[1]) > now or (ARGV[5] ~= '1' and num(b[2]) > now) then return {limit, 0} end
 local bound = limit
 if num(b[4]) <= now then bound = limit + n end
 bound = math.min(tonumber(ARGV[4]), bound)
-if bound < n then return {limit} end
+if bound < n then return {limit, 0} end
 local fields = {}
 for slot = 0, bound - 1 do fields[#fields + 1] = int(slot) end
 local values = redis.call('HMGET', KEYS[2], unpack(fields))
@@ -96,11 +97,18 @@ for i = 1, #fields do
   local free = value and (value == '' or (expiry(value) or 0) <= now)
   if free and #chosen < n then chosen[#chosen + 1] = i - 1 end
 end
-if #chosen < n then return {limit} end
+if #chosen < n then return {limit, 0} end
+local recent = 0
+for _, value in ipairs(redis.call('HVALS', KEYS[2])) do
+  local until_, holder = expiry(value)
+  if holder and holder ~= ARGV[1] and until_ >= now + tonumber(ARGV[3]) - tonumber(ARGV[6]) then
+    recent = recent + 1
+  end
+end
 local held = fmt(now + tonumber(ARGV[3])) .. ' ' .. ARGV[1]
 for _, slot in ipairs(chosen) do redis.call('HSET', KEYS[2], int(slot), held) end
 touch()
-return {limit, unpack(chosen)}
+return {limit, recent, unpack(chosen)}
 """
 
 # ARGV = holder, raise_to ('' for none), max_slots, witnesses. Returns 1 when the limit was raised.
@@ -232,12 +240,21 @@ class RedisPaceStore:
         return int(await self._run(self._take_units, key, *args)) == 1
 
     async def take_slots(
-        self, key: str, *, holder: str, n: int, lease: float, max_slots: int, interactive: bool
+        self,
+        key: str,
+        *,
+        holder: str,
+        n: int,
+        lease: float,
+        max_slots: int,
+        interactive: bool,
+        fresh: float = 0.0,
     ) -> Taken:
-        """Hold the `n` lowest free slots allowed (probing when no hold runs), all or none."""
-        args = (holder, str(int(n)), _number(lease), str(int(max_slots)), _flag(interactive))
-        limit, *slots = await self._run(self._take_slots, key, *args)
-        return Taken(slots=tuple(int(slot) for slot in slots), slot_limit=int(limit))
+        """Hold the `n` lowest free slots allowed (probing when no hold runs), all or none; with them, the
+        other holders' slots taken in the last `fresh` seconds."""
+        args = (holder, str(int(n)), _number(lease), str(int(max_slots)), _flag(interactive), _number(fresh))
+        limit, recent, *slots = await self._run(self._take_slots, key, *args)
+        return Taken(slots=tuple(int(slot) for slot in slots), slot_limit=int(limit), fresh=int(recent))
 
     async def release(
         self,

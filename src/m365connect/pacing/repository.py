@@ -48,6 +48,11 @@ class Statements:
         )
         free = f"key = :key AND slot < {cap} AND (holder IS NULL OR expires_at <= {now})"
         limit = "(SELECT b.slot_limit FROM graph_pace_budgets b WHERE b.key = :key)"
+        # Other holders' slots taken in the last `fresh` seconds (equal leases: a late enough expiry).
+        fresh = (
+            "(SELECT COUNT(*) FROM graph_pace_slots f WHERE f.key = :key AND f.holder IS NOT NULL "
+            f"AND f.holder <> :holder AND f.expires_at >= {now} + {number('lease')} - {number('fresh')})"
+        )
         held = (
             "(SELECT COUNT(*) FROM graph_pace_slots s WHERE s.key = :key "
             f"AND s.holder IS NOT NULL AND s.expires_at > {now})"
@@ -79,7 +84,7 @@ class Statements:
             "AND NOT EXISTS (SELECT 1 FROM graph_pace_budgets b WHERE b.key = :key "
             f"AND (b.paused_until > {now} "
             f"OR ({integer('interactive')} = 0 AND b.interactive_until > {now}))) "
-            f"RETURNING slot, {limit}"
+            f"RETURNING slot, {limit}, {fresh}"
         )
         self.release = text(
             "UPDATE graph_pace_slots SET holder = NULL, expires_at = 0 WHERE key = :key AND holder = :holder"
@@ -252,7 +257,15 @@ class DatabaseStore:
             return await self.repository.take_units(connection, params)
 
     async def take_slots(
-        self, key: str, *, holder: str, n: int, lease: float, max_slots: int, interactive: bool
+        self,
+        key: str,
+        *,
+        holder: str,
+        n: int,
+        lease: float,
+        max_slots: int,
+        interactive: bool,
+        fresh: float = 0.0,
     ) -> Taken:
         """See PaceStore.take_slots (a PostgreSQL race that left fewer than `n` gives them back)."""
         params = {
@@ -262,13 +275,16 @@ class DatabaseStore:
             "n": n,
             "max": max_slots,
             "interactive": int(interactive),
+            "fresh": fresh,
         }
         async with self._connected(interactive) as connection:
             rows = await self.repository.take_slots(connection, params)
             if rows and len(rows) != n:
                 await self.repository.release(connection, key=key, holder=holder)
                 rows = []
-        return Taken(tuple(int(row[0]) for row in rows), int(rows[0][1]) if rows else 0)
+        if not rows:
+            return Taken((), 0)
+        return Taken(tuple(int(row[0]) for row in rows), int(rows[0][1]), int(rows[0][2]))
 
     async def release(
         self,

@@ -20,7 +20,8 @@ the limit the probe saw, or its highest slot + 1 if more: slow start), never abo
 while a hold runs, and only when the calls that made it a probe were in flight all along: at least
 `witnesses` slots of other holders that took theirs before the probe (an earlier `expires_at`: every
 process leases for the same time; a tie on SQLite's millisecond clock is no witness) are still held
-when it is released. Without them
+when it is released. The pacer also takes as witnesses the calls taken just before the probe (`fresh`
+at its take: sent together, they ran at Microsoft together) and then asks for none here. Without them
 the calls beneath had ended, at Microsoft if not yet here, before the probe was answered, and Microsoft
 letting it through proved nothing (a bench run raised 31 of 50 apps' limits that way, each paid with a
 refused envelope of 20). An Outlook 429 halves the concurrency actually in flight:
@@ -56,10 +57,12 @@ class BudgetState:
 
 @dataclass(frozen=True)
 class Taken:
-    """Slots a take got (all `n` asked, or none) and the budget's `slot_limit` when it took them."""
+    """Slots a take got (all `n` asked, or none), the budget's `slot_limit` when it took them, and how many
+    slots of other holders were taken within the take's `fresh` seconds before it (and are held)."""
 
     slots: tuple[int, ...]
     slot_limit: int
+    fresh: int = 0
 
     @property
     def probe(self) -> bool:
@@ -87,12 +90,21 @@ class PaceStore(Protocol):
         ...
 
     async def take_slots(
-        self, key: str, *, holder: str, n: int, lease: float, max_slots: int, interactive: bool
+        self,
+        key: str,
+        *,
+        holder: str,
+        n: int,
+        lease: float,
+        max_slots: int,
+        interactive: bool,
+        fresh: float = 0.0,
     ) -> Taken:
         """Hold `n` free slots for `holder` until now + `lease` (free: no holder, or lease expired), the
         lowest first, below `min(max_slots, slot_limit + n)` when probing is allowed (`hold_until` has
         passed) else below `min(max_slots, slot_limit)`; all `n` or none; none while paused or (for
-        background) an interactive caller is stamped."""
+        background) an interactive caller is stamped. With slots, also count the other holders' slots
+        taken in the last `fresh` seconds (a lease expiring at or after now + lease - fresh)."""
         ...
 
     async def release(
