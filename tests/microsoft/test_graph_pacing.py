@@ -20,10 +20,12 @@ SCOPE = PaceScope("app", "tenant", interactive=True)
 class RecordingPacer:
     """Admits everything (or nothing, with `refuse`) and records what it was asked and told."""
 
-    def __init__(self, *, refuse: bool = False, probe_first: bool = False, slots: int | None = None) -> None:
+    def __init__(self, *, refuse: bool = False, probe_first: int = 0, slots: int | None = None) -> None:
         self.refuse = refuse
         self.slots = slots  # the Outlook slots each permit holds (None: none are tracked)
-        self.probe_first = probe_first  # the first Outlook permit is a probe above the limit
+        self.probes_left = int(
+            probe_first
+        )  # the first (this many) Outlook permits are probes above the limit
         self.acquired: list[Demand] = []
         self.released: list[Permit] = []
         self.proven: list[bool] = []
@@ -39,8 +41,8 @@ class RecordingPacer:
         if self.refuse:
             return None
         self.in_flight += 1
-        probe = self.probe_first and demand.outlook > 0
-        self.probe_first = self.probe_first and not probe
+        probe = self.probes_left > 0 and demand.outlook > 0
+        self.probes_left -= probe
         held = tuple(range(min(self.slots, demand.outlook))) if self.slots and demand.outlook else ()
         limit = self.slots or 0
         if probe:  # the slots just above the limit (those under it are held by others)
@@ -192,18 +194,40 @@ async def test_an_envelope_carries_no_more_outlook_items_than_its_permit_has_slo
     assert [len(batch) for batch in graph.batches] == [20, 3]
 
 
-async def test_a_throttled_probe_is_not_proven(graph: FakeGraph, paced) -> None:
+async def test_a_throttled_probe_is_not_proven_and_its_item_goes_again_at_once(
+    graph: FakeGraph, paced
+) -> None:
     requests = probes(6)
     graph.items[requests[0].url] = [throttled("1")]
     client, pacer = paced(probe_first=True, slots=4)
-    await client.batch(Tokens("token-1"), requests, deadline=FAR, scope=SCOPE)
-    # The pushback is told before the probe's release, and the probe is not proven.
-    assert pacer.pushbacks[0] == ("outlook", 1.0, None, 1)
+    responses = await client.batch(Tokens("token-1"), requests, deadline=FAR, scope=SCOPE)
+    # The refused item is sent again with the rest, within a permit of their own, not in a later wave.
+    assert all(r.status == 200 for r in responses)
+    assert graph.batches == [[requests[0].url], [request.url for request in requests]]
+    # The pushback is told before the probe's release, and the probe is not proven. It halves the limit
+    # but pauses nothing (no Retry-After passed on): the probe alone was above the limit.
+    assert pacer.pushbacks[0] == ("outlook", None, None, 1)
     assert pacer.log[:2] == ["pushback", "release"]
     assert pacer.sent_under[0] == 4  # the limit the probe was sent under: a later halving is not repeated
     assert pacer.released[0].probe
     assert pacer.proven[0] is False
     assert pacer.in_flight == 0
+
+
+async def test_a_refused_probe_is_sent_again_once(graph: FakeGraph, paced) -> None:
+    """Should the second permit be a probe again (the store lost the hold) and be refused too, its item waits
+    for the next wave, as any 429 does: no loop of probes."""
+    requests = probes(3)
+    graph.items[requests[0].url] = [throttled("1"), throttled("1")]
+    client, pacer = paced(probe_first=2, slots=4)
+    responses = await client.batch(Tokens("token-1"), requests, deadline=FAR, scope=SCOPE)
+    assert all(r.status == 200 for r in responses)
+    urls = [request.url for request in requests]
+    # The probe, its item again as the next probe (refused: kept for the next wave), the rest, the wave.
+    assert graph.batches == [urls[:1], urls[:1], urls[1:], urls[:1]]
+    # Both refusals were probes': no pause from either; the wave waited its Retry-After.
+    assert [pushback[1] for pushback in pacer.pushbacks] == [None, None]
+    assert pacer.proven == [False, False, True, True]
 
 
 async def test_without_a_scope_nothing_is_paced(graph: FakeGraph, paced) -> None:

@@ -46,6 +46,7 @@ from m365connect.microsoft.pacing import (
     carried,
     classify,
     demand,
+    is_outlook,
     pressure,
     split,
 )
@@ -264,6 +265,8 @@ class GraphClient:
         indexes: Sequence[int],
         send: _SendGroup,
         bearer: str,
+        *,
+        resend_refused_probe: bool = True,
     ) -> dict[int, Reply]:
         """Send a group within the scope's budgets: wait for room, hold it in flight, report pushback."""
         assert self._pacer is not None  # _Paced exists only with a pacer
@@ -274,15 +277,32 @@ class GraphClient:
         if permit is None:
             return dict.fromkeys(indexes, PACED_OUT)
         outlook = carried(permit, need)
-        if outlook is not None:
-            first, rest = split(requests, indexes, outlook)
-            if rest:
-                # Fewer slots than the envelope would run at once, or a probe: send what the slots cover,
-                # then the rest within a permit of its own (pacing.carried says why).
-                answers = await self._send_permitted(paced, permit, requests, first, send, bearer)
-                answers.update(await self._paced_send(paced, requests, rest, send, bearer))
-                return answers
-        return await self._send_permitted(paced, permit, requests, indexes, send, bearer)
+        if outlook is None:
+            return await self._send_permitted(paced, permit, requests, indexes, send, bearer)
+        # Fewer slots than the envelope would run at once, or a probe: send what the slots cover, then the
+        # rest within a permit of its own (pacing.carried says why).
+        first, rest = split(requests, indexes, outlook)
+        answers = await self._send_permitted(paced, permit, requests, first, send, bearer)
+        refused: list[int] = []
+        if permit.probe and resend_refused_probe:
+            # Microsoft refused the probe for being above its limit, which the refusal has just halved:
+            # its Outlook items go again at once with the rest, within the limit, not a wave later.
+            refused = [i for i in first if answers[i].status == 429 and is_outlook(requests[i])]
+            for index in refused:
+                del answers[index]
+        rest = sorted([*refused, *rest])
+        if rest:
+            answers.update(
+                await self._paced_send(
+                    paced,
+                    requests,
+                    rest,
+                    send,
+                    bearer,
+                    resend_refused_probe=resend_refused_probe and not refused,
+                )
+            )
+        return answers
 
     async def _send_permitted(
         self,
@@ -304,7 +324,9 @@ class GraphClient:
         # raise it (a probe is proven only by an answer without pushback).
         pushed: set[Kind] = {"outlook"}  # not proven unless the pushback is told and found none
         try:
-            pushed = await self._push_back(paced.scope, requests, answers, sent_under=permit.limit)
+            pushed = await self._push_back(
+                paced.scope, requests, answers, sent_under=permit.limit, probe=permit.probe
+            )
         finally:
             await self._pacer.release(permit, proven="outlook" not in pushed)
         return answers
@@ -316,9 +338,11 @@ class GraphClient:
         answers: dict[int, Reply],
         *,
         sent_under: int = 0,
+        probe: bool = False,
     ) -> set[Kind]:
         """Tell the pacer, once per budget kind, its 429s' longest Retry-After and the highest pressure;
-        the kinds Microsoft pushed back on."""
+        the kinds Microsoft pushed back on. A refused probe's Outlook 429s halve the limit but pause
+        nothing: the probe alone was above the limit, and the calls within it may go on."""
         assert self._pacer is not None
         waits: dict[Kind, float] = {}
         counts: dict[Kind, int] = {}
@@ -341,7 +365,7 @@ class GraphClient:
             await self._pacer.pushback(
                 scope,
                 kind,
-                retry_after=waits.get(kind),
+                retry_after=None if probe and kind == "outlook" else waits.get(kind),
                 pressure=pressures.get(kind),
                 throttled=counts.get(kind, 0),
                 sent_under=sent_under,

@@ -143,6 +143,12 @@ def classify(request: GraphRequest) -> tuple[Kind, int] | None:
     return None
 
 
+def is_outlook(request: GraphRequest) -> bool:
+    """Whether the request draws on the Outlook budget (a mailbox resource)."""
+    found = classify(request)
+    return found is not None and found[0] == "outlook"
+
+
 def demand(requests: Sequence[GraphRequest], indexes: Sequence[int], *, batch: bool) -> Demand:
     """What sending these requests at once needs (one call, or one `$batch` envelope of them)."""
     units = outlook = 0
@@ -183,8 +189,7 @@ def split(
     rest: list[int] = []
     seen = 0
     for index in indexes:
-        found = classify(requests[index])
-        if found is not None and found[0] == "outlook":
+        if is_outlook(requests[index]):
             seen += 1
             if seen > outlook:
                 rest.append(index)
