@@ -73,6 +73,20 @@ class RecordingPacer:
         self.log.append("pushback")
 
 
+class Statuses:
+    """The client's answers and waits (a GraphObserver)."""
+
+    def __init__(self) -> None:
+        self.seen: list[int] = []
+        self.waits: list[tuple[float, str]] = []
+
+    def answered(self, status: int) -> None:
+        self.seen.append(status)
+
+    def waited(self, seconds: float, reason: str) -> None:
+        self.waits.append((seconds, reason))
+
+
 def lookups(n: int) -> list[GraphRequest]:
     url = "/users?$filter=proxyAddresses/any(x:x eq 'smtp:a@b.c')&$select=id"
     return [GraphRequest(id=str(i), method="GET", url=f"{url}&n={i}") for i in range(n)]
@@ -95,10 +109,15 @@ async def paced(graph: FakeGraph) -> AsyncIterator[Callable[..., tuple[GraphClie
     clock = Clock()
     async with httpx.AsyncClient(transport=httpx.MockTransport(graph)) as http:
 
-        def build(**options: Any) -> tuple[GraphClient, RecordingPacer]:
+        def build(observer: Any = None, **options: Any) -> tuple[GraphClient, RecordingPacer]:
             pacer = RecordingPacer(**options)
             client = GraphClient(
-                http=http, graph_url="https://graph.test/", sleep=clock.sleep, clock=clock, pacer=pacer
+                http=http,
+                graph_url="https://graph.test/",
+                sleep=clock.sleep,
+                clock=clock,
+                pacer=pacer,
+                observer=observer,
             )
             return client, pacer
 
@@ -199,11 +218,14 @@ async def test_a_throttled_probe_is_not_proven_and_its_item_goes_again_at_once(
 ) -> None:
     requests = probes(6)
     graph.items[requests[0].url] = [throttled("1")]
-    client, pacer = paced(probe_first=True, slots=4)
+    statuses = Statuses()
+    client, pacer = paced(statuses, probe_first=True, slots=4)
     responses = await client.batch(Tokens("token-1"), requests, deadline=FAR, scope=SCOPE)
     # The refused item is sent again with the rest, within a permit of their own, not in a later wave.
     assert all(r.status == 200 for r in responses)
     assert graph.batches == [[requests[0].url], [request.url for request in requests]]
+    assert sorted(statuses.seen) == [200] * 6 + [429]  # every answer counted, the refused one too
+    assert statuses.waits == []
     # The pushback is told before the probe's release, and the probe is not proven. It halves the limit
     # but pauses nothing (no Retry-After passed on): the probe alone was above the limit.
     assert pacer.pushbacks[0] == ("outlook", None, None, 1)

@@ -289,7 +289,7 @@ class GraphClient:
             # its Outlook items go again at once with the rest, within the limit, not a wave later.
             refused = [i for i in first if answers[i].status == 429 and is_outlook(requests[i])]
             for index in refused:
-                del answers[index]
+                self._observer.answered(answers.pop(index).status)  # its answer here is the next one
         rest = sorted([*refused, *rest])
         if rest:
             answers.update(
