@@ -5,6 +5,7 @@ not; a 429 halves what is in flight and holds probing; the limit never passes it
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
 import time
 import uuid
@@ -107,9 +108,19 @@ async def limit_of(store: PaceStore) -> tuple[int, bool]:
     return state.slot_limit, state.hold_until > state.now
 
 
+def limit_logs(caplog: pytest.LogCaptureFixture) -> list[tuple[str, Any, Any, Any]]:
+    """The logged changes of an app's Outlook limit: event, app id, limit, raised_to."""
+    return [
+        (r.getMessage(), getattr(r, "app_id", None), getattr(r, "limit", None), getattr(r, "raised_to", None))
+        for r in caplog.records
+        if r.getMessage().startswith("pacing.outlook.")
+    ]
+
+
 async def test_a_probe_answered_without_pushback_raises_the_limit_for_every_process(
-    stores: list[PaceStore],
+    stores: list[PaceStore], caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="m365connect.pacing")
     probes = Probes()
     first, second = pacer(stores[0], probes), pacer(stores[1])
     (inside,) = await hold(first, 1)
@@ -130,9 +141,13 @@ async def test_a_probe_answered_without_pushback_raises_the_limit_for_every_proc
     for permit in permits:
         await second.release(permit, proven=True)
     assert probes.outcomes == ["raised"]
+    assert limit_logs(caplog) == [("pacing.outlook.raised", SCOPE.app_id, 4, 8)]
 
 
-async def test_a_refused_probe_leaves_the_limit(stores: list[PaceStore]) -> None:
+async def test_a_refused_probe_leaves_the_limit(
+    stores: list[PaceStore], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="m365connect.pacing")
     probes = Probes()
     paced = pacer(stores[0], probes)
     inside, probe = await hold(paced, 2)
@@ -141,6 +156,7 @@ async def test_a_refused_probe_leaves_the_limit(stores: list[PaceStore]) -> None
     await paced.release(inside, proven=True)  # proving what is under the limit changes nothing
     assert await limit_of(stores[0]) == (4, False)
     assert probes.outcomes == ["refused"]
+    assert limit_logs(caplog) == [("pacing.outlook.refused", SCOPE.app_id, 4, None)]
 
 
 async def test_a_probe_proves_nothing_once_the_calls_beneath_it_have_ended(stores: list[PaceStore]) -> None:

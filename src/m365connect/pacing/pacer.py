@@ -220,7 +220,13 @@ class StorePacer:
         finally:
             self._held[key] -= len(permit.slots)
             if permit.probe:
-                self._observer.probed("raised" if raised else "unproven" if proven else "refused")
+                outcome: ProbeOutcome = "raised" if raised else "unproven" if proven else "refused"
+                self._observer.probed(outcome)
+                if outcome != "unproven":  # a change of the app's limit (a refusal halves it): rare, logged
+                    fields: dict[str, object] = {"app_id": permit.scope.app_id, "limit": permit.limit}
+                    if raise_to is not None:
+                        fields["raised_to"] = min(raise_to, self.policy.outlook_max_concurrency)
+                    logger.info(f"pacing.outlook.{outcome}", extra=fields)
             if raise_to is not None:
                 self._known.pop(key, None)  # the limit grew: read it again before trusting the count
             line = self._lines.get(key)
