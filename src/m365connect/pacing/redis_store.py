@@ -50,6 +50,19 @@ local function touch()
   redis.call('EXPIRE', KEYS[1], TTL)
   redis.call('EXPIRE', KEYS[2], TTL)
 end
+-- How many of these slot values are held now by a holder other than `skip` (nil: any), with an expiry
+-- at or after `from` and before `below` (nil: no bound).
+local function held(values, skip, from, below)
+  local count = 0
+  for _, value in ipairs(values) do
+    local until_, holder = expiry(value)
+    if until_ and until_ > now and holder ~= skip and until_ >= (from or until_)
+        and until_ < (below or until_ + 1) then
+      count = count + 1
+    end
+  end
+  return count
+end
 """
 
 # ARGV = capacity, slots, slot_limit. HSETNX: whatever exists stays as it is.
@@ -78,7 +91,8 @@ return 1
 """
 
 # ARGV = holder, n, lease, max_slots, interactive (1/0), fresh. Returns {slot_limit, fresh count, slot...}
-# (no slot: none taken); the count: other holders' slots taken in the last `fresh` seconds.
+# (no slot: none taken); the count, for a probe only (a slot at or above the limit): other holders' slots
+# taken in the last `fresh` seconds.
 _TAKE_SLOTS = """
 local b = redis.call('HMGET', KEYS[1], 'paused_until', 'interactive_until', 'slot_limit', 'hold_until')
 if not b[3] then return {0, 0} end
@@ -99,11 +113,8 @@ for i = 1, #fields do
 end
 if #chosen < n then return {limit, 0} end
 local recent = 0
-for _, value in ipairs(redis.call('HVALS', KEYS[2])) do
-  local until_, holder = expiry(value)
-  if holder and holder ~= ARGV[1] and until_ >= now + tonumber(ARGV[3]) - tonumber(ARGV[6]) then
-    recent = recent + 1
-  end
+if chosen[#chosen] >= limit then
+  recent = held(redis.call('HVALS', KEYS[2]), ARGV[1], now + tonumber(ARGV[3]) - tonumber(ARGV[6]), nil)
 end
 local held = fmt(now + tonumber(ARGV[3])) .. ' ' .. ARGV[1]
 for _, slot in ipairs(chosen) do redis.call('HSET', KEYS[2], int(slot), held) end
@@ -117,19 +128,16 @@ return {limit, recent, unpack(chosen)}
 _RELEASE = """
 local all = redis.call('HGETALL', KEYS[2])
 local mine = nil
+local values = {}
 for i = 1, #all, 2 do
   local until_, holder = expiry(all[i + 1])
   if holder == ARGV[1] then mine = math.max(mine or until_, until_) end
+  values[#values + 1] = all[i + 1]
 end
 local raised = 0
 if ARGV[2] ~= '' and mine then
-  local seen = 0
-  for i = 1, #all, 2 do
-    local until_, holder = expiry(all[i + 1])
-    if holder and holder ~= ARGV[1] and until_ > now and until_ < mine then seen = seen + 1 end
-  end
   local b = redis.call('HMGET', KEYS[1], 'slot_limit', 'hold_until')
-  if b[1] and num(b[2]) <= now and seen >= tonumber(ARGV[4]) then
+  if b[1] and num(b[2]) <= now and held(values, ARGV[1], nil, mine) >= tonumber(ARGV[4]) then
     local limit = math.min(tonumber(ARGV[3]), math.max(num(b[1]), tonumber(ARGV[2])))
     redis.call('HSET', KEYS[1], 'slot_limit', int(limit))
     raised = 1
@@ -170,12 +178,8 @@ if pause > 0 then
 end
 if slow_for > 0 then redis.call('HSET', KEYS[1], 'slow_until', fmt(math.max(num(b[2]), now + slow_for))) end
 if ARGV[4] == '1' and num(b[3]) >= tonumber(ARGV[6]) then
-  local held = 0
-  for _, value in ipairs(redis.call('HVALS', KEYS[2])) do
-    local until_ = expiry(value)
-    if until_ and until_ > now then held = held + 1 end
-  end
-  local limit = math.max(1, math.min(num(b[3]), math.floor(held / 2)))
+  local in_flight = held(redis.call('HVALS', KEYS[2]), nil, nil, nil)
+  local limit = math.max(1, math.min(num(b[3]), math.floor(in_flight / 2)))
   local hold = math.max(num(b[4]), now + tonumber(ARGV[5]))
   redis.call('HSET', KEYS[1], 'slot_limit', int(limit), 'hold_until', fmt(hold))
 end

@@ -48,15 +48,20 @@ class Statements:
         )
         free = f"key = :key AND slot < {cap} AND (holder IS NULL OR expires_at <= {now})"
         limit = "(SELECT b.slot_limit FROM graph_pace_budgets b WHERE b.key = :key)"
-        # Other holders' slots taken in the last `fresh` seconds (equal leases: a late enough expiry).
-        fresh = (
-            "(SELECT COUNT(*) FROM graph_pace_slots f WHERE f.key = :key AND f.holder IS NOT NULL "
-            f"AND f.holder <> :holder AND f.expires_at >= {now} + {number('lease')} - {number('fresh')})"
+
+        def held(condition: str = "") -> str:
+            """How many of the key's slots are held now (and meet `condition`, on alias `s`)."""
+            return (
+                "(SELECT COUNT(*) FROM graph_pace_slots s WHERE s.key = :key "
+                f"AND s.holder IS NOT NULL AND s.expires_at > {now}{condition})"
+            )
+
+        # Other holders' slots taken in the last `fresh` seconds (equal leases: a late enough expiry),
+        # counted for a probe's rows only (a slot at or above the limit): the other takes need no count.
+        recent = held(
+            f" AND s.holder <> :holder AND s.expires_at >= {now} + {number('lease')} - {number('fresh')}"
         )
-        held = (
-            "(SELECT COUNT(*) FROM graph_pace_slots s WHERE s.key = :key "
-            f"AND s.holder IS NOT NULL AND s.expires_at > {now})"
-        )
+        fresh = f"CASE WHEN slot >= {limit} THEN {recent} ELSE 0 END"
         self.seed_budget = text(
             "INSERT INTO graph_pace_budgets "
             "(key, tokens, at, paused_until, slow_until, interactive_until, slot_limit, hold_until) "
@@ -92,10 +97,7 @@ class Statements:
         # The probe's witnesses: other holders that took their slots before it (equal leases, so an
         # earlier expiry; SQLite's clock counts milliseconds, and a tie is no witness) and hold them still.
         mine = "(SELECT MAX(m.expires_at) FROM graph_pace_slots m WHERE m.key = :key AND m.holder = :holder)"
-        witnesses = (
-            "(SELECT COUNT(*) FROM graph_pace_slots s WHERE s.key = :key AND s.holder IS NOT NULL "
-            f"AND s.holder <> :holder AND s.expires_at > {now} AND s.expires_at < {mine})"
-        )
+        witnesses = held(f" AND s.holder <> :holder AND s.expires_at < {mine}")
         self.raise_limit = text(
             f"UPDATE graph_pace_budgets SET slot_limit = {least}({integer('max')}, "
             f"{greatest}(slot_limit, {integer('raise_to')})) WHERE key = :key AND hold_until <= {now} "
@@ -119,7 +121,7 @@ class Statements:
             f"slow_until = CASE WHEN {number('slow_for')} > 0 "
             f"THEN {greatest}(slow_until, {now} + {number('slow_for')}) ELSE slow_until END, "
             f"slot_limit = CASE WHEN {halving} "
-            f"THEN {greatest}(1, {least}(slot_limit, {held} / 2)) ELSE slot_limit END, "
+            f"THEN {greatest}(1, {least}(slot_limit, {held()} / 2)) ELSE slot_limit END, "
             f"hold_until = CASE WHEN {halving} "
             f"THEN {greatest}(hold_until, {now} + {number('hold_for')}) ELSE hold_until END "
             "WHERE key = :key"
@@ -284,7 +286,7 @@ class DatabaseStore:
                 rows = []
         if not rows:
             return Taken((), 0)
-        return Taken(tuple(int(row[0]) for row in rows), int(rows[0][1]), int(rows[0][2]))
+        return Taken(tuple(int(row[0]) for row in rows), int(rows[0][1]), max(int(row[2]) for row in rows))
 
     async def release(
         self,
