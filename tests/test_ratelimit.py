@@ -25,7 +25,7 @@ from m365connect.state import open_state
 from tests.factories import CREDENTIALS
 from tests.helpers import assert_generic_error, headers
 from tests.processes import free_port
-from tests.redis_support import REDIS_URL, redis_admin
+from tests.redis_support import PATIENT_SECONDS, REDIS_URL, redis_admin
 
 RATE_HEADERS = ("ratelimit-limit", "ratelimit-remaining", "ratelimit-reset")
 
@@ -97,7 +97,9 @@ async def test_memory_bucket_allows_the_burst_then_refills_at_the_rate() -> None
 
 
 async def test_redis_bucket_is_atomic_and_its_key_expires(redis_client: aioredis.Redis, prefix: str) -> None:
-    limiter = RedisRateLimiter.from_url(REDIS_URL, Policy(per_minute=60, burst=5), prefix=prefix)
+    limiter = RedisRateLimiter.from_url(
+        REDIS_URL, Policy(per_minute=60, burst=5), prefix=prefix, timeout=PATIENT_SECONDS
+    )
     try:
         # 20 concurrent takes on one bucket: exactly the burst gets through.
         decisions = await asyncio.gather(*(limiter.take("k") for _ in range(20)))

@@ -26,7 +26,7 @@ from m365connect.settings import Settings
 from m365connect.state import build_pacer
 from tests.conftest import BACKENDS, truncate
 from tests.pacing.support import BACKGROUND, SCOPE, policy
-from tests.redis_support import REDIS_URL, delete_keys, redis_admin
+from tests.redis_support import PATIENT_SECONDS, REDIS_URL, delete_keys, redis_admin
 
 KEY = budget_key("outlook", SCOPE)
 
@@ -71,7 +71,7 @@ async def stores(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
                 await truncate(url, ("graph_pace_budgets", "graph_pace_slots"))
         return
     prefix = f"m365connect:test:{uuid.uuid4().hex}:"
-    made = [RedisPaceStore.from_url(REDIS_URL, prefix=prefix) for _ in range(2)]
+    made = [RedisPaceStore.from_url(REDIS_URL, prefix=prefix, timeout=PATIENT_SECONDS) for _ in range(2)]
     try:
         yield made
     finally:

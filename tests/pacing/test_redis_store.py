@@ -19,7 +19,7 @@ from m365connect.pacing.redis_store import RedisPaceStore
 from m365connect.pacing.store import StoreUnavailable, Taken
 from tests.pacing.support import within_budget
 from tests.processes import clean_env
-from tests.redis_support import REDIS_URL, delete_keys, redis_admin
+from tests.redis_support import PATIENT_SECONDS, REDIS_URL, delete_keys, redis_admin
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "outlook/app"
@@ -35,8 +35,8 @@ async def take(store):
     took = await store.take_units("directory/a/t", cap=10.0, rate=20.0, slow=1.0, cost=1.0, interactive=False)
     return time.time() if took else None
 
-async def main(url, prefix, rounds):
-    store = RedisPaceStore.from_url(url, prefix=prefix)
+async def main(url, prefix, rounds, timeout):
+    store = RedisPaceStore.from_url(url, prefix=prefix, timeout=float(timeout))
     try:
         # Open the pool's connections now, so that the rounds overlap with the parent's.
         await asyncio.gather(*(store.state("directory/a/t", interactive_seconds=None) for _ in range(40)))
@@ -50,7 +50,7 @@ async def main(url, prefix, rounds):
     finally:
         await store.aclose()
 
-asyncio.run(main(*sys.argv[1:4]))
+asyncio.run(main(*sys.argv[1:5]))
 """
 
 
@@ -72,8 +72,8 @@ async def prefix(admin: aioredis.Redis) -> AsyncIterator[str]:
 @pytest.fixture
 async def stores(prefix: str) -> AsyncIterator[tuple[RedisPaceStore, RedisPaceStore]]:
     """Two stores on separate connection pools, as two processes have."""
-    first = RedisPaceStore.from_url(REDIS_URL, prefix=prefix)
-    second = RedisPaceStore.from_url(REDIS_URL, prefix=prefix)
+    first = RedisPaceStore.from_url(REDIS_URL, prefix=prefix, timeout=PATIENT_SECONDS)
+    second = RedisPaceStore.from_url(REDIS_URL, prefix=prefix, timeout=PATIENT_SECONDS)
     yield first, second
     await first.aclose()
     await second.aclose()
@@ -152,7 +152,8 @@ async def test_two_clients_and_a_process_never_overspend_the_bucket(
     key, rounds = "directory/a/t", 20
     await stores[0].seed(key, capacity=CAP, slots=0, slot_limit=0)
     child = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", CHILD, REDIS_URL, prefix, str(rounds), cwd=ROOT, env=clean_env(),
+        sys.executable, "-c", CHILD, REDIS_URL, prefix, str(rounds), str(PATIENT_SECONDS), cwd=ROOT,
+        env=clean_env(),
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
     assert child.stdin is not None
@@ -398,3 +399,37 @@ async def test_an_unreachable_redis_raises_store_unavailable_at_once() -> None:
             assert "127.0.0.1" not in str(raised.value)
     finally:
         await store.aclose()
+
+
+@pytest.mark.parametrize("seconds", [None, 1.5])
+async def test_a_redis_that_never_answers_raises_store_unavailable_after_the_timeout(
+    seconds: float | None,
+) -> None:
+    """A server that accepts the connection and says nothing: the step waits its timeout (the product's
+    half second unless `timeout` says otherwise), then raises; it never hangs."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    url = f"redis://127.0.0.1:{port}/0"
+    store = (
+        RedisPaceStore.from_url(url, prefix="m365connect-test:silent:")
+        if seconds is None
+        else RedisPaceStore.from_url(url, prefix="m365connect-test:silent:", timeout=seconds)
+    )
+    try:
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable, match="TimeoutError"):
+            await store.state(KEY, interactive_seconds=None)
+        waited = time.monotonic() - started
+        assert (0.5 if seconds is None else seconds) <= waited < 10.0
+        assert held  # it connected: the time went waiting for an answer
+    finally:
+        await store.aclose()
+        for writer in held:
+            writer.close()
+        server.close()
+        await server.wait_closed()

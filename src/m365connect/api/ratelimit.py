@@ -209,12 +209,20 @@ class RedisRateLimiter:
         self._failing = False
 
     @classmethod
-    def from_url(cls, url: str, policy: Policy, *, prefix: str = DEFAULT_REDIS_PREFIX) -> RedisRateLimiter:
-        """A limiter on its own connection pool; short timeouts so a dead Redis never stalls requests."""
+    def from_url(
+        cls,
+        url: str,
+        policy: Policy,
+        *,
+        prefix: str = DEFAULT_REDIS_PREFIX,
+        timeout: float = _REDIS_TIMEOUT_SECONDS,
+    ) -> RedisRateLimiter:
+        """A limiter on its own connection pool; short timeouts (`timeout` seconds to connect and to
+        answer) so a dead Redis never stalls requests."""
         client = aioredis.Redis.from_url(
             url,
-            socket_timeout=_REDIS_TIMEOUT_SECONDS,
-            socket_connect_timeout=_REDIS_TIMEOUT_SECONDS,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
             decode_responses=True,
         )
         return cls(client, policy, prefix=prefix)

@@ -212,13 +212,16 @@ class RedisPaceStore:
         self._pushback = client.register_script(_PRELUDE + _PUSHBACK)
 
     @classmethod
-    def from_url(cls, url: str, *, prefix: str = DEFAULT_PREFIX) -> RedisPaceStore:
-        """A store on its own connection pool. Short timeouts, and one immediate retry on a broken
-        connection only (a pooled socket Redis closed): a slow Redis fails fast, the pacer admits."""
+    def from_url(
+        cls, url: str, *, prefix: str = DEFAULT_PREFIX, timeout: float = _TIMEOUT_SECONDS
+    ) -> RedisPaceStore:
+        """A store on its own connection pool. Short timeouts (`timeout` seconds to connect and to
+        answer), and one immediate retry on a broken connection only (a pooled socket Redis closed): a
+        slow Redis fails fast, the pacer admits."""
         client = aioredis.Redis.from_url(
             url,
-            socket_timeout=_TIMEOUT_SECONDS,
-            socket_connect_timeout=_TIMEOUT_SECONDS,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
             decode_responses=True,
         )
