@@ -232,6 +232,36 @@ async def test_calls_taken_just_before_a_probe_witness_it_even_if_answered_first
     assert probes.outcomes[-1] == "raised"
 
 
+async def test_a_process_s_steps_reach_the_store_in_the_order_asked(stores: list[PaceStore]) -> None:
+    """A probe's held witnesses are counted when its release runs, so the steps of one process must run in
+    the order it asked for them: a call answered before the probe is released before it. 40 takes asked
+    for at once get the slots in the order asked (lowest first: a pool of Redis connections gave them out
+    of order), and releases asked for together, the calls beneath first, leave the probe unproven; several
+    rounds."""
+    store = stores[0]
+    key = budget_key("outlook", PaceScope("ordered-app", SCOPE.tenant_id))
+    await store.seed(key, capacity=1.0, slots=40, slot_limit=40)
+    for _ in range(3):
+        taken = await asyncio.gather(
+            *(
+                store.take_slots(key, holder=f"h{i}", n=1, lease=30.0, max_slots=40, interactive=False)
+                for i in range(40)
+            )
+        )
+        assert [t.slots for t in taken] == [(i,) for i in range(40)]
+        await asyncio.gather(
+            *(store.release(key, holder=f"h{i}", raise_to=None, max_slots=40) for i in range(40))
+        )
+    probes = Probes()
+    paced = pacer(store, probes, witness_seconds=0.001)
+    for _ in range(10):
+        inside, probe = await hold(paced, 2)
+        assert probe.probe
+        await asyncio.gather(paced.release(inside, proven=True), paced.release(probe, proven=True))
+        assert await limit_of(store) == (4, False)
+    assert probes.outcomes == ["unproven"] * 10
+
+
 async def test_a_429_halves_what_is_in_flight_and_holds_probing(stores: list[PaceStore]) -> None:
     first, second = pacer(stores[0]), pacer(stores[1])
     inside, probe = await hold(first, 2)

@@ -184,6 +184,31 @@ async def test_two_clients_and_a_process_never_overspend_the_bucket(
     assert within_budget(times, start=start, capacity=CAP, rate=RATE) == []
 
 
+async def test_an_interactive_step_does_not_queue_behind_background_steps(store: RedisPaceStore) -> None:
+    """Interactive callers have a connection of their own: with 200 background steps queued on the
+    store, an interactive request's steps (stamp, take, release) finish while most of those still wait."""
+    await store.seed(KEY, capacity=CAP, slots=4, slot_limit=4)
+    done = 0
+
+    async def background() -> None:
+        nonlocal done
+        await store.state(KEY, interactive_seconds=None)
+        done += 1
+
+    for _round in range(3):
+        done = 0
+        queued = [asyncio.create_task(background()) for _ in range(200)]
+        await asyncio.sleep(0)  # all 200 are in the background lane's line
+        assert await store.state(KEY, interactive_seconds=1.0) is not None
+        taken = await take(store, "interactive", 1, interactive=True)
+        assert len(taken.slots) == 1
+        await store.release(KEY, holder="interactive", raise_to=None, max_slots=8, interactive=True)
+        finished_before = done
+        await asyncio.gather(*queued)
+        assert done == 200
+        assert finished_before < 100, finished_before
+
+
 async def test_slots_are_taken_lowest_first_and_all_or_none(
     store: RedisPaceStore, admin: aioredis.Redis, prefix: str
 ) -> None:
@@ -427,6 +452,34 @@ async def test_a_redis_that_never_answers_raises_store_unavailable_after_the_tim
         waited = time.monotonic() - started
         assert (0.5 if seconds is None else seconds) <= waited < 10.0
         assert held  # it connected: the time went waiting for an answer
+    finally:
+        await store.aclose()
+        for writer in held:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_steps_queued_behind_one_redis_never_answers_fail_with_it() -> None:
+    """Steps run one at a time per lane, so 20 callers queued behind a step that times out would each
+    wait their own half second (10 s); they fail with it instead. A step asked for afterwards tries again."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    store = RedisPaceStore.from_url(f"redis://127.0.0.1:{port}/0", prefix="m365connect-test:silent:")
+    try:
+        for _round in range(2):
+            started = time.monotonic()
+            failed = await asyncio.gather(
+                *(store.state(KEY, interactive_seconds=None) for _ in range(20)), return_exceptions=True
+            )
+            assert all(isinstance(answer, StoreUnavailable) for answer in failed), failed
+            assert 0.5 <= time.monotonic() - started < 5.0
+            assert "queued before" in str(failed[-1])
     finally:
         await store.aclose()
         for writer in held:

@@ -17,6 +17,8 @@ the prefix would need a hash tag (`{...}`) to keep them in one hash slot.
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 import redis.asyncio as aioredis
@@ -197,13 +199,30 @@ def _flag(value: bool) -> str:
 
 
 class RedisPaceStore:
-    """The pacer's budgets in Redis, shared by every process on the same Redis and prefix. Steps run on
-    the client's connection pool, each on a connection of its own, so an interactive caller never waits
-    behind background ones here: `interactive` is accepted and not needed."""
+    """The pacer's budgets in Redis, shared by every process on the same Redis and prefix. Two lanes, each
+    one connection on which steps run one at a time in the order they were asked for: background callers
+    share one, interactive callers (a synchronous request is waiting) have their own, so an interactive
+    caller never waits behind background ones. The order matters: a probe's witnesses are the slots still
+    held when it is released (store.py), so a call answered before the probe must have its release run
+    before the probe's. A pool ran steps on whichever connection was free, and a release waiting for a new
+    connection ran after a later one: probes were proven by calls that had ended (docs/performance.md).
+    A step that fails (Redis did not answer in time) fails the steps queued behind it at once, so that a
+    Redis that hangs costs the waiting callers one timeout, not one each."""
 
-    def __init__(self, client: aioredis.Redis, *, prefix: str = DEFAULT_PREFIX) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        interactive_client: aioredis.Redis | None = None,
+    ) -> None:
         self.prefix = prefix
-        self._client = client
+        background = _Lane(client)
+        # By `interactive`; without a client of its own, interactive steps share the background lane.
+        self._lanes = {
+            False: background,
+            True: background if interactive_client is None else _Lane(interactive_client),
+        }
         self._seed = client.register_script(_PRELUDE + _SEED)
         self._take_units = client.register_script(_PRELUDE + _TAKE_UNITS)
         self._take_slots = client.register_script(_PRELUDE + _TAKE_SLOTS)
@@ -215,17 +234,20 @@ class RedisPaceStore:
     def from_url(
         cls, url: str, *, prefix: str = DEFAULT_PREFIX, timeout: float = _TIMEOUT_SECONDS
     ) -> RedisPaceStore:
-        """A store on its own connection pool. Short timeouts (`timeout` seconds to connect and to
-        answer), and one immediate retry on a broken connection only (a pooled socket Redis closed): a
-        slow Redis fails fast, the pacer admits."""
-        client = aioredis.Redis.from_url(
+        """A store on two connections of its own (the lanes). Short timeouts (`timeout` seconds to connect
+        and to answer), and one immediate retry on a broken connection only (a socket Redis closed): a slow
+        Redis fails fast, the pacer admits."""
+        pool = aioredis.ConnectionPool.from_url(
             url,
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
             decode_responses=True,
         )
-        return cls(client, prefix=prefix)
+        background, interactive = (
+            aioredis.Redis(connection_pool=pool, single_connection_client=True) for _ in range(2)
+        )
+        return cls(background, prefix=prefix, interactive_client=interactive)
 
     async def seed(
         self,
@@ -234,17 +256,19 @@ class RedisPaceStore:
         capacity: float,
         slots: int,
         slot_limit: int,
-        interactive: bool = False,  # noqa: ARG002 - the pool serves callers apart (the class says why)
+        interactive: bool = False,
     ) -> None:
         """Create the budget and its slots unless they exist (fields that exist are left as they are)."""
-        await self._run(self._seed, key, _number(capacity), str(int(slots)), str(int(slot_limit)))
+        await self._run(
+            self._seed, key, _number(capacity), str(int(slots)), str(int(slot_limit)), interactive=interactive
+        )
 
     async def take_units(
         self, key: str, *, cap: float, rate: float, slow: float, cost: float, interactive: bool
     ) -> bool:
         """Refill the bucket and take `cost` units, unless a pause or an interactive stamp blocks."""
         args = (_number(cap), _number(rate), _number(slow), _number(cost), _flag(interactive))
-        return int(await self._run(self._take_units, key, *args)) == 1
+        return int(await self._run(self._take_units, key, *args, interactive=interactive)) == 1
 
     async def take_slots(
         self,
@@ -260,7 +284,7 @@ class RedisPaceStore:
         """Hold the `n` lowest free slots allowed (probing when no hold runs), all or none; with them, the
         other holders' slots taken in the last `fresh` seconds."""
         args = (holder, str(int(n)), _number(lease), str(int(max_slots)), _flag(interactive), _number(fresh))
-        limit, recent, *slots = await self._run(self._take_slots, key, *args)
+        limit, recent, *slots = await self._run(self._take_slots, key, *args, interactive=interactive)
         return Taken(slots=tuple(int(slot) for slot in slots), slot_limit=int(limit), fresh=int(recent))
 
     async def release(
@@ -271,18 +295,18 @@ class RedisPaceStore:
         raise_to: int | None,
         max_slots: int,
         witnesses: int = 1,
-        interactive: bool = False,  # noqa: ARG002 - the pool serves callers apart (the class says why)
+        interactive: bool = False,
     ) -> bool:
         """Free `holder`'s slots; with `raise_to`, first raise `slot_limit` unless a hold runs or fewer
         than `witnesses` earlier holders still hold theirs."""
         raise_arg = "" if raise_to is None else str(int(raise_to))
         args = (holder, raise_arg, str(int(max_slots)), str(int(witnesses)))
-        return int(await self._run(self._release, key, *args)) == 1
+        return int(await self._run(self._release, key, *args, interactive=interactive)) == 1
 
     async def state(self, key: str, *, interactive_seconds: float | None) -> BudgetState | None:
         """The budget (None when it does not exist), stamped first with `interactive_seconds`."""
         fresh = "" if interactive_seconds is None else _number(interactive_seconds)
-        answer = await self._run(self._state, key, fresh)
+        answer = await self._run(self._state, key, fresh, interactive=interactive_seconds is not None)
         if answer is None:
             return None
         tokens, at, paused, slow, interactive, limit, hold, now = (float(value) for value in answer)
@@ -298,7 +322,7 @@ class RedisPaceStore:
         halve: bool,
         hold_for: float,
         sent_under: int = 0,
-        interactive: bool = False,  # noqa: ARG002 - the pool serves callers apart (the class says why)
+        interactive: bool = False,
     ) -> None:
         """Pause (emptying the bucket), slow, and halve the Outlook concurrency with a hold (once per
         event: not for a request sent under a higher limit than the current one)."""
@@ -310,21 +334,39 @@ class RedisPaceStore:
             _number(hold_for),
             str(int(sent_under)),
         )
-        await self._run(self._pushback, key, *args)
+        await self._run(self._pushback, key, *args, interactive=interactive)
 
     async def aclose(self) -> None:
-        """Close the connection pool."""
+        """Close both lanes and their pool."""
         try:
-            await self._client.aclose()
+            for client in {id(lane.client): lane.client for lane in self._lanes.values()}.values():
+                await client.aclose()
+            await self._lanes[False].client.connection_pool.aclose()
         except _ERRORS as exc:
             _unavailable(exc)
 
-    async def _run(self, script: AsyncScript, key: str, *args: str) -> Any:
+    async def _run(self, script: AsyncScript, key: str, *args: str, interactive: bool) -> Any:
         name = self.prefix + key
-        try:
-            return await script(keys=[name, name + ":slots"], args=list(args))
-        except _ERRORS as exc:
-            _unavailable(exc)
+        lane = self._lanes[interactive]
+        failures = lane.failures
+        async with lane.lock:
+            if lane.failures != failures:
+                raise StoreUnavailable("Redis did not answer a step queued before this one")
+            try:
+                return await script(keys=[name, name + ":slots"], args=list(args), client=lane.client)
+            except _ERRORS as exc:
+                lane.failures += 1
+                _unavailable(exc)
+
+
+@dataclass
+class _Lane:
+    """One connection (a single-connection client), the lock that runs its steps one at a time in the
+    order asked, and how many of its steps failed (a step queued before a failure fails with it)."""
+
+    client: aioredis.Redis
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    failures: int = 0
 
 
 def _unavailable(exc: BaseException) -> NoReturn:
