@@ -38,7 +38,7 @@ async def take(store):
 async def main(url, prefix, rounds, timeout):
     store = RedisPaceStore.from_url(url, prefix=prefix, timeout=float(timeout))
     try:
-        # Open the pool's connections now, so that the rounds overlap with the parent's.
+        # Open the lane's connection now, so that the rounds overlap with the parent's.
         await asyncio.gather(*(store.state("directory/a/t", interactive_seconds=None) for _ in range(40)))
         sys.stdout.write("ready\\n"); sys.stdout.flush()
         await asyncio.to_thread(sys.stdin.readline)
@@ -71,7 +71,7 @@ async def prefix(admin: aioredis.Redis) -> AsyncIterator[str]:
 
 @pytest.fixture
 async def stores(prefix: str) -> AsyncIterator[tuple[RedisPaceStore, RedisPaceStore]]:
-    """Two stores on separate connection pools, as two processes have."""
+    """Two stores on connections of their own, as two processes have."""
     first = RedisPaceStore.from_url(REDIS_URL, prefix=prefix, timeout=PATIENT_SECONDS)
     second = RedisPaceStore.from_url(REDIS_URL, prefix=prefix, timeout=PATIENT_SECONDS)
     yield first, second
