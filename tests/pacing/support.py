@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from m365connect.microsoft.pacing import PaceScope
 from m365connect.pacing.pacer import PacingPolicy
+from m365connect.pacing.store import PaceStore
 
 APP, TENANT = "0c1d2e3f-4a5b-4c6d-8e7f-901a2b3c4d5e", "1d2e3f40-5b6c-4d7e-9f80-a12b3c4d5e6f"
 SCOPE = PaceScope(APP, TENANT, interactive=True)
@@ -35,3 +37,31 @@ def within_budget(times: list[float], *, start: float, capacity: float, rate: fl
         if count > allowed:
             late.append(f"{count} units by +{at - start:.3f} s (at most {allowed:.1f})")
     return late
+
+
+async def interactive_steps_overtake(store: PaceStore, key: str) -> None:
+    """With 200 background steps queued on one process's store, an interactive request's steps (stamp, take,
+    release) finish while most of those are still waiting (on one connection they finished after all 200).
+    3 rounds."""
+    await store.seed(key, capacity=UNITS, slots=4, slot_limit=4)
+    done = 0
+
+    async def background() -> None:
+        nonlocal done
+        await store.state(key, interactive_seconds=None)
+        done += 1
+
+    for _round in range(3):
+        done = 0
+        queued = [asyncio.create_task(background()) for _ in range(200)]
+        await asyncio.sleep(0)  # all 200 are in the background lane's line
+        assert await store.state(key, interactive_seconds=1.0) is not None
+        taken = await store.take_slots(
+            key, holder="interactive", n=1, lease=30.0, max_slots=4, interactive=True
+        )
+        assert len(taken.slots) == 1
+        await store.release(key, holder="interactive", raise_to=None, max_slots=4, interactive=True)
+        finished_before = done
+        await asyncio.gather(*queued)
+        assert done == 200
+        assert finished_before < 100, finished_before

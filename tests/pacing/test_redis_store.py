@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 
 from m365connect.pacing.redis_store import RedisPaceStore
 from m365connect.pacing.store import StoreUnavailable, Taken
-from tests.pacing.support import within_budget
+from tests.pacing.support import interactive_steps_overtake, within_budget
 from tests.processes import clean_env
 from tests.redis_support import PATIENT_SECONDS, REDIS_URL, delete_keys, redis_admin
 
@@ -185,28 +185,8 @@ async def test_two_clients_and_a_process_never_overspend_the_bucket(
 
 
 async def test_an_interactive_step_does_not_queue_behind_background_steps(store: RedisPaceStore) -> None:
-    """Interactive callers have a connection of their own: with 200 background steps queued on the
-    store, an interactive request's steps (stamp, take, release) finish while most of those still wait."""
-    await store.seed(KEY, capacity=CAP, slots=4, slot_limit=4)
-    done = 0
-
-    async def background() -> None:
-        nonlocal done
-        await store.state(KEY, interactive_seconds=None)
-        done += 1
-
-    for _round in range(3):
-        done = 0
-        queued = [asyncio.create_task(background()) for _ in range(200)]
-        await asyncio.sleep(0)  # all 200 are in the background lane's line
-        assert await store.state(KEY, interactive_seconds=1.0) is not None
-        taken = await take(store, "interactive", 1, interactive=True)
-        assert len(taken.slots) == 1
-        await store.release(KEY, holder="interactive", raise_to=None, max_slots=8, interactive=True)
-        finished_before = done
-        await asyncio.gather(*queued)
-        assert done == 200
-        assert finished_before < 100, finished_before
+    """Interactive callers have a connection of their own, as with the database store."""
+    await interactive_steps_overtake(store, KEY)
 
 
 async def test_slots_are_taken_lowest_first_and_all_or_none(
@@ -426,12 +406,9 @@ async def test_an_unreachable_redis_raises_store_unavailable_at_once() -> None:
         await store.aclose()
 
 
-@pytest.mark.parametrize("seconds", [None, 1.5])
-async def test_a_redis_that_never_answers_raises_store_unavailable_after_the_timeout(
-    seconds: float | None,
-) -> None:
-    """A server that accepts the connection and says nothing: the step waits its timeout (the product's
-    half second unless `timeout` says otherwise), then raises; it never hangs."""
+@pytest.fixture
+async def silent_redis() -> AsyncIterator[tuple[str, list[asyncio.StreamWriter]]]:
+    """A server that accepts connections and never says a word: its URL and the connections it holds."""
     held: list[asyncio.StreamWriter] = []
 
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -439,11 +416,27 @@ async def test_a_redis_that_never_answers_raises_store_unavailable_after_the_tim
 
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        yield f"redis://127.0.0.1:{port}/0", held
+    finally:
+        for writer in held:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+
+
+@pytest.mark.parametrize("seconds", [None, 1.5])
+async def test_a_redis_that_never_answers_raises_store_unavailable_after_the_timeout(
+    silent_redis: tuple[str, list[asyncio.StreamWriter]], seconds: float | None
+) -> None:
+    """The step waits its timeout (the product's half second unless `timeout` says otherwise), then
+    raises; it never hangs."""
+    url, held = silent_redis
+    prefix = "m365connect-test:silent:"
     store = (
-        RedisPaceStore.from_url(url, prefix="m365connect-test:silent:")
+        RedisPaceStore.from_url(url, prefix=prefix)
         if seconds is None
-        else RedisPaceStore.from_url(url, prefix="m365connect-test:silent:", timeout=seconds)
+        else RedisPaceStore.from_url(url, prefix=prefix, timeout=seconds)
     )
     try:
         started = time.monotonic()
@@ -454,23 +447,14 @@ async def test_a_redis_that_never_answers_raises_store_unavailable_after_the_tim
         assert held  # it connected: the time went waiting for an answer
     finally:
         await store.aclose()
-        for writer in held:
-            writer.close()
-        server.close()
-        await server.wait_closed()
 
 
-async def test_steps_queued_behind_one_redis_never_answers_fail_with_it() -> None:
+async def test_steps_queued_behind_one_redis_never_answers_fail_with_it(
+    silent_redis: tuple[str, list[asyncio.StreamWriter]],
+) -> None:
     """Steps run one at a time per lane, so 20 callers queued behind a step that times out would each
     wait their own half second (10 s); they fail with it instead. A step asked for afterwards tries again."""
-    held: list[asyncio.StreamWriter] = []
-
-    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        held.append(writer)
-
-    server = await asyncio.start_server(silent, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    store = RedisPaceStore.from_url(f"redis://127.0.0.1:{port}/0", prefix="m365connect-test:silent:")
+    store = RedisPaceStore.from_url(silent_redis[0], prefix="m365connect-test:silent:")
     try:
         for _round in range(2):
             started = time.monotonic()
@@ -482,7 +466,3 @@ async def test_steps_queued_behind_one_redis_never_answers_fail_with_it() -> Non
             assert "queued before" in str(failed[-1])
     finally:
         await store.aclose()
-        for writer in held:
-            writer.close()
-        server.close()
-        await server.wait_closed()

@@ -23,7 +23,15 @@ from m365connect.db.engine import create_engine
 from m365connect.microsoft.pacing import Demand, PaceScope, Permit
 from m365connect.pacing.pacer import DatabasePacer, StorePacer, budget_key
 from m365connect.pacing.repository import DatabaseStore, PaceRepository
-from tests.pacing.support import BACKGROUND, SCOPE, UNITS, WINDOW, policy, within_budget
+from tests.pacing.support import (
+    BACKGROUND,
+    SCOPE,
+    UNITS,
+    WINDOW,
+    interactive_steps_overtake,
+    policy,
+    within_budget,
+)
 from tests.processes import clean_env, stop
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -129,35 +137,11 @@ async def test_two_processes_probing_at_once_never_hold_a_slot_twice(database_ur
 
 
 async def test_an_interactive_step_does_not_queue_behind_background_steps(database_url: str) -> None:
-    """The store serves interactive callers on a connection of their own: with 200 background steps
-    queued on one process's store, an interactive request's steps (stamp, take, release) finish while
-    most of those are still waiting (on one connection they finished after all 200)."""
+    """The store serves interactive callers on a connection of their own (tests/pacing/support.py)."""
     async with engines(database_url, 1) as (engine,):
         store = DatabaseStore(engine)
         try:
-            key = budget_key("outlook", SCOPE)
-            await store.seed(key, capacity=UNITS, slots=4, slot_limit=4)
-            done = 0
-
-            async def background() -> None:
-                nonlocal done
-                await store.state(key, interactive_seconds=None)
-                done += 1
-
-            for _round in range(3):
-                done = 0
-                queued = [asyncio.create_task(background()) for _ in range(200)]
-                await asyncio.sleep(0)  # all 200 are in the background lane's line
-                assert await store.state(key, interactive_seconds=1.0) is not None
-                taken = await store.take_slots(
-                    key, holder="interactive", n=1, lease=30.0, max_slots=4, interactive=True
-                )
-                assert len(taken.slots) == 1
-                await store.release(key, holder="interactive", raise_to=None, max_slots=4, interactive=True)
-                finished_before = done
-                await asyncio.gather(*queued)
-                assert done == 200
-                assert finished_before < 100, finished_before
+            await interactive_steps_overtake(store, budget_key("outlook", SCOPE))
         finally:
             await store.aclose()
 
