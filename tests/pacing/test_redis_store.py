@@ -6,6 +6,7 @@ stamp, and a Redis that does not answer."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import sys
 import time
@@ -187,6 +188,29 @@ async def test_two_clients_and_a_process_never_overspend_the_bucket(
 async def test_an_interactive_step_does_not_queue_behind_background_steps(store: RedisPaceStore) -> None:
     """Interactive callers have a connection of their own, as with the database store."""
     await interactive_steps_overtake(store, KEY)
+
+
+async def test_a_step_cancelled_in_flight_leaves_its_lane_answering_the_right_steps(
+    store: RedisPaceStore,
+) -> None:
+    """A lane is one connection: a step cancelled after it was sent must not leave its answer on the
+    connection for the next step to read (redis-py drops the connection; the next step opens another).
+    300 rounds, each cancelling a step of one budget at a different point, then reading another budget."""
+    await store.seed(KEY, capacity=CAP, slots=8, slot_limit=8)
+    await store.seed("outlook/other", capacity=CAP, slots=2, slot_limit=2)
+    cancelled = 0
+    for i in range(300):
+        step = asyncio.create_task(store.state("outlook/other", interactive_seconds=None))
+        await asyncio.sleep((0.0, 0.0, 0.00005, 0.0001, 0.0002)[i % 5])
+        if not step.done():
+            step.cancel()
+            cancelled += 1
+        with contextlib.suppress(asyncio.CancelledError):
+            await step
+        state = await store.state(KEY, interactive_seconds=None)
+        assert state is not None
+        assert state.slot_limit == 8, i
+    assert cancelled > 0
 
 
 async def test_slots_are_taken_lowest_first_and_all_or_none(
