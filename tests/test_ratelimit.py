@@ -164,7 +164,12 @@ async def test_two_instances_sharing_redis_share_one_budget(
     settings: Settings, api_key: str, redis_client: aioredis.Redis
 ) -> None:
     async with _apps(
-        settings, 2, redis_url=REDIS_URL, rate_limit_burst=6, rate_limit_per_minute=6
+        settings,
+        2,
+        redis_url=REDIS_URL,
+        redis_timeout_seconds=PATIENT_SECONDS,
+        rate_limit_burst=6,
+        rate_limit_per_minute=6,
     ) as clients:
         statuses = [
             (await clients[i % 2].get(CREDENTIALS, headers=headers(api_key))).status_code for i in range(10)
@@ -193,3 +198,21 @@ async def test_unreachable_redis_fails_open_with_one_warning(
     # One per limiter: the API keys' buckets and the addresses' failure budgets (the gate checks it first).
     assert sorted(getattr(r, "keys", "") for r in warnings) == [FAILURES_REDIS_PREFIX, DEFAULT_REDIS_PREFIX]
     assert api_key not in caplog.text
+
+
+@pytest.mark.parametrize("seconds", [0, -1, 31])
+def test_the_redis_timeout_is_a_positive_number_of_seconds_up_to_30(seconds: float) -> None:
+    with pytest.raises(ValueError, match="redis_timeout_seconds"):
+        Settings(redis_timeout_seconds=seconds)
+
+
+async def test_the_redis_timeout_setting_reaches_both_limiters(settings: Settings) -> None:
+    """M365CONNECT_REDIS_TIMEOUT_SECONDS: the API keys' limiter and the failure budget connect and wait
+    that long (the pacer's Redis store: tests/pacing/test_adaptive_outlook.py)."""
+    async with open_state(
+        settings.model_copy(update={"redis_url": REDIS_URL, "redis_timeout_seconds": 2.5})
+    ) as state:
+        for limiter in (state.limiter, state.failures):
+            assert isinstance(limiter, RedisRateLimiter)
+            kwargs = limiter._client.connection_pool.connection_kwargs
+            assert (kwargs["socket_timeout"], kwargs["socket_connect_timeout"]) == (2.5, 2.5)

@@ -82,6 +82,8 @@ class Settings(BaseSettings):
     metrics_enabled: bool = True
     # Abuse limits
     redis_url: str | None = Field(default=None, repr=False)
+    # Seconds to connect to Redis and for each answer, before the caller goes on without it.
+    redis_timeout_seconds: float = Field(default=0.5, gt=0, le=30)
     rate_limit_per_minute: int = Field(default=600, ge=1)
     rate_limit_burst: int = Field(default=100, ge=1)
     max_json_depth: int = Field(default=32, ge=2)

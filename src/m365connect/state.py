@@ -145,7 +145,8 @@ def build_pacer(settings: Settings, engine: AsyncEngine, *, observer: PaceObserv
     policy = pacing_policy(settings)
     if settings.graph_pacing_store == "redis":
         assert settings.redis_url is not None  # settings refuse redis without a URL
-        return StorePacer(RedisPaceStore.from_url(settings.redis_url), policy, observer=observer)
+        store = RedisPaceStore.from_url(settings.redis_url, timeout=settings.redis_timeout_seconds)
+        return StorePacer(store, policy, observer=observer)
     return DatabasePacer(engine, policy, observer=observer)
 
 
@@ -238,11 +239,13 @@ async def open_state(settings: Settings, *, metrics: Metrics | None = None) -> A
         redis_url=settings.redis_url,
         per_minute=settings.rate_limit_per_minute,
         burst=settings.rate_limit_burst,
+        redis_timeout=settings.redis_timeout_seconds,
     )
     failures = build_failure_budget(
         redis_url=settings.redis_url,
         per_minute=settings.auth_failures_per_minute,
         burst=settings.auth_failures_burst,
+        redis_timeout=settings.redis_timeout_seconds,
     )
     sessions = create_session_factory(engine)
     pacer = build_pacer(settings, engine, observer=metrics.pacing) if settings.graph_pacing else None

@@ -25,10 +25,10 @@ from m365connect.state import AppState, open_state
 from tests.console.pages import SIGN_IN, csrf_of, sign_in, signed_in_csrf
 from tests.factories import MAILBOXES, bulk, create_credential
 from tests.processes import free_port
+from tests.redis_support import PATIENT_SECONDS, REDIS_URL
 
 CREDENTIALS_PAGE = "/console/credentials"
 CREDENTIALS_API = "/rest/v2/mailboxes/microsoft/credentials"
-REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 @pytest.fixture
@@ -250,7 +250,12 @@ async def _replicas(settings: Settings, address: str) -> AsyncIterator[list[http
 
 async def test_replicas_sharing_redis_share_one_failure_budget(settings: Settings, api_key: str) -> None:
     shared = settings.model_copy(
-        update={"redis_url": REDIS_URL, "auth_failures_burst": 3, "auth_failures_per_minute": 1}
+        update={
+            "redis_url": REDIS_URL,
+            "redis_timeout_seconds": PATIENT_SECONDS,  # a loaded machine stalled past the half second
+            "auth_failures_burst": 3,
+            "auth_failures_per_minute": 1,
+        }
     )
     address = f"2001:db8::{secrets.token_hex(2)}:{secrets.token_hex(2)}"  # this test's own bucket
     redis = aioredis.Redis.from_url(REDIS_URL, decode_responses=True)

@@ -268,18 +268,24 @@ class RedisRateLimiter:
         await self._client.aclose()
 
 
-def build_rate_limiter(*, redis_url: str | None, per_minute: int, burst: int) -> RateLimiter:
+def build_rate_limiter(
+    *, redis_url: str | None, per_minute: int, burst: int, redis_timeout: float = _REDIS_TIMEOUT_SECONDS
+) -> RateLimiter:
     """Redis-backed when a URL is configured, in-process otherwise."""
     policy = Policy(per_minute=per_minute, burst=burst)
     if redis_url:
-        return RedisRateLimiter.from_url(redis_url, policy)
+        return RedisRateLimiter.from_url(redis_url, policy, timeout=redis_timeout)
     return MemoryRateLimiter(policy)
 
 
-def build_failure_budget(*, redis_url: str | None, per_minute: int, burst: int) -> FailureBudget:
+def build_failure_budget(
+    *, redis_url: str | None, per_minute: int, burst: int, redis_timeout: float = _REDIS_TIMEOUT_SECONDS
+) -> FailureBudget:
     """The per-address budget of failed authentications: in Redis when a URL is configured (one budget
     for every replica), in this process otherwise (one budget per process)."""
     policy = Policy(per_minute=per_minute, burst=burst)
     if redis_url:
-        return RedisRateLimiter.from_url(redis_url, policy, prefix=FAILURES_REDIS_PREFIX)
+        return RedisRateLimiter.from_url(
+            redis_url, policy, prefix=FAILURES_REDIS_PREFIX, timeout=redis_timeout
+        )
     return MemoryRateLimiter(policy)
