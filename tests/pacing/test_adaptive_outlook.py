@@ -363,10 +363,8 @@ async def test_the_budgets_live_in_the_database_unless_redis_is_configured(tmp_p
             observer=NoPaceObserver(),
         )
         assert isinstance(on_redis.store, RedisPaceStore)
-        pool = on_redis.store._lanes[False].client.connection_pool
-        assert (
-            pool.connection_kwargs["socket_timeout"] == PATIENT_SECONDS
-        )  # M365CONNECT_REDIS_TIMEOUT_SECONDS
+        pool = on_redis.store._lanes[False].client.connection_pool  # M365CONNECT_REDIS_TIMEOUT_SECONDS:
+        assert pool.connection_kwargs["socket_timeout"] == PATIENT_SECONDS
         scope = PaceScope(f"app-{uuid.uuid4().hex}", "tenant", interactive=False)
         permit = await on_redis.acquire(scope, Demand(units=1, outlook=2), deadline=soon())
         assert permit is not None
