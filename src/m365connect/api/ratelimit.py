@@ -269,7 +269,7 @@ class RedisRateLimiter:
 
 
 def build_rate_limiter(
-    *, redis_url: str | None, per_minute: int, burst: int, redis_timeout: float = _REDIS_TIMEOUT_SECONDS
+    *, redis_url: str | None, per_minute: int, burst: int, redis_timeout: float
 ) -> RateLimiter:
     """Redis-backed when a URL is configured, in-process otherwise."""
     policy = Policy(per_minute=per_minute, burst=burst)
@@ -279,7 +279,7 @@ def build_rate_limiter(
 
 
 def build_failure_budget(
-    *, redis_url: str | None, per_minute: int, burst: int, redis_timeout: float = _REDIS_TIMEOUT_SECONDS
+    *, redis_url: str | None, per_minute: int, burst: int, redis_timeout: float
 ) -> FailureBudget:
     """The per-address budget of failed authentications: in Redis when a URL is configured (one budget
     for every replica), in this process otherwise (one budget per process)."""
