@@ -31,6 +31,7 @@ class RecordingPacer:
         self.proven: list[bool] = []
         self.log: list[str] = []  # what it was told, in order
         self.sent_under: list[int] = []
+        self.probe_told: list[bool] = []  # pushback's `probe`: a refused probe leaves the limit
         self.pushbacks: list[tuple[Kind, float | None, float | None, int]] = []
         self.in_flight = 0
 
@@ -66,10 +67,12 @@ class RecordingPacer:
         pressure: float | None,
         throttled: int = 0,
         sent_under: int = 0,
+        probe: bool = False,
     ) -> None:
         assert scope == SCOPE
         self.pushbacks.append((kind, retry_after, pressure, throttled))
         self.sent_under.append(sent_under)
+        self.probe_told.append(probe)
         self.log.append("pushback")
 
 
@@ -226,9 +229,10 @@ async def test_a_throttled_probe_is_not_proven_and_its_item_goes_again_at_once(
     assert graph.batches == [[requests[0].url], [request.url for request in requests]]
     assert sorted(statuses.seen) == [200] * 6 + [429]  # every answer counted, the refused one too
     assert statuses.waits == []
-    # The pushback is told before the probe's release, and the probe is not proven. It halves the limit
-    # but pauses nothing (no Retry-After passed on): the probe alone was above the limit.
+    # The pushback is told before the probe's release, and the probe is not proven. It holds probing but
+    # neither halves the limit nor pauses anything (no Retry-After passed on): the probe alone was above it.
     assert pacer.pushbacks[0] == ("outlook", None, None, 1)
+    assert pacer.probe_told[0] is True
     assert pacer.log[:2] == ["pushback", "release"]
     assert pacer.sent_under[0] == 4  # the limit the probe was sent under: a later halving is not repeated
     assert pacer.released[0].probe

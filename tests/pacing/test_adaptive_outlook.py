@@ -159,6 +159,49 @@ async def test_a_refused_probe_leaves_the_limit(
     assert limit_logs(caplog) == [("pacing.outlook.refused", SCOPE.app_id, 4, None)]
 
 
+@pytest.mark.parametrize(("beneath", "probe_slots"), [(4, 1), (2, 3), (4, 4)])  # 5, 7 and 8 held
+async def test_a_refused_probe_keeps_the_limit_it_probed_above_and_holds_probing(
+    stores: list[PaceStore], beneath: int, probe_slots: int
+) -> None:
+    """Microsoft refused the one call above the limit; the calls beneath ran. The limit stays at 4 for
+    every process, whatever happens to be held when the refusal is told (halving what was held left an
+    app at 2 or 3 for the hold's hour, by chance: 5 held -> 2), and a hold stops the next probe."""
+    first, second = pacer(stores[0]), pacer(stores[1])
+    inside = await first.acquire(BACKGROUND, Demand(outlook=beneath), deadline=soon())
+    assert inside is not None
+    await asyncio.sleep(0.002)
+    if beneath < 4:  # another caller holds the rest of the limit
+        rest = await first.acquire(BACKGROUND, Demand(outlook=4 - beneath), deadline=soon())
+        assert rest is not None
+        assert not rest.probe
+        await asyncio.sleep(0.002)
+    probe = await first.acquire(BACKGROUND, Demand(outlook=probe_slots), deadline=soon())
+    assert probe is not None
+    assert probe.probe
+    assert probe.limit == 4
+    # What graph.py tells of a refused probe, before its release.
+    await first.pushback(
+        SCOPE, "outlook", retry_after=None, pressure=None, throttled=1, sent_under=probe.limit, probe=True
+    )
+    await first.release(probe, proven=False)
+    assert await limit_of(stores[1]) == (4, True)
+    # The hold: 4 in flight in the other process, and a fifth is no probe.
+    if beneath < 4:
+        await first.release(rest)
+    await first.release(inside)
+    (held,) = await hold(second, 1)
+    assert await second.acquire(BACKGROUND, Demand(outlook=1), deadline=soon(0.3)) is None
+    await second.release(held, proven=True)
+    assert await limit_of(stores[0]) == (4, True)
+    # An ordinary 429 under that limit still halves what is in flight: 4 held -> 2.
+    (throttled,) = await hold(first, 1)
+    await first.pushback(
+        SCOPE, "outlook", retry_after=None, pressure=None, throttled=1, sent_under=throttled.limit
+    )
+    await first.release(throttled)
+    assert await limit_of(stores[0]) == (2, True)
+
+
 async def test_a_probe_proves_nothing_once_the_calls_beneath_it_have_ended(stores: list[PaceStore]) -> None:
     """Microsoft lets a probe through when the calls under the limit ended before it arrived, even if
     their answers are not in here yet: only calls still held when the probe is answered, taken before it,

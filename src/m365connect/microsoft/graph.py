@@ -341,8 +341,9 @@ class GraphClient:
         probe: bool = False,
     ) -> set[Kind]:
         """Tell the pacer, once per budget kind, its 429s' longest Retry-After and the highest pressure;
-        the kinds Microsoft pushed back on. A refused probe's Outlook 429s halve the limit but pause
-        nothing: the probe alone was above the limit, and the calls within it may go on."""
+        the kinds Microsoft pushed back on. A refused probe's Outlook 429s hold probing but neither halve
+        the limit nor pause anything: the probe alone was above the limit, and the calls within it may go
+        on."""
         assert self._pacer is not None
         waits: dict[Kind, float] = {}
         counts: dict[Kind, int] = {}
@@ -369,6 +370,7 @@ class GraphClient:
                 pressure=pressures.get(kind),
                 throttled=counts.get(kind, 0),
                 sent_under=sent_under,
+                probe=probe and kind == "outlook",
             )
         return set(waits) | set(pressures)
 

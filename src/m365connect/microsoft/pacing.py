@@ -110,11 +110,13 @@ class Pacer(Protocol):
         pressure: float | None,
         throttled: int = 0,
         sent_under: int = 0,
+        probe: bool = False,
     ) -> None:
         """Microsoft pushed back on `kind`: `throttled` items answered 429, the longest `retry_after`
         seconds (pause the scope for every process), and the highest throttle-limit percentage
         `pressure` (slow down); `sent_under`: the Outlook limit the request was sent under (a 429 of
-        a request sent before an earlier halving does not halve again)."""
+        a request sent before an earlier halving does not halve again); `probe`: the request was a probe
+        above that limit, so a 429 refused only what was above it (the limit stays, it does not halve)."""
         ...
 
 

@@ -242,10 +242,13 @@ class StorePacer:
         pressure: float | None,
         throttled: int = 0,
         sent_under: int = 0,
+        probe: bool = False,
     ) -> None:
         """Pause the budget for every process until Retry-After; slow its refill under pressure; an Outlook
         429 halves the calls let in flight and holds probing (call it before releasing the permit), once
-        per event: not when the throttled request was sent under a higher limit (`sent_under`) than now."""
+        per event: not when the throttled request was sent under a higher limit (`sent_under`) than now.
+        A refused `probe` holds probing and leaves the limit it probed above (`sent_under`): Microsoft
+        refused only the call above it, the calls beneath ran."""
         slowed = pressure is not None and pressure > self.policy.slow_threshold and kind == "directory"
         pause = retry_after if retry_after and retry_after > 0 else 0.0
         halve = kind == "outlook" and throttled > 0 and self.policy.outlook_scope == "app"
@@ -263,6 +266,7 @@ class StorePacer:
                 halve=halve,
                 hold_for=self.policy.outlook_hold_seconds,
                 sent_under=sent_under,
+                probe=probe,
                 interactive=scope.interactive,
             )
         except _STORE_ERRORS as exc:

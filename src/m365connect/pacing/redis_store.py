@@ -169,7 +169,7 @@ answer[8] = fmt(now)
 return answer
 """
 
-# ARGV = pause, empty (1/0), slow_for, halve (1/0), hold_for.
+# ARGV = pause, empty (1/0), slow_for, halve (1/0), hold_for, sent_under, probe (1/0).
 _PUSHBACK = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local b = redis.call('HMGET', KEYS[1], 'paused_until', 'slow_until', 'slot_limit', 'hold_until')
@@ -180,8 +180,13 @@ if pause > 0 then
 end
 if slow_for > 0 then redis.call('HSET', KEYS[1], 'slow_until', fmt(math.max(num(b[2]), now + slow_for))) end
 if ARGV[4] == '1' and num(b[3]) >= tonumber(ARGV[6]) then
-  local in_flight = held(redis.call('HVALS', KEYS[2]), nil, nil, nil)
-  local limit = math.max(1, math.min(num(b[3]), math.floor(in_flight / 2)))
+  local limit
+  if ARGV[7] == '1' then
+    limit = math.min(num(b[3]), tonumber(ARGV[6]))
+  else
+    local in_flight = held(redis.call('HVALS', KEYS[2]), nil, nil, nil)
+    limit = math.max(1, math.min(num(b[3]), math.floor(in_flight / 2)))
+  end
   local hold = math.max(num(b[4]), now + tonumber(ARGV[5]))
   redis.call('HSET', KEYS[1], 'slot_limit', int(limit), 'hold_until', fmt(hold))
 end
@@ -322,10 +327,12 @@ class RedisPaceStore:
         halve: bool,
         hold_for: float,
         sent_under: int = 0,
+        probe: bool = False,
         interactive: bool = False,
     ) -> None:
         """Pause (emptying the bucket), slow, and halve the Outlook concurrency with a hold (once per
-        event: not for a request sent under a higher limit than the current one)."""
+        event: not for a request sent under a higher limit than the current one; a refused probe's
+        limit goes back to the one it probed above instead)."""
         args = (
             _number(pause),
             _flag(empty),
@@ -333,6 +340,7 @@ class RedisPaceStore:
             _flag(halve),
             _number(hold_for),
             str(int(sent_under)),
+            _flag(probe),
         )
         await self._run(self._pushback, key, *args, interactive=interactive)
 

@@ -112,6 +112,10 @@ class Statements:
         )
         paused = f"{number('pause')} > 0"
         halving = f"{integer('halve')} = 1 AND slot_limit >= {integer('sent_under')}"
+        halved = (
+            f"CASE WHEN {integer('probe')} = 1 THEN {least}(slot_limit, {integer('sent_under')}) "
+            f"ELSE {greatest}(1, {least}(slot_limit, {held()} / 2)) END"
+        )
         self.pushback = text(
             "UPDATE graph_pace_budgets SET "
             f"paused_until = CASE WHEN {paused} THEN {greatest}(paused_until, {now} + {number('pause')}) "
@@ -120,8 +124,7 @@ class Statements:
             f"at = CASE WHEN {paused} AND {integer('empty')} = 1 THEN {now} ELSE at END, "
             f"slow_until = CASE WHEN {number('slow_for')} > 0 "
             f"THEN {greatest}(slow_until, {now} + {number('slow_for')}) ELSE slow_until END, "
-            f"slot_limit = CASE WHEN {halving} "
-            f"THEN {greatest}(1, {least}(slot_limit, {held()} / 2)) ELSE slot_limit END, "
+            f"slot_limit = CASE WHEN {halving} THEN {halved} ELSE slot_limit END, "
             f"hold_until = CASE WHEN {halving} "
             f"THEN {greatest}(hold_until, {now} + {number('hold_for')}) ELSE hold_until END "
             "WHERE key = :key"
@@ -328,11 +331,13 @@ class DatabaseStore:
         halve: bool,
         hold_for: float,
         sent_under: int = 0,
+        probe: bool = False,
         interactive: bool = False,
     ) -> None:
         """See PaceStore.pushback."""
         params = {
             "sent_under": sent_under,
+            "probe": int(probe),
             "key": key,
             "pause": pause,
             "empty": int(empty),
