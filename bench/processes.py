@@ -57,8 +57,9 @@ class Child:
         return float(psutil.Process(self.pid).memory_info().rss) / 2**20
 
     def stop(self) -> None:
-        """SIGINT, then SIGKILL after 10 s; idempotent."""
-        stop([self.proc], signum=signal.SIGINT)
+        """SIGINT, then SIGKILL after 10 s (300 s under M365BENCH_PROFILE: the profiler writes its report
+        on the way out, which takes minutes after a long run); idempotent."""
+        stop([self.proc], signum=signal.SIGINT, grace=300.0 if os.environ.get("M365BENCH_PROFILE") else 10.0)
         if self.log is not None:
             self.log.close()
 
@@ -99,12 +100,17 @@ def start_service(env: dict[str, str], port: int, log_path: Path) -> Child:
     command = [CLI, "serve", "--port", str(port)]
     profile = os.environ.get("M365BENCH_PROFILE")  # a directory: one pyinstrument report per service
     if profile:
-        # M365BENCH_PROFILE_RENDERER=pstats writes a file for `python -m pstats` (flat and cumulative times).
+        # M365BENCH_PROFILE_RENDERER=pstats writes a file for `python -m pstats` (flat and cumulative times);
+        # =cprofile runs the service under cProfile instead of pyinstrument's sampler (slower, exact counts).
         renderer = os.environ.get("M365BENCH_PROFILE_RENDERER", "text")
         Path(profile).mkdir(parents=True, exist_ok=True)
         report = Path(profile) / f"service-{port}.{'txt' if renderer == 'text' else renderer}"
-        options = ["--show-all"] if renderer == "text" else []
-        command = [PYTHON, "-m", "pyinstrument", "-r", renderer, *options, "-o", str(report), *command]
+        if renderer == "cprofile":  # deterministic: exact call counts and self times, for `python -m pstats`
+            report = report.with_suffix(".cprofile")
+            command = [PYTHON, "-m", "cProfile", "-o", str(report), *command]
+        else:
+            options = ["--show-all"] if renderer == "text" else []
+            command = [PYTHON, "-m", "pyinstrument", "-r", renderer, *options, "-o", str(report), *command]
     proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     child = Child(proc, log)
     try:

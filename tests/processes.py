@@ -53,13 +53,15 @@ class Children:
         stop(self.started)
 
 
-def stop(children: Iterable[subprocess.Popen[Any]], *, signum: int = signal.SIGTERM) -> None:
-    """Send each child still running `signum` (default SIGTERM); kill those that linger past 10 s."""
+def stop(
+    children: Iterable[subprocess.Popen[Any]], *, signum: int = signal.SIGTERM, grace: float = 10.0
+) -> None:
+    """Send each child still running `signum` (default SIGTERM); kill those that linger past `grace` s."""
     for child in children:
         if child.poll() is None:
             child.send_signal(signum)
             try:
-                child.wait(timeout=10)
+                child.wait(timeout=grace)
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.wait()
