@@ -67,4 +67,8 @@ def test_a_tiny_run_finishes_and_reports_every_figure(tmp_path: Path) -> None:
     assert [r["connected"] for r in report["result"]["small_idle"]] == [10]
     assert report["result"]["sync_off"]["connected"] == 20
     assert report["result"]["peak_rss_mb"][0] > 0
+    # Each app's learnt Outlook limit at the end, read from the pacer's budgets: the 2 job apps and the
+    # other account's (a refused probe keeps the limit at 4; a halving would show here).
+    assert sum(report["result"]["outlook_limits"].values()) == 3
+    assert "apps per learnt Outlook limit" in done.stdout.decode()
     assert "time to finish" in done.stdout.decode()
