@@ -64,8 +64,18 @@ def directory_units(knobs: dict[str, Any], users: int) -> int:
     return int(knobs[f"directory_units_{size}"])
 
 
-async def forget_outlook_limits(url: str) -> None:
-    """Every Outlook budget back to where a new app starts: 4 calls in flight, no hold."""
+async def forget_outlook_limits(url: str, redis_url: str | None) -> None:
+    """Every Outlook budget back to where a new app starts: 4 calls in flight, no hold (in Redis when the
+    pacer keeps its budgets there)."""
+    if redis_url:
+        client = aioredis.Redis.from_url(redis_url)
+        try:
+            async for name in client.scan_iter(match=f"{DEFAULT_PREFIX}outlook/*"):
+                if not name.endswith(b":slots"):
+                    await client.hset(name, mapping={"slot_limit": "4", "hold_until": "0"})
+        finally:
+            await client.aclose()
+        return
     engine = create_engine(url)
     try:
         async with engine.begin() as connection:
@@ -404,7 +414,7 @@ def measure_on(
             # The budgets-off request taught the pacer that this app may have up to 32 Outlook calls in
             # flight; Microsoft does not change its rules between two requests, the simulator here does.
             # So the budgets-on request starts from what a new app starts from (4, no hold).
-            asyncio.run(forget_outlook_limits(url))
+            asyncio.run(forget_outlook_limits(url, args.redis))
             set_budgets(sim, enabled=True)
             result["sync_on"] = other.bulk(args.sync_size) | {"graph": graph_figures(sim)}
         set_budgets(sim, enabled=True)
