@@ -182,7 +182,7 @@ if slow_for > 0 then redis.call('HSET', KEYS[1], 'slow_until', fmt(math.max(num(
 if ARGV[4] == '1' and num(b[3]) >= tonumber(ARGV[6]) then
   local limit
   if ARGV[7] == '1' then
-    limit = math.min(num(b[3]), tonumber(ARGV[6]))
+    limit = math.max(1, math.min(num(b[3]), tonumber(ARGV[6])))
   else
     local in_flight = held(redis.call('HVALS', KEYS[2]), nil, nil, nil)
     limit = math.max(1, math.min(num(b[3]), math.floor(in_flight / 2)))

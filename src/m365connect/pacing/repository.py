@@ -112,9 +112,10 @@ class Statements:
         )
         paused = f"{number('pause')} > 0"
         halving = f"{integer('halve')} = 1 AND slot_limit >= {integer('sent_under')}"
+        # A refused probe: back to the limit it probed above; any other 429: half of what is held.
         halved = (
-            f"CASE WHEN {integer('probe')} = 1 THEN {least}(slot_limit, {integer('sent_under')}) "
-            f"ELSE {greatest}(1, {least}(slot_limit, {held()} / 2)) END"
+            f"{greatest}(1, CASE WHEN {integer('probe')} = 1 "
+            f"THEN {least}(slot_limit, {integer('sent_under')}) ELSE {least}(slot_limit, {held()} / 2) END)"
         )
         self.pushback = text(
             "UPDATE graph_pace_budgets SET "

@@ -147,7 +147,8 @@ class PaceStore(Protocol):
         """Microsoft pushed back. `pause` > 0: paused_until = max(it, now + pause), and with `empty` the
         bucket is emptied (tokens 0 at now). `slow_for` > 0: slow_until = max(it, now + slow_for).
         `halve`, unless `sent_under` > slot_limit: slot_limit = max(1, min(slot_limit, held // 2)) (with
-        `probe`, a refused probe: slot_limit = min(slot_limit, sent_under), the limit it probed above)
+        `probe`, a refused probe: slot_limit = max(1, min(slot_limit, sent_under)), the limit it probed
+        above)
         and hold_until = max(it, now + hold_for)."""
         ...
 
