@@ -43,7 +43,12 @@ class Children:
         assert EXECUTABLE.exists(), EXECUTABLE
         with log.open("wb") as output:
             child = subprocess.Popen(
-                [str(EXECUTABLE), *args], cwd=cwd, env=env, stdout=output, stderr=subprocess.STDOUT
+                [str(EXECUTABLE), *args],
+                cwd=cwd,
+                env=env,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                preexec_fn=default_sigint,
             )
         self.started.append(child)
         return child
@@ -93,8 +98,10 @@ def wait_until_healthy(
             time.sleep(0.05)
 
 
-def _default_sigint() -> None:
-    # A child of a shell's background job inherits SIGINT ignored; a terminal's Ctrl-C is what we test.
+def default_sigint() -> None:
+    """A child's `preexec_fn`: SIGINT at its default. A child of a shell's background job (without job
+    control) inherits SIGINT ignored, and a test of Ctrl-C then waits for a process that never stops; a
+    terminal's Ctrl-C is what the tests mean."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
@@ -108,7 +115,7 @@ def start_until_started(
     (`worker.started` in its log, which needs M365CONNECT_LOG_LEVEL=INFO)."""
     with log.open("wb") as output:
         child = subprocess.Popen(
-            args, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT, preexec_fn=_default_sigint
+            args, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT, preexec_fn=default_sigint
         )
     children.started.append(child)
     deadline = time.monotonic() + 30

@@ -27,7 +27,7 @@ from m365connect.demo.scenario import (
 )
 from tests import scenario_values as sv
 from tests.certificates import REGISTERED, load
-from tests.processes import stop
+from tests.processes import default_sigint, stop
 
 ROOT = Path(__file__).resolve().parent.parent
 EXECUTABLE = Path(sys.executable).parent / "m365connect"
@@ -161,6 +161,7 @@ def _start_serving_demo(
             stdout=output,
             stderr=subprocess.STDOUT,
             text=True,
+            preexec_fn=default_sigint,
         )
     spawn.append(child)
     deadline = time.monotonic() + TIMEOUT
@@ -231,7 +232,13 @@ def _try_events_tail_and_webhooks_list(
     assert listed.returncode == 0, listed.stdout + listed.stderr
     assert re.search(r"http://127\.0\.0\.1:\d+/hook", listed.stdout), listed.stdout
     following = subprocess.Popen(
-        shlex.split(tail), env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        shlex.split(tail),
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=default_sigint,
     )
     spawn.append(following)
     assert following.stdout is not None

@@ -17,6 +17,7 @@ import pytest
 
 from m365connect.simulator import FakeMicrosoft, load_scenario
 from m365connect.simulator.threaded import bind
+from tests.processes import default_sigint
 
 from .example import CONTOSO, EXAMPLE, token_form
 
@@ -127,20 +128,24 @@ def test_serve_forever_prints_where_it_listens_and_stops_on_ctrl_c() -> None:
     code = f"import m365connect.simulator as s; s.serve_forever({str(EXAMPLE)!r}, port=0, dns_port=0)"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with subprocess.Popen(
-        [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env, preexec_fn=default_sigint
     ) as process:
-        assert process.stdout is not None
-        lines = []
-        while not lines or not lines[-1].startswith("Press Ctrl-C"):
-            line = process.stdout.readline()
-            assert line, "serve_forever exited early"
-            lines.append(line)
-        base_url = next(line.split()[-1] for line in lines if "base URL" in line)
-        ca_path = next(line.split()[-1] for line in lines if "CA certificate" in line)
-        with httpx.Client(verify=ssl.create_default_context(cafile=ca_path)) as client:
-            assert client.get(f"{base_url}/_simulator/stats").status_code == 200
-        process.send_signal(signal.SIGINT)
-        remaining, _ = process.communicate(timeout=10)
+        try:
+            assert process.stdout is not None
+            lines = []
+            while not lines or not lines[-1].startswith("Press Ctrl-C"):
+                line = process.stdout.readline()
+                assert line, "serve_forever exited early"
+                lines.append(line)
+            base_url = next(line.split()[-1] for line in lines if "base URL" in line)
+            ca_path = next(line.split()[-1] for line in lines if "CA certificate" in line)
+            with httpx.Client(verify=ssl.create_default_context(cafile=ca_path)) as client:
+                assert client.get(f"{base_url}/_simulator/stats").status_code == 200
+            process.send_signal(signal.SIGINT)
+            remaining, _ = process.communicate(timeout=10)
+        finally:
+            if process.poll() is None:  # leaving the `with` waits for it: never for ever
+                process.kill()
 
     assert process.returncode == 0
     assert "stopped" in remaining
