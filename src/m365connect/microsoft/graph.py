@@ -285,8 +285,8 @@ class GraphClient:
         answers = await self._send_permitted(paced, permit, requests, first, send, bearer)
         refused: list[int] = []
         if permit.probe and resend_refused_probe:
-            # Microsoft refused the probe for being above its limit, which the refusal has just halved:
-            # its Outlook items go again at once with the rest, within the limit, not a wave later.
+            # Microsoft refused the probe for being above its limit (which stays, probing held): its
+            # Outlook items go again at once with the rest, within the limit, not a wave later.
             refused = [i for i in first if answers[i].status == 429 and is_outlook(requests[i])]
             for index in refused:
                 self._observer.answered(answers.pop(index).status)  # its answer here is the next one

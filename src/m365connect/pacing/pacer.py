@@ -222,7 +222,7 @@ class StorePacer:
             if permit.probe:
                 outcome: ProbeOutcome = "raised" if raised else "unproven" if proven else "refused"
                 self._observer.probed(outcome)
-                if outcome != "unproven":  # a change of the app's limit (a refusal halves it): rare, logged
+                if outcome != "unproven":  # a raised limit, or a refusal that holds probing: rare, logged
                     fields: dict[str, object] = {"app_id": permit.scope.app_id, "limit": permit.limit}
                     if raise_to is not None:
                         fields["raised_to"] = min(raise_to, self.policy.outlook_max_concurrency)
