@@ -180,13 +180,14 @@ if pause > 0 then
 end
 if slow_for > 0 then redis.call('HSET', KEYS[1], 'slow_until', fmt(math.max(num(b[2]), now + slow_for))) end
 if ARGV[4] == '1' and num(b[3]) >= tonumber(ARGV[6]) then
-  local limit
+  -- A refused probe: back to the limit it probed above; any other 429: half of what is held.
+  local cap
   if ARGV[7] == '1' then
-    limit = math.max(1, math.min(num(b[3]), tonumber(ARGV[6])))
+    cap = tonumber(ARGV[6])
   else
-    local in_flight = held(redis.call('HVALS', KEYS[2]), nil, nil, nil)
-    limit = math.max(1, math.min(num(b[3]), math.floor(in_flight / 2)))
+    cap = math.floor(held(redis.call('HVALS', KEYS[2]), nil, nil, nil) / 2)
   end
+  local limit = math.max(1, math.min(num(b[3]), cap))
   local hold = math.max(num(b[4]), now + tonumber(ARGV[5]))
   redis.call('HSET', KEYS[1], 'slot_limit', int(limit), 'hold_until', fmt(hold))
 end
