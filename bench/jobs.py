@@ -25,6 +25,8 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -64,17 +66,24 @@ def directory_units(knobs: dict[str, Any], users: int) -> int:
     return int(knobs[f"directory_units_{size}"])
 
 
+@asynccontextmanager
+async def redis_outlook_budgets(redis_url: str) -> AsyncIterator[tuple[aioredis.Redis, list[bytes]]]:
+    """A client of the pacer's Redis and the keys of its Outlook budgets (not their slot hashes)."""
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        names = [name async for name in client.scan_iter(match=f"{DEFAULT_PREFIX}outlook/*")]
+        yield client, [name for name in names if not name.endswith(b":slots")]
+    finally:
+        await client.aclose()
+
+
 async def forget_outlook_limits(url: str, redis_url: str | None) -> None:
     """Every Outlook budget back to where a new app starts: 4 calls in flight, no hold (in Redis when the
     pacer keeps its budgets there)."""
     if redis_url:
-        client = aioredis.Redis.from_url(redis_url)
-        try:
-            async for name in client.scan_iter(match=f"{DEFAULT_PREFIX}outlook/*"):
-                if not name.endswith(b":slots"):
-                    await client.hset(name, mapping={"slot_limit": "4", "hold_until": "0"})
-        finally:
-            await client.aclose()
+        async with redis_outlook_budgets(redis_url) as (client, names):
+            for name in names:
+                await client.hset(name, mapping={"slot_limit": "4", "hold_until": "0"})
         return
     engine = create_engine(url)
     try:
@@ -93,14 +102,9 @@ async def outlook_limits(url: str, redis_url: str | None) -> dict[int, int]:
     app should still be at 4 after its one refused probe; fewer means envelopes cut into smaller ones."""
     found: Counter[int] = Counter()
     if redis_url:
-        client = aioredis.Redis.from_url(redis_url)
-        try:
-            async for name in client.scan_iter(match=f"{DEFAULT_PREFIX}outlook/*"):
-                if not name.endswith(b":slots"):
-                    limit = await client.hget(name, "slot_limit")
-                    found[int(float(limit))] += 1
-        finally:
-            await client.aclose()
+        async with redis_outlook_budgets(redis_url) as (client, names):
+            for name in names:
+                found[int(float(await client.hget(name, "slot_limit")))] += 1
         return dict(sorted(found.items()))
     engine = create_engine(url)
     try:
