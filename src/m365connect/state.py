@@ -31,6 +31,7 @@ from m365connect.mailboxes.bulk import BulkServices
 from m365connect.microsoft.cloud_clients import CloudClients, Clouds
 from m365connect.microsoft.clouds import DEFAULT_CLOUD, endpoint_table
 from m365connect.microsoft.graph import GraphClient
+from m365connect.microsoft.http_pools import HttpRequester, PooledClients
 from m365connect.microsoft.pacing import Pacer
 from m365connect.microsoft.token import TokenClient
 from m365connect.observability.metrics import Metrics
@@ -54,7 +55,7 @@ class AppState:
     sessions: async_sessionmaker[AsyncSession]
     transactions: Transactions
     box: SecretBox
-    http: httpx.AsyncClient
+    http: PooledClients
     tokens: TokenClient  # the global cloud's (clouds.tokens("global"))
     graph: GraphClient  # the global cloud's
     clouds: Clouds
@@ -129,14 +130,27 @@ def microsoft_ssl_context(settings: Settings) -> ssl.SSLContext:
     return trust_context(settings.ca_bundle)
 
 
-def build_http_client(settings: Settings) -> httpx.AsyncClient:
-    """One pooled client for the identity platform and Graph."""
-    return httpx.AsyncClient(
-        verify=microsoft_ssl_context(settings),
-        timeout=httpx.Timeout(settings.http_timeout, connect=5.0),
-        limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
-        headers={"User-Agent": "m365connect/0.1"},
-        follow_redirects=False,
+HTTP_POOLS = 4  # httpx clients per PooledClients (microsoft/http_pools.py says why not one)
+HTTP_POOL_CONNECTIONS = 16  # connections per client, all kept alive: 64 to Microsoft per PooledClients
+
+
+def build_http_client(settings: Settings) -> PooledClients:
+    """The connections to the identity platform and Graph: HTTP_POOLS clients of HTTP_POOL_CONNECTIONS."""
+    context = microsoft_ssl_context(settings)
+    limits = httpx.Limits(
+        max_connections=HTTP_POOL_CONNECTIONS, max_keepalive_connections=HTTP_POOL_CONNECTIONS
+    )
+    return PooledClients(
+        [
+            httpx.AsyncClient(
+                verify=context,
+                timeout=httpx.Timeout(settings.http_timeout, connect=5.0),
+                limits=limits,
+                headers={"User-Agent": "m365connect/0.1"},
+                follow_redirects=False,
+            )
+            for _ in range(HTTP_POOLS)
+        ]
     )
 
 
@@ -172,10 +186,10 @@ def pacing_policy(settings: Settings) -> PacingPolicy:
 def build_clouds(
     settings: Settings,
     *,
-    http: httpx.AsyncClient,
+    http: HttpRequester,
     metrics: Metrics,
     pacer: Pacer | None = None,
-    interactive_http: httpx.AsyncClient | None = None,
+    interactive_http: HttpRequester | None = None,
 ) -> Clouds:
     """One token client and one Graph client per national cloud, sharing the pools, the observers and the
     pacer (a multi-tenant app id is one app in every cloud's budgets too: keys carry the app id).

@@ -37,6 +37,7 @@ from m365connect.microsoft.graph_types import (
     TokenProvider,
     error_field,
 )
+from m365connect.microsoft.http_pools import HttpRequester
 from m365connect.microsoft.observers import GraphObserver, NoGraphObserver
 from m365connect.microsoft.pacing import (
     Kind,
@@ -108,12 +109,13 @@ class _TokenSession:
 
 
 class GraphClient:
-    """Microsoft Graph v1.0 over an injected httpx.AsyncClient; holds no per-tenant state."""
+    """Microsoft Graph v1.0 over an injected HTTP client (httpx.AsyncClient or PooledClients); holds no
+    per-tenant state."""
 
     def __init__(
         self,
         *,
-        http: httpx.AsyncClient,
+        http: HttpRequester,
         graph_url: str,
         max_batches_in_flight: int = 8,
         max_attempts: int = 5,
@@ -122,7 +124,7 @@ class GraphClient:
         clock: Callable[[], float] = time.monotonic,
         observer: GraphObserver | None = None,
         pacer: Pacer | None = None,
-        interactive_http: httpx.AsyncClient | None = None,
+        interactive_http: HttpRequester | None = None,
     ) -> None:
         """`interactive_http`: a pool of its own for interactive scopes (a synchronous bulk request, a
         verify-now), so that they never queue for a connection behind background jobs; default `http`."""
@@ -176,7 +178,7 @@ class GraphClient:
             return []
         return await self._run(_TokenSession(token), requests, send, MAX_BATCH_SIZE, deadline, scope)
 
-    def _pool(self, scope: PaceScope | None) -> httpx.AsyncClient:
+    def _pool(self, scope: PaceScope | None) -> HttpRequester:
         """The connection pool of a call: interactive scopes have their own."""
         return self._interactive_http if scope is not None and scope.interactive else self._http
 
@@ -387,7 +389,7 @@ class GraphClient:
         url: str,
         headers: Mapping[str, str],
         body: Any,
-        http: httpx.AsyncClient,
+        http: HttpRequester,
     ) -> Reply:
         """Send one HTTP request to Graph: the only place that talks HTTP to it."""
         sent = httpx.Headers({"client-request-id": str(uuid.uuid4())})

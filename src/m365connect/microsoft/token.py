@@ -32,6 +32,7 @@ from m365connect.microsoft.client_assertion import (
     client_assertion,
 )
 from m365connect.microsoft.error_codes import classify_token_error
+from m365connect.microsoft.http_pools import HttpRequester
 from m365connect.microsoft.observers import NoTokenObserver, TokenObserver, TokenOutcome
 
 logger = logging.getLogger("m365connect.microsoft.token")
@@ -114,7 +115,7 @@ class TokenClient:
     def __init__(
         self,
         *,
-        http: httpx.AsyncClient,
+        http: HttpRequester,
         login_url: str,
         scope: str = GRAPH_SCOPE,
         max_attempts: int = 4,
@@ -206,7 +207,9 @@ class TokenClient:
         }
         started = time.perf_counter()
         try:
-            response = await self._http.post(url, data=form, headers={"Accept": "application/json"})
+            response = await self._http.request(
+                "POST", url, data=form, headers={"Accept": "application/json"}
+            )
             token = self._parse(response)
         except httpx.HTTPError as exc:
             self._observer.requested("unavailable", time.perf_counter() - started)

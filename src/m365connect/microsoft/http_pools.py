@@ -1,0 +1,66 @@
+"""Several httpx clients used as one: each request goes to the one with the fewest requests in flight.
+
+Why not one client of 64 connections: httpcore 1.0's pool walks every connection it holds each time a
+request joins or leaves it (a quadratic walk for its keep-alive rule, and a `poll()` of every idle
+socket), so its cost per request grows with its size; and its keep-alive rule counts every connection,
+not only the idle ones, so a pool with more connections than `max_keepalive_connections` closes each one
+that goes idle, and the next request opens a new TLS connection. Four pools of 16 connections, each
+keeping all of its connections alive, hold as many connections with a quarter of the walk and no churn
+(docs/performance.md, "The HTTP pool's own cost").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+import httpx
+
+
+class HttpRequester(Protocol):
+    """What the token and Graph clients need of an HTTP client: httpx.AsyncClient, or PooledClients."""
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: httpx.Headers | Mapping[str, str] | None = None,
+        json: Any = None,
+        data: Mapping[str, Any] | None = None,
+    ) -> httpx.Response: ...
+
+
+class PooledClients:
+    """`clients` as one HTTP client; closes them all on `aclose`."""
+
+    def __init__(self, clients: Sequence[httpx.AsyncClient]) -> None:
+        if not clients:
+            raise ValueError("PooledClients needs at least one client")
+        self._clients = list(clients)
+        self._in_flight = [0] * len(self._clients)
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: httpx.Headers | Mapping[str, str] | None = None,
+        json: Any = None,
+        data: Mapping[str, Any] | None = None,
+    ) -> httpx.Response:
+        """Send through the least busy client (the first of those tied): the pools fill evenly."""
+        index = self._in_flight.index(min(self._in_flight))
+        self._in_flight[index] += 1
+        try:
+            return await self._clients[index].request(method, url, headers=headers, json=json, data=data)
+        finally:
+            self._in_flight[index] -= 1
+
+    def in_flight(self) -> list[int]:
+        """Requests in flight per client, in order."""
+        return list(self._in_flight)
+
+    async def aclose(self) -> None:
+        for client in self._clients:
+            await client.aclose()

@@ -1,0 +1,148 @@
+"""PooledClients: several httpx clients as one, the least busy first; the service's pools keep their
+connections (httpcore 1.0 closes an idle one whenever a pool holds more than its keep-alive number)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from m365connect.crypto import generate_key
+from m365connect.microsoft.http_pools import PooledClients
+from m365connect.settings import Settings
+from m365connect.state import HTTP_POOL_CONNECTIONS, HTTP_POOLS, build_http_client
+
+
+class _KeepAliveServer:
+    """Plain HTTP/1.1 with keep-alive: answers each request after `delay`, counts the connections."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self.connections = 0
+        self.requests = 0
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> str:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        port = self._server.sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}"
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.decode("latin-1").split("\r\n"):
+                    name, _, value = line.partition(":")
+                    if name.strip().lower() == "content-length":
+                        length = int(value)
+                if length:
+                    await reader.readexactly(length)
+                self.requests += 1
+                await asyncio.sleep(self.delay)
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def stop(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        await self._server.wait_closed()
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[_KeepAliveServer]:
+    running = _KeepAliveServer(delay=0.05)
+    yield running
+    await running.stop()
+
+
+def _settings() -> Settings:
+    return Settings(database_url="sqlite+aiosqlite:///unused.db", encryption_keys=generate_key())
+
+
+async def test_rounds_of_concurrent_requests_reuse_the_connections_of_the_first(
+    server: _KeepAliveServer,
+) -> None:
+    """Five rounds of 48 requests in flight at once (the size at which the former single client of 64
+    connections with 32 kept alive closed each connection beyond 32 as it went idle, and opened it again
+    in the next round): the later rounds open no connection."""
+    url = await server.start()
+    pooled = build_http_client(_settings())
+    try:
+        opened = []
+        for _ in range(5):
+            answers = await asyncio.gather(*(pooled.request("GET", url + "/x") for _ in range(48)))
+            assert [answer.status_code for answer in answers] == [200] * 48
+            opened.append(server.connections)
+        assert server.requests == 5 * 48
+        assert opened[0] == 48  # 48 at once: each needed a connection of its own
+        assert opened == [48] * 5, opened
+    finally:
+        await pooled.aclose()
+
+
+async def test_the_pools_hold_their_connections_together_and_no_more(server: _KeepAliveServer) -> None:
+    """100 requests at once: at most HTTP_POOLS x HTTP_POOL_CONNECTIONS connections, all of them used."""
+    url = await server.start()
+    pooled = build_http_client(_settings())
+    try:
+        answers = await asyncio.gather(*(pooled.request("GET", url + "/x") for _ in range(100)))
+        assert all(answer.status_code == 200 for answer in answers)
+        assert server.connections == HTTP_POOLS * HTTP_POOL_CONNECTIONS == 64
+    finally:
+        await pooled.aclose()
+
+
+async def test_each_request_goes_to_the_least_busy_client() -> None:
+    """Requests held in flight: each new one goes to the client with the fewest, the first of a tie."""
+    release = asyncio.Event()
+    served: list[str] = []
+
+    def client(name: str) -> httpx.AsyncClient:
+        async def handler(request: httpx.Request) -> httpx.Response:
+            served.append(name)
+            if request.url.path == "/hold":
+                await release.wait()
+            return httpx.Response(200, json={"by": name})
+
+        return httpx.AsyncClient(transport=httpx.MockTransport(handler))
+
+    pooled = PooledClients([client("a"), client("b"), client("c")])
+    held = [asyncio.create_task(pooled.request("GET", "http://x/hold")) for _ in range(4)]
+    while len(served) < 4:
+        await asyncio.sleep(0)
+    assert served == ["a", "b", "c", "a"]
+    assert pooled.in_flight() == [2, 1, 1]
+    quick = await pooled.request("POST", "http://x/now", json={"k": 1})
+    assert quick.json() == {"by": "b"}  # b and c tie at one in flight: the first of them
+    release.set()
+    await asyncio.gather(*held)
+    assert pooled.in_flight() == [0, 0, 0]
+    await pooled.aclose()
+
+
+async def test_a_failed_request_leaves_its_client_no_busier() -> None:
+    async def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    pooled = PooledClients([httpx.AsyncClient(transport=httpx.MockTransport(refuse))])
+    with pytest.raises(httpx.ConnectError):
+        await pooled.request("GET", "http://x/")
+    assert pooled.in_flight() == [0]
+    await pooled.aclose()
+
+
+async def test_aclose_closes_every_client_and_an_empty_list_is_refused() -> None:
+    clients = [httpx.AsyncClient() for _ in range(3)]
+    pooled = PooledClients(clients)
+    await pooled.aclose()
+    assert all(client.is_closed for client in clients)
+    with pytest.raises(ValueError, match="at least one client"):
+        PooledClients([])
