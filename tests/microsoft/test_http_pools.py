@@ -43,7 +43,7 @@ class _KeepAliveServer:
                     await reader.readexactly(length)
                 self.requests += 1
                 await asyncio.sleep(self.delay)
-                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
@@ -102,12 +102,14 @@ async def test_the_pools_hold_their_connections_together_and_no_more(server: _Ke
 
 async def test_each_request_goes_to_the_least_busy_client() -> None:
     """Requests held in flight: each new one goes to the client with the fewest, the first of a tie."""
-    release = asyncio.Event()
+    release, four_in = asyncio.Event(), asyncio.Event()
     served: list[str] = []
 
     def client(name: str) -> httpx.AsyncClient:
         async def handler(request: httpx.Request) -> httpx.Response:
             served.append(name)
+            if len(served) == 4:
+                four_in.set()
             if request.url.path == "/hold":
                 await release.wait()
             return httpx.Response(200, json={"by": name})
@@ -116,8 +118,7 @@ async def test_each_request_goes_to_the_least_busy_client() -> None:
 
     pooled = PooledClients([client("a"), client("b"), client("c")])
     held = [asyncio.create_task(pooled.request("GET", "http://x/hold")) for _ in range(4)]
-    while len(served) < 4:
-        await asyncio.sleep(0)
+    await asyncio.wait_for(four_in.wait(), 5)
     assert served == ["a", "b", "c", "a"]
     assert pooled.in_flight() == [2, 1, 1]
     quick = await pooled.request("POST", "http://x/now", json={"k": 1})

@@ -12,23 +12,9 @@ keeping all of its connections alive, hold as many connections with a quarter of
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, TypeAlias
 
 import httpx
-
-
-class HttpRequester(Protocol):
-    """What the token and Graph clients need of an HTTP client: httpx.AsyncClient, or PooledClients."""
-
-    async def request(
-        self,
-        method: str,
-        url: str,
-        *,
-        headers: httpx.Headers | Mapping[str, str] | None = None,
-        json: Any = None,
-        data: Mapping[str, Any] | None = None,
-    ) -> httpx.Response: ...
 
 
 class PooledClients:
@@ -64,3 +50,7 @@ class PooledClients:
     async def aclose(self) -> None:
         for client in self._clients:
             await client.aclose()
+
+
+# What the token and Graph clients send through: tests pass a plain httpx client, the service PooledClients.
+HttpRequester: TypeAlias = httpx.AsyncClient | PooledClients
