@@ -22,6 +22,7 @@ class _KeepAliveServer:
         self.delay = delay
         self.connections = 0
         self.requests = 0
+        self.request_lines: list[str] = []
         self._server: asyncio.Server | None = None
 
     async def start(self) -> str:
@@ -34,6 +35,11 @@ class _KeepAliveServer:
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
+                self.request_lines.append(head.decode("latin-1").split("\r\n", 1)[0])
+                if self.request_lines[-1].startswith("CONNECT "):  # as a proxy: refuse the tunnel
+                    writer.write(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+                    await writer.drain()
+                    break
                 length = 0
                 for line in head.decode("latin-1").split("\r\n"):
                     name, _, value = line.partition(":")
@@ -96,6 +102,27 @@ async def test_the_pools_hold_their_connections_together_and_no_more(server: _Ke
         answers = await asyncio.gather(*(pooled.request("GET", url + "/x") for _ in range(100)))
         assert all(answer.status_code == 200 for answer in answers)
         assert server.connections == HTTP_POOLS * HTTP_POOL_CONNECTIONS == 64
+    finally:
+        await pooled.aclose()
+
+
+async def test_every_client_goes_through_the_proxy_of_https_proxy(
+    server: _KeepAliveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """operations.md promises that HTTPS_PROXY is honoured on the way to Microsoft: each of the pooled
+    clients (eight requests at once: two for each, the least busy first) asks the proxy for a tunnel."""
+    proxy = await server.start()
+    for name in ("ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy", "HTTP_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", proxy)
+    pooled = build_http_client(_settings())
+    try:
+        refused = await asyncio.gather(
+            *(pooled.request("GET", "https://graph.microsoft.com/v1.0/users") for _ in range(8)),
+            return_exceptions=True,
+        )
+        assert all(isinstance(answer, httpx.ProxyError) for answer in refused), refused
+        assert server.request_lines == ["CONNECT graph.microsoft.com:443 HTTP/1.1"] * 8
     finally:
         await pooled.aclose()
 
