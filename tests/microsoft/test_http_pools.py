@@ -128,8 +128,10 @@ async def test_every_client_goes_through_the_proxy_of_https_proxy(
 
 
 async def test_each_request_goes_to_the_least_busy_client() -> None:
-    """Requests held in flight: each new one goes to the client with the fewest, the first of a tie."""
-    release, four_in = asyncio.Event(), asyncio.Event()
+    """Requests held in flight: each new one goes to the client with the fewest, the first of a tie; a
+    client whose request ended is the next one chosen (a round robin would choose c there)."""
+    released = {n: asyncio.Event() for n in range(4)}
+    four_in = asyncio.Event()
     served: list[str] = []
 
     def client(name: str) -> httpx.AsyncClient:
@@ -137,20 +139,26 @@ async def test_each_request_goes_to_the_least_busy_client() -> None:
             served.append(name)
             if len(served) == 4:
                 four_in.set()
-            if request.url.path == "/hold":
-                await release.wait()
+            if request.url.path.startswith("/hold/"):
+                await released[int(request.url.path.rsplit("/", 1)[1])].wait()
             return httpx.Response(200, json={"by": name})
 
         return httpx.AsyncClient(transport=httpx.MockTransport(handler))
 
     pooled = PooledClients([client("a"), client("b"), client("c")])
-    held = [asyncio.create_task(pooled.request("GET", "http://x/hold")) for _ in range(4)]
+    held = [asyncio.create_task(pooled.request("GET", f"http://x/hold/{n}")) for n in range(4)]
     await asyncio.wait_for(four_in.wait(), 5)
     assert served == ["a", "b", "c", "a"]
     assert pooled.in_flight() == [2, 1, 1]
     quick = await pooled.request("POST", "http://x/now", json={"k": 1})
     assert quick.json() == {"by": "b"}  # b and c tie at one in flight: the first of them
-    release.set()
+    released[1].set()  # the request b holds
+    assert (await held[1]).json() == {"by": "b"}
+    assert pooled.in_flight() == [2, 0, 1]
+    after = await pooled.request("GET", "http://x/now")
+    assert after.json() == {"by": "b"}
+    for event in released.values():
+        event.set()
     await asyncio.gather(*held)
     assert pooled.in_flight() == [0, 0, 0]
     await pooled.aclose()
