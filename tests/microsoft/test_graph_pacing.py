@@ -136,6 +136,8 @@ async def paced(graph: FakeGraph) -> AsyncIterator[Callable[..., tuple[GraphClie
         ("GET", "/users('a@b.c')", ("directory", 1)),
         ("GET", "/users?$expand=manager", ("directory", 3)),
         ("GET", "/users?$top=5&$select=id", ("directory", 1)),
+        ("GET", "/users?%24select=id&%24TOP=+5", ("directory", 1)),  # names decoded, any case
+        ("GET", "/users?$filter=a%26b&$expand=manager&$top=25", ("directory", 3)),  # $top 25: no discount
         ("GET", "/users/u1/mailboxSettings?$select=userPurpose", ("outlook", 0)),
         ("POST", "/users/u1/sendMail", ("outlook", 0)),
         ("GET", "/users/u1/memberOf", None),

@@ -290,6 +290,98 @@ async def _more(order: list[str], count: int) -> bool:
     return len(order) > count
 
 
+class UnitTakes:
+    """Counts the statements that take directory units (take_units) on an engine."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.asks = 0
+        self._engine = engine
+
+    def _count(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        self.asks += statement.startswith("UPDATE graph_pace_budgets SET tokens")
+
+    def __enter__(self) -> UnitTakes:
+        event.listen(self._engine.sync_engine, "before_cursor_execute", self._count)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        event.remove(self._engine.sync_engine, "before_cursor_execute", self._count)
+
+
+async def test_callers_waiting_at_once_for_directory_units_share_one_statement(database_url: str) -> None:
+    """Ten lookup envelopes of one budget asking at once cost one statement, which takes all their units
+    (one each cost ten, one at a time on the process's one connection)."""
+    async with engines(database_url, 1) as (engine,):
+        pacer = pacer_on(engine)
+        for _round in range(3):
+            with UnitTakes(engine) as takes:
+                permits = await asyncio.gather(
+                    *(pacer.acquire(BACKGROUND, Demand(units=1), deadline=soon()) for _ in range(UNITS))
+                )
+            assert all(permit is not None for permit in permits)
+            assert takes.asks == 1
+            async with engine.connect() as connection:
+                key = budget_key("directory", BACKGROUND)
+                state = await PaceRepository(engine.dialect.name).state(
+                    connection, key=key, interactive_seconds=None
+                )
+            assert state is not None
+            assert state.tokens < 1.0  # all ten units were taken from the bucket of ten
+            await asyncio.sleep(WINDOW * 1.1)  # full again
+
+
+async def test_two_processes_of_many_waiting_callers_never_overspend_the_bucket(database_url: str) -> None:
+    """Callers taken together still never take more than the bucket holds: 2 x 20 callers at once of
+    1-3 units each, in 3 rounds."""
+    async with engines(database_url) as (first, second):
+        pacers = [pacer_on(first), pacer_on(second)]
+        admitted: list[tuple[float, int]] = []
+
+        async def take(pacer: DatabasePacer, units: int) -> None:
+            assert await pacer.acquire(BACKGROUND, Demand(units=units), deadline=soon()) is not None
+            admitted.append((time.time(), units))
+
+        for _round in range(3):
+            admitted.clear()
+            start = time.time()
+            await asyncio.gather(*(take(pacer, 1 + i % 3) for pacer in pacers for i in range(20)))
+            # One entry per unit: within_budget counts admissions of one unit each.
+            times = [at for at, units in admitted for _ in range(units)]
+            assert within_budget(times, start=start, capacity=UNITS, rate=RATE) == []
+            assert max(times) - start >= (len(times) - UNITS) / RATE * 0.9
+            await asyncio.sleep(WINDOW * 1.1)
+
+
+async def test_a_waiting_caller_whose_deadline_comes_first_is_told_at_once(database_url: str) -> None:
+    """The units come back in 0.5 s and the caller has 0.3: it is told at once, not at its deadline, and
+    the callers behind it, with time enough, still get theirs."""
+    async with engines(database_url, 1) as (engine,):
+        pacer = pacer_on(engine)
+        assert await pacer.acquire(BACKGROUND, Demand(units=UNITS), deadline=soon()) is not None
+        started = time.monotonic()
+        hurried = asyncio.create_task(pacer.acquire(BACKGROUND, Demand(units=UNITS), deadline=soon(0.3)))
+        patient = asyncio.create_task(pacer.acquire(BACKGROUND, Demand(units=UNITS), deadline=soon()))
+        assert await hurried is None
+        assert time.monotonic() - started < 0.2
+        assert await patient is not None
+        assert time.monotonic() - started >= WINDOW * 0.8
+
+
+async def test_a_caller_cancelled_while_waiting_leaves_the_others_served(database_url: str) -> None:
+    async with engines(database_url, 1) as (engine,):
+        pacer = pacer_on(engine)
+        assert await pacer.acquire(BACKGROUND, Demand(units=UNITS), deadline=soon()) is not None
+        callers = [
+            asyncio.create_task(pacer.acquire(BACKGROUND, Demand(units=3), deadline=soon())) for _ in range(3)
+        ]
+        await asyncio.sleep(0.05)
+        callers[1].cancel()
+        first, third = await callers[0], await callers[2]
+        assert first is not None
+        assert third is not None
+        assert callers[1].cancelled()
+
+
 async def test_a_pacer_whose_store_fails_admits_at_once(tmp_path: Path) -> None:
     # A database without the pacing tables: every statement fails; the calls go on unpaced.
     async with engines(f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}", 1) as (engine,):
@@ -300,6 +392,17 @@ async def test_a_pacer_whose_store_fails_admits_at_once(tmp_path: Path) -> None:
             assert permit is not None
             assert permit.lease is None
             await pacer.release(permit)
+        assert time.monotonic() - started < 2.0
+
+
+async def test_callers_waiting_together_all_go_on_when_the_store_fails(tmp_path: Path) -> None:
+    async with engines(f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}", 1) as (engine,):
+        pacer = pacer_on(engine)
+        started = time.monotonic()
+        permits = await asyncio.gather(
+            *(pacer.acquire(BACKGROUND, Demand(units=UNITS), deadline=soon()) for _ in range(5))
+        )
+        assert [permit is not None and permit.lease is None for permit in permits] == [True] * 5
         assert time.monotonic() - started < 2.0
 
 

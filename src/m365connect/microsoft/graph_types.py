@@ -5,10 +5,31 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, NamedTuple
+from functools import cached_property
+from typing import Any, Literal, NamedTuple
+from urllib.parse import unquote_plus, urlsplit
 
 TokenProvider = Callable[[bool], Awaitable[str]]
 """`force_refresh -> bearer token`; its own errors propagate through the Graph client unchanged."""
+
+Kind = Literal["directory", "outlook"]
+"""The Graph budget a request draws on (microsoft/pacing.py)."""
+OUTLOOK_NAVIGATIONS = frozenset(
+    {
+        "mailboxsettings",
+        "sendmail",
+        "messages",
+        "mailfolders",
+        "events",
+        "calendar",
+        "calendars",
+        "contacts",
+        "contactfolders",
+        "outlook",
+        "inferenceclassification",
+    }
+)
+_SMALL_TOP = 20
 
 
 class Outcome(StrEnum):
@@ -37,6 +58,51 @@ class GraphRequest:
     url: str
     headers: Mapping[str, str] = field(default_factory=dict)
     body: Any = None
+
+    @cached_property
+    def charge(self) -> tuple[Kind, int] | None:
+        """`charge(method, url)`, worked out once: the pacer asks it when the request is sent and again
+        when it is answered (a frozen dataclass's cached_property is kept in the instance's __dict__)."""
+        return charge(self.method, self.url)
+
+
+def charge(method: str, url: str) -> tuple[Kind, int] | None:
+    """The budget a request draws on and, for the directory, its cost in resource units, as Microsoft's
+    throttling page counts them (microsoft/pacing.py): `/users` and `/users/{key}` the identity budget,
+    `GET users` 2, any other identity path 1, `$select` -1, `$expand` +1, `$top` under 20 -1, never
+    below 1; a mailbox resource under `/users/{key}/` Outlook."""
+    parts = urlsplit(url)
+    segments = [s for s in parts.path.split("/") if s]
+    if not segments:
+        return None
+    head = segments[0].split("(")[0].lower()
+    if head != "users":
+        return None
+    if len(segments) == 1 and "(" in segments[0]:
+        segments = ["users", segments[0]]  # /users('upn') addresses one user
+    if len(segments) <= 2:
+        query = _parameters(parts.query)
+        listing = len(segments) == 1
+        cost = 2 if listing and method.upper() == "GET" else 1
+        cost -= "$select" in query
+        cost += "$expand" in query
+        top = unquote_plus(query.get("$top", "")).strip()
+        cost -= top.isdigit() and int(top) < _SMALL_TOP
+        return "directory", max(1, cost)
+    if segments[2].lower() in OUTLOOK_NAVIGATIONS:
+        return "outlook", 0
+    return None
+
+
+def _parameters(query: str) -> dict[str, str]:
+    """A query's parameters by decoded, lowercased name, their values left encoded (as parse_qsl
+    splits them, without decoding a long `$filter` that only its name matters for)."""
+    found: dict[str, str] = {}
+    for part in query.split("&"):
+        if part:
+            name, _, value = part.partition("=")
+            found[unquote_plus(name).lower()] = value
+    return found
 
 
 @dataclass(frozen=True)

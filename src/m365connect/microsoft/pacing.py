@@ -18,33 +18,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
-from urllib.parse import parse_qsl, urlsplit
+from typing import Protocol
 
 from m365connect.microsoft.graph_types import GraphRequest
+from m365connect.microsoft.graph_types import Kind as Kind  # re-exported: the pacer names budgets by it
 
-Kind = Literal["directory", "outlook"]
 KINDS: tuple[Kind, ...] = ("directory", "outlook")
 # "by default, the service executes up to 4 requests in parallel at any point" (throttling-limits.md)
 BATCH_OUTLOOK_PARALLELISM = 4
 # Microsoft sends x-ms-throttle-limit-percentage "above 0.8 of the limit"
 PRESSURE_HEADER = "x-ms-throttle-limit-percentage"
-OUTLOOK_NAVIGATIONS = frozenset(
-    {
-        "mailboxsettings",
-        "sendmail",
-        "messages",
-        "mailfolders",
-        "events",
-        "calendar",
-        "calendars",
-        "contacts",
-        "contactfolders",
-        "outlook",
-        "inferenceclassification",
-    }
-)
-_SMALL_TOP = 20
 
 
 @dataclass(frozen=True)
@@ -121,28 +104,9 @@ class Pacer(Protocol):
 
 
 def classify(request: GraphRequest) -> tuple[Kind, int] | None:
-    """The budget a request draws on and, for the directory, its cost in resource units."""
-    parts = urlsplit(request.url)
-    segments = [s for s in parts.path.split("/") if s]
-    if not segments:
-        return None
-    head = segments[0].split("(")[0].lower()
-    if head != "users":
-        return None
-    if len(segments) == 1 and "(" in segments[0]:
-        segments = ["users", segments[0]]  # /users('upn') addresses one user
-    if len(segments) <= 2:
-        query = {name.lower(): value for name, value in parse_qsl(parts.query, keep_blank_values=True)}
-        listing = len(segments) == 1
-        cost = 2 if listing and request.method.upper() == "GET" else 1
-        cost -= "$select" in query
-        cost += "$expand" in query
-        top = query.get("$top", "").strip()
-        cost -= top.isdigit() and int(top) < _SMALL_TOP
-        return "directory", max(1, cost)
-    if segments[2].lower() in OUTLOOK_NAVIGATIONS:
-        return "outlook", 0
-    return None
+    """The budget a request draws on and, for the directory, its cost in resource units (worked out
+    once per request: graph_types.charge)."""
+    return request.charge
 
 
 def is_outlook(request: GraphRequest) -> bool:

@@ -151,6 +151,29 @@ class _Line:
         self._busy = False
 
 
+@dataclass(eq=False)
+class _UnitsWaiter:
+    """A caller waiting for directory units: its cost, its deadline, and the answer it awaits."""
+
+    cost: float
+    deadline: float
+    answer: asyncio.Future[bool]
+
+
+class _UnitsQueue:
+    """The callers of one directory budget in this process, of one kind (interactive or background).
+
+    One task (the taker) asks the store for the units of every caller waiting, in ONE statement, and
+    answers them all, then does the same for those who came meanwhile. Callers one at a time cost a
+    statement each, on one connection shared by every budget of the process: with 100 chunks starting at
+    once, 1,000 lookup envelopes queued there for 7-10 s (docs/performance.md).
+    """
+
+    def __init__(self) -> None:
+        self.waiting: deque[_UnitsWaiter] = deque()
+        self.taker: asyncio.Task[None] | None = None
+
+
 class StorePacer:
     """Graph budgets in a shared store (pacing/store.py): the database, or Redis where configured."""
 
@@ -167,6 +190,7 @@ class StorePacer:
         self._observer: PaceObserver = observer or NoPaceObserver()
         self._clock = clock
         self._lines: dict[str, _Line] = {}
+        self._units: dict[tuple[str, bool], _UnitsQueue] = {}  # by directory budget and `interactive`
         self._seeded: set[str] = set()
         self._held: Counter[str] = Counter()  # Outlook slots this process holds, per budget
         # Per Outlook budget, its limit and whether it may be probed, as last seen (a take that got slots
@@ -296,32 +320,92 @@ class StorePacer:
         self._seeded.add(key)
 
     async def _wait_for_units(self, scope: PaceScope, units: int, deadline: float) -> bool:
+        """Wait in the budget's queue (_UnitsQueue) until its taker has taken this caller's units; False
+        when the budget will not have them before `deadline`."""
         key = budget_key("directory", scope)
-        cost = min(float(units), self.policy.capacity)
         started = self._clock()
-        async with self._turn(key, scope.interactive, deadline) as turned:
-            if not turned:
-                return False
+        queue = self._units.get((key, scope.interactive))
+        if queue is None:
+            queue = self._units[(key, scope.interactive)] = _UnitsQueue()
+        waiter = _UnitsWaiter(
+            cost=min(float(units), self.policy.capacity),
+            deadline=deadline,
+            answer=asyncio.get_running_loop().create_future(),
+        )
+        queue.waiting.append(waiter)
+        if queue.taker is None:
+            queue.taker = asyncio.create_task(self._take_units(key, scope, queue))
+        try:
+            async with asyncio.timeout(max(0.0, deadline - self._clock())):
+                taken = await waiter.answer
+        except TimeoutError:
+            return False  # the answer was cancelled with this caller: the taker skips it
+        if taken:
+            self._observer.waited("directory", scope.interactive, self._clock() - started)
+        return taken
+
+    async def _take_units(self, key: str, scope: PaceScope, queue: _UnitsQueue) -> None:
+        """The taker of a _UnitsQueue: until nobody waits, take the units of the callers waiting (as
+        many, in order, as the bucket holds at most) in one statement, and answer them; when the bucket
+        lacks them, wait as long as the first one's units take to come back, and tell every caller whose
+        deadline comes sooner that it will not have them. A failing store fails every caller waiting."""
+        try:
             while True:
+                while queue.waiting and queue.waiting[0].answer.done():
+                    queue.waiting.popleft()  # gone: its deadline passed, or it was cancelled
+                if not queue.waiting:
+                    return
+                batch: list[_UnitsWaiter] = []
+                total = 0.0
+                for waiter in queue.waiting:
+                    if waiter.answer.done():
+                        continue
+                    if batch and total + waiter.cost > self.policy.capacity:
+                        break
+                    batch.append(waiter)
+                    total += waiter.cost
                 await self._seed("directory", scope)
-                taken = await self.store.take_units(
-                    key,
-                    cap=self.policy.capacity,
-                    rate=self.policy.rate,
-                    slow=self.policy.slow_factor,
-                    cost=cost,
-                    interactive=scope.interactive,
-                )
+                taken = await self._take(key, total, scope.interactive)
+                if not taken and len(batch) > 1:  # not enough for all: the first alone, as before
+                    batch, total = batch[:1], batch[0].cost
+                    taken = await self._take(key, total, scope.interactive)
                 if taken:
-                    self._observer.waited("directory", scope.interactive, self._clock() - started)
-                    return True
+                    for waiter in batch:
+                        queue.waiting.remove(waiter)
+                        if not waiter.answer.done():  # a caller gone meanwhile: its units are lost
+                            waiter.answer.set_result(True)
+                    continue
                 state = await self._state(key, scope.interactive)
                 if state is None:  # gone (a Redis restart, an idle budget's expiry): create it again
                     self._seeded.discard(key)
-                wait = self._units_wait(state, cost, scope.interactive)
-                if self._clock() + wait > deadline:
-                    return False
+                wait = self._units_wait(state, batch[0].cost, scope.interactive)
+                until = self._clock() + wait
+                for waiter in queue.waiting:
+                    if waiter.deadline < until and not waiter.answer.done():
+                        waiter.answer.set_result(False)
                 await asyncio.sleep(wait)
+        except BaseException as exc:
+            for waiter in queue.waiting:
+                if not waiter.answer.done():
+                    if isinstance(exc, Exception):
+                        waiter.answer.set_exception(exc)
+                    else:
+                        waiter.answer.cancel()
+            queue.waiting.clear()
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            queue.taker = None
+
+    async def _take(self, key: str, cost: float, interactive: bool) -> bool:
+        return await self.store.take_units(
+            key,
+            cap=self.policy.capacity,
+            rate=self.policy.rate,
+            slow=self.policy.slow_factor,
+            cost=cost,
+            interactive=interactive,
+        )
 
     def _units_wait(self, state: BudgetState | None, cost: float, interactive: bool) -> float:
         if state is None:
