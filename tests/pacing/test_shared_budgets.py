@@ -290,17 +290,21 @@ async def _more(order: list[str], count: int) -> bool:
     return len(order) > count
 
 
-class UnitTakes:
-    """Counts the statements that take directory units (take_units) on an engine."""
+SLOT_TAKE, UNIT_TAKE = "WITH chosen AS MATERIALIZED", "UPDATE graph_pace_budgets SET tokens"
 
-    def __init__(self, engine: AsyncEngine) -> None:
+
+class Asks:
+    """Counts the statements of one kind (those starting with `prefix`) run on an engine."""
+
+    def __init__(self, engine: AsyncEngine, prefix: str) -> None:
         self.asks = 0
         self._engine = engine
+        self._prefix = prefix
 
     def _count(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        self.asks += statement.startswith("UPDATE graph_pace_budgets SET tokens")
+        self.asks += statement.startswith(self._prefix)
 
-    def __enter__(self) -> UnitTakes:
+    def __enter__(self) -> Asks:
         event.listen(self._engine.sync_engine, "before_cursor_execute", self._count)
         return self
 
@@ -314,7 +318,7 @@ async def test_callers_waiting_at_once_for_directory_units_share_one_statement(d
     async with engines(database_url, 1) as (engine,):
         pacer = pacer_on(engine)
         for _round in range(3):
-            with UnitTakes(engine) as takes:
+            with Asks(engine, UNIT_TAKE) as takes:
                 permits = await asyncio.gather(
                     *(pacer.acquire(BACKGROUND, Demand(units=1), deadline=soon()) for _ in range(UNITS))
                 )
@@ -406,30 +410,12 @@ async def test_callers_waiting_together_all_go_on_when_the_store_fails(tmp_path:
         assert time.monotonic() - started < 2.0
 
 
-class SlotTakes:
-    """Counts the statements that ask the database for Outlook slots (take_slots) on an engine."""
-
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.asks = 0
-        self._engine = engine
-
-    def _count(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        self.asks += statement.startswith("WITH chosen AS MATERIALIZED")
-
-    def __enter__(self) -> SlotTakes:
-        event.listen(self._engine.sync_engine, "before_cursor_execute", self._count)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        event.remove(self._engine.sync_engine, "before_cursor_execute", self._count)
-
-
 async def waits_for_its_own_release(
     engine: AsyncEngine, pacer: DatabasePacer, held: Permit, need: Demand
 ) -> None:
     """A background caller asking for `need` while this process holds `held` asks the database nothing
     until `held` is released, then once."""
-    with SlotTakes(engine) as takes:
+    with Asks(engine, SLOT_TAKE) as takes:
         waiting = asyncio.create_task(pacer.acquire(BACKGROUND, need, deadline=soon()))
         await asyncio.sleep(0.3)  # 30 polls of 10 ms, were it polling
         assert not waiting.done()
@@ -454,7 +440,7 @@ async def test_a_background_caller_does_not_poll_for_slots_its_own_process_holds
         # Slots held by another process: the caller polls the database until they come back.
         foreign = await pacer_on(other).acquire(BACKGROUND, Demand(outlook=4), deadline=soon())
         assert foreign is not None
-        with SlotTakes(engine) as takes:
+        with Asks(engine, SLOT_TAKE) as takes:
             waiting = asyncio.create_task(pacer.acquire(BACKGROUND, Demand(outlook=1), deadline=soon()))
             await until(lambda: _at_least(lambda: takes.asks, 3))
             assert not waiting.done()
