@@ -334,9 +334,9 @@ async def test_callers_waiting_at_once_for_directory_units_share_one_statement(d
             await asyncio.sleep(WINDOW * 1.1)  # full again
 
 
-async def test_two_processes_of_many_waiting_callers_never_overspend_the_bucket(database_url: str) -> None:
+async def test_two_pacers_of_many_waiting_callers_never_overspend_the_bucket(database_url: str) -> None:
     """Callers taken together still never take more than the bucket holds: 2 x 20 callers at once of
-    1-3 units each, in 3 rounds."""
+    1-3 units each, on two engines (separate pools, as separate processes have), in 3 rounds."""
     async with engines(database_url) as (first, second):
         pacers = [pacer_on(first), pacer_on(second)]
         admitted: list[tuple[float, int]] = []
