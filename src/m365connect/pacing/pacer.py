@@ -5,10 +5,13 @@ UPDATE refills it on the database's clock and takes the units only if they are t
 PostgreSQL under READ COMMITTED, and on SQLite, whose writers are serialised). An Outlook budget is a set
 of slot rows per app; one UPDATE takes n free slots (free: no holder, or its lease expired) only if n are
 free, and one UPDATE frees them after the answer. Each statement runs on its own (autocommit): a paced
-envelope costs one round trip for its units, or two for its slots, when there is room.
+envelope costs at most one round trip for its units (shared with the envelopes waiting beside it), or two
+for its slots, when there is room.
 
-In this process, the callers of one budget wait in line (interactive before background) and only the
-first asks the database, so waiting costs one statement per poll, not one per caller. Across processes,
+In this process, the callers of one Outlook budget wait in line (interactive before background) and only
+the first asks the database, so waiting costs one statement per poll, not one per caller; the callers
+waiting for one directory budget's units are taken together, one statement for all of them
+(`_UnitsQueue`, interactive and background callers apart). Across processes,
 an interactive caller that finds no room stamps `interactive_until` a little ahead; background callers
 take nothing while the stamp is fresh. A 429 pauses the budget (`paused_until`) and a throttle-limit
 percentage above the threshold slows the bucket's refill (`slow_until`), for every process.
