@@ -4,6 +4,8 @@ the costs of Microsoft's table."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -34,6 +36,7 @@ class RecordingPacer:
         self.probe_told: list[bool] = []  # pushback's `probe`: a refused probe leaves the limit
         self.pushbacks: list[tuple[Kind, float | None, float | None, int]] = []
         self.in_flight = 0
+        self.overtaken: set[str] = set()  # leases whose request a probe was ahead of at Microsoft
 
     async def acquire(self, scope: PaceScope, demand: Demand, *, deadline: float) -> Permit | None:
         assert scope == SCOPE
@@ -51,6 +54,9 @@ class RecordingPacer:
         return Permit(
             scope, demand, lease=f"lease-{len(self.acquired)}", slots=held, probe=probe, limit=limit
         )
+
+    def probe_beside(self, permit: Permit) -> bool:
+        return permit.lease in self.overtaken
 
     async def release(self, permit: Permit, *, proven: bool = False) -> None:
         self.in_flight -= 1
@@ -309,3 +315,86 @@ async def test_interactive_calls_use_a_pool_of_their_own(graph: FakeGraph) -> No
         await client.batch(Tokens("token-1"), probes(25), deadline=FAR, scope=quiet)
         await client.call(Tokens("token-1"), probes(1)[0], deadline=FAR)
         assert seen == {"background": 3, "interactive": 3}
+
+
+async def test_a_429_beside_a_probe_is_told_as_the_probe_s_refusal(graph: FakeGraph, paced) -> None:
+    """Microsoft admits by arrival: with a probe there, a call within the limit may be refused in its
+    place. The pacer says so (probe_beside); the 429 then holds probing without halving or pausing."""
+    for beside in (False, True):
+        requests = probes(4)
+        graph.items[requests[0].url] = [throttled("3")]
+        client, pacer = paced(slots=4)
+        if beside:
+            pacer.overtaken.add("lease-1")
+        responses = await client.batch(Tokens("token-1"), requests, deadline=FAR, scope=SCOPE)
+        assert all(r.status == 200 for r in responses)  # the refused item went again in the next wave
+        assert not pacer.released[0].probe
+        assert pacer.probe_told[0] is beside
+        assert pacer.pushbacks[0] == ("outlook", None if beside else 3.0, None, 1)
+        assert pacer.proven[0] is False
+
+
+class SlowGraph:
+    """A real HTTP/1.1 server on localhost (keep-alive): answers every request with 200 and an empty
+    JSON object after `delay` seconds, longer for paths containing `slow`."""
+
+    def __init__(self, delay: float = 0.05) -> None:
+        self.delay = delay
+        self.server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> str:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        port = self.server.sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}/"
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.server is not None
+        self.server.close()
+        await self.server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while head := await reader.readuntil(b"\r\n\r\n"):
+                lines = head.decode("latin-1").split("\r\n")
+                length = next(
+                    (
+                        int(line.split(":", 1)[1])
+                        for line in lines
+                        if line.lower().startswith("content-length:")
+                    ),
+                    0,
+                )
+                await reader.readexactly(length)
+                await asyncio.sleep(self.delay * (6 if "slow" in lines[0] else 1))
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+                )
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+async def test_a_permit_learns_when_its_request_was_on_the_wire(graph: FakeGraph) -> None:
+    """Holding slots is not being at Microsoft: a request may wait for a connection with its slots held.
+    The permit's Flight says when the request went out (after that wait) and when its answer came."""
+    async with SlowGraph(0.05) as url, httpx.AsyncClient(limits=httpx.Limits(max_connections=1)) as http:
+        pacer = RecordingPacer(slots=4)
+        client = GraphClient(http=http, graph_url=url, pacer=pacer)
+        # Another request holds the only connection for 0.3 s (unpaced: no scope).
+        other = asyncio.create_task(
+            client.call(Tokens("token-1"), GraphRequest(id="0", method="GET", url="/slow"), deadline=FAR)
+        )
+        await asyncio.sleep(0.05)
+        asked = time.monotonic()
+        response = await client.call(Tokens("token-1"), probes(1)[0], deadline=FAR, scope=SCOPE)
+        await other
+    assert response.status == 200
+    (permit,) = pacer.released
+    flight = permit.flight
+    assert flight.sent is not None
+    assert flight.answered is not None
+    assert flight.sent - asked >= 0.15  # it waited for the connection before it went out
+    assert flight.answered - flight.sent >= 0.04  # then Graph took its time
+    assert flight.clean is None  # told by the pacer's release (RecordingPacer does not)

@@ -51,9 +51,12 @@ async def _probe(pacer: DatabasePacer, rounds: int) -> None:
         permit = await pacer.acquire(background, Demand(outlook=2), deadline=time.monotonic() + 30)
         assert permit is not None
         start = time.time()
-        # A probe is answered before the calls beneath it, which witness it (pacing/store.py): it carries
-        # no more items than its slots, they carry envelopes.
+        permit.flight.sent = time.monotonic()  # what graph.py's trace records (pacing.Flight)
+        # A probe is answered before the calls beneath it, which witness it (pacer._witnessed: this
+        # process's calls sent before it and still out well into its flight): it carries no more items
+        # than its slots, they carry envelopes.
         await asyncio.sleep(0.002 if permit.probe else 0.02)
+        permit.flight.answered = time.monotonic()
         end = time.time()
         sys.stdout.write("".join(f"{slot} {start:.6f} {end:.6f}\n" for slot in permit.slots))
         sys.stdout.flush()

@@ -91,14 +91,28 @@ def soon(seconds: float = 5.0) -> float:
 
 
 async def hold(paced: StorePacer, count: int, slots: int = 4) -> list[Permit]:
-    """`count` permits of `slots` Outlook slots, taken a tick of SQLite's millisecond clock apart (a probe's
-    witnesses are the holders that took their slots before it, by the store's clock)."""
+    """`count` permits of `slots` Outlook slots, taken a tick of SQLite's millisecond clock apart, each
+    sent as it is taken (a probe's witnesses: calls sent before it and still out well into its flight)."""
     permits = []
     for _ in range(count):
-        permits.append(await paced.acquire(BACKGROUND, Demand(outlook=slots), deadline=soon()))
+        permit = await paced.acquire(BACKGROUND, Demand(outlook=slots), deadline=soon())
+        assert permit is not None
+        permits.append(sent(permit))
         await asyncio.sleep(0.002)
-    assert all(permit is not None for permit in permits), permits
-    return [permit for permit in permits if permit is not None]
+    return permits
+
+
+def sent(permit: Permit) -> Permit:
+    """The permit's request goes out now (what graph.py's trace records: pacing.Flight)."""
+    permit.flight.sent, permit.flight.answered = time.monotonic(), None
+    return permit
+
+
+async def done(paced: StorePacer, permit: Permit, proven: bool = False) -> None:
+    """The permit's answer is in now (if it was sent and not yet answered): release it."""
+    if permit.flight.sent is not None and permit.flight.answered is None:
+        permit.flight.answered = time.monotonic()
+    await paced.release(permit, proven=proven)
 
 
 async def limit_of(store: PaceStore) -> tuple[int, bool]:
@@ -131,15 +145,18 @@ async def test_a_probe_answered_without_pushback_raises_the_limit_for_every_proc
     assert probe.slots == (4, 5, 6, 7)
     # While the probe is in flight nobody else probes: the limit is still 4 and slots 4..7 are taken.
     assert await second.acquire(BACKGROUND, Demand(outlook=1), deadline=soon(0.3)) is None
-    await first.release(probe, proven=True)
+    await done(first, probe, proven=True)
+    # Not yet: the calls beneath it must come back without pushback too (a partly refused envelope
+    # ran fewer calls than its slots).
+    assert await limit_of(stores[1]) == (4, False)
+    await done(first, inside, proven=True)
     assert await limit_of(stores[1]) == (8, False)
     # Another process now gets 8 in flight without probing.
-    await first.release(inside)
     permits = await hold(second, 2)
     assert [permit.probe for permit in permits] == [False, False]
     assert sorted(slot for permit in permits for slot in permit.slots) == list(range(8))
     for permit in permits:
-        await second.release(permit, proven=True)
+        await done(second, permit, proven=True)
     assert probes.outcomes == ["raised"]
     assert limit_logs(caplog) == [("pacing.outlook.raised", SCOPE.app_id, 4, 8)]
 
@@ -152,8 +169,8 @@ async def test_a_refused_probe_leaves_the_limit(
     paced = pacer(stores[0], probes)
     inside, probe = await hold(paced, 2)
     assert probe.probe
-    await paced.release(probe, proven=False)
-    await paced.release(inside, proven=True)  # proving what is under the limit changes nothing
+    await done(paced, probe, proven=False)
+    await done(paced, inside, proven=True)  # proving what is under the limit changes nothing
     assert await limit_of(stores[0]) == (4, False)
     assert probes.outcomes == ["refused"]
     assert limit_logs(caplog) == [("pacing.outlook.refused", SCOPE.app_id, 4, None)]
@@ -183,104 +200,139 @@ async def test_a_refused_probe_keeps_the_limit_it_probed_above_and_holds_probing
     await first.pushback(
         SCOPE, "outlook", retry_after=None, pressure=None, throttled=1, sent_under=probe.limit, probe=True
     )
-    await first.release(probe, proven=False)
+    await done(first, probe, proven=False)
     assert await limit_of(stores[1]) == (4, True)
     # The hold: 4 in flight in the other process, and a fifth is no probe.
     if beneath < 4:
-        await first.release(rest)
-    await first.release(inside)
+        await done(first, rest)
+    await done(first, inside)
     (held,) = await hold(second, 1)
     assert await second.acquire(BACKGROUND, Demand(outlook=1), deadline=soon(0.3)) is None
-    await second.release(held, proven=True)
+    await done(second, held, proven=True)
     assert await limit_of(stores[0]) == (4, True)
     # An ordinary 429 under that limit still halves what is in flight: 4 held -> 2.
     (throttled,) = await hold(first, 1)
     await first.pushback(
         SCOPE, "outlook", retry_after=None, pressure=None, throttled=1, sent_under=throttled.limit
     )
-    await first.release(throttled)
+    await done(first, throttled)
     assert await limit_of(stores[0]) == (2, True)
 
 
-async def test_a_probe_proves_nothing_once_the_calls_beneath_it_have_ended(stores: list[PaceStore]) -> None:
-    """Microsoft lets a probe through when the calls under the limit ended before it arrived, even if
-    their answers are not in here yet: only calls still held when the probe is answered, taken before it,
-    witness that it ran above the limit (calls taken just before it do too: the next test; none are here,
-    as every take waits longer than that window). Several rounds, each a way the witnesses can be missing."""
-    probes = Probes()
-    first, second = (pacer(store, probes, witness_seconds=0.001) for store in stores)
-    for _ in range(3):
-        # The calls beneath end first.
-        inside, probe = await hold(first, 2)
-        assert probe.probe
-        await first.release(inside, proven=True)
-        await first.release(probe, proven=True)
-        assert await limit_of(stores[1]) == (4, False)
-        # A call that took the freed slots after the probe (another process) is no witness either.
-        inside, probe = await hold(first, 2)
-        await first.release(inside, proven=True)
-        (later,) = await hold(second, 1)
-        assert not later.probe
-        await first.release(probe, proven=True)
-        await second.release(later, proven=True)
-        assert await limit_of(stores[0]) == (4, False)
-        # Under a limit of 4 a probe of 1 slot needs all 4 beneath it: 3 held is not enough.
-        inside = await hold(first, 4, slots=1)
-        probe = await first.acquire(BACKGROUND, Demand(outlook=1), deadline=soon())
-        assert probe is not None
-        assert probe.probe
-        await first.release(inside[0], proven=True)
-        await first.release(probe, proven=True)
-        for permit in inside[1:]:
-            await first.release(permit, proven=True)
-        assert await limit_of(stores[1]) == (4, False)
-    assert probes.outcomes == ["unproven"] * 9
-    # With its witnesses still in flight the same probe raises the limit.
-    inside, probe = await hold(first, 2)
-    await first.release(probe, proven=True)
-    await first.release(inside, proven=True)
-    assert await limit_of(stores[1]) == (8, False)
-    assert probes.outcomes[-1] == "raised"
-
-
-async def test_calls_taken_just_before_a_probe_witness_it_even_if_answered_first(
+async def test_a_probe_proves_nothing_unless_the_calls_beneath_it_were_at_microsoft_all_along(
     stores: list[PaceStore],
 ) -> None:
-    """Calls sent together run at Microsoft together: a probe taken within `witness_seconds` of the calls
-    beneath it is proven by its own answer, whichever is answered first (calls of equal length, as with
-    the simulator's budgets off). Taken later than that, the calls beneath must still be held."""
+    """Microsoft lets a probe through when fewer calls than the limit were there when it arrived: only
+    this process's calls sent before the probe, still out at the middle of its flight and answered
+    without pushback, witness that it ran above the limit, whatever slots are held. Several rounds, each
+    a way the witnesses can be missing."""
     probes = Probes()
-    first, second = (pacer(store, probes, witness_seconds=0.25) for store in stores)
+    first, second = (pacer(store, probes) for store in stores)
     for _ in range(3):
-        inside = await first.acquire(BACKGROUND, Demand(outlook=4), deadline=soon())
-        await asyncio.sleep(0.3)  # longer than the window: no witness unless still held
-        probe = await second.acquire(BACKGROUND, Demand(outlook=4), deadline=soon())
-        assert inside is not None
-        assert probe is not None
+        # The calls beneath were answered as the probe went out: they had ended at Microsoft.
+        inside, probe = await hold(first, 2)
         assert probe.probe
-        assert probe.fresh == 0
-        await first.release(inside, proven=True)
-        await second.release(probe, proven=True)
+        inside.flight.answered = probe.flight.sent
+        await done(first, probe, proven=True)
+        await done(first, inside, proven=True)
+        assert await limit_of(stores[1]) == (4, False)
+        # Taken before the probe but sent after it (its request waited for a connection, slots held):
+        # Microsoft had not seen it when it let the probe in. 64 connections for 50 apps did that in a
+        # bench run, and 10 apps went from 4 to 8 on such witnesses.
+        inside = await first.acquire(BACKGROUND, Demand(outlook=4), deadline=soon())
+        assert inside is not None
+        (probe,) = await hold(first, 1)
+        assert probe.probe
+        sent(inside)
+        await done(first, probe, proven=True)
+        await done(first, inside, proven=True)
         assert await limit_of(stores[0]) == (4, False)
-    assert probes.outcomes == ["unproven"] * 3
-    # Within the window, in another process: the 4 beneath witness the probe though they end first.
-    inside = await first.acquire(BACKGROUND, Demand(outlook=4), deadline=soon())
-    probe = await second.acquire(BACKGROUND, Demand(outlook=4), deadline=soon())
-    assert inside is not None
-    assert probe is not None
-    assert (probe.probe, probe.fresh) == (True, 4)
-    await first.release(inside, proven=True)
-    await second.release(probe, proven=True)
+        # The calls beneath in flight in another process: not seen here, so no witness.
+        (inside,) = await hold(second, 1)
+        (probe,) = await hold(first, 1)
+        assert probe.probe
+        await done(first, probe, proven=True)
+        await done(second, inside, proven=True)
+        assert await limit_of(stores[0]) == (4, False)
+        # The calls beneath were at Microsoft all along but came back with a 429 (Microsoft ran fewer
+        # of them than their slots: a bench run raised an app from 4 to 8 on such a witness).
+        inside, probe = await hold(first, 2)
+        await done(first, probe, proven=True)
+        await done(first, inside, proven=False)
+        assert await limit_of(stores[0]) == (4, False)
+        # Under a limit of 4 a probe of 1 slot needs all 4 calls beneath it: 3 in flight is not enough.
+        inside = await hold(first, 4, slots=1)
+        (probe,) = await hold(first, 1, slots=1)
+        assert probe.probe
+        inside[0].flight.answered = probe.flight.sent
+        await done(first, probe, proven=True)
+        for permit in inside:
+            await done(first, permit, proven=True)
+        assert await limit_of(stores[1]) == (4, False)
+    assert probes.outcomes == ["unproven"] * 15
+    # Calls of the same length sent just before it, answered just before it, witness it: they were at
+    # Microsoft when it got there (their answers are in well after the middle of its flight).
+    inside, probe = await hold(first, 2)
+    await asyncio.sleep(0.05)
+    await done(first, inside, proven=True)
+    await asyncio.sleep(0.002)
+    await done(first, probe, proven=True)
+    assert await limit_of(stores[1]) == (8, False)
+    assert probes.outcomes[-1] == "raised"
+    # Back to 4 with no hold (a refused probe's step, with no hold time), as before the last probe.
+    await stores[0].pushback(
+        KEY, pause=0, empty=False, slow_for=0, halve=True, hold_for=0, sent_under=4, probe=True
+    )
+    assert (await limit_of(stores[0]))[0] == 4
+    # A witness answered after the probe proves it though its release ran first.
+    inside, probe = await hold(first, 2)
+    probe.flight.answered = time.monotonic()
+    await done(first, inside, proven=True)
+    await done(first, probe, proven=True)
     assert await limit_of(stores[1]) == (8, False)
     assert probes.outcomes[-1] == "raised"
 
 
-async def test_a_process_s_steps_reach_the_store_in_the_order_asked(stores: list[PaceStore]) -> None:
-    """A probe's held witnesses are counted when its release runs, so the steps of one process must run in
-    the order it asked for them: a call answered before the probe is released before it. 40 takes asked
-    for at once get the slots in the order asked (lowest first: a pool of Redis connections gave them out
-    of order), and releases asked for together, the calls beneath first, leave the probe unproven; several
-    rounds."""
+async def test_a_429_while_a_probe_was_at_microsoft_is_the_probe_s_refusal(stores: list[PaceStore]) -> None:
+    """Microsoft admits by arrival, and which call arrives last is not the order the slots were taken in:
+    with a probe there, a call within the limit may be the one refused. Its 429 then keeps the limit and
+    holds probing, as the probe's own would (halving what was held left apps at 2 in bench runs)."""
+    paced = pacer(stores[0])
+    for _ in range(3):
+        (first,) = await hold(paced, 1, slots=2)
+        second, third = await hold(paced, 2, slots=1)
+        first.flight.answered = time.monotonic()  # answered before the probe was sent
+        (probe,) = await hold(paced, 1, slots=1)
+        assert [permit.probe for permit in (first, second, third, probe)] == [False, False, False, True]
+        assert not paced.probe_beside(first)
+        second.flight.answered = time.monotonic()  # at Microsoft while the probe was
+        assert paced.probe_beside(second)
+        assert not paced.probe_beside(probe)  # no other probe
+        # The probe's release may come first (it was answered): the calls beside it still tell.
+        await done(paced, probe, proven=True)
+        await done(paced, second)
+        third.flight.answered = time.monotonic()
+        assert paced.probe_beside(third)
+        (later,) = await hold(paced, 1, slots=1)
+        assert not later.probe
+        assert not paced.probe_beside(later)  # sent after the probe was answered
+        for permit in (later, third, first):
+            await done(paced, permit)
+        assert (paced._flying, paced._ended) == ({}, {})  # nothing kept once all is over
+    # What graph.py tells for that 429: a refused probe.
+    inside, probe = await hold(paced, 2)
+    assert paced.probe_beside(inside)
+    await paced.pushback(
+        SCOPE, "outlook", retry_after=None, pressure=None, throttled=1, sent_under=inside.limit, probe=True
+    )
+    await done(paced, inside)
+    await done(paced, probe, proven=True)
+    assert await limit_of(stores[0]) == (4, True)
+
+
+async def test_a_process_s_slot_takes_reach_the_store_in_the_order_asked(stores: list[PaceStore]) -> None:
+    """40 takes asked for at once get the slots in the order asked (lowest first: a pool of Redis
+    connections once gave them out of order); several rounds."""
     store = stores[0]
     key = budget_key("outlook", PaceScope("ordered-app", SCOPE.tenant_id))
     await store.seed(key, capacity=1.0, slots=40, slot_limit=40)
@@ -295,33 +347,25 @@ async def test_a_process_s_steps_reach_the_store_in_the_order_asked(stores: list
         await asyncio.gather(
             *(store.release(key, holder=f"h{i}", raise_to=None, max_slots=40) for i in range(40))
         )
-    probes = Probes()
-    paced = pacer(store, probes, witness_seconds=0.001)
-    for _ in range(10):
-        inside, probe = await hold(paced, 2)
-        assert probe.probe
-        await asyncio.gather(paced.release(inside, proven=True), paced.release(probe, proven=True))
-        assert await limit_of(store) == (4, False)
-    assert probes.outcomes == ["unproven"] * 10
 
 
 async def test_a_429_halves_what_is_in_flight_and_holds_probing(stores: list[PaceStore]) -> None:
     first, second = pacer(stores[0]), pacer(stores[1])
     inside, probe = await hold(first, 2)
-    await first.release(probe, proven=True)
-    await first.release(inside, proven=True)
+    await done(first, probe, proven=True)
+    await done(first, inside, proven=True)
     assert await limit_of(stores[0]) == (8, False)
     permits = await hold(first, 2)  # 8 in flight, under the limit
     # The pacer is told before the throttled request's release (graph.py): 8 held -> 4.
     await first.pushback(SCOPE, "outlook", retry_after=None, pressure=None, throttled=1)
     for permit in permits:
-        await first.release(permit, proven=False)
+        await done(first, permit, proven=False)
     assert await limit_of(stores[1]) == (4, True)
     # The hold: 4 in flight, and a fifth is not let through as a probe, in either process.
     (held,) = await hold(second, 1)
     assert await first.acquire(BACKGROUND, Demand(outlook=1), deadline=soon(0.3)) is None
     # A proven release during the hold does not raise it either.
-    await second.release(held, proven=True)
+    await done(second, held, proven=True)
     assert await limit_of(stores[0]) == (4, True)
     # Halving again with 3 in flight -> 1; never below 1.
     three = [await second.acquire(BACKGROUND, Demand(outlook=1), deadline=soon()) for _ in range(3)]
@@ -329,26 +373,26 @@ async def test_a_429_halves_what_is_in_flight_and_holds_probing(stores: list[Pac
     assert await limit_of(stores[0]) == (1, True)
     for permit in three:
         assert permit is not None
-        await second.release(permit)
+        await done(second, permit)
     (one,) = await hold(first, 1, slots=1)
     await first.pushback(SCOPE, "outlook", retry_after=None, pressure=None, throttled=1)
     assert await limit_of(stores[0]) == (1, True)
-    await first.release(one)
+    await done(first, one)
 
 
 async def test_probing_comes_back_when_the_hold_runs_out(stores: list[PaceStore]) -> None:
     paced = pacer(stores[0], outlook_hold_seconds=0.5)
     (inside,) = await hold(paced, 1)
     await paced.pushback(SCOPE, "outlook", retry_after=None, pressure=None, throttled=1)
-    await paced.release(inside)
+    await done(paced, inside)
     assert await limit_of(stores[0]) == (2, True)
     await asyncio.sleep(0.7)
     assert await limit_of(stores[0]) == (2, False)
     first, probe = await hold(paced, 2, slots=2)
     assert probe.probe
     assert probe.slots == (2, 3)
-    await paced.release(probe, proven=True)
-    await paced.release(first, proven=True)
+    await done(paced, probe, proven=True)
+    await done(paced, first, proven=True)
     assert await limit_of(stores[0]) == (4, False)
 
 
@@ -359,39 +403,47 @@ async def test_the_limit_never_passes_its_maximum(stores: list[PaceStore]) -> No
             await paced.acquire(BACKGROUND, Demand(outlook=wanted), deadline=soon(0.3))
             for wanted in (4, 2, 2)
         ]
-        got = [permit for permit in permits if permit is not None]
+        got = [sent(permit) for permit in permits if permit is not None]
         assert sum(len(permit.slots) for permit in got) <= 6
         assert all(max(permit.slots) < 6 for permit in got)
         for permit in reversed(got):  # a probe is answered while the calls beneath it are in flight
-            await paced.release(permit, proven=True)
+            await done(paced, permit, proven=True)
     assert (await limit_of(stores[0]))[0] == 6
 
 
 async def test_two_processes_probing_at_once_never_share_a_slot(stores: list[PaceStore]) -> None:
     """Several rounds of 12 callers in two processes, each holding what it gets for a moment: no slot is
-    ever held twice, nothing above the maximum, and the limit grows to the maximum."""
+    ever held twice and nothing above the maximum, while probes run above the limit in both."""
     pacers = [pacer(store) for store in stores]
     holding: dict[int, str] = {}
     clashes: list[int] = []
+    probed: list[StorePacer] = []
 
     async def worker(paced: StorePacer, rounds: int) -> None:
         for _ in range(rounds):
             permit = await paced.acquire(BACKGROUND, Demand(outlook=2), deadline=soon(10))
             assert permit is not None
             assert permit.lease is not None
+            sent(permit)
+            if permit.probe:
+                probed.append(paced)
             for slot in permit.slots:
                 if slot in holding:
                     clashes.append(slot)
                 holding[slot] = permit.lease
-            # A probe is answered before the calls beneath it, which witness it (pacing/store.py).
+            # A probe is answered before the calls beneath it, which witness it (pacer._witnessed).
             await asyncio.sleep(0.002 if permit.probe else 0.02)
             for slot in permit.slots:
                 holding.pop(slot, None)
-            await paced.release(permit, proven=True)
+            await done(paced, permit, proven=True)
 
     await asyncio.gather(*(worker(pacers[index % 2], 8) for index in range(12)))
     assert clashes == []
-    assert (await limit_of(stores[0]))[0] == 12
+    assert set(probed) == set(pacers)
+    # Whether the limit grows here is chance: a probe's witnesses are its own process's calls (a process
+    # does not see when another's requests were on the wire), so it grows only when one process holds
+    # every slot beneath a probe. Growth itself: the tests above, and the next one's cap.
+    assert 4 <= (await limit_of(stores[0]))[0] <= 12
 
 
 async def test_the_budgets_live_in_the_database_unless_redis_is_configured(tmp_path: Path) -> None:
@@ -412,7 +464,7 @@ async def test_the_budgets_live_in_the_database_unless_redis_is_configured(tmp_p
         permit = await on_redis.acquire(scope, Demand(units=1, outlook=2), deadline=soon())
         assert permit is not None
         assert permit.slots == (0, 1)
-        await on_redis.release(permit, proven=True)
+        await done(on_redis, permit, proven=True)
         await on_redis.aclose()
         async with redis_admin() as client:
             keys = await delete_keys(client, f"m365connect:pace:*{scope.app_id}*")
@@ -432,7 +484,7 @@ async def test_a_budget_that_disappears_is_created_again(stores: list[PaceStore]
     for demand in (Demand(units=1), Demand(outlook=2)):
         permit = await paced.acquire(SCOPE, demand, deadline=soon())
         assert permit is not None
-        await paced.release(permit)
+        await done(paced, permit)
     store = stores[0]
     if isinstance(store, DatabaseStore):
         async with store._connected(interactive=False) as connection:
@@ -446,7 +498,7 @@ async def test_a_budget_that_disappears_is_created_again(stores: list[PaceStore]
     for demand in (Demand(units=1), Demand(outlook=2)):
         permit = await paced.acquire(SCOPE, demand, deadline=soon(2))
         assert permit is not None, demand
-        await paced.release(permit)
+        await done(paced, permit)
     assert await limit_of(store) == (4, False)
 
 
@@ -458,7 +510,7 @@ async def test_under_a_limit_below_its_demand_a_caller_gets_what_the_limit_allow
     first, second = pacer(stores[0]), pacer(stores[1])
     (inside,) = await hold(first, 1)
     await first.pushback(SCOPE, "outlook", retry_after=None, pressure=None, throttled=1)
-    await first.release(inside)
+    await done(first, inside)
     assert await limit_of(stores[0]) == (2, True)
     for paced, scope in ((first, BACKGROUND), (second, SCOPE), (second, BACKGROUND)):
         permit = await paced.acquire(scope, Demand(outlook=4), deadline=soon(2))
@@ -467,7 +519,7 @@ async def test_under_a_limit_below_its_demand_a_caller_gets_what_the_limit_allow
         assert not permit.probe
         # The budget is full: nobody gets a third slot while these two are held.
         assert await second.acquire(BACKGROUND, Demand(outlook=1), deadline=soon(0.2)) is None
-        await paced.release(permit, proven=True)
+        await done(paced, permit, proven=True)
     assert await limit_of(stores[0]) == (2, True)
 
 
@@ -476,19 +528,19 @@ async def test_a_429_halves_once_per_event(stores: list[PaceStore]) -> None:
     before that halving) does not halve again; a request sent under the new limit does."""
     paced = pacer(stores[0])
     inside, probe = await hold(paced, 2)
-    await paced.release(probe, proven=True)
-    await paced.release(inside, proven=True)
+    await done(paced, probe, proven=True)
+    await done(paced, inside, proven=True)
     first, second = await hold(paced, 2)
     assert (first.limit, second.limit) == (8, 8)
     await paced.pushback(
         SCOPE, "outlook", retry_after=None, pressure=None, throttled=1, sent_under=first.limit
     )
-    await paced.release(first)
+    await done(paced, first)
     assert await limit_of(stores[0]) == (4, True)
     await paced.pushback(
         SCOPE, "outlook", retry_after=None, pressure=None, throttled=1, sent_under=second.limit
     )
-    await paced.release(second)
+    await done(paced, second)
     assert await limit_of(stores[0]) == (4, True)
     later = await paced.acquire(BACKGROUND, Demand(outlook=4), deadline=soon())
     assert later is not None
@@ -496,5 +548,5 @@ async def test_a_429_halves_once_per_event(stores: list[PaceStore]) -> None:
     await paced.pushback(
         SCOPE, "outlook", retry_after=None, pressure=None, throttled=1, sent_under=later.limit
     )
-    await paced.release(later)
+    await done(paced, later)
     assert await limit_of(stores[0]) == (2, True)

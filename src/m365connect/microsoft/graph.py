@@ -17,6 +17,7 @@ process shares (microsoft/pacing.py). Without them nothing changes: the retry po
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 import uuid
@@ -40,6 +41,7 @@ from m365connect.microsoft.graph_types import (
 from m365connect.microsoft.http_pools import HttpRequester
 from m365connect.microsoft.observers import GraphObserver, NoGraphObserver
 from m365connect.microsoft.pacing import (
+    Flight,
     Kind,
     Pacer,
     PaceScope,
@@ -68,6 +70,9 @@ logger = logging.getLogger("m365connect.microsoft.graph")
 Sleep = Callable[[float], Awaitable[None]]
 # Sends the requests at these indexes with this bearer token; one Reply per index.
 _SendGroup = Callable[[str, Sequence[int]], Awaitable[dict[int, Reply]]]
+# The Flight of the permit whose request is being sent (_send_permitted sets it around `send`, _send traces
+# the request into it): the send callbacks stay free of pacing.
+_FLIGHT: contextvars.ContextVar[Flight | None] = contextvars.ContextVar("graph_flight", default=None)
 # The answer of the items the pacer found no room for before the deadline: throttled, never sent.
 PACED_OUT = Reply(
     429,
@@ -317,17 +322,25 @@ class GraphClient:
     ) -> dict[int, Reply]:
         """Send a group within a permit; report Microsoft's pushback, then release the permit."""
         assert self._pacer is not None
+        # A permit of Outlook slots learns when its request was on the wire (_send): the pacer judges
+        # probes on that, not on the slots held.
+        flying = _FLIGHT.set(permit.flight if permit.lease else None)
         try:
             answers = await send(bearer, indexes)
         except BaseException:
             await self._pacer.release(permit)
             raise
+        finally:
+            _FLIGHT.reset(flying)
         # Pushback first: an Outlook 429 halves the budget's limit before this permit's release could
-        # raise it (a probe is proven only by an answer without pushback).
+        # raise it (a probe is proven only by an answer without pushback). A 429 of a call that was at
+        # Microsoft while a probe was there counts as the probe's refusal: the probe may have been let in
+        # and this call refused in its place.
         pushed: set[Kind] = {"outlook"}  # not proven unless the pushback is told and found none
         try:
+            probe = permit.probe or self._pacer.probe_beside(permit)
             pushed = await self._push_back(
-                paced.scope, requests, answers, sent_under=permit.limit, probe=permit.probe
+                paced.scope, requests, answers, sent_under=permit.limit, probe=probe
             )
         finally:
             await self._pacer.release(permit, proven="outlook" not in pushed)
@@ -395,8 +408,12 @@ class GraphClient:
         sent = httpx.Headers({"client-request-id": str(uuid.uuid4())})
         sent.update(headers)
         sent["Authorization"] = f"Bearer {bearer}"
+        flight = _FLIGHT.get()
+        extensions = None if flight is None else {"trace": flight.trace}
         try:
-            response = await http.request(method, self._base + url, headers=sent, json=body)
+            response = await http.request(
+                method, self._base + url, headers=sent, json=body, extensions=extensions
+            )
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             logger.warning("graph.unsent", extra={"method": method, "error": type(exc).__name__})
             return Reply(0, {}, None, unsent=True)

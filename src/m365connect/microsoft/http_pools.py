@@ -34,12 +34,15 @@ class PooledClients:
         headers: httpx.Headers | Mapping[str, str] | None = None,
         json: Any = None,
         data: Mapping[str, Any] | None = None,
+        extensions: dict[str, Any] | None = None,
     ) -> httpx.Response:
         """Send through the least busy client (the first of those tied): the pools fill evenly."""
         index = self._in_flight.index(min(self._in_flight))
         self._in_flight[index] += 1
         try:
-            return await self._clients[index].request(method, url, headers=headers, json=json, data=data)
+            return await self._clients[index].request(
+                method, url, headers=headers, json=json, data=data, extensions=extensions
+            )
         finally:
             self._in_flight[index] -= 1
 

@@ -16,9 +16,10 @@ What a request draws on mirrors Microsoft's throttling page (and the simulator, 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from m365connect.microsoft.graph_types import GraphRequest
 from m365connect.microsoft.graph_types import Kind as Kind  # re-exported: the pacer names budgets by it
@@ -52,6 +53,45 @@ class Demand:
         return self.units == 0 and self.outlook == 0
 
 
+@dataclass(eq=False)
+class Flight:
+    """When a permit's request was at Microsoft, as this process saw it on the wire (time.monotonic):
+    `sent` when its headers began to go out, after any wait for a connection; `answered` when the headers
+    of its answer were in; None until then (a resend starts both again). Holding slots is not being at
+    Microsoft: a request may wait for a connection with its slots held, and its answer may wait for the
+    event loop. A probe is judged on these times (pacing/pacer.py)."""
+
+    sent: float | None = None
+    answered: float | None = None
+    clean: bool | None = None  # answered without pushback (told at release; None before)
+    judged: bool = False  # a probe's outcome is counted (pacing/pacer.py)
+
+    async def trace(self, event: str, info: Mapping[str, Any]) -> None:  # noqa: ARG002 (httpcore's signature)
+        """httpcore's `trace` request extension: called at each step of the request."""
+        if event.endswith(".send_request_headers.started"):
+            self.sent, self.answered = time.monotonic(), None
+        elif event.endswith(".receive_response_headers.complete"):
+            self.answered = time.monotonic()
+
+    def outlasted(self, other: Flight) -> bool:
+        """Sent before `other` and not answered before the middle of `other`'s flight (nor yet): at
+        Microsoft when `other` got there, as long as the network's share of `other`'s time (there and
+        back) is under half, whichever order the two answers took to come in over their connections."""
+        if self.sent is None or other.sent is None or other.answered is None:
+            return False
+        middle = other.sent + (other.answered - other.sent) / 2
+        return self.sent < other.sent and (self.answered is None or self.answered > middle)
+
+    def overlaps(self, other: Flight) -> bool:
+        """Both sent, and each sent before the other was answered (or while it is not): at some moment
+        both were at Microsoft, or may have been."""
+        if self.sent is None or other.sent is None:
+            return False
+        return (other.answered is None or self.sent < other.answered) and (
+            self.answered is None or other.sent < self.answered
+        )
+
+
 @dataclass(frozen=True)
 class Permit:
     """Room granted for one request; handed back to `Pacer.release` once its answer is in."""
@@ -63,12 +103,17 @@ class Permit:
     probe: bool = False  # a slot above the budget's limit: the answer decides whether the limit grows
     top: int = -1  # the highest slot held
     limit: int = 0  # the budget's Outlook limit when the slots were taken
-    fresh: int = 0  # other holders' slots taken just before these (sent with them: a probe's witnesses)
+    flight: Flight = field(default_factory=Flight, compare=False)  # its request on the wire (graph.py)
 
     @property
     def beneath(self) -> int:
         """The slots held under the limit (a probe's others are at or above it)."""
         return sum(1 for slot in self.slots if slot < self.limit)
+
+    @property
+    def calls(self) -> int:
+        """The Outlook calls its request runs at once at Microsoft (what it carries: `carried`)."""
+        return carried(self, self.demand) or self.demand.outlook
 
 
 class Pacer(Protocol):
@@ -77,6 +122,11 @@ class Pacer(Protocol):
     async def acquire(self, scope: PaceScope, demand: Demand, *, deadline: float) -> Permit | None:
         """Wait until the scope's budgets admit `demand`; None when they do not before `deadline`
         (time.monotonic). A pacer that cannot reach its store admits at once (the 429 path remains)."""
+        ...
+
+    def probe_beside(self, permit: Permit) -> bool:
+        """A probe of the same budget was at Microsoft while the permit's request was (its 429 may be
+        Microsoft refusing that probe's call in its place)."""
         ...
 
     async def release(self, permit: Permit, *, proven: bool = False) -> None:

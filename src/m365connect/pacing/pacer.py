@@ -63,9 +63,6 @@ class PacingPolicy:
     outlook_hold_seconds: float = 3600.0  # no probing for this long after an Outlook 429
     outlook_scope: Literal["app", "mailbox"] = "app"
     lease_seconds: float = 60.0
-    # Calls that took their slots this shortly before a probe were sent with it and ran at Microsoft with
-    # it (a call lasts far longer): they witness the probe even if they are answered first (store.py).
-    witness_seconds: float = 0.01
     slow_threshold: float = 0.8
     slow_factor: float = 0.5
     slow_seconds: float = 10.0
@@ -196,6 +193,10 @@ class StorePacer:
         self._units: dict[tuple[str, bool], _UnitsQueue] = {}  # by directory budget and `interactive`
         self._seeded: set[str] = set()
         self._held: Counter[str] = Counter()  # Outlook slots this process holds, per budget
+        # This process's Outlook permits in flight, per budget and holder, and the ended ones that may
+        # still tell about those (_forget): a probe is judged on them (_witnessed, probe_beside).
+        self._flying: dict[str, dict[str, Permit]] = {}
+        self._ended: dict[str, list[Permit]] = {}
         # Per Outlook budget, its limit and whether it may be probed, as last seen (a take that got slots
         # does not say whether a hold runs: assumed not, which can only make this process ask more).
         self._known: dict[str, tuple[int, bool]] = {}
@@ -221,17 +222,16 @@ class StorePacer:
 
     async def release(self, permit: Permit, *, proven: bool = False) -> None:
         """Free the permit's Outlook slots (a lease left behind expires after `lease_seconds`). `proven`:
-        Microsoft answered the request without pushback, so a probe raises the budget's limit."""
+        Microsoft answered the request without pushback, so a probe it witnessed (or that it was) may
+        raise the budget's limit."""
         if permit.lease is None:
             return
         key = budget_key("outlook", permit.scope)
+        permit.flight.clean = proven
         # A proven probe doubles the limit (slow start: 4, 8, 16, 32 in three probes), or raises it to
-        # what the probe held if that was more. It carried one call more than its slots under the limit
-        # (pacing.carried), so the calls beneath the rest of the limit must have run at Microsoft with
-        # it, else Microsoft letting it through proved nothing: taken just before it (sent with it), or
-        # taken before it and still held now, when it is answered (the store counts those).
-        needed = max(1, permit.limit - permit.beneath)
-        raise_to = max(permit.top + 1, 2 * permit.limit) if permit.probe and proven else None
+        # what the probe held if that was more; with this release, as that is when it is proven (_proof).
+        probe = self._proof(key, permit)
+        raise_to = None if probe is None else max(probe.top + 1, 2 * probe.limit)
         raised = False
         try:
             raised = await self.store.release(
@@ -239,26 +239,108 @@ class StorePacer:
                 holder=permit.lease,
                 raise_to=raise_to,
                 max_slots=self.policy.outlook_max_concurrency,
-                witnesses=0 if permit.fresh >= needed else needed,
+                witnesses=0,
                 interactive=permit.scope.interactive,
             )
         except _STORE_ERRORS as exc:
             self._store_failed(exc)
         finally:
             self._held[key] -= len(permit.slots)
-            if permit.probe:
-                outcome: ProbeOutcome = "raised" if raised else "unproven" if proven else "refused"
-                self._observer.probed(outcome)
-                if outcome != "unproven":  # a raised limit, or a refusal that holds probing: rare, logged
-                    fields: dict[str, object] = {"app_id": permit.scope.app_id, "limit": permit.limit}
-                    if raise_to is not None:
-                        fields["raised_to"] = min(raise_to, self.policy.outlook_max_concurrency)
-                    logger.info(f"pacing.outlook.{outcome}", extra=fields)
+            if probe is not None:
+                self._judge(probe, "raised" if raised else "unproven", raise_to)
+            elif permit.probe and not proven:
+                self._judge(permit, "refused", None)
+            self._forget(key, permit)
             if raise_to is not None:
                 self._known.pop(key, None)  # the limit grew: read it again before trusting the count
             line = self._lines.get(key)
             if line is not None:
                 line.freed.set()
+
+    def probe_beside(self, permit: Permit) -> bool:
+        """A probe of this process was at Microsoft while `permit`'s request was. Microsoft admits by
+        arrival, and which call arrives last is not the order the slots were taken in, nor the order the
+        requests were written in: with a probe there, a call within the limit may be refused in its
+        place. That 429 tells that the probe was above the limit, not that the limit is too high (halving
+        on it left apps at 2 for the rest of a bench run)."""
+        if not permit.lease:
+            return False
+        key = budget_key("outlook", permit.scope)
+        return any(
+            other.probe and other.flight.overlaps(permit.flight)
+            for other in self._around(key)
+            if other is not permit
+        )
+
+    def _proof(self, key: str, released: Permit) -> Permit | None:
+        """The probe that `released` proves, if any: itself, or a probe answered without pushback that it
+        witnessed. A probe carried one call more than its slots under the limit (pacing.carried), so it
+        proves that Microsoft allows more only if the calls beneath the rest of the limit were there when
+        it got there: this process's calls sent before it and still out well into its flight, themselves
+        answered without pushback (_witnessed). Those answers may come after the probe's, so a probe is
+        proven with the release of the witness that completes its count."""
+        if released.probe:
+            candidates = [released]
+        else:
+            candidates = [
+                ended for ended in self._ended.get(key, ()) if released.flight.outlasted(ended.flight)
+            ]
+        for probe in candidates:
+            pending = probe.probe and probe.flight.clean and not probe.flight.judged
+            if pending and self._witnessed(key, probe) >= max(1, probe.limit - probe.beneath):
+                return probe
+        return None
+
+    def _witnessed(self, key: str, probe: Permit) -> int:
+        """The Outlook calls that witness the probe: this process's, sent before it, still out at the
+        middle of its flight (pacing.Flight.outlasted) and answered without pushback. Slots held prove
+        nothing: a request waits for a connection with its slots held (a bench run with 64 connections
+        raised 10 of 50 apps from 4 to 8 on such witnesses), an answer waits for the event loop, and an
+        envelope that Microsoft refused in part ran fewer calls than its slots (another raised an app that
+        way). The middle, not the end: calls of the same length sent together are answered in the order
+        sent, and Microsoft ran them together (the simulator with its budgets off). Calls of other
+        processes are not seen here, so a probe among them is not proven."""
+        return sum(
+            other.calls
+            for other in self._around(key)
+            if other is not probe and other.flight.clean and other.flight.outlasted(probe.flight)
+        )
+
+    def _judge(self, probe: Permit, outcome: ProbeOutcome, raise_to: int | None) -> None:
+        """Count a probe's outcome once; a raised limit or a refusal (rare) is also logged."""
+        if probe.flight.judged:
+            return
+        probe.flight.judged = True
+        self._observer.probed(outcome)
+        if outcome != "unproven":
+            fields: dict[str, object] = {"app_id": probe.scope.app_id, "limit": probe.limit}
+            if raise_to is not None:
+                fields["raised_to"] = min(raise_to, self.policy.outlook_max_concurrency)
+            logger.info(f"pacing.outlook.{outcome}", extra=fields)
+
+    def _around(self, key: str) -> list[Permit]:
+        """The budget's permits in flight here, and the ended ones kept (_forget)."""
+        return [*self._flying.get(key, {}).values(), *self._ended.get(key, ())]
+
+    def _forget(self, key: str, permit: Permit) -> None:
+        """The permit's request is over: drop it, and the ended permits that can no longer tell about one
+        in flight. An ended call is kept while a probe sent during it is in flight (it may witness it); an
+        ended probe while a call that was at Microsoft with it is (a witness still to come back, or a call
+        Microsoft may have refused in its place). Probes are rare: the kept list is nearly always empty."""
+        flying = self._flying.get(key)
+        if flying is None:
+            return
+        flying.pop(permit.lease or "", None)
+        kept: list[Permit] = []
+        for ended in (*self._ended.pop(key, ()), permit):
+            if any(_tells(ended, other) for other in flying.values()):
+                kept.append(ended)
+            elif ended.probe and ended.flight.clean:
+                self._judge(ended, "unproven", None)  # its witnesses are all in: never proven
+        if kept:
+            self._ended[key] = kept
+        if not flying:
+            del self._flying[key]
 
     async def pushback(
         self,
@@ -466,7 +548,6 @@ class StorePacer:
                     lease=self.policy.lease_seconds,
                     max_slots=self.policy.outlook_max_concurrency,
                     interactive=scope.interactive,
-                    fresh=self.policy.witness_seconds,
                 )
                 if taken.slots:
                     # A take does not say whether a hold runs: keep what was read for this limit (else a
@@ -476,7 +557,7 @@ class StorePacer:
                     self._known[key] = (taken.slot_limit, probing)
                     self._held[key] += len(taken.slots)
                     self._observer.waited("outlook", scope.interactive, self._clock() - started)
-                    return Permit(
+                    permit = Permit(
                         scope,
                         demand,
                         lease=holder,
@@ -484,8 +565,9 @@ class StorePacer:
                         probe=taken.probe,
                         top=max(taken.slots),
                         limit=taken.slot_limit,
-                        fresh=taken.fresh,
                     )
+                    self._flying.setdefault(key, {})[holder] = permit
+                    return permit
                 state = await self._state(key, scope.interactive)
                 if state is None:  # gone (a Redis restart, an idle budget's expiry): create it again
                     self._seeded.discard(key)
@@ -550,3 +632,18 @@ class DatabasePacer(StorePacer):
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(DatabaseStore(engine), policy, observer=observer, clock=clock)
+
+
+def _tells(ended: Permit, flying: Permit) -> bool:
+    """Whether an ended permit may still tell about one in flight: a call that may witness a probe sent
+    during it, or a probe that was at Microsoft while that call was (pacer.probe_beside)."""
+    if ended.probe:
+        return ended.flight.overlaps(flying.flight)
+    sent, answered = ended.flight.sent, ended.flight.answered
+    return (
+        flying.probe
+        and flying.flight.sent is not None
+        and sent is not None
+        and answered is not None
+        and sent < flying.flight.sent < answered
+    )
