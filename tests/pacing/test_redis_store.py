@@ -261,13 +261,13 @@ async def test_a_probe_uses_slots_above_the_limit_and_its_release_raises_it(stor
     probe = await take(store, "b", 4)
     assert probe == Taken(slots=(4, 5, 6, 7), slot_limit=4)
     assert probe.probe
-    # Witnessed by "a" (taken before it, still held), and the limit rises.
-    assert await store.release(KEY, holder="b", raise_to=8, max_slots=8, witnesses=4)
+    # Proven (the pacer judges that: pacer._proof), and the limit rises.
+    assert await store.release(KEY, holder="b", raise_to=8, max_slots=8)
     state = await store.state(KEY, interactive_seconds=None)
     assert state is not None
     assert state.slot_limit == 8
-    # Never above max_slots (no witness asked for: "a" took its slots before anyone else).
-    assert await store.release(KEY, holder="a", raise_to=12, max_slots=6, witnesses=0)
+    # Never above max_slots; a raise may come with any holder's release (the witness's that proved it).
+    assert await store.release(KEY, holder="a", raise_to=12, max_slots=6)
     state = await store.state(KEY, interactive_seconds=None)
     assert state is not None
     assert state.slot_limit == 6
@@ -288,7 +288,7 @@ async def test_a_hold_blocks_probing_and_raising_until_it_passes(store: RedisPac
     assert (await take(store, "c", 4)).slots == (0, 1, 2, 3)
     await asyncio.sleep(0.65)
     assert await take(store, "d", 1) == Taken(slots=(4,), slot_limit=4)
-    assert await store.release(KEY, holder="d", raise_to=5, max_slots=8)  # "c" witnesses it
+    assert await store.release(KEY, holder="d", raise_to=5, max_slots=8)
     state = await store.state(KEY, interactive_seconds=None)
     assert state is not None
     assert state.slot_limit == 5

@@ -239,7 +239,6 @@ class StorePacer:
                 holder=permit.lease,
                 raise_to=raise_to,
                 max_slots=self.policy.outlook_max_concurrency,
-                witnesses=0,
                 interactive=permit.scope.interactive,
             )
         except _STORE_ERRORS as exc:

@@ -52,16 +52,12 @@ local function touch()
   redis.call('EXPIRE', KEYS[1], TTL)
   redis.call('EXPIRE', KEYS[2], TTL)
 end
--- How many of these slot values are held now by a holder other than `skip` (nil: any), with an expiry
--- at or after `from` and before `below` (nil: no bound).
-local function held(values, skip, from, below)
+-- How many of these slot values are held now.
+local function held(values)
   local count = 0
   for _, value in ipairs(values) do
-    local until_, holder = expiry(value)
-    if until_ and until_ > now and holder ~= skip and until_ >= (from or until_)
-        and until_ < (below or until_ + 1) then
-      count = count + 1
-    end
+    local until_ = expiry(value)
+    if until_ and until_ > now then count = count + 1 end
   end
   return count
 end
@@ -92,18 +88,16 @@ touch()
 return 1
 """
 
-# ARGV = holder, n, lease, max_slots, interactive (1/0), fresh. Returns {slot_limit, fresh count, slot...}
-# (no slot: none taken); the count, for a probe only (a slot at or above the limit): other holders' slots
-# taken in the last `fresh` seconds.
+# ARGV = holder, n, lease, max_slots, interactive (1/0). Returns {slot_limit, slot...} (no slot: none taken).
 _TAKE_SLOTS = """
 local b = redis.call('HMGET', KEYS[1], 'paused_until', 'interactive_until', 'slot_limit', 'hold_until')
-if not b[3] then return {0, 0} end
+if not b[3] then return {0} end
 local limit, n = num(b[3]), tonumber(ARGV[2])
-if n < 1 or num(b[1]) > now or (ARGV[5] ~= '1' and num(b[2]) > now) then return {limit, 0} end
+if n < 1 or num(b[1]) > now or (ARGV[5] ~= '1' and num(b[2]) > now) then return {limit} end
 local bound = limit
 if num(b[4]) <= now then bound = limit + n end
 bound = math.min(tonumber(ARGV[4]), bound)
-if bound < n then return {limit, 0} end
+if bound < n then return {limit} end
 local fields = {}
 for slot = 0, bound - 1 do fields[#fields + 1] = int(slot) end
 local values = redis.call('HMGET', KEYS[2], unpack(fields))
@@ -113,38 +107,26 @@ for i = 1, #fields do
   local free = value and (value == '' or (expiry(value) or 0) <= now)
   if free and #chosen < n then chosen[#chosen + 1] = i - 1 end
 end
-if #chosen < n then return {limit, 0} end
-local recent = 0
-if chosen[#chosen] >= limit then
-  recent = held(redis.call('HVALS', KEYS[2]), ARGV[1], now + tonumber(ARGV[3]) - tonumber(ARGV[6]), nil)
-end
-local held = fmt(now + tonumber(ARGV[3])) .. ' ' .. ARGV[1]
-for _, slot in ipairs(chosen) do redis.call('HSET', KEYS[2], int(slot), held) end
+if #chosen < n then return {limit} end
+local value = fmt(now + tonumber(ARGV[3])) .. ' ' .. ARGV[1]
+for _, slot in ipairs(chosen) do redis.call('HSET', KEYS[2], int(slot), value) end
 touch()
-return {limit, recent, unpack(chosen)}
+return {limit, unpack(chosen)}
 """
 
-# ARGV = holder, raise_to ('' for none), max_slots, witnesses. Returns 1 when the limit was raised.
-# Witnesses: other holders that took their slots before the holder (equal leases, so an earlier expiry)
-# and hold them still; counted before the holder's slots are freed.
+# ARGV = holder, raise_to ('' for none), max_slots. Returns 1 when the limit was raised (not while a hold
+# runs); the raise first, then the holder's slots are freed.
 _RELEASE = """
-local all = redis.call('HGETALL', KEYS[2])
-local mine = nil
-local values = {}
-for i = 1, #all, 2 do
-  local until_, holder = expiry(all[i + 1])
-  if holder == ARGV[1] then mine = math.max(mine or until_, until_) end
-  values[#values + 1] = all[i + 1]
-end
 local raised = 0
-if ARGV[2] ~= '' and mine then
+if ARGV[2] ~= '' then
   local b = redis.call('HMGET', KEYS[1], 'slot_limit', 'hold_until')
-  if b[1] and num(b[2]) <= now and held(values, ARGV[1], nil, mine) >= tonumber(ARGV[4]) then
+  if b[1] and num(b[2]) <= now then
     local limit = math.min(tonumber(ARGV[3]), math.max(num(b[1]), tonumber(ARGV[2])))
     redis.call('HSET', KEYS[1], 'slot_limit', int(limit))
     raised = 1
   end
 end
+local all = redis.call('HGETALL', KEYS[2])
 for i = 1, #all, 2 do
   local _, holder = expiry(all[i + 1])
   if holder == ARGV[1] then redis.call('HSET', KEYS[2], all[i], '') end
@@ -185,7 +167,7 @@ if ARGV[4] == '1' and num(b[3]) >= tonumber(ARGV[6]) then
   if ARGV[7] == '1' then
     cap = tonumber(ARGV[6])
   else
-    cap = math.floor(held(redis.call('HVALS', KEYS[2]), nil, nil, nil) / 2)
+    cap = math.floor(held(redis.call('HVALS', KEYS[2])) / 2)
   end
   local limit = math.max(1, math.min(num(b[3]), cap))
   local hold = math.max(num(b[4]), now + tonumber(ARGV[5]))
@@ -208,10 +190,10 @@ class RedisPaceStore:
     """The pacer's budgets in Redis, shared by every process on the same Redis and prefix. Two lanes, each
     one connection on which steps run one at a time in the order they were asked for: background callers
     share one, interactive callers (a synchronous request is waiting) have their own, so an interactive
-    caller never waits behind background ones. The order matters: a probe's witnesses are the slots still
-    held when it is released (store.py), so a call answered before the probe must have its release run
-    before the probe's. A pool ran steps on whichever connection was free, and a release waiting for a new
-    connection ran after a later one: probes were proven by calls that had ended (docs/performance.md).
+    caller never waits behind background ones. The order matters: a take asked for after a release finds
+    the slots it freed, and slots go to the callers in the order they asked (a pool ran steps on
+    whichever connection was free, and a release waiting for a new connection ran after later steps:
+    docs/performance.md).
     A step that fails (Redis did not answer in time) fails the steps queued behind it at once, so that a
     Redis that hangs costs the waiting callers one timeout, not one each."""
 
@@ -285,13 +267,11 @@ class RedisPaceStore:
         lease: float,
         max_slots: int,
         interactive: bool,
-        fresh: float = 0.0,
     ) -> Taken:
-        """Hold the `n` lowest free slots allowed (probing when no hold runs), all or none; with them, the
-        other holders' slots taken in the last `fresh` seconds."""
-        args = (holder, str(int(n)), _number(lease), str(int(max_slots)), _flag(interactive), _number(fresh))
-        limit, recent, *slots = await self._run(self._take_slots, key, *args, interactive=interactive)
-        return Taken(slots=tuple(int(slot) for slot in slots), slot_limit=int(limit), fresh=int(recent))
+        """Hold the `n` lowest free slots allowed (probing when no hold runs), all or none."""
+        args = (holder, str(int(n)), _number(lease), str(int(max_slots)), _flag(interactive))
+        limit, *slots = await self._run(self._take_slots, key, *args, interactive=interactive)
+        return Taken(slots=tuple(int(slot) for slot in slots), slot_limit=int(limit))
 
     async def release(
         self,
@@ -300,13 +280,11 @@ class RedisPaceStore:
         holder: str,
         raise_to: int | None,
         max_slots: int,
-        witnesses: int = 1,
         interactive: bool = False,
     ) -> bool:
-        """Free `holder`'s slots; with `raise_to`, first raise `slot_limit` unless a hold runs or fewer
-        than `witnesses` earlier holders still hold theirs."""
+        """Free `holder`'s slots; with `raise_to`, first raise `slot_limit` unless a hold runs."""
         raise_arg = "" if raise_to is None else str(int(raise_to))
-        args = (holder, raise_arg, str(int(max_slots)), str(int(witnesses)))
+        args = (holder, raise_arg, str(int(max_slots)))
         return int(await self._run(self._release, key, *args, interactive=interactive)) == 1
 
     async def state(self, key: str, *, interactive_seconds: float | None) -> BudgetState | None:

@@ -49,19 +49,12 @@ class Statements:
         free = f"key = :key AND slot < {cap} AND (holder IS NULL OR expires_at <= {now})"
         limit = "(SELECT b.slot_limit FROM graph_pace_budgets b WHERE b.key = :key)"
 
-        def held(condition: str = "") -> str:
-            """How many of the key's slots are held now (and meet `condition`, on alias `s`)."""
-            return (
-                "(SELECT COUNT(*) FROM graph_pace_slots s WHERE s.key = :key "
-                f"AND s.holder IS NOT NULL AND s.expires_at > {now}{condition})"
-            )
-
-        # Other holders' slots taken in the last `fresh` seconds (equal leases: a late enough expiry),
-        # counted for a probe's rows only (a slot at or above the limit): the other takes need no count.
-        recent = held(
-            f" AND s.holder <> :holder AND s.expires_at >= {now} + {number('lease')} - {number('fresh')}"
+        # How many of the key's slots are held now.
+        held = (
+            "(SELECT COUNT(*) FROM graph_pace_slots s WHERE s.key = :key "
+            f"AND s.holder IS NOT NULL AND s.expires_at > {now})"
         )
-        fresh = f"CASE WHEN slot >= {limit} THEN {recent} ELSE 0 END"
+
         self.seed_budget = text(
             "INSERT INTO graph_pace_budgets "
             "(key, tokens, at, paused_until, slow_until, interactive_until, slot_limit, hold_until) "
@@ -89,19 +82,15 @@ class Statements:
             "AND NOT EXISTS (SELECT 1 FROM graph_pace_budgets b WHERE b.key = :key "
             f"AND (b.paused_until > {now} "
             f"OR ({integer('interactive')} = 0 AND b.interactive_until > {now}))) "
-            f"RETURNING slot, {limit}, {fresh}"
+            f"RETURNING slot, {limit}"
         )
         self.release = text(
             "UPDATE graph_pace_slots SET holder = NULL, expires_at = 0 WHERE key = :key AND holder = :holder"
         )
-        # The probe's witnesses: other holders that took their slots before it (equal leases, so an
-        # earlier expiry; SQLite's clock counts milliseconds, and a tie is no witness) and hold them still.
-        mine = "(SELECT MAX(m.expires_at) FROM graph_pace_slots m WHERE m.key = :key AND m.holder = :holder)"
-        witnesses = held(f" AND s.holder <> :holder AND s.expires_at < {mine}")
         self.raise_limit = text(
             f"UPDATE graph_pace_budgets SET slot_limit = {least}({integer('max')}, "
             f"{greatest}(slot_limit, {integer('raise_to')})) WHERE key = :key AND hold_until <= {now} "
-            f"AND {witnesses} >= {integer('witnesses')} RETURNING slot_limit"
+            "RETURNING slot_limit"
         )
         columns = f"tokens, at, paused_until, slow_until, interactive_until, {now}, slot_limit, hold_until"
         self.state = text(f"SELECT {columns} FROM graph_pace_budgets WHERE key = :key")
@@ -115,7 +104,7 @@ class Statements:
         # A refused probe: back to the limit it probed above; any other 429: half of what is held.
         halved = (
             f"{greatest}(1, CASE WHEN {integer('probe')} = 1 "
-            f"THEN {least}(slot_limit, {integer('sent_under')}) ELSE {least}(slot_limit, {held()} / 2) END)"
+            f"THEN {least}(slot_limit, {integer('sent_under')}) ELSE {least}(slot_limit, {held} / 2) END)"
         )
         self.pushback = text(
             "UPDATE graph_pace_budgets SET "
@@ -168,24 +157,10 @@ class PaceRepository:
         await connection.execute(self._sql.release, {"key": key, "holder": holder})
 
     async def raise_limit(
-        self,
-        connection: AsyncConnection,
-        *,
-        key: str,
-        holder: str,
-        raise_to: int,
-        max_slots: int,
-        witnesses: int,
+        self, connection: AsyncConnection, *, key: str, raise_to: int, max_slots: int
     ) -> bool:
-        """A probe was answered without pushback: let `raise_to` calls in flight, unless a hold runs or
-        fewer than `witnesses` earlier holders still hold their slots (run before the probe's release)."""
-        params = {
-            "key": key,
-            "holder": holder,
-            "raise_to": raise_to,
-            "max": max_slots,
-            "witnesses": witnesses,
-        }
+        """A probe was proven: let `raise_to` calls in flight, unless a hold runs."""
+        params = {"key": key, "raise_to": raise_to, "max": max_slots}
         return (await connection.execute(self._sql.raise_limit, params)).first() is not None
 
     async def state(
@@ -271,7 +246,6 @@ class DatabaseStore:
         lease: float,
         max_slots: int,
         interactive: bool,
-        fresh: float = 0.0,
     ) -> Taken:
         """See PaceStore.take_slots (a PostgreSQL race that left fewer than `n` gives them back)."""
         params = {
@@ -281,7 +255,6 @@ class DatabaseStore:
             "n": n,
             "max": max_slots,
             "interactive": int(interactive),
-            "fresh": fresh,
         }
         async with self._connected(interactive) as connection:
             rows = await self.repository.take_slots(connection, params)
@@ -290,7 +263,7 @@ class DatabaseStore:
                 rows = []
         if not rows:
             return Taken((), 0)
-        return Taken(tuple(int(row[0]) for row in rows), int(rows[0][1]), max(int(row[2]) for row in rows))
+        return Taken(tuple(int(row[0]) for row in rows), int(rows[0][1]))
 
     async def release(
         self,
@@ -299,20 +272,14 @@ class DatabaseStore:
         holder: str,
         raise_to: int | None,
         max_slots: int,
-        witnesses: int = 1,
         interactive: bool = False,
     ) -> bool:
-        """See PaceStore.release (the raise first: it counts the witnesses against the probe's slots)."""
+        """See PaceStore.release."""
         raised = False
         async with self._connected(interactive) as connection:
             if raise_to is not None:
                 raised = await self.repository.raise_limit(
-                    connection,
-                    key=key,
-                    holder=holder,
-                    raise_to=raise_to,
-                    max_slots=max_slots,
-                    witnesses=witnesses,
+                    connection, key=key, raise_to=raise_to, max_slots=max_slots
                 )
             await self.repository.release(connection, key=key, holder=holder)
         return raised

@@ -14,25 +14,21 @@ The state of one budget key (`directory/{app}/{tenant}` or `outlook/{app}`):
 
 Probing: a take of `n` slots may use the slots below `slot_limit + n` (not only below `slot_limit`)
 when `hold_until` has passed; the lowest free slots are taken, so slots at or above the limit are only
-used when the ones below are held. A take holding a slot at or above `slot_limit` is a probe; if
-Microsoft answers it without pushback, its release raises `slot_limit` to the pacer's `raise_to` (twice
-the limit the probe saw, or its highest slot + 1 if more: slow start), never above `max_slots`, never
-while a hold runs, and only when the calls that made it a probe were in flight all along: at least
-`witnesses` slots of other holders that took theirs before the probe (an earlier `expires_at`: every
-process leases for the same time; a tie on SQLite's millisecond clock is no witness) are still held
-when it is released. The pacer also takes as witnesses the calls taken just before the probe (`fresh`
-at its take: sent together, they ran at Microsoft together) and then asks for none here. Without them
-the calls beneath had ended, at Microsoft if not yet here, before the probe was answered, and Microsoft
-letting it through proved nothing (a bench run raised 31 of 50 apps' limits that way, each paid with a
-refused envelope of 20). An Outlook 429 halves the concurrency actually in flight:
+used when the ones below are held. A take holding a slot at or above `slot_limit` is a probe. Whether
+Microsoft's answer to it proves that more calls may be in flight is the pacer's judgement (pacing/pacer.py:
+on when the requests were on the wire, which the store does not know); when it is proven, the release of
+the call that completes the proof carries `raise_to` (twice the limit the probe saw, or its highest slot
++ 1 if more: slow start), and the store sets `slot_limit` to it, never above `max_slots`, never while a
+hold runs. An Outlook 429 halves the concurrency actually in flight:
 `slot_limit = max(1, min(slot_limit, held // 2))` where `held` counts the key's slots held now (the
 throttled request's own included: the pacer pushes back before it releases), and holds probing for
 `hold_for` seconds; once per event: a 429 of a request sent under a limit higher than the current one
-(`sent_under` > `slot_limit`: a halving already answered it) changes nothing. A refused probe does not
-halve: Microsoft refused only the one call above the limit while the calls beneath it ran, so the limit
-goes back to the one it probed above (`sent_under`) and probing is held. Halving there cut an app to 2
-or 3 for the hold's hour, by however many slots happened to be held at that moment (13 of 50 apps in a
-20,000-mailbox bench run), and every envelope of 20 it sent was cut into 7 to 10.
+(`sent_under` > `slot_limit`: a halving already answered it) changes nothing. A refused probe (or a 429
+of a call beside one, which the pacer tells the same way) does not halve: Microsoft refused only the one
+call above the limit while the calls beneath it ran, so the limit goes back to the one it probed above
+(`sent_under`) and probing is held. Halving there cut an app to 2 or 3 for the hold's hour, by however
+many slots happened to be held at that moment (13 of 50 apps in a 20,000-mailbox bench run), and every
+envelope of 20 it sent was cut into 7 to 10.
 """
 
 from __future__ import annotations
@@ -61,12 +57,10 @@ class BudgetState:
 
 @dataclass(frozen=True)
 class Taken:
-    """Slots a take got (all `n` asked, or none), the budget's `slot_limit` when it took them, and how many
-    slots of other holders were taken within the take's `fresh` seconds before it (and are held)."""
+    """Slots a take got (all `n` asked, or none), and the budget's `slot_limit` when it took them."""
 
     slots: tuple[int, ...]
     slot_limit: int
-    fresh: int = 0
 
     @property
     def probe(self) -> bool:
@@ -102,13 +96,11 @@ class PaceStore(Protocol):
         lease: float,
         max_slots: int,
         interactive: bool,
-        fresh: float = 0.0,
     ) -> Taken:
         """Hold `n` free slots for `holder` until now + `lease` (free: no holder, or lease expired), the
         lowest first, below `min(max_slots, slot_limit + n)` when probing is allowed (`hold_until` has
         passed) else below `min(max_slots, slot_limit)`; all `n` or none; none while paused or (for
-        background) an interactive caller is stamped. With slots, also count the other holders' slots
-        taken in the last `fresh` seconds (a lease expiring at or after now + lease - fresh)."""
+        background) an interactive caller is stamped."""
         ...
 
     async def release(
@@ -118,12 +110,10 @@ class PaceStore(Protocol):
         holder: str,
         raise_to: int | None,
         max_slots: int,
-        witnesses: int = 1,
         interactive: bool = False,
     ) -> bool:
-        """Free `holder`'s slots; with `raise_to` (a probe Microsoft answered without pushback), first
-        set `slot_limit` to `min(max_slots, max(slot_limit, raise_to))` unless a hold runs or fewer than
-        `witnesses` earlier holders still hold their slots. True when the limit was set so."""
+        """Free `holder`'s slots; with `raise_to` (the pacer found a probe proven), first set `slot_limit`
+        to `min(max_slots, max(slot_limit, raise_to))` unless a hold runs. True when the limit was set so."""
         ...
 
     async def state(self, key: str, *, interactive_seconds: float | None) -> BudgetState | None:
