@@ -612,7 +612,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="NAME=VALUE",
         help="a setting of the service and its workers, e.g. M365CONNECT_WORK_CONCURRENCY=50 (repeatable)",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.small_runs < 1:  # the table sets the request during the jobs against it idle
+        parser.error("--small-runs must be at least 1")
+    return args
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -72,3 +72,12 @@ def test_a_tiny_run_finishes_and_reports_every_figure(tmp_path: Path) -> None:
     assert sum(report["result"]["outlook_limits"].values()) == 3
     assert "apps per learnt Outlook limit" in done.stdout.decode()
     assert "time to finish" in done.stdout.decode()
+
+
+def test_a_run_without_idle_requests_is_refused_before_it_starts(jobs_bench: ModuleType) -> None:
+    """The table sets the 10-item request during the jobs against it idle: with --small-runs 0 the script
+    ran the whole import and then failed printing it."""
+    with pytest.raises(SystemExit) as exited:
+        jobs_bench.parse_args(["--small-runs", "0"])
+    assert exited.value.code == 2
+    assert jobs_bench.parse_args(["--small-runs", "1"]).small_runs == 1
