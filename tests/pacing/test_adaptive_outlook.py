@@ -413,7 +413,7 @@ async def test_the_limit_never_passes_its_maximum(stores: list[PaceStore]) -> No
 
 async def test_two_processes_probing_at_once_never_share_a_slot(stores: list[PaceStore]) -> None:
     """Several rounds of 12 callers in two processes, each holding what it gets for a moment: no slot is
-    ever held twice and nothing above the maximum, while probes run above the limit in both."""
+    ever held twice and nothing above the maximum, while probes run above the limit."""
     pacers = [pacer(store) for store in stores]
     holding: dict[int, str] = {}
     clashes: list[int] = []
@@ -439,7 +439,9 @@ async def test_two_processes_probing_at_once_never_share_a_slot(stores: list[Pac
 
     await asyncio.gather(*(worker(pacers[index % 2], 8) for index in range(12)))
     assert clashes == []
-    assert set(probed) == set(pacers)
+    # Probes ran (in which process is chance: once one process's probes raise the limit to the maximum,
+    # nobody probes any more).
+    assert probed
     # Whether the limit grows here is chance: a probe's witnesses are its own process's calls (a process
     # does not see when another's requests were on the wire), so it grows only when one process holds
     # every slot beneath a probe. Growth itself: the tests above, and the next one's cap.
