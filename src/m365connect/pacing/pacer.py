@@ -27,7 +27,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections import Counter, deque
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -192,9 +192,9 @@ class StorePacer:
         self._lines: dict[str, _Line] = {}
         self._units: dict[tuple[str, bool], _UnitsQueue] = {}  # by directory budget and `interactive`
         self._seeded: set[str] = set()
-        self._held: Counter[str] = Counter()  # Outlook slots this process holds, per budget
-        # This process's Outlook permits in flight, per budget and holder, and the ended ones that may
-        # still tell about those (_forget): a probe is judged on them (_witnessed, probe_beside).
+        # This process's Outlook permits in flight, per budget and holder (the slots it holds: _holding),
+        # and the ended ones that may still tell about those (_forget): a probe is judged on them
+        # (_witnessed, probe_beside).
         self._flying: dict[str, dict[str, Permit]] = {}
         self._ended: dict[str, list[Permit]] = {}
         # Per Outlook budget, its limit and whether it may be probed, as last seen (a take that got slots
@@ -244,7 +244,6 @@ class StorePacer:
         except _STORE_ERRORS as exc:
             self._store_failed(exc)
         finally:
-            self._held[key] -= len(permit.slots)
             if probe is not None:
                 self._judge(probe, "raised" if raised else "unproven", raise_to)
             elif permit.probe and not proven:
@@ -316,6 +315,10 @@ class StorePacer:
             if raise_to is not None:
                 fields["raised_to"] = min(raise_to, self.policy.outlook_max_concurrency)
             logger.info(f"pacing.outlook.{outcome}", extra=fields)
+
+    def _holding(self, key: str) -> int:
+        """The budget's Outlook slots this process holds."""
+        return sum(len(permit.slots) for permit in self._flying.get(key, {}).values())
 
     def _around(self, key: str) -> list[Permit]:
         """The budget's permits in flight here, and the ended ones kept (_forget)."""
@@ -527,7 +530,7 @@ class StorePacer:
                 # Never more than the budget lets in flight: under a limit of 2 (after a 429) an envelope
                 # that wants 4 takes 2 and carries 2 Outlook items (graph.py); asking for 4 never ends.
                 want = wanted if room is None else max(1, min(wanted, room))
-                if not scope.interactive and room is not None and self._held[key] + want > room:
+                if not scope.interactive and room is not None and self._holding(key) + want > room:
                     # This process holds the slots that would be needed: only its own release frees them
                     # (a lease running out is the rare other way), so asking the store now is wasted.
                     left = deadline - self._clock()
@@ -554,7 +557,6 @@ class StorePacer:
                     known = self._known.get(key)
                     probing = known[1] if known is not None and known[0] == taken.slot_limit else True
                     self._known[key] = (taken.slot_limit, probing)
-                    self._held[key] += len(taken.slots)
                     self._observer.waited("outlook", scope.interactive, self._clock() - started)
                     permit = Permit(
                         scope,
