@@ -336,11 +336,15 @@ async def test_a_429_beside_a_probe_is_told_as_the_probe_s_refusal(graph: FakeGr
 
 class SlowGraph:
     """A real HTTP/1.1 server on localhost (keep-alive): answers every request with 200 and an empty
-    JSON object after `delay` seconds, longer for paths containing `slow`."""
+    JSON object after `delay` seconds, longer for paths containing `slow`; `seen` records, per request
+    line, when the request was in and when its answer was written (time.monotonic), and
+    `slow_arrived` is set when a slow request is in."""
 
     def __init__(self, delay: float = 0.05) -> None:
         self.delay = delay
         self.server: asyncio.Server | None = None
+        self.seen: dict[str, tuple[float, float]] = {}
+        self.slow_arrived = asyncio.Event()
 
     async def __aenter__(self) -> str:
         self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
@@ -365,11 +369,15 @@ class SlowGraph:
                     0,
                 )
                 await reader.readexactly(length)
+                arrived = time.monotonic()
+                if "slow" in lines[0]:
+                    self.slow_arrived.set()
                 await asyncio.sleep(self.delay * (6 if "slow" in lines[0] else 1))
                 writer.write(
                     b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
                 )
                 await writer.drain()
+                self.seen[lines[0].split(" ")[1]] = (arrived, time.monotonic())
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
@@ -378,15 +386,17 @@ class SlowGraph:
 
 async def test_a_permit_learns_when_its_request_was_on_the_wire(graph: FakeGraph) -> None:
     """Holding slots is not being at Microsoft: a request may wait for a connection with its slots held.
-    The permit's Flight says when the request went out (after that wait) and when its answer came."""
-    async with SlowGraph(0.05) as url, httpx.AsyncClient(limits=httpx.Limits(max_connections=1)) as http:
+    The permit's Flight says when the request went out (after that wait) and when its answer came: in
+    the order the server saw them, not by timing."""
+    served = SlowGraph(0.05)
+    async with served as url, httpx.AsyncClient(limits=httpx.Limits(max_connections=1)) as http:
         pacer = RecordingPacer(slots=4)
         client = GraphClient(http=http, graph_url=url, pacer=pacer)
-        # Another request holds the only connection for 0.3 s (unpaced: no scope).
+        # Another request holds the only connection (unpaced: no scope) until the server answers it.
         other = asyncio.create_task(
             client.call(Tokens("token-1"), GraphRequest(id="0", method="GET", url="/slow"), deadline=FAR)
         )
-        await asyncio.sleep(0.05)
+        await served.slow_arrived.wait()
         asked = time.monotonic()
         response = await client.call(Tokens("token-1"), probes(1)[0], deadline=FAR, scope=SCOPE)
         await other
@@ -395,6 +405,10 @@ async def test_a_permit_learns_when_its_request_was_on_the_wire(graph: FakeGraph
     flight = permit.flight
     assert flight.sent is not None
     assert flight.answered is not None
-    assert flight.sent - asked >= 0.15  # it waited for the connection before it went out
-    assert flight.answered - flight.sent >= 0.04  # then Graph took its time
+    (_, slow_answered) = next(times for line, times in served.seen.items() if "slow" in line)
+    (arrived, answered) = next(times for line, times in served.seen.items() if "mailboxSettings" in line)
+    # Asked for while the connection was busy; sent only once the server had answered the other request.
+    assert asked < slow_answered < flight.sent
+    # Sent before the server had it; answered after the server wrote the answer.
+    assert flight.sent <= arrived <= answered <= flight.answered
     assert flight.clean is None  # told by the pacer's release (RecordingPacer does not)
