@@ -21,7 +21,7 @@ from m365connect.microsoft.pacing import Demand, PaceScope, Permit
 from m365connect.pacing.pacer import NoPaceObserver, ProbeOutcome, StorePacer, budget_key
 from m365connect.pacing.redis_store import RedisPaceStore
 from m365connect.pacing.repository import DatabaseStore
-from m365connect.pacing.store import PaceStore
+from m365connect.pacing.store import PaceStore, Taken
 from m365connect.settings import Settings
 from m365connect.state import build_pacer
 from tests.conftest import BACKENDS, truncate
@@ -347,6 +347,38 @@ async def test_a_process_s_slot_takes_reach_the_store_in_the_order_asked(stores:
         await asyncio.gather(
             *(store.release(key, holder=f"h{i}", raise_to=None, max_slots=40) for i in range(40))
         )
+
+
+async def test_a_process_s_releases_reach_the_store_before_the_takes_queued_ahead_of_them(
+    stores: list[PaceStore],
+) -> None:
+    """Every slot held, then 10 takes and, after them, the 10 releases asked for at once: the first take
+    has the connection and finds nothing, the releases go next, and the 9 takes behind them find the
+    slots free (in the order asked, every take would have found nothing). Several rounds."""
+    store = stores[0]
+    key = budget_key("outlook", PaceScope("releases-first-app", SCOPE.tenant_id))
+    await store.seed(key, capacity=1.0, slots=10, slot_limit=10)
+    holders = [f"held{i}" for i in range(10)]
+    for holder in holders:
+        assert (await take(store, key, holder)).slots
+    for round_ in range(3):
+        takers = [f"r{round_}-{i}" for i in range(10)]
+        results = await asyncio.gather(
+            *(take(store, key, taker) for taker in takers),
+            *(store.release(key, holder=holder, raise_to=None, max_slots=10) for holder in holders),
+        )
+        taken = results[:10]
+        assert not taken[0].slots
+        assert [len(t.slots) for t in taken[1:]] == [1] * 9
+        assert sorted(slot for t in taken for slot in t.slots) == list(range(9))
+        holders = [taker for taker, t in zip(takers, taken, strict=True) if t.slots]
+        assert (await take(store, key, f"r{round_}-last")).slots == (9,)
+        holders.append(f"r{round_}-last")
+
+
+async def take(store: PaceStore, key: str, holder: str) -> Taken:
+    """One background slot for `holder` on a budget of 10 slots."""
+    return await store.take_slots(key, holder=holder, n=1, lease=30.0, max_slots=10, interactive=False)
 
 
 async def test_a_429_halves_what_is_in_flight_and_holds_probing(stores: list[PaceStore]) -> None:

@@ -17,7 +17,6 @@ the prefix would need a hash tag (`{...}`) to keep them in one hash slot.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -28,7 +27,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from m365connect.pacing.store import BudgetState, StoreUnavailable, Taken
+from m365connect.pacing.store import BudgetState, StepLock, StoreUnavailable, Taken
 
 DEFAULT_PREFIX = "m365connect:pace:"
 _TIMEOUT_SECONDS = 0.5
@@ -285,7 +284,8 @@ class RedisPaceStore:
         """Free `holder`'s slots; with `raise_to`, first raise `slot_limit` unless a hold runs."""
         raise_arg = "" if raise_to is None else str(int(raise_to))
         args = (holder, raise_arg, str(int(max_slots)))
-        return int(await self._run(self._release, key, *args, interactive=interactive)) == 1
+        answer = await self._run(self._release, key, *args, interactive=interactive, release=True)
+        return int(answer) == 1
 
     async def state(self, key: str, *, interactive_seconds: float | None) -> BudgetState | None:
         """The budget (None when it does not exist), stamped first with `interactive_seconds`."""
@@ -332,11 +332,13 @@ class RedisPaceStore:
         except _ERRORS as exc:
             _unavailable(exc)
 
-    async def _run(self, script: AsyncScript, key: str, *args: str, interactive: bool) -> Any:
+    async def _run(
+        self, script: AsyncScript, key: str, *args: str, interactive: bool, release: bool = False
+    ) -> Any:
         name = self.prefix + key
         lane = self._lanes[interactive]
         failures = lane.failures
-        async with lane.lock:
+        async with lane.lock.turn(release=release):
             if lane.failures != failures:
                 raise StoreUnavailable("Redis did not answer a step queued before this one")
             try:
@@ -348,11 +350,12 @@ class RedisPaceStore:
 
 @dataclass
 class _Lane:
-    """One connection (a single-connection client), the lock that runs its steps one at a time in the
-    order asked, and how many of its steps failed (a step queued before a failure fails with it)."""
+    """One connection (a single-connection client), the lock that runs its steps one at a time (releases
+    first, then in the order asked: StepLock), and how many of its steps failed (a step queued before a
+    failure fails with it)."""
 
     client: aioredis.Redis
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    lock: StepLock = field(default_factory=StepLock)
     failures: int = 0
 
 

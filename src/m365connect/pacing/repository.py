@@ -16,7 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from m365connect.db.errors import DatabaseUnreachable
-from m365connect.pacing.store import BudgetState, StoreUnavailable, Taken
+from m365connect.pacing.store import BudgetState, StepLock, StoreUnavailable, Taken
 
 _ERRORS = (SQLAlchemyError, DatabaseUnreachable, OSError, TimeoutError)
 
@@ -196,7 +196,7 @@ class _Lane:
     """One held connection and the lock that lets one caller use it at a time."""
 
     connection: AsyncConnection | None = None
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    lock: StepLock = field(default_factory=StepLock)
 
 
 class DatabaseStore:
@@ -276,7 +276,7 @@ class DatabaseStore:
     ) -> bool:
         """See PaceStore.release."""
         raised = False
-        async with self._connected(interactive) as connection:
+        async with self._connected(interactive, release=True) as connection:
             if raise_to is not None:
                 raised = await self.repository.raise_limit(
                     connection, key=key, raise_to=raise_to, max_slots=max_slots
@@ -317,10 +317,11 @@ class DatabaseStore:
             await self.repository.pushback(connection, params)
 
     @asynccontextmanager
-    async def _connected(self, interactive: bool) -> AsyncIterator[AsyncConnection]:
-        """The connection of the caller's lane, one statement sequence at a time in this process."""
+    async def _connected(self, interactive: bool, *, release: bool = False) -> AsyncIterator[AsyncConnection]:
+        """The connection of the caller's lane, one statement sequence at a time in this process (releases
+        first: StepLock)."""
         lane = self._lanes[interactive]
-        async with lane.lock:
+        async with lane.lock.turn(release=release):
             try:
                 if lane.connection is None:
                     opened = await self._engine.connect()
@@ -343,7 +344,7 @@ class DatabaseStore:
     async def aclose(self) -> None:
         """Return the held connections to their pool (before the engine is disposed)."""
         for lane in self._lanes.values():
-            async with lane.lock:
+            async with lane.lock.turn():
                 connection, lane.connection = lane.connection, None
             if connection is not None:
                 with contextlib.suppress(*_ERRORS):
