@@ -26,7 +26,7 @@ class _KeepAliveServer:
         self._server: asyncio.Server | None = None
 
     async def start(self) -> str:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, backlog=512)
         port = self._server.sockets[0].getsockname()[1]
         return f"http://127.0.0.1:{port}"
 
@@ -95,13 +95,14 @@ async def test_rounds_of_concurrent_requests_reuse_the_connections_of_the_first(
 
 
 async def test_the_pools_hold_their_connections_together_and_no_more(server: _KeepAliveServer) -> None:
-    """100 requests at once: at most HTTP_POOLS x HTTP_POOL_CONNECTIONS connections, all of them used."""
+    """300 requests at once: at most HTTP_POOLS x HTTP_POOL_CONNECTIONS connections, all of them used."""
     url = await server.start()
     pooled = build_http_client(_settings())
     try:
-        answers = await asyncio.gather(*(pooled.request("GET", url + "/x") for _ in range(100)))
+        answers = await asyncio.gather(*(pooled.request("GET", url + "/x") for _ in range(300)))
         assert all(answer.status_code == 200 for answer in answers)
-        assert server.connections == HTTP_POOLS * HTTP_POOL_CONNECTIONS == 64
+        assert server.requests == 300
+        assert server.connections == HTTP_POOLS * HTTP_POOL_CONNECTIONS == 256
     finally:
         await pooled.aclose()
 
