@@ -38,6 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from m365connect.microsoft.pacing import Demand, Kind, PaceScope, Permit
 from m365connect.pacing.repository import DatabaseStore
 from m365connect.pacing.store import BudgetState, PaceStore, StoreUnavailable
+from m365connect.pacing.turns import Turns
 
 logger = logging.getLogger("m365connect.pacing")
 
@@ -114,41 +115,11 @@ def budget_key(kind: Kind, scope: PaceScope) -> str:
 
 
 class _Line:
-    """The callers of one budget in this process: one at a time, interactive ones first."""
+    """The callers of one budget in this process: one at a time, interactive ones first (Turns)."""
 
     def __init__(self) -> None:
-        self._busy = False
-        self._waiting: tuple[deque[asyncio.Future[None]], deque[asyncio.Future[None]]] = (deque(), deque())
+        self.turns = Turns()
         self.freed = asyncio.Event()  # set when this process frees slots of the budget
-
-    @asynccontextmanager
-    async def turn(self, interactive: bool) -> AsyncIterator[None]:
-        if self._busy:
-            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._waiting[0 if interactive else 1].append(future)
-            try:
-                await future
-            except BaseException:
-                if future.done() and not future.cancelled():
-                    self._next()  # the turn was handed over as this caller gave up: pass it on
-                else:
-                    self._waiting[0 if interactive else 1].remove(future)
-                raise
-        else:
-            self._busy = True
-        try:
-            yield
-        finally:
-            self._next()
-
-    def _next(self) -> None:
-        for queue in self._waiting:
-            while queue:
-                future = queue.popleft()
-                if not future.done():
-                    future.set_result(None)
-                    return
-        self._busy = False
 
 
 @dataclass(eq=False)
@@ -594,7 +565,7 @@ class StorePacer:
         line = self._line(key)
         try:
             async with asyncio.timeout(max(0.0, deadline - self._clock())):
-                entered = line.turn(interactive)
+                entered = line.turns.turn(first=interactive)
                 await entered.__aenter__()
         except TimeoutError:
             yield False

@@ -27,7 +27,8 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from m365connect.pacing.store import BudgetState, StepLock, StoreUnavailable, Taken
+from m365connect.pacing.store import BudgetState, StoreUnavailable, Taken
+from m365connect.pacing.turns import Turns
 
 DEFAULT_PREFIX = "m365connect:pace:"
 _TIMEOUT_SECONDS = 0.5
@@ -338,7 +339,7 @@ class RedisPaceStore:
         name = self.prefix + key
         lane = self._lanes[interactive]
         failures = lane.failures
-        async with lane.lock.turn(release=release):
+        async with lane.lock.turn(first=release):
             if lane.failures != failures:
                 raise StoreUnavailable("Redis did not answer a step queued before this one")
             try:
@@ -351,11 +352,11 @@ class RedisPaceStore:
 @dataclass
 class _Lane:
     """One connection (a single-connection client), the lock that runs its steps one at a time (releases
-    first, then in the order asked: StepLock), and how many of its steps failed (a step queued before a
+    first, then in the order asked: Turns), and how many of its steps failed (a step queued before a
     failure fails with it)."""
 
     client: aioredis.Redis
-    lock: StepLock = field(default_factory=StepLock)
+    lock: Turns = field(default_factory=Turns)
     failures: int = 0
 
 

@@ -16,7 +16,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from m365connect.db.errors import DatabaseUnreachable
-from m365connect.pacing.store import BudgetState, StepLock, StoreUnavailable, Taken
+from m365connect.pacing.store import BudgetState, StoreUnavailable, Taken
+from m365connect.pacing.turns import Turns
 
 _ERRORS = (SQLAlchemyError, DatabaseUnreachable, OSError, TimeoutError)
 
@@ -196,7 +197,7 @@ class _Lane:
     """One held connection and the lock that lets one caller use it at a time."""
 
     connection: AsyncConnection | None = None
-    lock: StepLock = field(default_factory=StepLock)
+    lock: Turns = field(default_factory=Turns)
 
 
 class DatabaseStore:
@@ -319,9 +320,9 @@ class DatabaseStore:
     @asynccontextmanager
     async def _connected(self, interactive: bool, *, release: bool = False) -> AsyncIterator[AsyncConnection]:
         """The connection of the caller's lane, one statement sequence at a time in this process (releases
-        first: StepLock)."""
+        first: pacing/turns.py)."""
         lane = self._lanes[interactive]
-        async with lane.lock.turn(release=release):
+        async with lane.lock.turn(first=release):
             try:
                 if lane.connection is None:
                     opened = await self._engine.connect()

@@ -33,10 +33,6 @@ envelope of 20 it sent was cut into 7 to 10.
 
 from __future__ import annotations
 
-import asyncio
-from collections import deque
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -149,54 +145,3 @@ class PaceStore(Protocol):
     async def aclose(self) -> None:
         """Let go of connections."""
         ...
-
-
-class StepLock:
-    """Lets one step at a time use a store's connection: releases first, then the other steps in the
-    order asked.
-
-    A release frees what the waiting takes wait for, and its slots stay held at the store until it has
-    run, idle at Microsoft; in the order asked it waited behind every take and poll queued before it (a
-    release took 58-68 ms on average in 20,000-mailbox imports at 50 ms latency, 37-40 ms first:
-    docs/performance.md, "Releases first, and 256 connections"). Takes among themselves keep their order
-    (a process's takes reach the store in the order asked), and so do releases.
-    """
-
-    def __init__(self) -> None:
-        self._busy = False
-        self._waiting: dict[bool, deque[asyncio.Future[None]]] = {True: deque(), False: deque()}
-
-    @asynccontextmanager
-    async def turn(self, *, release: bool = False) -> AsyncIterator[None]:
-        """Hold the connection for one step; `release`: the step frees slots, it goes before the others."""
-        await self._acquire(release)
-        try:
-            yield
-        finally:
-            self._next()
-
-    async def _acquire(self, release: bool) -> None:
-        if not self._busy:  # (nobody waits while the connection is free)
-            self._busy = True
-            return
-        queue = self._waiting[release]
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        queue.append(waiter)
-        try:
-            await waiter
-        except BaseException:
-            if waiter.done() and not waiter.cancelled():
-                self._next()  # handed the connection, then cancelled: pass it on
-            elif waiter in queue:  # (a cancelled waiter may have been passed over already)
-                queue.remove(waiter)
-            raise
-
-    def _next(self) -> None:
-        for release in (True, False):
-            queue = self._waiting[release]
-            while queue:
-                waiter = queue.popleft()
-                if not waiter.done():
-                    waiter.set_result(None)
-                    return
-        self._busy = False

@@ -1,24 +1,23 @@
-"""StepLock (pacing/store.py): one step at a time on a store's connection, releases first, the rest in
-the order asked; a cancelled waiter neither keeps the connection nor blocks the ones behind it."""
+"""Turns (pacing/turns.py): one caller at a time (on a store's connection: releases first; in a budget's
+line: interactive callers first), the rest in the order asked; a cancelled waiter neither keeps the turn
+nor blocks the ones behind it (a deadline passing as the turn came round once raised ValueError)."""
 
 from __future__ import annotations
 
 import asyncio
 
-from m365connect.pacing.store import StepLock
+from m365connect.pacing.turns import Turns
 
 
-async def _step(
-    lock: StepLock, name: str, ran: list[str], *, release: bool = False, hold: float = 0.0
-) -> None:
-    async with lock.turn(release=release):
+async def _step(lock: Turns, name: str, ran: list[str], *, release: bool = False, hold: float = 0.0) -> None:
+    async with lock.turn(first=release):
         ran.append(name)
         await asyncio.sleep(hold)
 
 
 async def test_releases_go_before_the_steps_asked_for_earlier_and_each_kind_keeps_its_order() -> None:
     for _ in range(3):
-        lock, ran = StepLock(), []
+        lock, ran = Turns(), []
         first = asyncio.create_task(_step(lock, "busy", ran, hold=0.01))
         await asyncio.sleep(0)  # it has the connection
         names = ["take1", "release1", "take2", "release2", "take3", "release3"]
@@ -29,11 +28,11 @@ async def test_releases_go_before_the_steps_asked_for_earlier_and_each_kind_keep
 
 
 async def test_one_step_at_a_time() -> None:
-    lock, inside, most = StepLock(), 0, 0
+    lock, inside, most = Turns(), 0, 0
 
     async def step(release: bool) -> None:
         nonlocal inside, most
-        async with lock.turn(release=release):
+        async with lock.turn(first=release):
             inside += 1
             most = max(most, inside)
             await asyncio.sleep(0)
@@ -46,7 +45,7 @@ async def test_one_step_at_a_time() -> None:
 async def test_a_waiter_cancelled_in_the_queue_is_passed_over() -> None:
     """Cancelled while it waits, and passed over by the step ending before it wakes (or after)."""
     for passed_over_first in (True, False):
-        lock, ran = StepLock(), []
+        lock, ran = Turns(), []
         async with lock.turn():
             cancelled = asyncio.create_task(_step(lock, "cancelled", ran, release=True))
             behind = asyncio.create_task(_step(lock, "behind", ran))
@@ -64,7 +63,7 @@ async def test_a_waiter_cancelled_in_the_queue_is_passed_over() -> None:
 
 
 async def test_a_waiter_cancelled_after_being_handed_the_connection_passes_it_on() -> None:
-    lock, ran = StepLock(), []
+    lock, ran = Turns(), []
     async with lock.turn():
         handed = asyncio.create_task(_step(lock, "handed", ran, release=True))
         behind = asyncio.create_task(_step(lock, "behind", ran))
