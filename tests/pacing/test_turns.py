@@ -9,8 +9,8 @@ import asyncio
 from m365connect.pacing.turns import Turns
 
 
-async def _step(lock: Turns, name: str, ran: list[str], *, release: bool = False, hold: float = 0.0) -> None:
-    async with lock.turn(first=release):
+async def _step(lock: Turns, name: str, ran: list[str], *, first: bool = False, hold: float = 0.0) -> None:
+    async with lock.turn(first=first):
         ran.append(name)
         await asyncio.sleep(hold)
 
@@ -18,11 +18,11 @@ async def _step(lock: Turns, name: str, ran: list[str], *, release: bool = False
 async def test_releases_go_before_the_steps_asked_for_earlier_and_each_kind_keeps_its_order() -> None:
     for _ in range(3):
         lock, ran = Turns(), []
-        first = asyncio.create_task(_step(lock, "busy", ran, hold=0.01))
+        holder = asyncio.create_task(_step(lock, "busy", ran, hold=0.01))
         await asyncio.sleep(0)  # it has the connection
         names = ["take1", "release1", "take2", "release2", "take3", "release3"]
         await asyncio.gather(
-            first, *(_step(lock, name, ran, release=name.startswith("release")) for name in names)
+            holder, *(_step(lock, name, ran, first=name.startswith("release")) for name in names)
         )
         assert ran == ["busy", "release1", "release2", "release3", "take1", "take2", "take3"]
 
@@ -30,9 +30,9 @@ async def test_releases_go_before_the_steps_asked_for_earlier_and_each_kind_keep
 async def test_one_step_at_a_time() -> None:
     lock, inside, most = Turns(), 0, 0
 
-    async def step(release: bool) -> None:
+    async def step(first: bool) -> None:
         nonlocal inside, most
-        async with lock.turn(first=release):
+        async with lock.turn(first=first):
             inside += 1
             most = max(most, inside)
             await asyncio.sleep(0)
@@ -42,38 +42,26 @@ async def test_one_step_at_a_time() -> None:
     assert most == 1
 
 
-async def test_a_waiter_cancelled_in_the_queue_is_passed_over() -> None:
-    """Cancelled while it waits, and passed over by the step ending before it wakes (or after)."""
-    for passed_over_first in (True, False):
+async def test_a_cancelled_waiter_neither_keeps_the_turn_nor_blocks_the_next() -> None:
+    """A waiter cancelled (as its deadline's timeout does) at three points: in the queue, passed over by
+    the holder leaving before it wakes (the line's former lock raised ValueError there); in the queue,
+    waking first; and after the turn was handed to it, before it ran (it passes the turn on)."""
+    for when in ("passed over", "woken first", "handed"):
         lock, ran = Turns(), []
         async with lock.turn():
-            cancelled = asyncio.create_task(_step(lock, "cancelled", ran, release=True))
+            cancelled = asyncio.create_task(_step(lock, "cancelled", ran, first=True))
             behind = asyncio.create_task(_step(lock, "behind", ran))
             await asyncio.sleep(0)  # both wait
-            cancelled.cancel()
-            if not passed_over_first:
+            if when != "handed":
+                cancelled.cancel()
+            if when == "woken first":
                 await asyncio.sleep(0)  # it wakes, cancelled, and leaves the queue
-        async with asyncio.timeout(1):
+        if when == "handed":
+            cancelled.cancel()  # the turn went to it as the block above ended
+        async with asyncio.timeout(1):  # with the turn kept by the cancelled waiter: never
             await asyncio.gather(behind, cancelled, return_exceptions=True)
-        assert cancelled.cancelled()
-        assert ran == ["behind"]
-        async with asyncio.timeout(1):  # and the connection is free again
+        assert cancelled.cancelled(), when
+        assert ran == ["behind"], when
+        async with asyncio.timeout(1):  # and the turn is free again
             await _step(lock, "after", ran)
-        assert ran == ["behind", "after"]
-
-
-async def test_a_waiter_cancelled_after_being_handed_the_connection_passes_it_on() -> None:
-    lock, ran = Turns(), []
-    async with lock.turn():
-        handed = asyncio.create_task(_step(lock, "handed", ran, release=True))
-        behind = asyncio.create_task(_step(lock, "behind", ran))
-        await asyncio.sleep(0)  # both wait
-    # The connection was handed to `handed` when the step above ended; cancel it before it runs.
-    handed.cancel()
-    async with asyncio.timeout(1):  # with the connection kept by the cancelled waiter, never
-        await asyncio.gather(handed, behind, return_exceptions=True)
-    assert handed.cancelled()
-    assert ran == ["behind"]
-    async with asyncio.timeout(1):
-        await _step(lock, "after", ran)
-    assert ran == ["behind", "after"]
+        assert ran == ["behind", "after"], when
