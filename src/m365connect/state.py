@@ -132,8 +132,8 @@ def microsoft_ssl_context(settings: Settings) -> ssl.SSLContext:
 
 # 16 httpx clients per PooledClients (microsoft/http_pools.py says why not one) of 16 connections each,
 # all kept alive: 256 to Microsoft per PooledClients, opened as needed. With 64, an import of 50 tenants
-# at 300 ms latency sent its first 1,000 lookup envelopes through them in turn and took 1.35 x the budget
-# floor; with 256, 1.21-1.28 x (docs/performance.md, "Releases first, and 256 connections").
+# at 300 ms latency sent its first 1,000 lookup envelopes through them in turn and took 1.32-1.36 x the
+# budget floor; with 256, 1.21-1.28 x (docs/performance.md, "Releases first, and 256 connections").
 HTTP_POOLS = 16
 HTTP_POOL_CONNECTIONS = 16
 

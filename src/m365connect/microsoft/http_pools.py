@@ -1,12 +1,12 @@
 """Several httpx clients used as one: each request goes to the one with the fewest requests in flight.
 
-Why not one client of 64 connections: httpcore 1.0's pool walks every connection it holds each time a
+Why not one client of all the connections: httpcore 1.0's pool walks every connection it holds each time a
 request joins or leaves it (a quadratic walk for its keep-alive rule, and a `poll()` of every idle
 socket), so its cost per request grows with its size; and its keep-alive rule counts every connection,
 not only the idle ones, so a pool with more connections than `max_keepalive_connections` closes each one
-that goes idle, and the next request opens a new TLS connection. Four pools of 16 connections, each
-keeping all of its connections alive, hold as many connections with a quarter of the walk and no churn
-(docs/performance.md, "The HTTP pool's own cost").
+that goes idle, and the next request opens a new TLS connection. Pools of 16 connections, each keeping
+all of its connections alive, hold as many connections with a short walk and no churn (docs/performance.md,
+"The HTTP pool's own cost"); state.py says how many.
 """
 
 from __future__ import annotations
