@@ -115,6 +115,11 @@ async def done(paced: StorePacer, permit: Permit, proven: bool = False) -> None:
     await paced.release(permit, proven=proven)
 
 
+async def take(store: PaceStore, key: str, holder: str, max_slots: int = 10) -> Taken:
+    """One background slot for `holder`."""
+    return await store.take_slots(key, holder=holder, n=1, lease=30.0, max_slots=max_slots, interactive=False)
+
+
 async def limit_of(store: PaceStore) -> tuple[int, bool]:
     """The budget's limit and whether a hold runs."""
     state = await store.state(KEY, interactive_seconds=None)
@@ -337,12 +342,7 @@ async def test_a_process_s_slot_takes_reach_the_store_in_the_order_asked(stores:
     key = budget_key("outlook", PaceScope("ordered-app", SCOPE.tenant_id))
     await store.seed(key, capacity=1.0, slots=40, slot_limit=40)
     for _ in range(3):
-        taken = await asyncio.gather(
-            *(
-                store.take_slots(key, holder=f"h{i}", n=1, lease=30.0, max_slots=40, interactive=False)
-                for i in range(40)
-            )
-        )
+        taken = await asyncio.gather(*(take(store, key, f"h{i}", max_slots=40) for i in range(40)))
         assert [t.slots for t in taken] == [(i,) for i in range(40)]
         await asyncio.gather(
             *(store.release(key, holder=f"h{i}", raise_to=None, max_slots=40) for i in range(40))
@@ -374,11 +374,6 @@ async def test_a_process_s_releases_reach_the_store_before_the_takes_queued_ahea
         holders = [taker for taker, t in zip(takers, taken, strict=True) if t.slots]
         assert (await take(store, key, f"r{round_}-last")).slots == (9,)
         holders.append(f"r{round_}-last")
-
-
-async def take(store: PaceStore, key: str, holder: str) -> Taken:
-    """One background slot for `holder` on a budget of 10 slots."""
-    return await store.take_slots(key, holder=holder, n=1, lease=30.0, max_slots=10, interactive=False)
 
 
 async def test_a_429_halves_what_is_in_flight_and_holds_probing(stores: list[PaceStore]) -> None:
